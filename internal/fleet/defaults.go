@@ -1,0 +1,82 @@
+package fleet
+
+import "time"
+
+// Defaults, applied to keys the inventory leaves out.
+const (
+	DefaultKeepReleases   = 5
+	DefaultSSHPort        = 22
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultMaxParallel    = 20
+	DefaultHealthTimeout  = 60 * time.Second
+	DefaultHealthInterval = time.Second
+	DefaultStableFor      = 2 * time.Second
+	DefaultDrainTimeout   = 30 * time.Second
+	DefaultEmergencyDrain = 5 * time.Second
+	DefaultKnownHosts     = "~/.ssh/known_hosts"
+	OnFailureRollback     = "rollback"
+	OnFailurePause        = "pause"
+)
+
+func applyDefaults(inv *Inventory) {
+	if inv.KeepReleases == 0 {
+		inv.KeepReleases = DefaultKeepReleases
+	}
+	s := &inv.SSH
+	if s.Port == 0 {
+		s.Port = DefaultSSHPort
+	}
+	if len(s.KnownHosts) == 0 {
+		s.KnownHosts = StringList{DefaultKnownHosts}
+	}
+	if s.UseSSHConfig == nil {
+		t := true
+		s.UseSSHConfig = &t
+	}
+	if s.ConnectTimeout == 0 {
+		s.ConnectTimeout = DefaultConnectTimeout
+	}
+	if s.MaxParallel == 0 {
+		s.MaxParallel = DefaultMaxParallel
+	}
+	h := &inv.Health
+	if h.Timeout == 0 {
+		h.Timeout = DefaultHealthTimeout
+	}
+	if h.Interval == 0 {
+		h.Interval = DefaultHealthInterval
+	}
+	if h.StableFor == 0 {
+		h.StableFor = DefaultStableFor
+	}
+	r := &inv.Rollout
+	if len(r.Batches) == 0 {
+		r.Batches = []BatchSize{{N: 1}, {Percent: 25, IsPercent: true}}
+	}
+	if r.PauseAfterCanary == nil {
+		t := true
+		r.PauseAfterCanary = &t
+	}
+	if r.OnFailure == "" {
+		r.OnFailure = OnFailureRollback
+	}
+	e := &inv.Emergency
+	if len(e.Batches) == 0 {
+		e.Batches = []BatchSize{{Percent: 50, IsPercent: true}}
+	}
+	if e.DrainTimeout == 0 {
+		e.DrainTimeout = DefaultEmergencyDrain
+	}
+	if inv.Balancer.DrainTimeout == 0 {
+		inv.Balancer.DrainTimeout = DefaultDrainTimeout
+	}
+	for i := range inv.Hosts {
+		hh := &inv.Hosts[i]
+		if hh.Server == "" {
+			hh.Server = hh.Name
+		}
+	}
+	if inv.Migrations.Host == "" && len(inv.Hosts) > 0 {
+		inv.Migrations.Host = inv.Hosts[0].Name
+	}
+}

@@ -1,0 +1,327 @@
+package fleet
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads, checks and defaults the inventory at path.
+func Load(path string) (*Inventory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read inventory: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse checks and defaults an inventory held in memory; file names it in
+// errors. Every problem found is returned at once, as Errors.
+func Parse(file string, data []byte) (*Inventory, error) {
+	l := &loader{file: file, lines: map[string]int{}}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Errors{l.syntaxError(err)}
+	}
+	if len(bytes.TrimSpace(data)) == 0 || root.Kind == 0 {
+		return nil, Errors{{File: file, Line: 1, Msg: "inventory is empty"}}
+	}
+	doc := root.Content[0]
+	l.hostNames = hostNames(doc)
+	l.walk(doc, reflect.TypeOf(Inventory{}), "")
+	if len(l.errs) > 0 {
+		return nil, l.sorted()
+	}
+	inv := &Inventory{}
+	if err := doc.Decode(inv); err != nil {
+		// The walk checks every kind and scalar; this is a safety net.
+		return nil, Errors{l.syntaxError(err)}
+	}
+	inv.File = file
+	applyDefaults(inv)
+	l.validate(inv)
+	if len(l.errs) > 0 {
+		return nil, l.sorted()
+	}
+	return inv, nil
+}
+
+type loader struct {
+	file      string
+	lines     map[string]int // key path → line, for validation errors
+	hostNames []string
+	errs      Errors
+}
+
+var yamlLineRe = regexp.MustCompile(`line (\d+): (.*)`)
+
+func (l *loader) syntaxError(err error) *Error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return &Error{File: l.file, Line: n, Msg: "YAML: " + m[2]}
+	}
+	return &Error{File: l.file, Msg: "YAML: " + msg}
+}
+
+func (l *loader) sorted() Errors {
+	sort.SliceStable(l.errs, func(i, j int) bool { return l.errs[i].Line < l.errs[j].Line })
+	return l.errs
+}
+
+// add records a problem at path (a raw path such as "hosts[2].address").
+func (l *loader) add(line int, path, format string, args ...any) {
+	l.errs = append(l.errs, &Error{File: l.file, Line: line, Path: l.pretty(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+// at records a problem whose line is looked up from its key path.
+func (l *loader) at(path, format string, args ...any) {
+	l.add(l.line(path), path, format, args...)
+}
+
+// line finds the line of path, or of its nearest ancestor that has one.
+func (l *loader) line(path string) int {
+	for p := path; ; {
+		if n, ok := l.lines[p]; ok {
+			return n
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i <= 0 {
+			return l.lines[""]
+		}
+		p = p[:i]
+	}
+}
+
+var hostIdxRe = regexp.MustCompile(`^hosts\[(\d+)\]`)
+
+// pretty names the host in a path: hosts[2].ssh → hosts[2] (web3).ssh.
+func (l *loader) pretty(path string) string {
+	m := hostIdxRe.FindStringSubmatchIndex(path)
+	if m == nil {
+		return path
+	}
+	i, _ := strconv.Atoi(path[m[2]:m[3]])
+	if i >= len(l.hostNames) || l.hostNames[i] == "" {
+		return path
+	}
+	return path[:m[1]] + " (" + l.hostNames[i] + ")" + path[m[1]:]
+}
+
+func hostNames(doc *yaml.Node) []string {
+	if doc.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		if doc.Content[i].Value != "hosts" || doc.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		var names []string
+		for _, h := range doc.Content[i+1].Content {
+			name := ""
+			if h.Kind == yaml.MappingNode {
+				for j := 0; j+1 < len(h.Content); j += 2 {
+					if h.Content[j].Value == "name" {
+						name = h.Content[j+1].Value
+					}
+				}
+			}
+			names = append(names, name)
+		}
+		return names
+	}
+	return nil
+}
+
+var (
+	durationType   = reflect.TypeOf(time.Duration(0))
+	stringListType = reflect.TypeOf(StringList{})
+	batchSizeType  = reflect.TypeOf(BatchSize{})
+)
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// walk checks node against the Go type t: unknown and duplicate keys, node
+// kinds and scalar syntax, recording the line of every key path on the way.
+func (l *loader) walk(n *yaml.Node, t reflect.Type, path string) {
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if _, ok := l.lines[path]; !ok {
+		l.lines[path] = n.Line
+	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // an empty value: defaults or "is required" apply
+	}
+	where := path
+	if where == "" {
+		where = "the document"
+	}
+	switch {
+	case t == durationType:
+		if l.scalar(n, path) {
+			if _, err := time.ParseDuration(n.Value); err != nil {
+				l.add(n.Line, path, "%q is not a duration (such as 500ms, 30s or 2m)", n.Value)
+			}
+		}
+	case t == stringListType:
+		if n.Kind == yaml.SequenceNode {
+			for i, c := range n.Content {
+				l.walk(c, reflect.TypeOf(""), fmt.Sprintf("%s[%d]", path, i))
+			}
+		} else {
+			l.scalar(n, path)
+		}
+	case t == batchSizeType:
+		if l.scalar(n, path) {
+			if _, err := ParseBatchSize(n.Value); err != nil {
+				l.add(n.Line, path, "%v", err)
+			}
+		}
+	case t.Kind() == reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			l.add(n.Line, path, "%s must be a mapping of keys, not %s", where, kindName(n))
+			return
+		}
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			fields[tag] = f.Type
+			names = append(names, tag)
+		}
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			kp := join(path, k.Value)
+			if prev, dup := seen[k.Value]; dup {
+				l.add(k.Line, kp, "duplicate key (first at line %d)", prev)
+				continue
+			}
+			seen[k.Value] = k.Line
+			ft, ok := fields[k.Value]
+			if !ok {
+				msg := fmt.Sprintf("unknown key %q", k.Value)
+				if s := suggest(k.Value, names); s != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				l.add(k.Line, path, "%s", msg)
+				continue
+			}
+			l.lines[kp] = k.Line
+			l.walk(v, ft, kp)
+		}
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			l.add(n.Line, path, "%s must be a mapping, not %s", where, kindName(n))
+			return
+		}
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			kp := join(path, strconv.Quote(k.Value))
+			if prev, dup := seen[k.Value]; dup {
+				l.add(k.Line, kp, "duplicate key (first at line %d)", prev)
+				continue
+			}
+			seen[k.Value] = k.Line
+			l.lines[kp] = k.Line
+			l.walk(v, t.Elem(), kp)
+		}
+	case t.Kind() == reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			l.add(n.Line, path, "%s must be a list, not %s", where, kindName(n))
+			return
+		}
+		for i, c := range n.Content {
+			l.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case t.Kind() == reflect.Int:
+		if l.scalar(n, path) {
+			if _, err := strconv.Atoi(n.Value); err != nil {
+				l.add(n.Line, path, "%q is not a whole number", n.Value)
+			}
+		}
+	case t.Kind() == reflect.Bool:
+		if l.scalar(n, path) {
+			if _, err := strconv.ParseBool(n.Value); err != nil {
+				l.add(n.Line, path, "%q is not true or false", n.Value)
+			}
+		}
+	case t.Kind() == reflect.String:
+		l.scalar(n, path)
+	}
+}
+
+func (l *loader) scalar(n *yaml.Node, path string) bool {
+	if n.Kind != yaml.ScalarNode {
+		l.add(n.Line, path, "must be a single value, not %s", kindName(n))
+		return false
+	}
+	return true
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("the value %q", n.Value)
+	}
+	return "that"
+}
+
+// suggest returns the known key closest to k, when it is close enough to be
+// a typo.
+func suggest(k string, names []string) string {
+	best, bestD := "", 3
+	for _, n := range names {
+		if d := editDistance(k, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			c := 1
+			if a[i-1] == b[j-1] {
+				c = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

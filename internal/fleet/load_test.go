@@ -1,0 +1,196 @@
+package fleet
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const base = `app: shop
+path: /srv/shop
+artifact: {source: "./dist/shop-{{.Version}}.tar.gz"}
+commands:
+  stop: "stop-it"
+  start: "start-it"
+  health: "check {{.Vars.port}}"
+balancer: {kind: none}
+vars: {port: "8080"}
+hosts:
+  - {name: web1, address: 10.0.0.11, labels: [canary]}
+  - {name: web2, address: 10.0.0.12}
+  - {name: web3, address: 10.0.0.13}
+`
+
+func TestLoadExample(t *testing.T) {
+	inv, err := Load("../../fleet.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.App != "shop" || len(inv.Hosts) != 5 || inv.Balancer.Kind != "haproxy" {
+		t.Fatalf("unexpected inventory: %+v", inv)
+	}
+	if got := inv.Hosts[1].Path; got != "/opt/shop" {
+		t.Errorf("web2 path = %q", got)
+	}
+	if got := inv.Rollout.Batches[2].String(); got != "25%" {
+		t.Errorf("third batch = %q", got)
+	}
+	if inv.Migrations.Host != "web1" || len(inv.Releases) != 3 {
+		t.Errorf("migrations/releases: %+v %+v", inv.Migrations, inv.Releases)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	inv, err := Parse("fleet.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.KeepReleases != 5 || inv.SSH.Port != 22 || inv.SSH.MaxParallel != 20 ||
+		inv.Health.Timeout != 60*time.Second || inv.Rollout.OnFailure != "rollback" ||
+		!*inv.Rollout.PauseAfterCanary || inv.Emergency.DrainTimeout != 5*time.Second ||
+		inv.Migrations.Host != "web1" || inv.Hosts[1].Server != "web2" {
+		t.Errorf("defaults not applied: %+v", inv)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	cases := []struct {
+		name   string
+		edit   func(string) string
+		want   string // substring of the error
+		line   int    // expected line of the first error, 0 = don't check
+		wantIn string // another substring, optional
+	}{
+		{"yaml syntax", func(s string) string { return s + "hosts: [\n" }, "YAML:", 0, "fleet.yaml:"},
+		{"bad indentation", func(s string) string { return strings.Replace(s, "  start:", " start:", 1) }, "fleet.yaml:", 0, "YAML"},
+		{"unknown key", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_relases: 3", 1) }, `unknown key "keep_relases" (did you mean "keep_releases"?)`, 2, ""},
+		{"unknown host key", func(s string) string { return strings.Replace(s, "{name: web2, address: 10.0.0.12}", "{name: web2, adress: 10.0.0.12}", 1) }, `hosts[1] (web2): unknown key "adress" (did you mean "address"?)`, 12, ""},
+		{"missing address", func(s string) string { return strings.Replace(s, "{name: web3, address: 10.0.0.13}", "{name: web3}", 1) }, "fleet.yaml:13: hosts[2] (web3): address is required", 13, ""},
+		{"missing app", func(s string) string { return strings.Replace(s, "app: shop\n", "", 1) }, "app is required", 0, ""},
+		{"missing path", func(s string) string { return strings.Replace(s, "path: /srv/shop\n", "", 1) }, "path is required", 0, ""},
+		{"relative path", func(s string) string { return strings.Replace(s, "path: /srv/shop", "path: srv/shop", 1) }, "must be an absolute path", 2, ""},
+		{"missing start", func(s string) string { return strings.Replace(s, "  start: \"start-it\"\n", "", 1) }, "commands.start is required", 4, ""},
+		{"no hosts", func(s string) string { return s[:strings.Index(s, "hosts:")] }, "at least one host is required", 0, ""},
+		{"duplicate host name", func(s string) string { return strings.Replace(s, "name: web3", "name: web2", 1) }, `name "web2" is already used by hosts[1]`, 13, ""},
+		{"duplicate address", func(s string) string { return strings.Replace(s, "10.0.0.13", "10.0.0.12:22", 1) }, `address "10.0.0.12:22" is already used by hosts[1] (web2)`, 13, ""},
+		{"duplicate yaml key", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\napp: other", 1) }, "duplicate key (first at line 1)", 2, ""},
+		{"version metachar in releases", func(s string) string { return s + "releases:\n  \"1.0;rm -rf /\": {upgrade_from: \">=1.0.0\"}\n" }, "may hold only letters", 15, ""},
+		{"version with space in downgrade_to", func(s string) string { return s + "releases:\n  \"2.0.0\": {downgrade_to: [\"1.0 .0\"]}\n" }, "downgrade_to[0]", 15, ""},
+		{"batch zero", func(s string) string { return s + "rollout: {batches: [1, 0]}\n" }, "rollout.batches[1]: batch size must be at least 1 (got 0)", 14, ""},
+		{"batch negative", func(s string) string { return s + "rollout: {batches: [-2]}\n" }, "batch size must be at least 1 (got -2)", 14, ""},
+		{"batch over 100%", func(s string) string { return s + "rollout: {batches: [\"150%\"]}\n" }, "batch size 150% must be between 1% and 100%", 14, ""},
+		{"batch 0%", func(s string) string { return s + "emergency: {batches: [\"0%\"]}\n" }, "emergency.batches[0]: batch size 0% must be between", 14, ""},
+		{"batch garbage", func(s string) string { return s + "rollout: {batches: [lots]}\n" }, `batch size "lots" is not a number`, 14, ""},
+		{"unknown balancer kind", func(s string) string { return strings.Replace(s, "kind: none", "kind: f5", 1) }, `unknown balancer kind "f5"`, 8, ""},
+		{"missing balancer", func(s string) string { return strings.Replace(s, "balancer: {kind: none}\n", "", 1) }, "balancer.kind is required", 0, ""},
+		{"haproxy without backend", func(s string) string { return strings.Replace(s, "kind: none", "kind: haproxy, endpoints: [{tcp: \"127.0.0.1:9999\"}]", 1) }, "balancer.backend is required", 8, ""},
+		{"haproxy endpoint with both", func(s string) string { return strings.Replace(s, "kind: none", "kind: haproxy, backend: b, endpoints: [{tcp: \"127.0.0.1:9999\", socket: /x}]", 1) }, "exactly one of socket or tcp", 8, ""},
+		{"template does not parse", func(s string) string { return strings.Replace(s, `"start-it"`, `"start {{.Version"`, 1) }, "commands.start: template does not parse", 6, ""},
+		{"template unknown field", func(s string) string { return strings.Replace(s, `"start-it"`, `"start {{.Verison}}"`, 1) }, "can't evaluate field Verison", 6, ""},
+		{"template missing var", func(s string) string { return strings.Replace(s, `"start-it"`, `"start {{.Vars.nope}}"`, 1) }, "commands.start", 6, "nope"},
+		{"migrations host unknown", func(s string) string { return s + "migrations: {host: db9}\n" }, `migrations.host "db9" is not one of the hosts`, 14, ""},
+		{"unknown on_failure", func(s string) string { return s + "rollout: {on_failure: retry}\n" }, `on_failure must be "rollback" or "pause", not "retry"`, 14, ""},
+		{"missing artifact", func(s string) string { return strings.Replace(s, "artifact: {source: \"./dist/shop-{{.Version}}.tar.gz\"}\n", "", 1) }, "artifact.source is required", 0, ""},
+		{"artifact without version", func(s string) string { return strings.Replace(s, "shop-{{.Version}}", "shop", 1) }, "must contain {{.Version}}", 3, ""},
+		{"artifact bad template", func(s string) string { return strings.Replace(s, "{{.Version}}.tar.gz", "{{.Version}.tar.gz", 1) }, "artifact.source: template does not parse", 3, ""},
+		{"bad duration", func(s string) string { return s + "health: {timeout: 60}\n" }, `health.timeout: "60" is not a duration`, 14, ""},
+		{"bad int", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_releases: many", 1) }, `keep_releases: "many" is not a whole number`, 2, ""},
+		{"hosts not a list", func(s string) string { return s[:strings.Index(s, "hosts:")] + "hosts: web1\n" }, "hosts must be a list", 10, ""},
+		{"bad upgrade_from", func(s string) string { return s + "releases:\n  \"2.0.0\": {upgrade_from: \"~>1.0\"}\n" }, "upgrade_from", 15, ""},
+		{"host name with shell chars", func(s string) string { return strings.Replace(s, "name: web3", "name: \"web3;reboot\"", 1) }, "may hold only letters", 13, ""},
+		{"keep_releases 1", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_releases: 1", 1) }, "keep_releases must be at least 2", 2, ""},
+		{"empty file", func(s string) string { return "" }, "inventory is empty", 1, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("fleet.yaml", []byte(c.edit(base)))
+			if err == nil {
+				t.Fatalf("no error; want %q", c.want)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not wrap ErrInvalid: %v", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, c.want) || !strings.Contains(msg, c.wantIn) {
+				t.Fatalf("error = %q\nwant it to contain %q and %q", msg, c.want, c.wantIn)
+			}
+			if !strings.HasPrefix(msg, "fleet.yaml") {
+				t.Errorf("error does not name the file: %q", msg)
+			}
+			if c.line > 0 {
+				var es Errors
+				if !errors.As(err, &es) || es[0].Line != c.line {
+					t.Errorf("line = %v, want %d (%q)", es, c.line, msg)
+				}
+			}
+		})
+	}
+}
+
+func TestAllErrorsAtOnce(t *testing.T) {
+	s := strings.Replace(base, "kind: none", "kind: f5", 1) + "rollout: {batches: [0], on_failure: retry}\n"
+	_, err := Parse("fleet.yaml", []byte(s))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 3 {
+		t.Fatalf("want 3 errors, got %v", err)
+	}
+}
+
+func TestRenderQuotes(t *testing.T) {
+	inv, err := Parse("fleet.yaml", []byte(strings.Replace(base, `"start-it"`, `"start {{.Release}} {{.Vars.port}}"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := inv.Hosts[0]
+	h.Vars = map[string]string{"port": "80; reboot"}
+	got, err := inv.Template(CmdStart).Render(inv.HostValues(h, "1.0.0", "1.1.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `start /srv/shop/releases/1.1.0 '80; reboot'`; got != want {
+		t.Errorf("rendered %q, want %q", got, want)
+	}
+}
+
+func TestBatchOf(t *testing.T) {
+	cases := []struct {
+		b     BatchSize
+		total int
+		want  int
+	}{
+		{BatchSize{N: 1}, 100, 1},
+		{BatchSize{N: 5}, 3, 5},
+		{BatchSize{Percent: 25, IsPercent: true}, 7, 2},
+		{BatchSize{Percent: 25, IsPercent: true}, 100, 25},
+		{BatchSize{Percent: 1, IsPercent: true}, 3, 1},
+	}
+	for _, c := range cases {
+		if got := c.b.Of(c.total); got != c.want {
+			t.Errorf("%s of %d = %d, want %d", c.b, c.total, got, c.want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(base))
+	f.Add([]byte("app: x\nhosts: [{name: a}]\n"))
+	f.Add([]byte("rollout: {batches: [\"25%\", 0, -1]}\n"))
+	f.Add([]byte("&a [*a]"))
+	f.Add([]byte("releases: {\"1\": {upgrade_from: \">=\"}}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		inv, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			if !strings.HasPrefix(err.Error(), "fuzz.yaml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if len(inv.Hosts) == 0 || inv.Template(CmdStart) == nil {
+			t.Fatalf("accepted an inventory without hosts or start: %+v", inv)
+		}
+	})
+}

@@ -1,0 +1,273 @@
+// Package fleet owns the inventory: its types, strict YAML loading, defaults,
+// validation with errors that name the file, line, key path and host, the
+// rendering of command templates, and host selection.
+//
+// It never does network I/O: observing hosts is package observe's job, and
+// talking to them is package remote's.
+package fleet
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Inventory is a parsed, defaulted and validated fleet.yaml. The key names are
+// a contract (see DESIGN.md): they are extended, never renamed.
+type Inventory struct {
+	// File is the path the inventory was loaded from; used in error messages.
+	File string `yaml:"-"`
+
+	App          string             `yaml:"app"`
+	Path         string             `yaml:"path"`
+	KeepReleases int                `yaml:"keep_releases"`
+	SSH          SSH                `yaml:"ssh"`
+	Artifact     Artifact           `yaml:"artifact"`
+	Commands     Commands           `yaml:"commands"`
+	Migrations   Migrations         `yaml:"migrations"`
+	Health       Health             `yaml:"health"`
+	Rollout      Rollout            `yaml:"rollout"`
+	Emergency    Emergency          `yaml:"emergency"`
+	Balancer     Balancer           `yaml:"balancer"`
+	Releases     map[string]Release `yaml:"releases"`
+	// Vars are template values for every host ({{.Vars.name}}); a host's own
+	// vars override them. An extension of the DESIGN.md keys.
+	Vars  map[string]string `yaml:"vars"`
+	Hosts []Host            `yaml:"hosts"`
+
+	templates map[string]*Template // parsed commands, filled by validation
+	artifact  *template.Template
+}
+
+// SSH holds connection settings; a host may override user, port,
+// identity_file, known_hosts and jump.
+type SSH struct {
+	User           string        `yaml:"user"`
+	Port           int           `yaml:"port"`
+	IdentityFile   string        `yaml:"identity_file"`
+	KnownHosts     StringList    `yaml:"known_hosts"`
+	Jump           string        `yaml:"jump"`
+	UseSSHConfig   *bool         `yaml:"use_ssh_config"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	MaxParallel    int           `yaml:"max_parallel"`
+}
+
+// HostSSH is the subset of SSH settings a single host may override.
+type HostSSH struct {
+	User         string     `yaml:"user"`
+	Port         int        `yaml:"port"`
+	IdentityFile string     `yaml:"identity_file"`
+	KnownHosts   StringList `yaml:"known_hosts"`
+	Jump         string     `yaml:"jump"`
+}
+
+// Artifact says where release artifacts are found on the operator's machine.
+type Artifact struct {
+	// Source is a path template such as ./dist/shop-{{.Version}}.tar.gz,
+	// relative to the inventory file's directory.
+	Source string `yaml:"source"`
+}
+
+// Commands are shell templates run with sh -c on the hosts. Template values
+// are shell-quoted when rendered.
+type Commands struct {
+	Stop        string `yaml:"stop"`
+	Start       string `yaml:"start"`
+	Health      string `yaml:"health"`
+	Version     string `yaml:"version"`
+	Migrate     string `yaml:"migrate"`
+	PostMigrate string `yaml:"post_migrate"`
+}
+
+// Migrations says where migrations run.
+type Migrations struct {
+	Host string `yaml:"host"`
+}
+
+// Health is how a host is judged ready for traffic after it starts.
+type Health struct {
+	Timeout   time.Duration `yaml:"timeout"`
+	Interval  time.Duration `yaml:"interval"`
+	StableFor time.Duration `yaml:"stable_for"`
+}
+
+// Rollout shapes a routine upgrade.
+type Rollout struct {
+	Batches            []BatchSize   `yaml:"batches"`
+	PauseAfterCanary   *bool         `yaml:"pause_after_canary"`
+	WaitBetweenBatches time.Duration `yaml:"wait_between_batches"`
+	MaxFailedHosts     int           `yaml:"max_failed_hosts"`
+	OnFailure          string        `yaml:"on_failure"`
+}
+
+// Emergency shapes an emergency downgrade: bigger batches, shorter drains.
+type Emergency struct {
+	Batches      []BatchSize   `yaml:"batches"`
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// Balancer names the load balancer in front of the hosts.
+type Balancer struct {
+	Kind         string        `yaml:"kind"`
+	Backend      string        `yaml:"backend"`
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	Endpoints    []Endpoint    `yaml:"endpoints"`
+	// UpstreamFile is the nginx file holding `upstream <backend> { ... }`.
+	UpstreamFile string `yaml:"upstream_file"`
+	// IdleCheck is an optional nginx command (exit 0 = the server is idle);
+	// without it a drain waits drain_timeout.
+	IdleCheck string `yaml:"idle_check"`
+	// Commands are the exec kind's templates.
+	Commands BalancerCommands `yaml:"commands"`
+}
+
+// BalancerCommands are the exec balancer's templates ({{.Server}},
+// {{.Backend}}, {{.Address}}).
+type BalancerCommands struct {
+	Drain  string `yaml:"drain"`
+	Enable string `yaml:"enable"`
+	State  string `yaml:"state"`
+}
+
+// Endpoint is one balancer instance. Every instance gets the same commands.
+type Endpoint struct {
+	SSH    string `yaml:"ssh"`
+	Socket string `yaml:"socket"`
+	TCP    string `yaml:"tcp"`
+}
+
+// Release is one row of the compatibility table.
+type Release struct {
+	UpgradeFrom string   `yaml:"upgrade_from"`
+	DowngradeTo []string `yaml:"downgrade_to"`
+}
+
+// Host is one application server.
+type Host struct {
+	Name    string   `yaml:"name"`
+	Address string   `yaml:"address"`
+	Server  string   `yaml:"server"`
+	Labels  []string `yaml:"labels"`
+	Path    string   `yaml:"path"`
+	SSH     HostSSH  `yaml:"ssh"`
+	// Vars are this host's template values, merged over the inventory's.
+	Vars map[string]string `yaml:"vars"`
+}
+
+// HasLabel reports whether the host carries label l.
+func (h Host) HasLabel(l string) bool {
+	for _, x := range h.Labels {
+		if x == l {
+			return true
+		}
+	}
+	return false
+}
+
+// StringList accepts a single string or a list of strings.
+type StringList []string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (s *StringList) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if n.Value == "" {
+			*s = nil
+			return nil
+		}
+		*s = StringList{n.Value}
+		return nil
+	}
+	var l []string
+	if err := n.Decode(&l); err != nil {
+		return err
+	}
+	*s = l
+	return nil
+}
+
+// BatchSize is a batch of hosts: a count (2) or a share of the hosts being
+// deployed ("25%").
+type BatchSize struct {
+	N         int
+	Percent   int
+	IsPercent bool
+}
+
+// String renders the size as written in the inventory.
+func (b BatchSize) String() string {
+	if b.IsPercent {
+		return strconv.Itoa(b.Percent) + "%"
+	}
+	return strconv.Itoa(b.N)
+}
+
+// Of returns the number of hosts this size means out of total (at least 1).
+func (b BatchSize) Of(total int) int {
+	n := b.N
+	if b.IsPercent {
+		n = (total*b.Percent + 99) / 100
+	}
+	return max(n, 1)
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (b BatchSize) MarshalYAML() (any, error) {
+	if b.IsPercent {
+		return b.String(), nil
+	}
+	return b.N, nil
+}
+
+// MarshalJSON renders the size as a number or a "25%" string.
+func (b BatchSize) MarshalJSON() ([]byte, error) {
+	if b.IsPercent {
+		return []byte(strconv.Quote(b.String())), nil
+	}
+	return []byte(strconv.Itoa(b.N)), nil
+}
+
+// UnmarshalJSON accepts the forms MarshalJSON writes.
+func (b *BatchSize) UnmarshalJSON(p []byte) error {
+	s := strings.Trim(string(p), `"`)
+	v, err := ParseBatchSize(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler. Range checks happen in
+// validation so that the error can name its place.
+func (b *BatchSize) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: batch size must be a number or a percentage such as \"25%%\"", n.Line)
+	}
+	v, err := ParseBatchSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+// ParseBatchSize parses "3" or "25%" without range checks.
+func ParseBatchSize(s string) (BatchSize, error) {
+	s = strings.TrimSpace(s)
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil {
+			return BatchSize{}, fmt.Errorf("batch size %q is not a percentage such as \"25%%\"", s)
+		}
+		return BatchSize{Percent: n, IsPercent: true}, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return BatchSize{}, fmt.Errorf("batch size %q is not a number or a percentage such as \"25%%\"", s)
+	}
+	return BatchSize{N: n}, nil
+}
