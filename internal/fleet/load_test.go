@@ -65,8 +65,12 @@ func TestBadInput(t *testing.T) {
 		{"yaml syntax", func(s string) string { return s + "hosts: [\n" }, "YAML:", 0, "fleet.yaml:"},
 		{"bad indentation", func(s string) string { return strings.Replace(s, "  start:", " start:", 1) }, "fleet.yaml:", 0, "YAML"},
 		{"unknown key", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_relases: 3", 1) }, `unknown key "keep_relases" (did you mean "keep_releases"?)`, 2, ""},
-		{"unknown host key", func(s string) string { return strings.Replace(s, "{name: web2, address: 10.0.0.12}", "{name: web2, adress: 10.0.0.12}", 1) }, `hosts[1] (web2): unknown key "adress" (did you mean "address"?)`, 12, ""},
-		{"missing address", func(s string) string { return strings.Replace(s, "{name: web3, address: 10.0.0.13}", "{name: web3}", 1) }, "fleet.yaml:13: hosts[2] (web3): address is required", 13, ""},
+		{"unknown host key", func(s string) string {
+			return strings.Replace(s, "{name: web2, address: 10.0.0.12}", "{name: web2, adress: 10.0.0.12}", 1)
+		}, `hosts[1] (web2): unknown key "adress" (did you mean "address"?)`, 12, ""},
+		{"missing address", func(s string) string {
+			return strings.Replace(s, "{name: web3, address: 10.0.0.13}", "{name: web3}", 1)
+		}, "fleet.yaml:13: hosts[2] (web3): address is required", 13, ""},
 		{"missing app", func(s string) string { return strings.Replace(s, "app: shop\n", "", 1) }, "app is required", 0, ""},
 		{"missing path", func(s string) string { return strings.Replace(s, "path: /srv/shop\n", "", 1) }, "path is required", 0, ""},
 		{"relative path", func(s string) string { return strings.Replace(s, "path: /srv/shop", "path: srv/shop", 1) }, "must be an absolute path", 2, ""},
@@ -84,14 +88,20 @@ func TestBadInput(t *testing.T) {
 		{"batch garbage", func(s string) string { return s + "rollout: {batches: [lots]}\n" }, `batch size "lots" is not a number`, 14, ""},
 		{"unknown balancer kind", func(s string) string { return strings.Replace(s, "kind: none", "kind: f5", 1) }, `unknown balancer kind "f5"`, 8, ""},
 		{"missing balancer", func(s string) string { return strings.Replace(s, "balancer: {kind: none}\n", "", 1) }, "balancer.kind is required", 0, ""},
-		{"haproxy without backend", func(s string) string { return strings.Replace(s, "kind: none", "kind: haproxy, endpoints: [{tcp: \"127.0.0.1:9999\"}]", 1) }, "balancer.backend is required", 8, ""},
-		{"haproxy endpoint with both", func(s string) string { return strings.Replace(s, "kind: none", "kind: haproxy, backend: b, endpoints: [{tcp: \"127.0.0.1:9999\", socket: /x}]", 1) }, "exactly one of socket or tcp", 8, ""},
+		{"haproxy without backend", func(s string) string {
+			return strings.Replace(s, "kind: none", "kind: haproxy, endpoints: [{tcp: \"127.0.0.1:9999\"}]", 1)
+		}, "balancer.backend is required", 8, ""},
+		{"haproxy endpoint with both", func(s string) string {
+			return strings.Replace(s, "kind: none", "kind: haproxy, backend: b, endpoints: [{tcp: \"127.0.0.1:9999\", socket: /x}]", 1)
+		}, "exactly one of socket or tcp", 8, ""},
 		{"template does not parse", func(s string) string { return strings.Replace(s, `"start-it"`, `"start {{.Version"`, 1) }, "commands.start: template does not parse", 6, ""},
 		{"template unknown field", func(s string) string { return strings.Replace(s, `"start-it"`, `"start {{.Verison}}"`, 1) }, "can't evaluate field Verison", 6, ""},
 		{"template missing var", func(s string) string { return strings.Replace(s, `"start-it"`, `"start {{.Vars.nope}}"`, 1) }, "commands.start", 6, "nope"},
 		{"migrations host unknown", func(s string) string { return s + "migrations: {host: db9}\n" }, `migrations.host "db9" is not one of the hosts`, 14, ""},
 		{"unknown on_failure", func(s string) string { return s + "rollout: {on_failure: retry}\n" }, `on_failure must be "rollback" or "pause", not "retry"`, 14, ""},
-		{"missing artifact", func(s string) string { return strings.Replace(s, "artifact: {source: \"./dist/shop-{{.Version}}.tar.gz\"}\n", "", 1) }, "artifact.source is required", 0, ""},
+		{"missing artifact", func(s string) string {
+			return strings.Replace(s, "artifact: {source: \"./dist/shop-{{.Version}}.tar.gz\"}\n", "", 1)
+		}, "artifact.source is required", 0, ""},
 		{"artifact without version", func(s string) string { return strings.Replace(s, "shop-{{.Version}}", "shop", 1) }, "must contain {{.Version}}", 3, ""},
 		{"artifact bad template", func(s string) string { return strings.Replace(s, "{{.Version}}.tar.gz", "{{.Version}.tar.gz", 1) }, "artifact.source: template does not parse", 3, ""},
 		{"bad duration", func(s string) string { return s + "health: {timeout: 60}\n" }, `health.timeout: "60" is not a duration`, 14, ""},
