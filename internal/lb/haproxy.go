@@ -1,0 +1,393 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path"
+	"strings"
+	"time"
+)
+
+// haproxy drives HAProxy through its runtime API (the "stats socket" with
+// `level admin`). It opens one short-lived connection per command: in
+// non-interactive mode HAProxy answers one command and closes, which keeps
+// the driver free of prompt-mode parsing; a local or SSH-forwarded
+// connection costs well under a millisecond.
+type haproxy struct {
+	cfg Config
+	c   Connector
+}
+
+var _ Balancer = (*haproxy)(nil)
+
+// defaultEnableTimeout applies when Enable is called with timeout <= 0.
+const defaultEnableTimeout = 60 * time.Second
+
+func newHAProxy(cfg Config, c Connector) (*haproxy, error) {
+	if cfg.Backend == "" {
+		return nil, errors.New("balancer.backend is required")
+	}
+	if !validName(cfg.Backend) {
+		return nil, fmt.Errorf("balancer.backend %q: use letters, digits and .-_: only", cfg.Backend)
+	}
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("balancer.endpoints: haproxy needs at least one admin socket (socket or tcp)")
+	}
+	for i, ep := range cfg.Endpoints {
+		switch {
+		case ep.Socket != "" && ep.TCP != "":
+			return nil, fmt.Errorf("balancer.endpoints[%d]: set socket or tcp, not both", i)
+		case ep.Socket == "" && ep.TCP == "":
+			return nil, fmt.Errorf("balancer.endpoints[%d]: socket or tcp is required", i)
+		case ep.Socket != "" && !path.IsAbs(ep.Socket):
+			return nil, fmt.Errorf("balancer.endpoints[%d].socket %q must be an absolute path", i, ep.Socket)
+		case ep.TCP != "":
+			if _, _, err := net.SplitHostPort(ep.TCP); err != nil {
+				return nil, fmt.Errorf("balancer.endpoints[%d].tcp %q: want host:port: %w", i, ep.TCP, err)
+			}
+		}
+	}
+	if cfg.UpstreamFile != "" || cfg.IdleCheck != "" || cfg.Exec != (ExecCommands{}) {
+		return nil, errors.New("balancer: upstream_file, idle_check and exec do not apply to kind haproxy")
+	}
+	return &haproxy{cfg: cfg, c: c}, nil
+}
+
+func (h *haproxy) Kind() string { return KindHAProxy }
+
+func (h *haproxy) Describe() string {
+	names := make([]string, len(h.cfg.Endpoints))
+	for i, ep := range h.cfg.Endpoints {
+		names[i] = ep.String()
+	}
+	return fmt.Sprintf("haproxy backend %s via %s (%s), drain up to %s",
+		h.cfg.Backend, plural(len(names), "endpoint", "endpoints"), strings.Join(names, ", "), h.cfg.DrainTimeout)
+}
+
+// where names an endpoint in errors: "haproxy 127.0.0.1:9999".
+func (h *haproxy) where(ep Endpoint) string { return "haproxy " + ep.String() }
+
+// command sends one runtime API command to ep and returns the whole reply.
+// Transport failures wrap ErrUnreachable.
+func (h *haproxy) command(ctx context.Context, ep Endpoint, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	network, addr := "unix", ep.Socket
+	if addr == "" {
+		network, addr = "tcp", ep.TCP
+	}
+	conn, err := h.c.DialVia(ctx, ep.SSH, network, addr)
+	if err != nil {
+		return "", fmt.Errorf("%w: dial %s %s: %w", ErrUnreachable, network, addr, err)
+	}
+	defer conn.Close()
+	// SSH-forwarded unix conns do not support deadlines: close on ctx end.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := io.WriteString(conn, cmd+"\n"); err != nil {
+		return "", h.ioErr(ctx, "send", cmd, err)
+	}
+	reply, err := io.ReadAll(io.LimitReader(conn, 32<<20))
+	if err != nil && len(reply) == 0 {
+		return "", h.ioErr(ctx, "read reply to", cmd, err)
+	}
+	return string(reply), nil
+}
+
+func (h *haproxy) ioErr(ctx context.Context, verb, cmd string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%s %q: %w", verb, cmd, ctxErr)
+	}
+	return fmt.Errorf("%w: %s %q: %w", ErrUnreachable, verb, cmd, err)
+}
+
+func (h *haproxy) stats(ctx context.Context, ep Endpoint) ([]ServerState, error) {
+	// "show stat <proxy> 4 -1": servers (type 4) of one proxy only.
+	reply, err := h.command(ctx, ep, "show stat "+h.cfg.Backend+" 4 -1")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := parseShowStat(reply, h.cfg.Backend)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("show stat: backend %q has no servers: %w", h.cfg.Backend, ErrUnknownBackend)
+	}
+	for i := range rows {
+		rows[i].Endpoint = ep.String()
+	}
+	return rows, nil
+}
+
+func (h *haproxy) admin(ctx context.Context, ep Endpoint) ([]serverAdmin, error) {
+	reply, err := h.command(ctx, ep, "show servers state "+h.cfg.Backend)
+	if err != nil {
+		return nil, err
+	}
+	return parseServersState(reply)
+}
+
+func (h *haproxy) setState(ctx context.Context, ep Endpoint, server, state string) error {
+	reply, err := h.command(ctx, ep, "set server "+h.cfg.Backend+"/"+server+" state "+state)
+	if err != nil {
+		return err
+	}
+	return parseSetReply(reply)
+}
+
+func (h *haproxy) checkServer(server string) error {
+	if !validName(server) {
+		return fmt.Errorf("server name %q: use letters, digits and .-_: only: %w", server, ErrUnknownServer)
+	}
+	return nil
+}
+
+func (h *haproxy) Preflight(ctx context.Context, servers []string, force bool) error {
+	var errs []error
+	for _, ep := range h.cfg.Endpoints {
+		stats, err := h.stats(ctx, ep)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("preflight on %s: %w", h.where(ep), err))
+			continue
+		}
+		admins, err := h.admin(ctx, ep)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("preflight on %s: %w", h.where(ep), err))
+			continue
+		}
+		for _, s := range servers {
+			if err := h.checkServer(s); err != nil {
+				errs = append(errs, fmt.Errorf("preflight %s on %s: %w", s, h.where(ep), err))
+				continue
+			}
+			st, ok := findState(stats, s)
+			if !ok {
+				errs = append(errs, fmt.Errorf("preflight %s on %s: backend %s has no server %s: %w", s, h.where(ep), h.cfg.Backend, s, ErrUnknownServer))
+				continue
+			}
+			adm, ok := findAdmin(admins, h.cfg.Backend, s)
+			if !ok {
+				errs = append(errs, fmt.Errorf("preflight %s on %s: show servers state does not list %s: %w", s, h.where(ep), s, ErrUnknownServer))
+				continue
+			}
+			if as := adm.AdminStatus(); as != StatusUp {
+				if !force {
+					errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (set by an operator or an earlier run; force to proceed): %w", s, h.where(ep), s, as, ErrNotUp))
+				}
+				continue
+			}
+			if st.Status != StatusUp {
+				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (check %s): %w", s, h.where(ep), s, st.Status, orNone(st.CheckStatus), ErrNotUp))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (h *haproxy) Drain(ctx context.Context, server string) (DrainResult, error) {
+	if err := h.checkServer(server); err != nil {
+		return DrainResult{}, fmt.Errorf("drain %s on haproxy: %w", server, err)
+	}
+	start := time.Now()
+	for _, ep := range h.cfg.Endpoints {
+		if err := h.setState(ctx, ep, server, "drain"); err != nil {
+			return DrainResult{}, fmt.Errorf("drain %s on %s: %w", server, h.where(ep), err)
+		}
+	}
+	deadline := start.Add(h.cfg.DrainTimeout)
+	for {
+		remaining := 0
+		for _, ep := range h.cfg.Endpoints {
+			rows, err := h.stats(ctx, ep)
+			if err != nil {
+				return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: %w", server, h.where(ep), err)
+			}
+			st, ok := findState(rows, server)
+			if !ok {
+				return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: server vanished from show stat: %w", server, h.where(ep), ErrUnknownServer)
+			}
+			if st.Status == StatusUp || st.Status == StatusNoLB {
+				// Someone set it ready, or HAProxy reloaded and lost the drain.
+				return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: server is %s again (reload or another operator?)", server, h.where(ep), st.Status)
+			}
+			remaining += st.Sessions + st.Queued
+		}
+		waited := time.Since(start)
+		if remaining == 0 {
+			return DrainResult{Idle: true, Waited: waited}, nil
+		}
+		if !time.Now().Before(deadline) {
+			return DrainResult{Idle: false, Waited: waited, Remaining: remaining}, nil
+		}
+		if err := sleepCtx(ctx, min(h.cfg.PollInterval, time.Until(deadline))); err != nil {
+			return DrainResult{Waited: time.Since(start), Remaining: remaining}, fmt.Errorf("drain %s on haproxy: %w", server, err)
+		}
+	}
+}
+
+// checkOK reports whether a HAProxy check status is a pass.
+func checkOK(s string) bool {
+	switch s {
+	case "L4OK", "L6OK", "L7OK", "L7OKC":
+		return true
+	}
+	return false
+}
+
+func (h *haproxy) Enable(ctx context.Context, server string, timeout time.Duration) error {
+	if err := h.checkServer(server); err != nil {
+		return fmt.Errorf("enable %s on haproxy: %w", server, err)
+	}
+	if timeout <= 0 {
+		timeout = defaultEnableTimeout
+	}
+	deadline := time.Now().Add(timeout)
+
+	// 1. Make sure checks run: a MAINT server has its checks paused, so move it
+	// to DRAIN first (still no traffic). Note which endpoints check at all.
+	checked := make([]bool, len(h.cfg.Endpoints))
+	for i, ep := range h.cfg.Endpoints {
+		admins, err := h.admin(ctx, ep)
+		if err != nil {
+			return fmt.Errorf("enable %s on %s: %w", server, h.where(ep), err)
+		}
+		adm, ok := findAdmin(admins, h.cfg.Backend, server)
+		if !ok {
+			return fmt.Errorf("enable %s on %s: backend %s has no server %s: %w", server, h.where(ep), h.cfg.Backend, server, ErrUnknownServer)
+		}
+		if adm.AdminState&adminForcedMaint != 0 {
+			if err := h.setState(ctx, ep, server, "drain"); err != nil {
+				return fmt.Errorf("enable %s on %s: leave maint for drain: %w", server, h.where(ep), err)
+			}
+		}
+		checked[i] = adm.HasCheck()
+	}
+
+	// 2. Wait for the balancer's own check to pass while the server is still
+	// out of rotation.
+	var last []ServerState
+	for {
+		passing := true
+		last = last[:0]
+		for i, ep := range h.cfg.Endpoints {
+			if !checked[i] {
+				continue
+			}
+			rows, err := h.stats(ctx, ep)
+			if err != nil {
+				return fmt.Errorf("enable %s on %s: %w", server, h.where(ep), err)
+			}
+			st, ok := findState(rows, server)
+			if !ok {
+				return fmt.Errorf("enable %s on %s: %w", server, h.where(ep), ErrUnknownServer)
+			}
+			last = append(last, st)
+			if !checkOK(st.CheckStatus) || st.Status == StatusDown {
+				passing = false
+			}
+		}
+		if passing {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("enable %s on haproxy: health check did not pass within %s (%s); server left out of rotation: %w",
+				server, timeout, describeStates(last), ErrNotUp)
+		}
+		if err := sleepCtx(ctx, min(h.cfg.PollInterval, time.Until(deadline))); err != nil {
+			return fmt.Errorf("enable %s on haproxy: waiting for health check: %w", server, err)
+		}
+	}
+
+	// 3. Ready on every endpoint.
+	for _, ep := range h.cfg.Endpoints {
+		if err := h.setState(ctx, ep, server, "ready"); err != nil {
+			return fmt.Errorf("enable %s on %s: %w", server, h.where(ep), err)
+		}
+	}
+
+	// 4. Verify UP everywhere.
+	for {
+		up := true
+		last = last[:0]
+		for _, ep := range h.cfg.Endpoints {
+			rows, err := h.stats(ctx, ep)
+			if err != nil {
+				return fmt.Errorf("enable %s on %s: verify: %w", server, h.where(ep), err)
+			}
+			st, ok := findState(rows, server)
+			if !ok {
+				return fmt.Errorf("enable %s on %s: verify: %w", server, h.where(ep), ErrUnknownServer)
+			}
+			last = append(last, st)
+			if st.Status != StatusUp {
+				up = false
+			}
+		}
+		if up {
+			return nil
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("enable %s on haproxy: set ready but not UP within %s (%s); HAProxy's checks decide when it takes traffic: %w",
+				server, timeout, describeStates(last), ErrNotUp)
+		}
+		if err := sleepCtx(ctx, min(h.cfg.PollInterval, time.Until(deadline))); err != nil {
+			return fmt.Errorf("enable %s on haproxy: verify UP: %w", server, err)
+		}
+	}
+}
+
+func (h *haproxy) States(ctx context.Context) ([]ServerState, error) {
+	var out []ServerState
+	for _, ep := range h.cfg.Endpoints {
+		rows, err := h.stats(ctx, ep)
+		if err != nil {
+			return out, fmt.Errorf("states on %s: %w", h.where(ep), err)
+		}
+		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+func (h *haproxy) Restore(ctx context.Context, servers []string) error {
+	var errs []error
+	for _, ep := range h.cfg.Endpoints {
+		for _, s := range servers {
+			if err := h.checkServer(s); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s on %s: %w", s, h.where(ep), err))
+				continue
+			}
+			if err := h.setState(ctx, ep, s, "ready"); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s on %s: %w", s, h.where(ep), err))
+				if errors.Is(err, ErrUnreachable) {
+					break // the rest would fail the same way
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func describeStates(sts []ServerState) string {
+	if len(sts) == 0 {
+		return "no state seen"
+	}
+	parts := make([]string, len(sts))
+	for i, st := range sts {
+		parts[i] = fmt.Sprintf("%s: %s, check %s", st.Endpoint, st.Status, orNone(st.CheckStatus))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}

@@ -1,0 +1,201 @@
+package lb_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/relctl/relctl/internal/lb"
+	"github.com/relctl/relctl/internal/lb/lbtest"
+)
+
+const haproxyBin = "/usr/sbin/haproxy"
+
+// haproxyProc is a real HAProxy started by a test.
+type haproxyProc struct {
+	Socket string // unix admin socket
+	TCP    string // TCP admin socket
+	Front  string // HTTP frontend
+	log    func() string
+}
+
+// startHAProxy runs `haproxy -f cfg -db` for backend "shop" over backends,
+// with both a unix and a TCP admin socket, HTTP checks every 100ms and
+// rise/fall 2, and waits until the admin socket answers.
+func startHAProxy(t *testing.T, backends []*lbtest.Backend) *haproxyProc {
+	t.Helper()
+	lbtest.RequireBinary(t, haproxyBin)
+	dir := lbtest.ShortTempDir(t, "lbhap")
+	p := &haproxyProc{
+		Socket: filepath.Join(dir, "admin.sock"),
+		TCP:    lbtest.FreeAddr(t, "127.0.0.1"),
+		Front:  lbtest.FreeAddr(t, "127.0.0.1"),
+	}
+	var servers strings.Builder
+	for _, b := range backends {
+		fmt.Fprintf(&servers, "    server %s %s check\n", b.Name, b.Addr)
+	}
+	cfg := fmt.Sprintf(`global
+    stats socket %s mode 600 level admin
+    stats socket ipv4@%s level admin
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+frontend fe
+    bind %s
+    default_backend shop
+backend shop
+    balance roundrobin
+    option httpchk GET /health
+    default-server inter 100ms fastinter 100ms downinter 100ms rise 2 fall 2
+%s`, p.Socket, p.TCP, p.Front, servers.String())
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.log = lbtest.StartProcess(t, dir, "haproxy", exec.Command(haproxyBin, "-f", cfgPath, "-db"))
+	lbtest.Eventually(t, 10*time.Second, "haproxy admin socket", func() (bool, string) {
+		reply, err := p.raw("unix", p.Socket, "show info")
+		if err == nil && strings.Contains(reply, "Name: HAProxy") {
+			return true, ""
+		}
+		return false, fmt.Sprintf("%v; log: %s", err, p.log())
+	})
+	return p
+}
+
+// raw sends one command to an admin socket, like socat would.
+func (p *haproxyProc) raw(network, addr, cmd string) (string, error) {
+	conn, err := net.DialTimeout(network, addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte(cmd + "\n")); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := conn.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return b.String(), nil
+		}
+	}
+}
+
+func (p *haproxyProc) mustRaw(t *testing.T, cmd string) {
+	t.Helper()
+	reply, err := p.raw("unix", p.Socket, cmd)
+	if err != nil || strings.TrimSpace(reply) != "" {
+		t.Fatalf("%s: %q %v", cmd, reply, err)
+	}
+}
+
+// viaSSH is a Connector that pretends to reach sshHost but dials locally: it
+// stands in for the SSH pool and records which hosts were asked for.
+type viaSSH struct {
+	mu    sync.Mutex
+	hosts map[string]int
+}
+
+func (v *viaSSH) record(host string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.hosts == nil {
+		v.hosts = map[string]int{}
+	}
+	v.hosts[host]++
+}
+
+func (v *viaSSH) count(host string) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.hosts[host]
+}
+
+func (v *viaSSH) DialVia(ctx context.Context, sshHost, network, addr string) (net.Conn, error) {
+	v.record(sshHost)
+	return lb.LocalConnector{}.DialVia(ctx, "", network, addr)
+}
+
+func (v *viaSSH) RunOn(ctx context.Context, sshHost, script string) (string, error) {
+	v.record(sshHost)
+	return lb.LocalConnector{}.RunOn(ctx, "", script)
+}
+
+func startBackends(t *testing.T, n int) []*lbtest.Backend {
+	bs := make([]*lbtest.Backend, n)
+	for i := range bs {
+		bs[i] = lbtest.StartBackend(t, fmt.Sprintf("web%d", i+1), fmt.Sprintf("127.0.0.%d", 11+i))
+	}
+	return bs
+}
+
+func TestHAProxyDrainEnable(t *testing.T) {
+	lbtest.RequireBinary(t, haproxyBin)
+	tests := []struct {
+		name      string
+		endpoints func(p, q *haproxyProc) []lb.Endpoint
+		pair      bool
+		sshHost   string
+	}{
+		{name: "unix socket", endpoints: func(p, _ *haproxyProc) []lb.Endpoint { return []lb.Endpoint{{Socket: p.Socket}} }},
+		{name: "tcp socket", endpoints: func(p, _ *haproxyProc) []lb.Endpoint { return []lb.Endpoint{{TCP: p.TCP}} }},
+		{name: "unix socket via ssh", sshHost: "lb1.example.test",
+			endpoints: func(p, _ *haproxyProc) []lb.Endpoint {
+				return []lb.Endpoint{{SSH: "lb1.example.test", Socket: p.Socket}}
+			}},
+		{name: "ha pair", pair: true,
+			endpoints: func(p, q *haproxyProc) []lb.Endpoint {
+				return []lb.Endpoint{{Socket: p.Socket}, {SSH: "lb2.example.test", TCP: q.TCP}}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			backends := startBackends(t, 3)
+			p := startHAProxy(t, backends)
+			q := p
+			procs := []*haproxyProc{p}
+			if tt.pair {
+				q = startHAProxy(t, backends)
+				procs = append(procs, q)
+			}
+			conn := &viaSSH{}
+			bal, err := lb.New(lb.Config{
+				Kind: "haproxy", Backend: "shop", DrainTimeout: 10 * time.Second,
+				PollInterval: 20 * time.Millisecond, Endpoints: tt.endpoints(p, q),
+			}, conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Log(bal.Describe())
+			lbtest.RunDrainScenario(t, lbtest.Scenario{
+				Balancer: bal, Backend: "shop", Front: p.Front, Backends: backends, Endpoints: len(procs),
+				Raw: func(cmd string) {
+					for _, pr := range procs {
+						pr.mustRaw(t, cmd)
+					}
+				},
+			})
+			if tt.sshHost != "" && conn.count(tt.sshHost) == 0 {
+				t.Errorf("no dial went via %s", tt.sshHost)
+			}
+			if tt.pair && conn.count("lb2.example.test") == 0 {
+				t.Errorf("no dial went via lb2.example.test")
+			}
+		})
+	}
+}

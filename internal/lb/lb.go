@@ -1,0 +1,245 @@
+package lb
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Connector reaches balancer endpoints; the caller adapts its SSH pool to it.
+// lb never imports SSH code.
+type Connector interface {
+	// DialVia opens network ("unix" or "tcp") addr: through an SSH connection
+	// to sshHost when sshHost != "", else locally.
+	DialVia(ctx context.Context, sshHost, network, addr string) (net.Conn, error)
+	// RunOn runs a shell script on sshHost ("" = locally) and returns stdout;
+	// non-zero exit is an error that includes stderr.
+	RunOn(ctx context.Context, sshHost, script string) (string, error)
+}
+
+// Endpoint is one balancer instance. Every command goes to each endpoint of a
+// Config (an HA pair gets the same drain twice).
+type Endpoint struct {
+	SSH    string // balancer host reached over SSH ("lb1.example.com"); "" = local
+	Socket string // unix admin socket path (on the SSH host, or local when SSH == "")
+	TCP    string // "127.0.0.1:9999" TCP admin socket (reached via SSH host when SSH != "")
+}
+
+// String names the endpoint in messages: "127.0.0.1:9999",
+// "/run/haproxy/admin.sock", "lb1.example.com:/run/haproxy/admin.sock",
+// "lb1.example.com" or "local".
+func (e Endpoint) String() string {
+	addr := e.Socket
+	if addr == "" {
+		addr = e.TCP
+	}
+	switch {
+	case e.SSH != "" && addr != "":
+		return e.SSH + ":" + addr
+	case e.SSH != "":
+		return e.SSH
+	case addr != "":
+		return addr
+	}
+	return "local"
+}
+
+// ExecCommands are the shell templates of the exec driver. Each may use
+// {{.Server}}, {{.Backend}} and {{.Address}}; values are shell-quoted by lb.
+type ExecCommands struct {
+	Drain  string // takes the server out of rotation (required)
+	Enable string // puts it back (required)
+	State  string // optional: prints lines "server status [sessions]"
+}
+
+// Config selects and configures a driver. It mirrors the inventory's
+// `balancer:` section; error messages name its keys.
+type Config struct {
+	Kind         string        // "haproxy" | "nginx" | "exec" | "none"
+	Backend      string        // haproxy backend / nginx upstream name
+	DrainTimeout time.Duration // default 30s
+	PollInterval time.Duration // default 100ms
+	Endpoints    []Endpoint    // every command goes to each; success only when all agree
+
+	// UpstreamFile is the nginx file holding `upstream <Backend> { server ...; }`
+	// on each endpoint's host.
+	UpstreamFile string
+	// NginxBinary is the command prefix used for `-t` and `-s reload`
+	// (default "nginx"). It is operator configuration and is inserted
+	// unquoted, so "sudo nginx" or "nginx -c /etc/nginx/nginx.conf" work.
+	NginxBinary string
+	// IdleCheck (nginx, exec) is a command template that exits 0 when the
+	// server has no requests left; Drain polls it every PollInterval until
+	// DrainTimeout. Without it nginx waits a fixed DrainTimeout.
+	IdleCheck string
+
+	// Exec holds the exec driver's templates.
+	Exec ExecCommands
+
+	// Addresses maps a server name to its host address, for {{.Address}} in
+	// templates and so that nginx `server <address>` lines can be matched by
+	// inventory server name. Optional.
+	Addresses map[string]string
+}
+
+// Status is a server's state as the balancer reports it.
+type Status string
+
+// The statuses drivers report. HAProxy's transitional forms ("UP 1/3",
+// "DOWN 1/2", "MAINT (via x/y)") are reduced to their first word, and
+// "no check" to UP.
+const (
+	StatusUp      Status = "UP"
+	StatusDown    Status = "DOWN"
+	StatusDrain   Status = "DRAIN"
+	StatusMaint   Status = "MAINT"
+	StatusNoLB    Status = "NOLB"
+	StatusUnknown Status = "UNKNOWN"
+)
+
+// ServerState is one server as one endpoint sees it.
+type ServerState struct {
+	Server      string
+	Status      Status
+	Sessions    int    // current sessions (HAProxy scur)
+	Queued      int    // queued requests (HAProxy qcur)
+	CheckStatus string // last health check result, e.g. "L7OK", "L4CON"; "" if none
+	Weight      int
+	Endpoint    string // Endpoint.String() of the endpoint that reported it
+	Addr        string // server address when the balancer reports it
+}
+
+// DrainResult tells how a drain ended.
+type DrainResult struct {
+	Idle      bool          // false: DrainTimeout passed with Remaining sessions
+	Waited    time.Duration // from the drain command to idle (or timeout)
+	Remaining int           // sessions + queued left at timeout, summed over endpoints
+	// Assumed is true when the balancer cannot count sessions and Idle only
+	// means a fixed wait (nginx without IdleCheck, exec without a count)
+	// has passed.
+	Assumed bool
+}
+
+// Balancer is one driver bound to its configuration and endpoints.
+type Balancer interface {
+	Kind() string
+	// Describe is one line for the plan, e.g. "haproxy backend shop via 2 endpoints".
+	Describe() string
+	// Preflight checks that every endpoint is reachable and each server exists
+	// and is UP; DRAIN/MAINT is refused unless force (the error names the
+	// server and its state). DOWN is always refused.
+	Preflight(ctx context.Context, servers []string, force bool) error
+	// Drain takes server out of rotation on every endpoint and waits until it
+	// is idle or DrainTimeout passes. A timeout is not an error: see DrainResult.
+	Drain(ctx context.Context, server string) (DrainResult, error)
+	// Enable puts server back only after the balancer's own check passes
+	// (L7OK/L4OK) within timeout, then verifies UP on every endpoint.
+	Enable(ctx context.Context, server string, timeout time.Duration) error
+	// States lists every server of the backend, once per endpoint.
+	States(ctx context.Context) ([]ServerState, error)
+	// Restore re-asserts "ready" for servers relctl touched, at run end
+	// (a HAProxy reload loses runtime state).
+	Restore(ctx context.Context, servers []string) error
+}
+
+// Kinds of balancer New accepts.
+const (
+	KindHAProxy = "haproxy"
+	KindNginx   = "nginx"
+	KindExec    = "exec"
+	KindNone    = "none"
+)
+
+const (
+	defaultDrainTimeout = 30 * time.Second
+	defaultPollInterval = 100 * time.Millisecond
+	// cmdTimeout bounds one admin command or one remote script.
+	cmdTimeout = 15 * time.Second
+)
+
+// New validates cfg and returns the driver it names. Errors name the
+// inventory key: "balancer.backend is required".
+func New(cfg Config, c Connector) (Balancer, error) {
+	if cfg.DrainTimeout < 0 {
+		return nil, fmt.Errorf("balancer.drain_timeout must not be negative, got %s", cfg.DrainTimeout)
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = defaultDrainTimeout
+	}
+	if cfg.PollInterval < 0 {
+		return nil, fmt.Errorf("balancer.poll_interval must not be negative, got %s", cfg.PollInterval)
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = defaultPollInterval
+	}
+	cfg.Endpoints = append([]Endpoint(nil), cfg.Endpoints...)
+	if cfg.Kind != KindNone && c == nil {
+		return nil, fmt.Errorf("balancer %s: a connector is required", cfg.Kind)
+	}
+	switch cfg.Kind {
+	case KindHAProxy:
+		return newHAProxy(cfg, c)
+	case KindNginx:
+		return newNginx(cfg, c)
+	case KindExec:
+		return newExec(cfg, c)
+	case KindNone:
+		return noneBalancer{}, nil
+	case "":
+		return nil, fmt.Errorf("balancer.kind is required (haproxy, nginx, exec or none)")
+	}
+	return nil, fmt.Errorf("balancer.kind %q is unknown (want haproxy, nginx, exec or none)", cfg.Kind)
+}
+
+// hostEndpoints returns the endpoints of a command-driven driver, defaulting
+// to one local endpoint, and rejects admin-socket keys that would be ignored.
+func hostEndpoints(cfg Config) ([]Endpoint, error) {
+	if len(cfg.Endpoints) == 0 {
+		return []Endpoint{{}}, nil
+	}
+	for i, ep := range cfg.Endpoints {
+		if ep.Socket != "" || ep.TCP != "" {
+			return nil, fmt.Errorf("balancer.endpoints[%d]: socket and tcp apply to haproxy only; %s runs commands on the ssh host", i, cfg.Kind)
+		}
+	}
+	return cfg.Endpoints, nil
+}
+
+// parseStatus reduces a balancer's status text to a Status.
+func parseStatus(s string) Status {
+	s = strings.TrimSpace(s)
+	if strings.EqualFold(s, "no check") {
+		return StatusUp
+	}
+	word, _, _ := strings.Cut(s, " ")
+	switch st := Status(strings.ToUpper(word)); st {
+	case StatusUp, StatusDown, StatusDrain, StatusMaint, StatusNoLB:
+		return st
+	case "READY", "ENABLED":
+		return StatusUp
+	case "DRAINING", "DISABLED":
+		return StatusDrain
+	}
+	return StatusUnknown
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}

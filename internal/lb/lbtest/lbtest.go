@@ -1,0 +1,175 @@
+// Package lbtest holds test helpers shared by the lb drivers' integration
+// tests and the sandbox balancer's tests: small HTTP backends with /health
+// and /slow, process helpers, and the drain/enable scenario every
+// HAProxy-speaking balancer must pass. It is imported only from tests.
+package lbtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Backend is an application server for tests. Paths:
+//
+//	/health      200 while Healthy, else 503
+//	/slow?ms=N   sleeps N ms, then answers its name
+//	/inflight    the number of requests in flight (not counting itself)
+//	anything     answers its name
+type Backend struct {
+	Name     string
+	Addr     string // "127.0.0.11:34567"
+	Healthy  atomic.Bool
+	Inflight atomic.Int64
+	Hits     atomic.Int64 // non-health requests started
+	srv      *httptest.Server
+}
+
+// StartBackend serves a Backend on ip (a 127.0.0.0/8 address) and a free port.
+func StartBackend(t testing.TB, name, ip string) *Backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("backend %s: %v", name, err)
+	}
+	b := &Backend{Name: name, Addr: ln.Addr().String()}
+	b.Healthy.Store(true)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(b.serve))
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	b.srv = srv
+	t.Cleanup(srv.Close)
+	return b
+}
+
+func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/health":
+		if b.Healthy.Load() {
+			io.WriteString(w, "ok\n")
+		} else {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+		}
+		return
+	case "/inflight":
+		fmt.Fprintf(w, "%d\n", b.Inflight.Load())
+		return
+	}
+	b.Hits.Add(1)
+	b.Inflight.Add(1)
+	defer b.Inflight.Add(-1)
+	if r.URL.Path == "/slow" {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	io.WriteString(w, b.Name)
+}
+
+// FreeAddr returns "ip:port" with a port that was free a moment ago.
+func FreeAddr(t testing.TB, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// RequireBinary skips the test when path is missing, unless CI is set, in
+// which case it fails: CI must run the real-server tests.
+func RequireBinary(t testing.TB, path string) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%s is required in CI: %v", path, err)
+		}
+		t.Skipf("%s not installed (set CI=1 to make this a failure): %v", path, err)
+	}
+}
+
+// ShortTempDir is a temp dir with a short path (unix socket paths are
+// limited to 108 bytes), removed at cleanup.
+func ShortTempDir(t testing.TB, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// StartProcess starts cmd with output captured to a file in dir, and kills
+// it by PID at cleanup. It returns a function that reads the output so far.
+func StartProcess(t testing.TB, dir, name string, cmd *exec.Cmd) func() string {
+	t.Helper()
+	logPath := dir + "/" + name + ".log"
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); f.Close(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill() // by PID: only the process this test started
+		<-done
+	})
+	return func() string {
+		b, _ := os.ReadFile(logPath)
+		return string(b)
+	}
+}
+
+// Eventually polls cond every 10ms until it returns true or timeout passes,
+// then fails with cond's last message.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %s", what, timeout, msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Get fetches url with c and returns status and body.
+func Get(ctx context.Context, c *http.Client, url string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b)), err
+}
