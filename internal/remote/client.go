@@ -1,0 +1,225 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Client is one live SSH connection to a host, shared by every caller of
+// Pool.Get for that host. It runs at most Options.MaxSessionsPerHost
+// sessions (commands, uploads) at once; more wait their turn.
+type Client struct {
+	host string // inventory name, prefix of every error
+	addr string
+	conn *ssh.Client
+	opts *Options
+
+	sem     chan struct{} // session slots
+	killSem chan struct{} // one slot kept for kill sessions, beyond sem
+
+	dead      chan struct{} // closed once the connection is gone
+	deadMu    sync.Mutex
+	deadWhy   error
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+func newClient(host, addr string, conn *ssh.Client, opts *Options) *Client {
+	c := &Client{
+		host:    host,
+		addr:    addr,
+		conn:    conn,
+		opts:    opts,
+		sem:     make(chan struct{}, opts.MaxSessionsPerHost),
+		killSem: make(chan struct{}, 1),
+		dead:    make(chan struct{}),
+	}
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		err := conn.Wait()
+		c.setDeadWhy(err)
+		close(c.dead)
+	}()
+	go func() {
+		defer c.wg.Done()
+		c.keepalive()
+	}()
+	return c
+}
+
+// Host is the inventory name of the host.
+func (c *Client) Host() string { return c.host }
+
+// Addr is the "host:port" the client is connected to.
+func (c *Client) Addr() string { return c.addr }
+
+// Alive reports whether the connection is still up (as far as the last
+// keepalive knows).
+func (c *Client) Alive() bool {
+	select {
+	case <-c.dead:
+		return false
+	default:
+		return true
+	}
+}
+
+// Close closes the connection; operations in flight fail with
+// ErrConnectionLost. Clients from a Pool are closed by Pool.Close, and a
+// closed client is redialed by the next Pool.Get.
+func (c *Client) Close() error {
+	c.kill(errors.New("closed"))
+	c.wg.Wait()
+	return nil
+}
+
+func (c *Client) setDeadWhy(err error) {
+	c.deadMu.Lock()
+	defer c.deadMu.Unlock()
+	if c.deadWhy == nil {
+		if err == nil {
+			err = errors.New("closed")
+		}
+		c.deadWhy = err
+	}
+}
+
+// kill closes the connection for the given reason (first reason wins).
+func (c *Client) kill(why error) {
+	c.closeOnce.Do(func() {
+		c.setDeadWhy(why)
+		c.conn.Close()
+	})
+}
+
+// lost is the error for an operation that failed because the connection
+// is gone.
+func (c *Client) lost(op string) error {
+	c.deadMu.Lock()
+	why := c.deadWhy
+	c.deadMu.Unlock()
+	if why == nil {
+		return fmt.Errorf("%s: %s: %w", c.host, op, ErrConnectionLost)
+	}
+	return fmt.Errorf("%s: %s: %w (%v)", c.host, op, ErrConnectionLost, why)
+}
+
+// waitDead reports whether the connection is gone or goes within d: a
+// session torn down by a dying connection often ends a moment before the
+// connection reports its own end.
+func (c *Client) waitDead(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.dead:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// keepalive sends keepalive@openssh.com every KeepAlive. Any answer, even a
+// failure (which is what OpenSSH sends), means alive; no answer within
+// KeepAlive, or an error, means dead: the connection is closed, everything
+// in flight fails with ErrConnectionLost and the next Get redials.
+func (c *Client) keepalive() {
+	every := c.opts.KeepAlive
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.dead:
+			return
+		case <-tick.C:
+		}
+		reply := make(chan error, 1)
+		go func() {
+			// Blocks on a dead TCP connection; ends when the conn closes.
+			_, _, err := c.conn.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		}()
+		t := time.NewTimer(every)
+		select {
+		case err := <-reply:
+			t.Stop()
+			if err != nil {
+				c.kill(fmt.Errorf("keepalive: %w", err))
+				return
+			}
+		case <-t.C:
+			c.kill(fmt.Errorf("no answer to keepalive within %s", every))
+			return
+		case <-c.dead:
+			t.Stop()
+			return
+		}
+	}
+}
+
+// acquire takes a session slot.
+func (c *Client) acquire(ctx context.Context) error {
+	select {
+	case c.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: waiting for a session slot: %w", c.host, ctx.Err())
+	case <-c.dead:
+		return c.lost("waiting for a session slot")
+	}
+}
+
+func (c *Client) release() { <-c.sem }
+
+func (c *Client) newSession(op string) (*ssh.Session, error) {
+	s, err := c.conn.NewSession()
+	if err != nil {
+		if !c.Alive() || c.waitDead(50*time.Millisecond) {
+			return nil, c.lost(op)
+		}
+		return nil, fmt.Errorf("%s: %s: open session: %w", c.host, op, err)
+	}
+	return s, nil
+}
+
+// DialContext opens a "tcp" ("host:port") or "unix" (socket path)
+// connection from the host, through the SSH connection (direct-tcpip /
+// direct-streamlocal@openssh.com). The connection is closed when ctx is
+// done. Deadlines are not supported on it.
+func (c *Client) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix":
+	default:
+		return nil, fmt.Errorf("%s: dial %s %s: unsupported network", c.host, network, addr)
+	}
+	conn, err := c.conn.DialContext(ctx, network, addr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: dial %s %s: %w", c.host, network, addr, ctx.Err())
+		}
+		if !c.Alive() || c.waitDead(50*time.Millisecond) {
+			return nil, c.lost("dial " + network + " " + addr)
+		}
+		return nil, fmt.Errorf("%s: dial %s %s: %w", c.host, network, addr, err)
+	}
+	cc := &ctxConn{Conn: conn}
+	cc.stop = context.AfterFunc(ctx, func() { conn.Close() })
+	return cc, nil
+}
+
+// ctxConn is a forwarded connection closed when its context ends.
+type ctxConn struct {
+	net.Conn
+	stop func() bool
+}
+
+func (c *ctxConn) Close() error {
+	c.stop()
+	return c.Conn.Close()
+}

@@ -1,0 +1,349 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/relctl/relctl/internal/shell"
+	"github.com/relctl/relctl/internal/sshserver"
+)
+
+func TestRunExitCodes(t *testing.T) {
+	t.Parallel()
+	c := newFixture(t, nil).client()
+	ctx := testCtx(t)
+
+	res, err := c.Run(ctx, Command{Script: "true"})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("true: %+v, %v", res, err)
+	}
+
+	res, err = c.Run(ctx, Command{Script: "echo first >&2; echo 'it broke' >&2; exit 3"})
+	var ee *ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("exit 3: want *ExitError, got %v", err)
+	}
+	if ee.Code != 3 || res.ExitCode != 3 || ee.Host != "web1" || ee.StderrTail != "first\nit broke" {
+		t.Fatalf("exit 3: %+v %+v", ee, res)
+	}
+	if got := err.Error(); got != "web1: exit status 3: it broke" {
+		t.Fatalf("message: %q", got)
+	}
+
+	_, err = c.Run(ctx, Command{Script: "kill -TERM $$"})
+	if !errors.As(err, &ee) || ee.Signal != "TERM" || ee.Code != 128+15 {
+		t.Fatalf("killed: %#v", err)
+	}
+}
+
+func TestRunStreamsEveryLine(t *testing.T) {
+	t.Parallel()
+	c := newFixture(t, nil).client()
+	var mu sync.Mutex
+	var out, errs []string
+	const n = 20000
+	script := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "out $i"; echo "err $i" >&2; i=$((i+1)); done; printf 'no newline'`, n)
+	_, err := c.Run(testCtx(t), Command{
+		Script: script,
+		Stdout: func(l string) { mu.Lock(); out = append(out, l); mu.Unlock() },
+		Stderr: func(l string) { mu.Lock(); errs = append(errs, l); mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != n+1 || len(errs) != n {
+		t.Fatalf("got %d stdout and %d stderr lines", len(out), len(errs))
+	}
+	for i := 0; i < n; i++ {
+		if out[i] != "out "+strconv.Itoa(i) || errs[i] != "err "+strconv.Itoa(i) {
+			t.Fatalf("line %d: %q %q", i, out[i], errs[i])
+		}
+	}
+	if out[n] != "no newline" {
+		t.Fatalf("last line %q", out[n])
+	}
+}
+
+func TestRunEnvExported(t *testing.T) {
+	t.Parallel()
+	c := newFixture(t, nil).client()
+	ctx := testCtx(t)
+	val := "it's $(echo pwned) `id` \"q\"\nline2"
+	out, err := c.Output(ctx, `printf '%s|%s' "$RELCTL_VERSION" "$WEIRD"`)
+	if err != nil || out != "|" {
+		t.Fatalf("no env: %q %v", out, err)
+	}
+	var got []string
+	_, err = c.Run(ctx, Command{
+		Script: `printf '%s|%s\n' "$RELCTL_VERSION" "$WEIRD"; sh -c 'echo child:$RELCTL_VERSION'`,
+		Env:    map[string]string{"RELCTL_VERSION": "1.4.0", "WEIRD": val},
+		Stdout: func(l string) { got = append(got, l) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"1.4.0|it's $(echo pwned) `id` \"q\"", "line2", "child:1.4.0"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("got %q", got)
+	}
+	for _, bad := range []string{"lower", "1X", "A-B", "A B", ""} {
+		if _, err := c.Run(ctx, Command{Script: "true", Env: map[string]string{bad: "x"}}); err == nil {
+			t.Errorf("env key %q accepted", bad)
+		}
+	}
+}
+
+func TestRunScriptQuotingAndArgs(t *testing.T) {
+	t.Parallel()
+	c := newFixture(t, nil).client()
+	weird := "a 'b' \"c\" $(d) `e` \\f\n*"
+	out, err := c.Output(testCtx(t), "printf '%s' "+shell.Quote(weird))
+	if err != nil || out != strings.TrimSpace(weird) {
+		t.Fatalf("%q %v", out, err)
+	}
+}
+
+// alive reports whether a local process exists and is not a zombie (the
+// fixture's "remote" host is this machine; orphans wait for init to reap
+// them).
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	// pid (comm) S ...: the state follows the last ')'.
+	s := string(stat)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
+
+func TestRunTimeoutKillsRemoteProcessGroup(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	c, err := f.pool(Options{KillGrace: 300 * time.Millisecond}).Get(testCtx(t), f.host("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidfile := filepath.Join(f.dir, "sleep.pid")
+	start := time.Now()
+	// The sleep is a child of the script's shell: killing only the shell
+	// would leave it running.
+	res, err := c.Run(testCtx(t), Command{
+		Script:  "sleep 300 & echo $! > " + shell.Quote(pidfile) + "; wait",
+		Timeout: 500 * time.Millisecond,
+	})
+	took := time.Since(start)
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("want ErrTimeout, got %v", err)
+	}
+	if !strings.HasPrefix(err.Error(), "web1: ") || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("message: %v", err)
+	}
+	if took > 3*time.Second {
+		t.Fatalf("Run returned after %s", took)
+	}
+	if res.ExitCode != 128+15 && res.Signal != "TERM" {
+		t.Logf("result %+v", res)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("run took %s", took)
+	if !eventually(2*time.Second, func() bool { return !alive(pid) }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("remote sleep %d still running after timeout", pid)
+	}
+	t.Logf("sleep gone after %s", time.Since(start))
+	if !eventually(2*time.Second, func() bool { return f.srv.Running() == 0 }) {
+		t.Fatalf("server still runs %d commands", f.srv.Running())
+	}
+	// The client is still usable.
+	if out, err := c.Output(testCtx(t), "echo ok"); err != nil || out != "ok" {
+		t.Fatalf("after timeout: %q %v", out, err)
+	}
+}
+
+func TestRunTimeoutEscalatesToKill(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	c, err := f.pool(Options{KillGrace: 300 * time.Millisecond}).Get(testCtx(t), f.host("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidfile := filepath.Join(f.dir, "stubborn.pid")
+	_, err = c.Run(testCtx(t), Command{
+		Script:  "trap '' TERM; echo $$ > " + shell.Quote(pidfile) + "; while :; do sleep 0.05; done",
+		Timeout: 300 * time.Millisecond,
+	})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("want ErrTimeout, got %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
+	if !eventually(2*time.Second, func() bool { return !alive(pid) }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("TERM-ignoring process %d survived", pid)
+	}
+}
+
+func TestRunContextCancelKillsRemote(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	c := f.client()
+	pidfile := filepath.Join(f.dir, "sleep.pid")
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		eventually(5*time.Second, func() bool { _, err := os.Stat(pidfile); return err == nil })
+		cancel()
+	}()
+	_, err := c.Run(ctx, Command{Script: "echo $$ > " + shell.Quote(pidfile) + "; exec sleep 300"})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
+	if !eventually(3*time.Second, func() bool { return !alive(pid) }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("remote sleep %d still running after cancel", pid)
+	}
+}
+
+func TestDropConnectionMidCommandAndReconnect(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	p := f.pool(Options{})
+	c, err := p.Get(testCtx(t), f.host("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Run(testCtx(t), Command{Script: "echo started; sleep 30", Stdout: func(string) { close(started) }})
+		errc <- err
+	}()
+	<-started
+	f.srv.DropConnections()
+	t0 := time.Now()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrConnectionLost) {
+			t.Fatalf("want ErrConnectionLost, got %v", err)
+		}
+		if !strings.HasPrefix(err.Error(), "web1: ") {
+			t.Fatalf("message: %v", err)
+		}
+		if d := time.Since(t0); d > 2*time.Second {
+			t.Fatalf("took %s", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after the connection dropped")
+	}
+	if c.Alive() {
+		t.Fatal("client still alive")
+	}
+	if _, err := c.Run(testCtx(t), Command{Script: "true"}); !errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("run on dead client: %v", err)
+	}
+	c2, err := p.Get(testCtx(t), f.host("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2 == c {
+		t.Fatal("Get returned the dead client")
+	}
+	if out, err := c2.Output(testCtx(t), "echo again"); err != nil || out != "again" {
+		t.Fatalf("after reconnect: %q %v", out, err)
+	}
+	if c3, _ := p.Get(testCtx(t), f.host("web1")); c3 != c2 {
+		t.Fatal("live client not reused")
+	}
+}
+
+func TestKeepaliveDetectsSilentHost(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, func(c *sshserver.Config) { c.IgnoreKeepalive = true })
+	p := f.pool(Options{KeepAlive: 150 * time.Millisecond})
+	c, err := p.Get(testCtx(t), f.host("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Run(testCtx(t), Command{Script: "sleep 30"})
+		errc <- err
+	}()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), "keepalive") {
+			t.Fatalf("want ErrConnectionLost (keepalive), got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("silent host not detected")
+	}
+	c2, err := p.Get(testCtx(t), f.host("web1"))
+	if err != nil || c2 == c {
+		t.Fatalf("redial: %v", err)
+	}
+}
+
+func TestKeepaliveAnsweredWithFailureMeansAlive(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil) // answers global requests with failure, like OpenSSH
+	c, err := f.pool(Options{KeepAlive: 50 * time.Millisecond}).Get(testCtx(t), f.host("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if !c.Alive() {
+		t.Fatal("client marked dead although the server answers keepalives")
+	}
+}
+
+func TestSessionCap(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil) // server refuses the 11th concurrent session, like OpenSSH
+	run20 := func(max int) (failed int) {
+		c, err := f.pool(Options{MaxSessionsPerHost: max}).Get(testCtx(t), f.host("web1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i := 0; i < 20; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out, err := c.Output(testCtx(t), "sleep 0.2; echo "+strconv.Itoa(i))
+				if err != nil || out != strconv.Itoa(i) {
+					mu.Lock()
+					failed++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		return failed
+	}
+	if n := run20(8); n != 0 {
+		t.Fatalf("%d of 20 commands failed with MaxSessionsPerHost 8", n)
+	}
+	// Without the cap the server's limit bites: proves the test can fail.
+	if n := run20(20); n == 0 {
+		t.Fatal("server did not enforce MaxSessions; the test proves nothing")
+	}
+}
