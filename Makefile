@@ -1,0 +1,35 @@
+# relctl — make targets named in README.md.
+GO       ?= go
+PKGS     ?= ./...
+BIN      ?= bin/relctl
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X github.com/relctl/relctl/internal/cli.Version=$(VERSION)
+
+.PHONY: all build test lint bench fuzz e2e ci clean
+
+all: lint test build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/relctl
+
+# Unit and integration tests (integration tests start real sshd, HAProxy and
+# nginx on 127.0.0.x when they are installed; in CI they must be).
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)
+
+# A short fuzzing session for the inventory loader (its seed corpus runs in `make test`).
+fuzz:
+	$(GO) test ./internal/fleet -run '^$$' -fuzz FuzzParse -fuzztime 60s
+
+ci: lint test
+
+clean:
+	rm -rf bin

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/plan"
+)
+
+type planOptions struct {
+	to, upfrom, format, output string
+}
+
+func newPlanCmd(ios *IO, g *globals) *cobra.Command {
+	o := &planOptions{}
+	cmd := &cobra.Command{
+		Use:   "plan --to VERSION [--upfrom VERSION]",
+		Short: "Print the exact plan that apply would run, changing nothing",
+		Example: `  relctl plan -f fleet.example.yaml --upfrom 1.3.2 --to 2.0.0
+  relctl plan --to 1.4.0 --format markdown > change-ticket.md
+  relctl plan --to 1.4.0 --format json -o plan.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runPlan(cmd, ios, g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.to, "to", "", "target version (required)")
+	f.StringVar(&o.upfrom, "upfrom", "", "the version the fleet runs; with it the plan is built offline, without looking at the hosts")
+	f.StringVar(&o.format, "format", "text", "text, markdown or json")
+	f.StringVarP(&o.output, "output", "o", "", "write the plan to this file instead of stdout")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
+	render, err := renderer(o.format)
+	if err != nil {
+		return err
+	}
+	inv, err := loadFleet(g)
+	if err != nil {
+		return err
+	}
+	if o.upfrom == "" {
+		return withCode(ExitUsage, errors.New("--upfrom is required for an offline plan: name the version the fleet runs"))
+	}
+	obs := plan.Assume(inv, o.upfrom)
+	p, err := plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom})
+	if err != nil {
+		return withCode(planErrCode(err), err)
+	}
+	warnMissingArtifacts(ios, inv, p)
+	out, err := render(p)
+	if err != nil {
+		return err
+	}
+	if o.output != "" {
+		if err := os.WriteFile(o.output, out, 0o644); err != nil {
+			return fmt.Errorf("write plan: %w", err)
+		}
+		fmt.Fprintf(ios.Err, "plan written to %s\n", o.output)
+		return nil
+	}
+	_, err = ios.Out.Write(out)
+	return err
+}
+
+func renderer(format string) (func(*plan.Plan) ([]byte, error), error) {
+	switch format {
+	case "text", "":
+		return func(p *plan.Plan) ([]byte, error) { return []byte(plan.RenderText(p)), nil }, nil
+	case "markdown", "md":
+		return func(p *plan.Plan) ([]byte, error) { return []byte(plan.RenderMarkdown(p)), nil }, nil
+	case "json":
+		return plan.MarshalJSONIndent, nil
+	}
+	return nil, withCode(ExitUsage, fmt.Errorf("--format %q: use text, markdown or json", format))
+}
+
+// planErrCode maps planning errors: bad requests are usage errors.
+func planErrCode(err error) int {
+	switch {
+	case errors.Is(err, plan.ErrNoPath), errors.Is(err, plan.ErrUpfromMismatch), errors.Is(err, plan.ErrIsDowngrade),
+		errors.Is(err, plan.ErrDowngradeRefused), errors.Is(err, plan.ErrMixedFleet), errors.Is(err, plan.ErrPastPointOfNoReturn):
+		return ExitUsage
+	}
+	return ExitError
+}
+
+// warnMissingArtifacts tells the operator now what preflight would refuse later.
+func warnMissingArtifacts(ios *IO, inv *fleet.Inventory, p *plan.Plan) {
+	for _, h := range p.Hops {
+		path, err := artifactPath(inv, h.To)
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			fmt.Fprintf(ios.Err, "warning: artifact for %s not found at %s: apply will refuse to start\n", h.To, path)
+		}
+	}
+}
+
+// artifactPath resolves the artifact of version v relative to the inventory.
+func artifactPath(inv *fleet.Inventory, v string) (string, error) {
+	p, err := inv.ArtifactPath(v)
+	if err != nil {
+		return "", err
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(inv.File), p)
+	}
+	return p, nil
+}

@@ -1,0 +1,306 @@
+// Package plan turns "this fleet runs X, take it to Y" into an ordered,
+// inspectable Plan: phases, batches and per-host steps with stable IDs, the
+// point of no return marked, and the observed state it was built from.
+//
+// A Plan is a pure value. This package does no I/O at all: it imports no os,
+// net, context or SSH code. Observing the fleet and executing a plan belong
+// to packages observe and rollout.
+package plan
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/relctl/relctl/internal/fleet"
+)
+
+// SchemaVersion is the version of the JSON form of a Plan. It changes when a
+// field changes meaning or disappears; added fields keep it.
+const SchemaVersion = 1
+
+// Kind is what a plan does.
+type Kind string
+
+// Plan kinds.
+const (
+	KindUpgrade   Kind = "upgrade"
+	KindRollback  Kind = "rollback"
+	KindDowngrade Kind = "downgrade"
+)
+
+// StepKind says what a step does; the executor has one runner per kind.
+type StepKind string
+
+// Step kinds, in the order a plan uses them.
+const (
+	StepPreflight   StepKind = "preflight"
+	StepLock        StepKind = "lock"
+	StepStage       StepKind = "stage"
+	StepMigrate     StepKind = "migrate"
+	StepDeploy      StepKind = "deploy"
+	StepGate        StepKind = "gate"
+	StepPostMigrate StepKind = "post-migrate"
+	StepCleanup     StepKind = "cleanup"
+	StepUnlock      StepKind = "unlock"
+)
+
+// Action is one part of a host's deploy (or rollback) step.
+type Action string
+
+// The per-host sequence, in order. ActionVersion is present only when the
+// inventory has a version command; otherwise the switch itself is checked.
+const (
+	ActionDrain    Action = "drain"
+	ActionWaitIdle Action = "wait-idle"
+	ActionStop     Action = "stop"
+	ActionSwitch   Action = "switch"
+	ActionStart    Action = "start"
+	ActionHealth   Action = "health"
+	ActionVersion  Action = "version"
+	ActionEnable   Action = "enable"
+	ActionVerify   Action = "verify"
+)
+
+// Duration is a time.Duration written as "30s" in JSON.
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Plan is an ordered list of steps and everything needed to judge it.
+//
+// Invariants (checked by Check and by the tests):
+//   - step IDs are unique;
+//   - no deploy step comes before its hop's migrate step, and every
+//     post-migrate step comes after every deploy step of its hop;
+//   - only post-migrate steps are points of no return;
+//   - Basis.Fingerprint is Observed.Fingerprint of the state it was built from.
+type Plan struct {
+	Schema   int      `json:"schema"`
+	App      string   `json:"app"`
+	Kind     Kind     `json:"kind"`
+	From     string   `json:"from"`
+	To       string   `json:"to"`
+	Hops     []Hop    `json:"hops"`
+	Reason   string   `json:"reason,omitempty"` // downgrades: why, for the audit
+	Settings Settings `json:"settings"`
+	// Actions is the per-host sequence every deploy and rollback step runs.
+	Actions []Action `json:"actions"`
+	Steps   []Step   `json:"steps"`
+	Skipped []Skip   `json:"skipped,omitempty"`
+	Basis   Basis    `json:"basis"`
+	// Notes are things the operator should know that are not steps.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Hop is one full pass from one version to the next (an upgrade across a
+// required stop has two or more).
+type Hop struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
+// Settings are the timings and policies the executor applies.
+type Settings struct {
+	Batches            []fleet.BatchSize `json:"batches"`
+	PauseAfterCanary   bool              `json:"pause_after_canary"`
+	WaitBetweenBatches Duration          `json:"wait_between_batches"`
+	OnFailure          string            `json:"on_failure"`
+	MaxFailedHosts     int               `json:"max_failed_hosts"`
+	DrainTimeout       Duration          `json:"drain_timeout"`
+	HealthTimeout      Duration          `json:"health_timeout"`
+	HealthInterval     Duration          `json:"health_interval"`
+	StableFor          Duration          `json:"stable_for"`
+	KeepReleases       int               `json:"keep_releases"`
+	Balancer           string            `json:"balancer"`
+	MigrationsHost     string            `json:"migrations_host"`
+	Parallel           int               `json:"parallel"`
+}
+
+// Step is one unit of work with a stable ID, e.g. "deploy/web3".
+type Step struct {
+	ID    string   `json:"id"`
+	Kind  StepKind `json:"kind"`
+	Hop   int      `json:"hop"`             // index into Plan.Hops; -1 outside any hop
+	Batch int      `json:"batch,omitempty"` // 1-based batch of a deploy step; 1 is the canary
+	Host  string   `json:"host,omitempty"`
+	From  string   `json:"from,omitempty"`
+	To    string   `json:"to,omitempty"`
+	// Versions are the releases a stage step puts on its host.
+	Versions []string `json:"versions,omitempty"`
+	// Mutating steps change a host or the balancer; the journal is synced
+	// before each starts.
+	Mutating bool `json:"mutating"`
+	// PointOfNoReturn marks the step after which rollback is refused.
+	PointOfNoReturn bool `json:"point_of_no_return,omitempty"`
+	// Undo says what a rollback does about this step.
+	Undo string `json:"undo,omitempty"`
+}
+
+// String describes the step in the words the preview, the plain output and
+// the journal all use: "deploy web3 (1.3.2 → 1.4.0)".
+func (s Step) String() string {
+	switch s.Kind {
+	case StepDeploy:
+		return fmt.Sprintf("deploy %s (%s → %s)", s.Host, s.From, s.To)
+	case StepStage:
+		return fmt.Sprintf("stage %s on %s", strings.Join(s.Versions, ", "), s.Host)
+	case StepMigrate:
+		return fmt.Sprintf("migrate %s on %s", s.To, s.Host)
+	case StepPostMigrate:
+		return fmt.Sprintf("post-migrate %s on %s", s.To, s.Host)
+	case StepGate:
+		return fmt.Sprintf("approve the canary of %s", s.To)
+	case StepCleanup:
+		return fmt.Sprintf("clean up old releases on %s", s.Host)
+	case StepLock:
+		return fmt.Sprintf("lock the fleet (on %s)", s.Host)
+	case StepUnlock:
+		return fmt.Sprintf("unlock the fleet (on %s)", s.Host)
+	case StepPreflight:
+		return "preflight checks"
+	}
+	return s.ID
+}
+
+// Skip is a host the plan leaves alone, and why.
+type Skip struct {
+	Host    string `json:"host"`
+	Version string `json:"version"`
+	Reason  string `json:"reason"`
+}
+
+// Basis is the observed state a plan was built from.
+type Basis struct {
+	Fingerprint string      `json:"fingerprint"`
+	Offline     bool        `json:"offline,omitempty"`
+	Hosts       []HostState `json:"hosts"`
+}
+
+// Observed is what the fleet really runs, as package observe saw it (or as
+// assumed from --upfrom when Offline).
+type Observed struct {
+	Offline bool
+	Hosts   []HostState
+}
+
+// HostState is one host as observed.
+type HostState struct {
+	Name      string   `json:"name"`
+	Version   string   `json:"version"`
+	Releases  []string `json:"releases,omitempty"`
+	Reachable bool     `json:"reachable"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// Fingerprint is a short hash of what matters for planning: every host's
+// name, reachability and running version. apply refuses a plan whose
+// fingerprint no longer matches the fleet.
+func (o Observed) Fingerprint() string {
+	hs := append([]HostState(nil), o.Hosts...)
+	sort.Slice(hs, func(i, j int) bool { return hs[i].Name < hs[j].Name })
+	h := sha256.New()
+	if o.Offline {
+		h.Write([]byte("offline\n"))
+	}
+	for _, s := range hs {
+		fmt.Fprintf(h, "%s\x00%t\x00%s\n", s.Name, s.Reachable, s.Version)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// State returns the observed state of host name.
+func (o Observed) State(name string) (HostState, bool) {
+	for _, s := range o.Hosts {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return HostState{}, false
+}
+
+// Assume returns the offline observation "every host runs v".
+func Assume(inv *fleet.Inventory, v string) Observed {
+	o := Observed{Offline: true, Hosts: make([]HostState, len(inv.Hosts))}
+	for i, h := range inv.Hosts {
+		o.Hosts[i] = HostState{Name: h.Name, Version: v, Reachable: true}
+	}
+	return o
+}
+
+// Empty reports whether the plan has nothing to do.
+func (p *Plan) Empty() bool {
+	for _, s := range p.Steps {
+		if s.Kind == StepDeploy {
+			return false
+		}
+	}
+	return true
+}
+
+// Step returns the step with id.
+func (p *Plan) Step(id string) (Step, bool) {
+	for _, s := range p.Steps {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return Step{}, false
+}
+
+// DeployHosts returns the hosts the plan switches, in plan order, once each.
+func (p *Plan) DeployHosts() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range p.Steps {
+		if s.Kind == StepDeploy && !seen[s.Host] {
+			seen[s.Host] = true
+			out = append(out, s.Host)
+		}
+	}
+	return out
+}
+
+// Check verifies the plan's invariants; a plan read from a file is checked
+// before it is applied.
+func (p *Plan) Check() error {
+	if p.Schema != SchemaVersion {
+		return fmt.Errorf("plan schema %d is not %d: rebuild the plan with this relctl", p.Schema, SchemaVersion)
+	}
+	ids := map[string]bool{}
+	migrated := map[int]bool{}
+	postDone := map[int]bool{}
+	for i, s := range p.Steps {
+		if ids[s.ID] {
+			return fmt.Errorf("step %d: duplicate id %q", i, s.ID)
+		}
+		ids[s.ID] = true
+		if s.PointOfNoReturn && s.Kind != StepPostMigrate {
+			return fmt.Errorf("step %s: only post-migrate is a point of no return", s.ID)
+		}
+		switch s.Kind {
+		case StepMigrate:
+			migrated[s.Hop] = true
+		case StepDeploy:
+			if postDone[s.Hop] {
+				return fmt.Errorf("step %s: deploy after its hop's post-migrate", s.ID)
+			}
+		case StepPostMigrate:
+			postDone[s.Hop] = true
+		}
+	}
+	return nil
+}

@@ -1,0 +1,499 @@
+package plan
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/relctl/relctl/internal/fleet"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// inventory builds a valid inventory of n hosts; canaries are labelled.
+func inventory(t testing.TB, n int, extra string, canaries ...int) *fleet.Inventory {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(`app: shop
+path: /srv/shop
+artifact: {source: "./dist/shop-{{.Version}}.tar.gz"}
+commands:
+  stop: stop
+  start: start
+  health: check
+  migrate: migrate
+  post_migrate: migrate --post
+balancer: {kind: none}
+releases:
+  "2.0.0": {upgrade_from: ">=1.4.0", downgrade_to: ["1.4.0"]}
+  "1.4.0": {upgrade_from: ">=1.0.0", downgrade_to: ["1.3.2"]}
+`)
+	b.WriteString(extra)
+	b.WriteString("hosts:\n")
+	for i := 1; i <= n; i++ {
+		labels := ""
+		if slices.Contains(canaries, i) {
+			labels = ", labels: [canary]"
+		}
+		fmt.Fprintf(&b, "  - {name: web%d, address: 10.0.%d.%d%s}\n", i, i/250, i%250+1, labels)
+	}
+	inv, err := fleet.Parse("fleet.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+func batchesOf(p *Plan) [][]string {
+	var out [][]string
+	for _, s := range p.Steps {
+		if s.Kind != StepDeploy || s.Hop != 0 {
+			continue
+		}
+		for len(out) < s.Batch {
+			out = append(out, nil)
+		}
+		out[s.Batch-1] = append(out[s.Batch-1], s.Host)
+	}
+	return out
+}
+
+func sizes(bs [][]string) []int {
+	out := make([]int, len(bs))
+	for i, b := range bs {
+		out[i] = len(b)
+	}
+	return out
+}
+
+func TestBatching(t *testing.T) {
+	cases := []struct {
+		hosts   int
+		batches string
+		want    []int
+	}{
+		{1, `[1, 2, "25%"]`, []int{1}},
+		{2, `[1, 2, "25%"]`, []int{1, 1}},
+		{7, `[1, 2, "25%"]`, []int{1, 2, 2, 2}},
+		{100, `[1, 2, "25%"]`, []int{1, 2, 25, 25, 25, 22}},
+		{7, `[3]`, []int{3, 3, 1}},
+		{100, `["50%"]`, []int{50, 50}},
+		{7, `["100%"]`, []int{7}},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%d hosts %s", c.hosts, c.batches), func(t *testing.T) {
+			inv := inventory(t, c.hosts, "rollout: {batches: "+c.batches+"}\n")
+			p, err := Build(inv, Assume(inv, "1.4.0"), Options{To: "2.0.0"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := sizes(batchesOf(p)); !reflect.DeepEqual(got, c.want) {
+				t.Errorf("batch sizes = %v, want %v", got, c.want)
+			}
+			if err := p.Check(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestCanariesFirst(t *testing.T) {
+	inv := inventory(t, 5, "", 4, 2)
+	p, err := Build(inv, Assume(inv, "1.4.0"), Options{To: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"web2"}, {"web4", "web1"}, {"web3", "web5"}}
+	if got := batchesOf(p); !reflect.DeepEqual(got, want) {
+		t.Errorf("batches = %v, want %v", got, want)
+	}
+	// The gate comes right after the canary batch.
+	ids := stepIDs(p)
+	gi := slices.Index(ids, "gate/canary")
+	if gi < 0 || ids[gi-1] != "deploy/web2" || ids[gi+1] != "deploy/web4" {
+		t.Errorf("gate misplaced: %v", ids)
+	}
+}
+
+func stepIDs(p *Plan) []string {
+	out := make([]string, len(p.Steps))
+	for i, s := range p.Steps {
+		out[i] = s.ID
+	}
+	return out
+}
+
+func TestOrderSingleHop(t *testing.T) {
+	inv := inventory(t, 3, "")
+	p, err := Build(inv, Assume(inv, "1.4.0"), Options{To: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"preflight", "lock", "stage/web1", "stage/web2", "stage/web3", "migrate",
+		"deploy/web1", "gate/canary", "deploy/web2", "deploy/web3", "post-migrate",
+		"cleanup/web1", "cleanup/web2", "cleanup/web3", "unlock"}
+	if got := stepIDs(p); !reflect.DeepEqual(got, want) {
+		t.Errorf("steps =\n%v\nwant\n%v", got, want)
+	}
+	for _, s := range p.Steps {
+		if s.PointOfNoReturn != (s.ID == "post-migrate") {
+			t.Errorf("%s: point of no return = %v", s.ID, s.PointOfNoReturn)
+		}
+	}
+}
+
+func TestMultiHop(t *testing.T) {
+	inv := inventory(t, 3, "")
+	p, err := Build(inv, Assume(inv, "1.3.2"), Options{To: "2.0.0", Upfrom: "1.3.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Hop{{"1.3.2", "1.4.0"}, {"1.4.0", "2.0.0"}}; !reflect.DeepEqual(p.Hops, want) {
+		t.Fatalf("hops = %v, want %v", p.Hops, want)
+	}
+	ids := stepIDs(p)
+	order := []string{"stage/web1", "migrate@1.4.0", "deploy/web1@1.4.0", "deploy/web3@1.4.0", "post-migrate@1.4.0",
+		"migrate@2.0.0", "deploy/web1@2.0.0", "deploy/web3@2.0.0", "post-migrate@2.0.0", "unlock"}
+	last := -1
+	for _, id := range order {
+		i := slices.Index(ids, id)
+		if i <= last {
+			t.Fatalf("%s out of order in %v", id, ids)
+		}
+		last = i
+	}
+	st, _ := p.Step("stage/web2")
+	if !reflect.DeepEqual(st.Versions, []string{"1.4.0", "2.0.0"}) {
+		t.Errorf("stage versions = %v", st.Versions)
+	}
+}
+
+func TestPath(t *testing.T) {
+	rel := map[string]fleet.Release{
+		"3.0.0": {UpgradeFrom: ">=2.1.0"},
+		"2.1.0": {UpgradeFrom: ">=2.0.0"},
+		"2.0.0": {UpgradeFrom: ">=1.4.0"},
+		"1.4.0": {UpgradeFrom: ">=1.0.0"},
+		"1.5.0": {UpgradeFrom: ">=1.0.0"},
+	}
+	cases := []struct {
+		from, to string
+		want     string
+		err      error
+	}{
+		{"1.4.0", "2.0.0", "1.4.0→2.0.0", nil},
+		{"1.3.2", "2.0.0", "1.3.2→1.5.0→2.0.0", nil}, // the highest stop of equal length
+		{"1.3.2", "3.0.0", "1.3.2→1.5.0→2.0.0→2.1.0→3.0.0", nil},
+		{"1.0.0", "1.9.9", "1.0.0→1.9.9", nil}, // not in the table: anything goes
+		{"0.9.0", "2.0.0", "", ErrNoPath},
+	}
+	for _, c := range cases {
+		hops, err := Path(rel, c.from, c.to)
+		if c.err != nil {
+			if !errors.Is(err, c.err) {
+				t.Errorf("%s→%s: err = %v, want %v", c.from, c.to, err, c.err)
+			} else if !strings.Contains(err.Error(), `needs upgrade_from ">=1.4.0"`) {
+				t.Errorf("error does not name the missing stop: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s→%s: %v", c.from, c.to, err)
+			continue
+		}
+		chain := []string{hops[0].From}
+		for _, h := range hops {
+			chain = append(chain, h.To)
+		}
+		if got := strings.Join(chain, "→"); got != c.want {
+			t.Errorf("%s→%s: path %s, want %s", c.from, c.to, got, c.want)
+		}
+	}
+}
+
+func TestMixedFleets(t *testing.T) {
+	inv := inventory(t, 4, "")
+	obs := Assume(inv, "1.4.0")
+	obs.Offline = false
+	obs.Hosts[1].Version = "2.0.0"
+	p, err := Build(inv, obs, Options{To: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Skipped) != 1 || p.Skipped[0].Host != "web2" || slices.Contains(p.DeployHosts(), "web2") {
+		t.Errorf("web2 should be skipped: %+v / %v", p.Skipped, p.DeployHosts())
+	}
+
+	obs.Hosts[2].Version = "1.3.9"
+	_, err = Build(inv, obs, Options{To: "2.0.0"})
+	if !errors.Is(err, ErrMixedFleet) || !strings.Contains(err.Error(), "web3 on 1.3.9") {
+		t.Errorf("third version: err = %v", err)
+	}
+
+	obs = Assume(inv, "1.4.0")
+	_, err = Build(inv, obs, Options{To: "2.0.0", Upfrom: "1.3.2"})
+	if !errors.Is(err, ErrUpfromMismatch) || !strings.Contains(err.Error(), "web1") {
+		t.Errorf("upfrom mismatch: err = %v", err)
+	}
+
+	obs.Hosts[3].Reachable, obs.Hosts[3].Error = false, "dial tcp: connection refused"
+	_, err = Build(inv, obs, Options{To: "2.0.0"})
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "web4: unreachable: dial tcp") {
+		t.Errorf("unreachable: err = %v", err)
+	}
+}
+
+func TestNothingToDo(t *testing.T) {
+	inv := inventory(t, 3, "")
+	p, err := Build(inv, Assume(inv, "2.0.0"), Options{To: "2.0.0", Upfrom: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Empty() || !strings.Contains(RenderText(p), "Nothing to do") {
+		t.Errorf("want an empty plan, got %v", stepIDs(p))
+	}
+}
+
+func TestRefusesDowngradeAsUpgrade(t *testing.T) {
+	inv := inventory(t, 2, "")
+	_, err := Build(inv, Assume(inv, "2.0.0"), Options{To: "1.4.0"})
+	if !errors.Is(err, ErrIsDowngrade) {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestBadVersions(t *testing.T) {
+	inv := inventory(t, 2, "")
+	for _, v := range []string{"1.0;reboot", "1.0 .0", "$(id)", ""} {
+		if _, err := Build(inv, Assume(inv, "1.4.0"), Options{To: v}); err == nil {
+			t.Errorf("--to %q accepted", v)
+		}
+	}
+}
+
+// TestRollbackFromEveryPoint replays progress one step at a time and checks
+// the rollback plan at each point.
+func TestRollbackFromEveryPoint(t *testing.T) {
+	inv := inventory(t, 4, "")
+	p, err := Build(inv, Assume(inv, "1.3.2"), Options{To: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := Progress{Started: map[string]bool{}, Finished: map[string]bool{}}
+	for i, s := range p.Steps {
+		prog.Started[s.ID] = true // s is half-way: started, not finished
+		r, err := Rollback(inv, p, prog)
+		hop := -1
+		noReturn := false
+		for _, x := range p.Steps[:i+1] {
+			if x.Kind == StepDeploy {
+				hop = max(hop, x.Hop)
+			}
+		}
+		for _, x := range p.Steps[:i+1] {
+			if x.PointOfNoReturn && x.Hop >= hop {
+				noReturn = true
+			}
+		}
+		if noReturn {
+			if !errors.Is(err, ErrPastPointOfNoReturn) {
+				t.Fatalf("after %s: err = %v, want point of no return", s.ID, err)
+			}
+		} else {
+			if err != nil {
+				t.Fatalf("after %s: %v", s.ID, err)
+			}
+			var want []string
+			for _, x := range p.Steps[:i+1] {
+				if x.Kind == StepDeploy && x.Hop == hop {
+					want = append(want, "rollback/"+x.Host)
+				}
+			}
+			slices.Reverse(want)
+			var got []string
+			for _, x := range r.Steps {
+				if x.Kind == StepDeploy {
+					got = append(got, x.ID)
+					if x.To != p.Hops[hop].From || x.From != p.Hops[hop].To {
+						t.Errorf("after %s: %s goes %s → %s", s.ID, x.ID, x.From, x.To)
+					}
+				}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("after %s: rollback hosts %v, want %v", s.ID, got, want)
+			}
+			if len(want) == 0 && !r.Empty() {
+				t.Errorf("after %s: want an empty rollback", s.ID)
+			}
+		}
+		prog.Finished[s.ID] = true
+	}
+}
+
+func TestDowngrade(t *testing.T) {
+	inv := inventory(t, 4, "emergency: {batches: [\"50%\"], drain_timeout: 3s}\n")
+	obs := Assume(inv, "2.0.0")
+	p, err := Downgrade(inv, obs, DowngradeOptions{To: "1.4.0", Reason: "checkout 500s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sizes(batchesOf(p)); !reflect.DeepEqual(got, []int{2, 2}) {
+		t.Errorf("emergency batches = %v", got)
+	}
+	if p.hasKind(StepGate) || p.hasKind(StepMigrate) || p.hasKind(StepPostMigrate) {
+		t.Errorf("downgrade must have no gate or migrations: %v", stepIDs(p))
+	}
+	if p.Settings.DrainTimeout.String() != "3s" || p.Reason != "checkout 500s" {
+		t.Errorf("settings: %+v", p.Settings)
+	}
+
+	cases := []struct {
+		name string
+		to   string
+		last *LastRun
+		ok   bool
+	}{
+		{"declared", "1.4.0", nil, true},
+		{"not declared", "1.3.2", nil, false},
+		{"back to upfrom before post-migrate", "1.2.0", &LastRun{From: "1.2.0", To: "2.0.0"}, true},
+		{"back to upfrom after post-migrate", "1.2.0", &LastRun{From: "1.2.0", To: "2.0.0", PostMigrated: true}, false},
+	}
+	for _, c := range cases {
+		_, err := Downgrade(inv, obs, DowngradeOptions{To: c.to, Reason: "x", Last: c.last})
+		if (err == nil) != c.ok {
+			t.Errorf("%s: err = %v", c.name, err)
+		}
+		if err != nil && !errors.Is(err, ErrDowngradeRefused) {
+			t.Errorf("%s: err = %v, want ErrDowngradeRefused", c.name, err)
+		}
+	}
+	if _, err := Downgrade(inv, obs, DowngradeOptions{To: "1.4.0"}); err == nil {
+		t.Error("a downgrade without a reason was accepted")
+	}
+}
+
+func TestFingerprint(t *testing.T) {
+	inv := inventory(t, 3, "")
+	a := Assume(inv, "1.4.0")
+	b := Assume(inv, "1.4.0")
+	slices.Reverse(b.Hosts)
+	if a.Fingerprint() != b.Fingerprint() {
+		t.Error("fingerprint depends on host order")
+	}
+	b.Hosts[0].Version = "2.0.0"
+	if a.Fingerprint() == b.Fingerprint() {
+		t.Error("fingerprint ignores a version change")
+	}
+}
+
+func TestJSONRoundTrip(t *testing.T) {
+	inv := inventory(t, 7, "", 3)
+	p, err := Build(inv, Assume(inv, "1.3.2"), Options{To: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := MarshalJSONIndent(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := UnmarshalJSON(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p, q) {
+		t.Errorf("round trip changed the plan:\n%+v\n%+v", p, q)
+	}
+	data2, _ := MarshalJSONIndent(q)
+	if string(data) != string(data2) {
+		t.Error("JSON is not stable across a round trip")
+	}
+	if _, err := UnmarshalJSON([]byte(`{"schema": 99}`)); err == nil {
+		t.Error("accepted a plan of another schema")
+	}
+}
+
+func TestGolden(t *testing.T) {
+	inv, err := fleet.Load("../../fleet.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := Build(inv, Assume(inv, "1.3.2"), Options{To: "2.0.0", Upfrom: "1.3.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	one, err := Build(inv, Assume(inv, "1.3.2"), Options{To: "1.4.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := Progress{Started: map[string]bool{"deploy/web1": true, "deploy/web2": true, "deploy/web3": true}}
+	rb, err := Rollback(inv, one, prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dg, err := Downgrade(inv, Assume(inv, "1.4.0"), DowngradeOptions{To: "1.3.2", Reason: "checkout returns 500"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, p := range map[string]*Plan{"two-hop": two, "one-hop": one, "rollback": rb, "downgrade": dg} {
+		js, err := MarshalJSONIndent(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		golden(t, name+".txt", RenderText(p))
+		golden(t, name+".md", RenderMarkdown(p))
+		golden(t, name+".json", string(js))
+	}
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./internal/plan -update)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from the golden file (go test ./internal/plan -update to accept):\n%s", name, got)
+	}
+}
+
+func BenchmarkBuild1000Hosts3Hops(b *testing.B) {
+	inv := inventory(b, 1000, "")
+	inv.Releases = map[string]fleet.Release{
+		"4.0.0": {UpgradeFrom: ">=3.0.0"},
+		"3.0.0": {UpgradeFrom: ">=2.0.0"},
+		"2.0.0": {UpgradeFrom: ">=1.0.0"},
+	}
+	obs := Assume(inv, "1.0.0")
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := Build(inv, obs, Options{To: "4.0.0"})
+		if err != nil || len(p.Hops) != 3 {
+			b.Fatal(err, p.Hops)
+		}
+	}
+}
+
+func BenchmarkRenderText1000Hosts(b *testing.B) {
+	inv := inventory(b, 1000, "")
+	p, err := Build(inv, Assume(inv, "1.3.2"), Options{To: "2.0.0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = RenderText(p)
+	}
+}

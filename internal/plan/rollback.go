@@ -1,0 +1,146 @@
+package plan
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/relctl/relctl/internal/fleet"
+)
+
+// Progress is what a run did, as its journal records it: the IDs of the
+// steps that started and of those that finished.
+type Progress struct {
+	Started  map[string]bool
+	Finished map[string]bool
+}
+
+// Rollback plans the return of every host that p switched, or began to
+// switch, to the version it ran before, in reverse order, one host at a time
+// with the same drain and health discipline. It is refused once a
+// post-migrate step of the hop being undone has started.
+func Rollback(inv *fleet.Inventory, p *Plan, prog Progress) (*Plan, error) {
+	hop := -1
+	for _, s := range p.Steps {
+		if s.Kind == StepDeploy && prog.Started[s.ID] {
+			hop = max(hop, s.Hop)
+		}
+	}
+	for _, s := range p.Steps {
+		if s.Kind == StepPostMigrate && prog.Started[s.ID] && s.Hop >= hop {
+			return nil, fmt.Errorf("%w: %s started, so %s can no longer run on the schema; only relctl downgrade along a version's downgrade_to can go back", ErrPastPointOfNoReturn, s.ID, s.From)
+		}
+	}
+	obs := Observed{Hosts: p.Basis.Hosts, Offline: p.Basis.Offline}
+	if hop < 0 {
+		r := newPlan(inv, obs, KindRollback, p.To, p.From, p.Settings.Balancer)
+		r.Notes = append(r.Notes, "nothing to roll back: no host was switched")
+		return r, nil
+	}
+	h := p.Hops[hop]
+	r := newPlan(inv, obs, KindRollback, h.To, h.From, p.Settings.Balancer)
+	r.Hops = []Hop{{From: h.To, To: h.From}}
+	r.Settings.PauseAfterCanary = false
+	r.Settings.Batches = []fleet.BatchSize{{N: 1}}
+	r.Settings.OnFailure = fleet.OnFailurePause // a failing rollback stops for the operator
+	var hosts []string
+	for _, s := range p.Steps {
+		if s.Kind == StepDeploy && s.Hop == hop && prog.Started[s.ID] {
+			hosts = append(hosts, s.Host)
+		}
+	}
+	slices.Reverse(hosts)
+	lockHost := p.Settings.MigrationsHost
+	r.add(Step{ID: "preflight", Kind: StepPreflight, Hop: -1})
+	r.add(Step{ID: "lock", Kind: StepLock, Hop: -1, Host: lockHost, Mutating: true})
+	for i, host := range hosts {
+		r.add(Step{ID: "rollback/" + host, Kind: StepDeploy, Hop: 0, Batch: i + 1, Host: host, From: h.To, To: h.From, Mutating: true})
+	}
+	r.add(Step{ID: "unlock", Kind: StepUnlock, Hop: -1, Host: lockHost, Mutating: true})
+	r.Notes = append(r.Notes, fmt.Sprintf("goes back: %s (reverse order, one at a time)", strings.Join(hosts, ", ")))
+	if _, ok := p.Step(migrateID(p, hop)); ok && prog.Started[migrateID(p, hop)] {
+		r.Notes = append(r.Notes, fmt.Sprintf("the pre-deploy migration to %s stays: it is expand-only and %s runs on it", h.To, h.From))
+	}
+	return r, nil
+}
+
+func migrateID(p *Plan, hop int) string {
+	for _, s := range p.Steps {
+		if s.Kind == StepMigrate && s.Hop == hop {
+			return s.ID
+		}
+	}
+	return ""
+}
+
+// LastRun is what the journal says of the latest run, for downgrades.
+type LastRun struct {
+	From, To     string
+	PostMigrated bool
+}
+
+// DowngradeOptions are what the operator asks of an emergency downgrade.
+type DowngradeOptions struct {
+	To       string
+	Reason   string
+	Last     *LastRun // nil when there is no journal
+	Balancer string
+}
+
+// Downgrade plans an emergency downgrade: only to a version the running
+// release lists in downgrade_to, or, before any post-migrate, back to the
+// last run's upfrom. It uses the emergency batches and drain timeout, has no
+// canary pause and runs no migrations.
+func Downgrade(inv *fleet.Inventory, obs Observed, o DowngradeOptions) (*Plan, error) {
+	if strings.TrimSpace(o.Reason) == "" {
+		return nil, fmt.Errorf("a downgrade needs a reason (--reason): it is written to the audit record")
+	}
+	cur, deploy, skipped, err := fleetVersion(inv, obs, o.To)
+	if err != nil {
+		return nil, err
+	}
+	p := newPlan(inv, obs, KindDowngrade, cur, o.To, o.Balancer)
+	p.Reason = o.Reason
+	p.Skipped = skipped
+	if len(deploy) == 0 {
+		p.From = o.To
+		p.Notes = append(p.Notes, fmt.Sprintf("nothing to do: every host runs %s", o.To))
+		return p, nil
+	}
+	declared := inv.Releases[cur].DowngradeTo
+	back := o.Last != nil && o.Last.To == cur && o.Last.From == o.To && !o.Last.PostMigrated
+	if !slices.Contains(declared, o.To) && !back {
+		why := fmt.Sprintf("%s declares no downgrade_to", cur)
+		if len(declared) > 0 {
+			why = fmt.Sprintf("%s declares downgrade_to [%s]", cur, strings.Join(declared, ", "))
+		}
+		if o.Last != nil && o.Last.To == cur && o.Last.From == o.To && o.Last.PostMigrated {
+			why += fmt.Sprintf("; the last run's post-migrate to %s ran, so going back to %s is past the point of no return", cur, o.To)
+		}
+		return nil, fmt.Errorf("%w: %s → %s: %s", ErrDowngradeRefused, cur, o.To, why)
+	}
+	p.Hops = []Hop{{From: cur, To: o.To}}
+	p.Settings.Batches = inv.Emergency.Batches
+	p.Settings.PauseAfterCanary = false
+	p.Settings.DrainTimeout = Duration(inv.Emergency.DrainTimeout)
+	p.Settings.WaitBetweenBatches = 0
+	p.Settings.OnFailure = fleet.OnFailurePause
+	lockHost := inv.Migrations.Host
+	p.add(Step{ID: "preflight", Kind: StepPreflight, Hop: -1})
+	p.add(Step{ID: "lock", Kind: StepLock, Hop: -1, Host: lockHost, Mutating: true})
+	for _, h := range deploy {
+		p.add(Step{ID: "stage/" + h.Name, Kind: StepStage, Hop: -1, Host: h.Name, Versions: []string{o.To}, Mutating: true})
+	}
+	for bi, batch := range Batches(deploy, inv.Emergency.Batches) {
+		for _, h := range batch {
+			p.add(Step{ID: "deploy/" + h.Name, Kind: StepDeploy, Hop: 0, Batch: bi + 1, Host: h.Name, From: cur, To: o.To, Mutating: true,
+				Undo: fmt.Sprintf("an upgrade back to %s", cur)})
+		}
+	}
+	p.add(Step{ID: "unlock", Kind: StepUnlock, Hop: -1, Host: lockHost, Mutating: true})
+	if back {
+		p.Notes = append(p.Notes, fmt.Sprintf("allowed because the last run came from %s and its post-migrate has not run", o.To))
+	}
+	p.Notes = append(p.Notes, "no migrations run in a downgrade; no canary pause")
+	return p, nil
+}
