@@ -115,7 +115,7 @@ type ServerState struct {
 type DrainResult struct {
 	Idle      bool          // false: DrainTimeout passed with Remaining sessions
 	Waited    time.Duration // from the drain command to idle (or timeout)
-	Remaining int           // sessions + queued left at timeout, summed over endpoints
+	Remaining int           // sessions + queued left at timeout, summed over endpoints; -1 when only an idle_check command was asked
 	// Assumed is true when the balancer cannot count sessions and Idle only
 	// means a fixed wait (nginx without IdleCheck, exec without a count)
 	// has passed.

@@ -26,6 +26,16 @@ func TestNewValidation(t *testing.T) {
 		{"haproxy both", Config{Kind: "haproxy", Backend: "shop", Endpoints: []Endpoint{{TCP: "127.0.0.1:1", Socket: "/a"}}}, "not both"},
 		{"haproxy relative socket", Config{Kind: "haproxy", Backend: "shop", Endpoints: []Endpoint{{Socket: "admin.sock"}}}, "balancer.endpoints[0].socket"},
 		{"haproxy bad tcp", Config{Kind: "haproxy", Backend: "shop", Endpoints: []Endpoint{{TCP: "9999"}}}, "balancer.endpoints[0].tcp"},
+		{"nginx ok", Config{Kind: "nginx", Backend: "shop", UpstreamFile: "/etc/nginx/conf.d/shop.conf"}, ""},
+		{"nginx no file", Config{Kind: "nginx", Backend: "shop"}, "balancer.upstream_file is required"},
+		{"nginx no backend", Config{Kind: "nginx", UpstreamFile: "/etc/nginx/x.conf"}, "balancer.backend is required"},
+		{"nginx socket endpoint", Config{Kind: "nginx", Backend: "shop", UpstreamFile: "/x", Endpoints: []Endpoint{{Socket: "/a"}}}, "balancer.endpoints[0]"},
+		{"nginx bad idle check", Config{Kind: "nginx", Backend: "shop", UpstreamFile: "/x", IdleCheck: "{{.Nope}}"}, "balancer.idle_check"},
+		{"exec ok", Config{Kind: "exec", Exec: ExecCommands{Drain: "lbctl drain {{.Server}}", Enable: "lbctl enable {{.Server}}"}}, ""},
+		{"exec no drain", Config{Kind: "exec", Exec: ExecCommands{Enable: "x"}}, "balancer.exec.drain is required"},
+		{"exec no enable", Config{Kind: "exec", Exec: ExecCommands{Drain: "x"}}, "balancer.exec.enable is required"},
+		{"exec bad template", Config{Kind: "exec", Exec: ExecCommands{Drain: "x {{.Server", Enable: "y"}}, "balancer.exec.drain"},
+		{"exec unknown field", Config{Kind: "exec", Exec: ExecCommands{Drain: "x", Enable: "y", State: "{{.Host}}"}}, "balancer.exec.state"},
 		{"negative drain", Config{Kind: "none", DrainTimeout: -time.Second}, "balancer.drain_timeout"},
 	}
 	for _, tt := range tests {

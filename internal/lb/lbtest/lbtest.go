@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -116,8 +117,9 @@ func ShortTempDir(t testing.TB, prefix string) string {
 	return dir
 }
 
-// StartProcess starts cmd with output captured to a file in dir, and kills
-// it by PID at cleanup. It returns a function that reads the output so far.
+// StartProcess starts cmd with output captured to a file in dir, and stops
+// it by PID at cleanup: SIGTERM (nginx's master then stops its workers),
+// SIGKILL after 5s. It returns a function that reads the output so far.
 func StartProcess(t testing.TB, dir, name string, cmd *exec.Cmd) func() string {
 	t.Helper()
 	logPath := dir + "/" + name + ".log"
@@ -133,8 +135,14 @@ func StartProcess(t testing.TB, dir, name string, cmd *exec.Cmd) func() string {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); f.Close(); close(done) }()
 	t.Cleanup(func() {
-		cmd.Process.Kill() // by PID: only the process this test started
-		<-done
+		// By PID: only the process this test started.
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
 	})
 	return func() string {
 		b, _ := os.ReadFile(logPath)
