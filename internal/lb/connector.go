@@ -43,24 +43,3 @@ func (LocalConnector) RunOn(ctx context.Context, sshHost, script string) (string
 	}
 	return stdout.String(), nil
 }
-
-// shellQuote quotes s as one POSIX shell word.
-//
-// NOTE: internal/shell (shell.Quote) did not exist when this was written;
-// switch to it once it lands so the whole module quotes one way.
-func shellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	safe := true
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%_-+=:,./", r)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
-}

@@ -65,8 +65,8 @@ func TestExecTemplatingQuotes(t *testing.T) {
 	want := []string{
 		"lbctl drain shop 'web 1' --addr 10.0.0.1:80",
 		"lbctl drain shop 'web 1' --addr 10.0.0.1:80",
-		`lbctl enable shop/'x'"'"';reboot;'"'"''`,
-		`lbctl enable shop/'x'"'"';reboot;'"'"''`,
+		`lbctl enable shop/'x'\'';reboot;'\'''`,
+		`lbctl enable shop/'x'\'';reboot;'\'''`,
 	}
 	if strings.Join(rec.scripts, "\n") != strings.Join(want, "\n") {
 		t.Errorf("scripts:\n%s\nwant:\n%s", strings.Join(rec.scripts, "\n"), strings.Join(want, "\n"))

@@ -97,23 +97,6 @@ func TestHAProxyUnreachable(t *testing.T) {
 	}
 }
 
-func TestShellQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                 "''",
-		"web1":             "web1",
-		"10.0.0.1:8080":    "10.0.0.1:8080",
-		"a b":              "'a b'",
-		"it's":             `'it'"'"'s'`,
-		"$(rm -rf /)":      "'$(rm -rf /)'",
-		"x;reboot":         "'x;reboot'",
-		"/srv/shop/a.conf": "/srv/shop/a.conf",
-	} {
-		if got := shellQuote(in); got != want {
-			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 func TestEndpointString(t *testing.T) {
 	for ep, want := range map[Endpoint]string{
 		{}:                                  "local",

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/shell"
 	"path"
 	"strings"
 	"time"
@@ -91,7 +92,7 @@ func (n *nginx) run(ctx context.Context, ep Endpoint, script string) (string, er
 }
 
 func (n *nginx) read(ctx context.Context, ep Endpoint) (string, error) {
-	out, err := n.run(ctx, ep, "cat -- "+shellQuote(n.cfg.UpstreamFile))
+	out, err := n.run(ctx, ep, "cat -- "+shell.Quote(n.cfg.UpstreamFile))
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", n.cfg.UpstreamFile, err)
 	}
@@ -104,17 +105,17 @@ func (n *nginx) read(ctx context.Context, ep Endpoint) (string, error) {
 func (n *nginx) writeScript(oldSum, content string) string {
 	bin := n.cfg.NginxBinary
 	return `set -u
-f=` + shellQuote(n.cfg.UpstreamFile) + `
+f=` + shell.Quote(n.cfg.UpstreamFile) + `
 tmp="$f.relctl-tmp.$$"
 bak="$f.relctl-bak.$$"
 sum=$(sha256sum < "$f") || exit 1
-if [ "${sum%% *}" != ` + shellQuote(oldSum) + ` ]; then
+if [ "${sum%% *}" != ` + shell.Quote(oldSum) + ` ]; then
 	echo "$f changed while relctl was editing it; nothing written" >&2
 	exit 3
 fi
 cp -p -- "$f" "$bak" || exit 1
 cp -p -- "$f" "$tmp" || { rm -f -- "$bak"; exit 1; }
-if ! printf '%s' ` + shellQuote(content) + ` > "$tmp" || ! mv -f -- "$tmp" "$f"; then
+if ! printf '%s' ` + shell.Quote(content) + ` > "$tmp" || ! mv -f -- "$tmp" "$f"; then
 	rm -f -- "$tmp" "$bak"
 	exit 1
 fi

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"fmt"
+	"github.com/relctl/relctl/internal/shell"
 	"strings"
 	"text/template"
 )
@@ -34,7 +35,7 @@ func parseCmd(key, text string) (*cmdTemplate, error) {
 
 func (c *cmdTemplate) render(server, backend, address string) (string, error) {
 	var b strings.Builder
-	data := cmdData{Server: shellQuote(server), Backend: shellQuote(backend), Address: shellQuote(address)}
+	data := cmdData{Server: shell.Quote(server), Backend: shell.Quote(backend), Address: shell.Quote(address)}
 	if err := c.t.Execute(&b, data); err != nil {
 		return "", fmt.Errorf("%s: %w", c.key, err)
 	}
