@@ -1,0 +1,189 @@
+package testfleet
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relctl/relctl/internal/demoapp"
+	"github.com/relctl/relctl/internal/loadgen"
+	"gopkg.in/yaml.v3"
+)
+
+func sshRun(t *testing.T, f *Fleet, i int, cmd ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command("ssh", append(f.SSHArgs(i), cmd...)...).CombinedOutput()
+	return string(out), err
+}
+
+// load runs loadgen through the balancer for about d and returns the stats.
+func load(t *testing.T, url string, d time.Duration, during func()) loadgen.Stats {
+	t.Helper()
+	g, err := loadgen.Start(context.Background(), loadgen.Options{URL: url, Concurrency: 4, Rate: 400, MaxRequests: 100000, MaxDuration: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during != nil {
+		during()
+	}
+	<-g.Done()
+	return g.Stop()
+}
+
+func TestSmokeHAProxy(t *testing.T) {
+	f := Start(t, Options{Hosts: 3, User: "deploy", Balancer: "haproxy"})
+	f.Seed("1.0.0", f.Artifact("1.0.0", nil))
+
+	for i, h := range f.Hosts {
+		out, err := sshRun(t, f, i, "cat", h.Path+"/current/VERSION")
+		if err != nil || out != "1.0.0\n" {
+			t.Fatalf("ssh %s cat VERSION = %q, %v\n%s", h.Name, out, err, f.Logs())
+		}
+		out, err = sshRun(t, f, i, "id", "-un")
+		if err != nil || strings.TrimSpace(out) != "deploy" {
+			t.Fatalf("ssh %s id = %q, %v", h.Name, out, err)
+		}
+		// The app runs as the fleet user, so relctl's stop (over SSH) may signal it.
+		pid, ok := demoapp.ServingPid(h.Path)
+		if !ok {
+			t.Fatalf("%s: no app pid", h.Name)
+		}
+		if uid := procUID(t, pid); uid != f.UID {
+			t.Fatalf("%s: app runs as uid %d, want %d", h.Name, uid, f.UID)
+		}
+	}
+	st, err := f.LB.ServerStatus()
+	if err != nil || len(st) != 3 || st["web1"] != "UP" || st["web3"] != "UP" {
+		t.Fatalf("haproxy status = %v, %v", st, err)
+	}
+	s := load(t, f.LB.Frontend+"/", time.Second, nil)
+	t.Logf("through haproxy: %s", s)
+	if s.Requests < 100 || !s.Clean() {
+		t.Fatalf("load through haproxy: %s %v %v", s, s.ByStatus, s.FirstErrors)
+	}
+}
+
+// TestRollingRestartUnderLoad proves the parts compose the way a rollout uses them:
+// drain in HAProxy, stop and start over real SSH, enable, with zero client errors.
+func TestRollingRestartUnderLoad(t *testing.T) {
+	f := Start(t, Options{Hosts: 2, Balancer: "haproxy"})
+	f.Seed("1.0.0", f.Artifact("1.0.0", nil))
+	h := f.Hosts[0]
+	bin := h.Path + "/current/bin/demoapp"
+	s := load(t, f.LB.Frontend+"/slow?ms=20", 3*time.Second, func() {
+		time.Sleep(300 * time.Millisecond)
+		if out, err := f.LB.Admin("set server shop/web1 state drain"); err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("drain: %q %v", out, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if out, err := sshRun(t, f, 0, bin, "stop", "--dir", h.Path); err != nil {
+			t.Errorf("stop over ssh: %v %s", err, out)
+		}
+		if out, err := sshRun(t, f, 0, bin, "start", "--dir", h.Path, "--listen", h.AppAddr); err != nil {
+			t.Errorf("start over ssh: %v %s", err, out)
+		}
+		if out, err := f.LB.Admin("set server shop/web1 state ready"); err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("ready: %q %v", out, err)
+		}
+	})
+	t.Logf("restart under load: %s", s)
+	if !s.Clean() {
+		t.Fatalf("clients saw errors: %s %v %v", s, s.ByStatus, s.FirstErrors)
+	}
+	if err := f.LB.WaitAllUp([]string{"web1", "web2"}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSSHFaults(t *testing.T) {
+	f := Start(t, Options{Hosts: 2, Balancer: ""})
+	if out, err := sshRun(t, f, 1, "true"); err != nil {
+		t.Fatalf("ssh: %v %s", err, out)
+	}
+	f.StopSSHD(1)
+	if out, err := sshRun(t, f, 1, "true"); err == nil || !strings.Contains(out, "refused") {
+		t.Fatalf("ssh to a stopped sshd = %v %q", err, out)
+	}
+	f.StartSSHD(1)
+	if out, err := sshRun(t, f, 1, "true"); err != nil {
+		t.Fatalf("ssh after StartSSHD: %v %s", err, out)
+	}
+	f.RotateHostKey(0)
+	if out, err := sshRun(t, f, 0, "true"); err == nil || !strings.Contains(out, "Host key verification failed") {
+		t.Fatalf("ssh after host key rotation = %v %q", err, out)
+	}
+	if err := f.WriteKnownHosts(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := sshRun(t, f, 0, "true"); err != nil {
+		t.Fatalf("ssh after trusting the new key: %v %s", err, out)
+	}
+}
+
+func TestNginx(t *testing.T) {
+	f := Start(t, Options{Hosts: 2, Balancer: "nginx"})
+	f.Seed("2.0.0", f.Artifact("2.0.0", nil))
+	// The fleet user edits the upstream and reloads nginx, as relctl's driver does.
+	if out, err := f.RunAs("sh", "-c", "sed -i 's|"+f.Hosts[0].AppAddr+";|"+f.Hosts[0].AppAddr+" down;|' "+f.LB.UpstreamFile+" && "+f.LB.NginxCommand+" -t && "+f.LB.NginxCommand+" -s reload"); err != nil {
+		t.Fatalf("reload as %s: %v\n%s", f.User, err, out)
+	}
+	s := load(t, f.LB.Frontend+"/", time.Second, nil)
+	t.Logf("through nginx: %s", s)
+	if s.Requests < 100 || !s.Clean() {
+		t.Fatalf("load through nginx: %s %v %v", s, s.ByStatus, s.FirstErrors)
+	}
+}
+
+func TestInventory(t *testing.T) {
+	f := &Fleet{
+		User: "deploy", SSHPort: 2222, IdentityFile: "/r/id", KnownHostsFile: "/r/kh",
+		MigrationsLog: "/r/migrations.log", ArtifactDir: "/r/dist",
+		Hosts: []Host{
+			{Name: "web1", IP: "127.0.0.11", SSHAddr: "127.0.0.11:2222", AppAddr: "127.0.0.11:8080", Path: "/r/hosts/web1/srv/shop"},
+			{Name: "web2", IP: "127.0.0.12", SSHAddr: "127.0.0.12:2222", AppAddr: "127.0.0.12:8080", Path: "/r/hosts/web2/srv/shop"},
+		},
+		LB: &Balancer{Kind: "haproxy", Backend: "shop", AdminTCP: "127.0.0.10:9999"},
+	}
+	s, err := f.Inventory("rollout:\n  batches: [2]\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		SSH      map[string]any    `yaml:"ssh"`
+		Artifact map[string]string `yaml:"artifact"`
+		Commands map[string]string `yaml:"commands"`
+		Rollout  map[string]any    `yaml:"rollout"`
+		Balancer struct {
+			Kind      string              `yaml:"kind"`
+			Endpoints []map[string]string `yaml:"endpoints"`
+		} `yaml:"balancer"`
+		Hosts []struct {
+			Name, Address, Server, Path string
+			Labels                      []string
+			Vars                        map[string]string
+		} `yaml:"hosts"`
+	}
+	dec := yaml.NewDecoder(strings.NewReader(s))
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatalf("%v\n%s", err, s)
+	}
+	if doc.Commands["migrate"] != "{{.Release}}/bin/demoapp migrate --log /r/migrations.log --version {{.Version}} --phase pre" ||
+		doc.Commands["health"] != "{{.Path}}/current/bin/demoapp check --url http://{{.Vars.listen}} --version {{.Version}}" ||
+		doc.Artifact["source"] != "/r/dist/shop-{{.Version}}.tar.gz" {
+		t.Fatalf("commands/artifact wrong:\n%s", s)
+	}
+	if len(doc.Hosts) != 2 || doc.Hosts[1].Vars["listen"] != "127.0.0.12:8080" || doc.Hosts[0].Labels[0] != "canary" || doc.Hosts[1].Path != "/r/hosts/web2/srv/shop" {
+		t.Fatalf("hosts wrong: %+v\n%s", doc.Hosts, s)
+	}
+	if doc.Balancer.Kind != "haproxy" || doc.Balancer.Endpoints[0]["tcp"] != "127.0.0.10:9999" {
+		t.Fatalf("balancer wrong:\n%s", s)
+	}
+	if len(doc.Rollout) != 1 || strings.Count(s, "rollout:") != 1 {
+		t.Fatalf("extra did not replace the rollout section:\n%s", s)
+	}
+	if doc.SSH["known_hosts"] != "/r/kh" || doc.SSH["use_ssh_config"] != false {
+		t.Fatalf("ssh wrong:\n%s", s)
+	}
+}
