@@ -29,11 +29,16 @@ func (p *Pool) dial(ctx context.Context, h HostConfig, isJump bool) (*Client, er
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	// timeoutErr names what ran out: the caller's context, or ConnectTimeout.
+	deadline, _ := ctx.Deadline()
 	timeoutErr := func(stage string, err error) error {
 		if perr := parent.Err(); perr != nil {
 			return fmt.Errorf("%s: %s %s: %w", t.name, stage, t.addr, perr)
 		}
-		if ctx.Err() != nil {
+		var ne net.Error
+		if ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
+			if pdl, ok := parent.Deadline(); ok && !pdl.After(deadline) {
+				return fmt.Errorf("%s: %s %s: %w", t.name, stage, t.addr, context.DeadlineExceeded)
+			}
 			return fmt.Errorf("%s: %s %s: timed out after %s (connect_timeout): %w", t.name, stage, t.addr, t.timeout, context.DeadlineExceeded)
 		}
 		return fmt.Errorf("%s: %s %s: %w", t.name, stage, t.addr, err)
@@ -103,11 +108,7 @@ func (p *Pool) dial(ctx context.Context, h HostConfig, isJump bool) (*Client, er
 		if hk.err != nil {
 			return nil, hk.err
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, timeoutErr("handshake with", err)
-		}
-		return nil, fmt.Errorf("%s: handshake with %s: %w", t.name, t.addr, err)
+		return nil, timeoutErr("handshake with", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return newClient(t.name, t.addr, ssh.NewClient(sconn, chans, reqs), &p.opts), nil

@@ -1,0 +1,97 @@
+package remote
+
+import (
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/relctl/relctl/internal/shell"
+)
+
+// TestRealOpenSSH runs the transport against a real OpenSSH sshd as root,
+// where Session.Signal is refused and a closed session leaves its command
+// running: the timeout must still kill the remote process group.
+func TestRealOpenSSH(t *testing.T) {
+	t.Parallel()
+	t0 := time.Now()
+	sshd := startRealSSHD(t, "127.0.0.21:2222")
+	t.Logf("sshd up in %s", time.Since(t0))
+	p := NewPool(Options{SSHConfigPath: filepath.Join(sshd.dir, "none"), KillGrace: 500 * time.Millisecond, KeepAlive: time.Second})
+	defer p.Close()
+	ctx := testCtx(t)
+	c, err := p.Get(ctx, sshd.host("real1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A command, with env and both streams.
+	var out, errs []string
+	_, err = c.Run(ctx, Command{
+		Script: `echo "v=$RELCTL_VERSION"; echo oops >&2; exit 4`,
+		Env:    map[string]string{"RELCTL_VERSION": "1.4.0"},
+		Stdout: func(l string) { out = append(out, l) },
+		Stderr: func(l string) { errs = append(errs, l) },
+	})
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 4 || ee.StderrTail != "oops" {
+		t.Fatalf("exit 4: %v", err)
+	}
+	if strings.Join(out, "|") != "v=1.4.0" || strings.Join(errs, "|") != "oops" {
+		t.Fatalf("out %q err %q", out, errs)
+	}
+
+	t.Logf("run done %s", time.Since(t0))
+	// Upload over internal-sftp, then skip.
+	local := filepath.Join(t.TempDir(), "artifact.tar.gz")
+	sum := writeRandom(t, local, 1<<20)
+	remote := filepath.Join(sshd.dir, "srv", "releases", "artifact.tar.gz")
+	if skipped, err := c.Upload(ctx, local, remote, sum); err != nil || skipped {
+		t.Fatalf("upload: %v %v", skipped, err)
+	}
+	if readFile(t, remote) != readFile(t, local) {
+		t.Fatal("content differs")
+	}
+	if skipped, err := c.Upload(ctx, local, remote, sum); err != nil || !skipped {
+		t.Fatalf("re-upload: %v %v", skipped, err)
+	}
+
+	t.Logf("upload done %s", time.Since(t0))
+	// Timeout kills the whole process group on the host.
+	pidfile := filepath.Join(sshd.dir, "sleep.pid")
+	start := time.Now()
+	_, err = c.Run(ctx, Command{
+		Script:  "sleep 300 & echo $! > " + shell.Quote(pidfile) + "; wait",
+		Timeout: 500 * time.Millisecond,
+	})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("want ErrTimeout, got %v", err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("timeout took %s", d)
+	}
+	t.Logf("after %s: %v", time.Since(start), err)
+	pid, perr := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	if !eventually(3*time.Second, func() bool { return !alive(pid) }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("sleep %d survived the timeout under real sshd", pid)
+	}
+
+	// Many concurrent commands over one connection stay under MaxSessions.
+	errc := make(chan error, 12)
+	for i := 0; i < 12; i++ {
+		go func() { _, err := c.Output(ctx, "sleep 0.2"); errc <- err }()
+	}
+	for i := 0; i < 12; i++ {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("concurrent done %s", time.Since(t0))
+}
