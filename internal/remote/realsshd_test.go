@@ -2,6 +2,8 @@ package remote
 
 import (
 	"errors"
+	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -94,4 +96,56 @@ func TestRealOpenSSH(t *testing.T) {
 		}
 	}
 	t.Logf("concurrent done %s", time.Since(t0))
+
+	// As a non-root login, where signals follow different rules.
+	t.Run("non-root", func(t *testing.T) {
+		u, err := user.Lookup("deploy")
+		if err != nil {
+			t.Skip("no deploy user on this machine (useradd -m deploy to run this)")
+		}
+		// sshd reads authorized_keys as the user: make the path reachable.
+		for _, d := range []string{filepath.Dir(sshd.dir), sshd.dir} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(filepath.Join(sshd.dir, "authorized_keys"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		work := filepath.Join(sshd.dir, "deploy-work")
+		if err := os.Mkdir(work, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Chmod(work, 0o777) // umask
+		h := sshd.host("real-deploy")
+		h.User = u.Username
+		c, err := p.Get(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := c.Output(ctx, "id -un"); err != nil || out != u.Username {
+			t.Fatalf("id: %q %v", out, err)
+		}
+		pidfile := filepath.Join(work, "sleep.pid")
+		_, err = c.Run(ctx, Command{
+			Script:  "sleep 300 & echo $! > " + shell.Quote(pidfile) + "; wait",
+			Timeout: 300 * time.Millisecond,
+		})
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("want ErrTimeout, got %v", err)
+		}
+		pid, perr := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		if !eventually(3*time.Second, func() bool { return !alive(pid) }) {
+			syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("sleep %d survived the timeout for a non-root login", pid)
+		}
+		local := filepath.Join(t.TempDir(), "a.tar.gz")
+		sum := writeRandom(t, local, 4096)
+		if _, err := c.Upload(ctx, local, filepath.Join(work, "releases", "a.tar.gz"), sum); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

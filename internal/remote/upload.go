@@ -37,13 +37,20 @@ func (c *Client) Upload(ctx context.Context, localPath, remotePath, sha256hex st
 	}
 
 	// 1. Already there?
-	out, err := c.Output(ctx, fmt.Sprintf("if [ -f %s ] && %s 2>/dev/null; then echo same; else echo upload; fi",
+	out, err := c.Output(ctx, fmt.Sprintf("command -v sha256sum >/dev/null 2>&1 || { echo no-sha256sum; exit 0; }; "+
+		"if [ -f %s ] && %s 2>/dev/null; then echo same; else echo upload; fi",
 		shell.Quote(remotePath), sumCheck(remotePath)))
 	if err != nil {
 		return false, fmt.Errorf("upload %s: checking existing file: %w", localPath, err)
 	}
-	if out == "same" {
+	switch lastLine(out) { // login scripts may print before us
+	case "same":
 		return true, nil
+	case "upload":
+	case "no-sha256sum":
+		return false, fmt.Errorf("%s: upload %s: sha256sum is not installed on the host (coreutils)", c.host, localPath)
+	default:
+		return false, fmt.Errorf("%s: upload %s: unexpected answer checking %s: %q", c.host, localPath, remotePath, out)
 	}
 
 	// 2. Is the local file the one the caller means?
@@ -75,7 +82,7 @@ func (c *Client) Upload(ctx context.Context, localPath, remotePath, sha256hex st
 	if err != nil {
 		return false, fmt.Errorf("upload %s: verifying: %w", localPath, err)
 	}
-	if out != "ok" {
+	if lastLine(out) != "ok" {
 		return false, fmt.Errorf("%s: upload %s: sha256 of %s on the host is not %s (removed it)", c.host, localPath, remotePath, sha256hex)
 	}
 	return false, nil
