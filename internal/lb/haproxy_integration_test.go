@@ -2,8 +2,10 @@ package lb_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +32,11 @@ type haproxyProc struct {
 // with both a unix and a TCP admin socket, HTTP checks every 100ms and
 // rise/fall 2, and waits until the admin socket answers.
 func startHAProxy(t *testing.T, backends []*lbtest.Backend) *haproxyProc {
+	t.Helper()
+	return startHAProxyTB(t, backends)
+}
+
+func startHAProxyTB(t testing.TB, backends []*lbtest.Backend) *haproxyProc {
 	t.Helper()
 	lbtest.RequireBinary(t, haproxyBin)
 	dir := lbtest.ShortTempDir(t, "lbhap")
@@ -95,7 +102,7 @@ func (p *haproxyProc) raw(network, addr, cmd string) (string, error) {
 	}
 }
 
-func (p *haproxyProc) mustRaw(t *testing.T, cmd string) {
+func (p *haproxyProc) mustRaw(t testing.TB, cmd string) {
 	t.Helper()
 	reply, err := p.raw("unix", p.Socket, cmd)
 	if err != nil || strings.TrimSpace(reply) != "" {
@@ -197,5 +204,89 @@ func TestHAProxyDrainEnable(t *testing.T) {
 				t.Errorf("no dial went via lb2.example.test")
 			}
 		})
+	}
+}
+
+// BenchmarkHAProxyCommand measures one runtime API round trip (dial, send
+// `show stat shop 4 -1`, read, close) per access path: the cost of the
+// one-connection-per-command design. On the development machine both paths
+// take well under a millisecond.
+func BenchmarkHAProxyCommand(b *testing.B) {
+	lbtest.RequireBinary(b, haproxyBin)
+	bs := make([]*lbtest.Backend, 3)
+	for i := range bs {
+		bs[i] = lbtest.StartBackend(b, fmt.Sprintf("web%d", i+1), fmt.Sprintf("127.0.0.%d", 11+i))
+	}
+	p := startHAProxyTB(b, bs)
+	for _, ep := range []lb.Endpoint{{Socket: p.Socket}, {TCP: p.TCP}} {
+		bal, err := lb.New(lb.Config{Kind: "haproxy", Backend: "shop", Endpoints: []lb.Endpoint{ep}}, lb.LocalConnector{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(map[bool]string{true: "unix", false: "tcp"}[ep.Socket != ""], func(b *testing.B) {
+			ctx := context.Background()
+			for b.Loop() {
+				if _, err := bal.States(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// A drain that times out with a request still in flight is a result
+// (Idle=false, Remaining counted), not an error; a cancelled context ends
+// the wait at once.
+func TestHAProxyDrainTimeout(t *testing.T) {
+	lbtest.RequireBinary(t, haproxyBin)
+	t.Parallel()
+	bs := startBackends(t, 2)
+	p := startHAProxy(t, bs)
+	bal, err := lb.New(lb.Config{Kind: "haproxy", Backend: "shop", DrainTimeout: 200 * time.Millisecond,
+		PollInterval: 20 * time.Millisecond, Endpoints: []lb.Endpoint{{Socket: p.Socket}}}, lb.LocalConnector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, name := range []string{"web1", "web2"} {
+		waitState(t, bal, name, lb.StatusUp)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	slow := make(chan string, 4)
+	for i := 0; i < 3 && bs[0].Inflight.Load() == 0; i++ {
+		go func() {
+			code, body, err := lbtest.Get(ctx, client, "http://"+p.Front+"/slow?ms=1200")
+			slow <- fmt.Sprintf("%d %s %v", code, body, err)
+		}()
+		lbtest.Eventually(t, 5*time.Second, "slow request started", func() (bool, string) {
+			return bs[0].Inflight.Load()+bs[1].Inflight.Load() >= int64(i+1), ""
+		})
+	}
+	res, err := bal.Drain(ctx, "web1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Idle || res.Remaining != 1 || res.Waited < 200*time.Millisecond || res.Waited > time.Second {
+		t.Fatalf("Drain with a 1.2s request and a 200ms timeout = %+v, want not idle, 1 remaining, ~200ms", res)
+	}
+
+	cctx, ccancel := context.WithCancel(ctx)
+	long, _ := lb.New(lb.Config{Kind: "haproxy", Backend: "shop", DrainTimeout: time.Minute,
+		PollInterval: 20 * time.Millisecond, Endpoints: []lb.Endpoint{{TCP: p.TCP}}}, lb.LocalConnector{})
+	time.AfterFunc(100*time.Millisecond, ccancel)
+	start := time.Now()
+	if _, err := long.Drain(cctx, "web1"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Drain with a cancelled context = %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("cancelled Drain took %s", d)
+	}
+	// The in-flight request still completes: drain never cuts it.
+	if r := <-slow; !strings.HasPrefix(r, "200 ") {
+		t.Fatalf("slow request: %s", r)
+	}
+	if err := bal.Enable(ctx, "web1", 5*time.Second); err != nil {
+		t.Fatal(err)
 	}
 }
