@@ -12,7 +12,8 @@ import (
 // lb never imports SSH code.
 type Connector interface {
 	// DialVia opens network ("unix" or "tcp") addr: through an SSH connection
-	// to sshHost when sshHost != "", else locally.
+	// to sshHost when sshHost != "", else locally. lb closes the conn when
+	// its context ends, so the conn need not support deadlines.
 	DialVia(ctx context.Context, sshHost, network, addr string) (net.Conn, error)
 	// RunOn runs a shell script on sshHost ("" = locally) and returns stdout;
 	// non-zero exit is an error that includes stderr.
@@ -70,9 +71,12 @@ type Config struct {
 	// (default "nginx"). It is operator configuration and is inserted
 	// unquoted, so "sudo nginx" or "nginx -c /etc/nginx/nginx.conf" work.
 	NginxBinary string
-	// IdleCheck (nginx, exec) is a command template that exits 0 when the
-	// server has no requests left; Drain polls it every PollInterval until
-	// DrainTimeout. Without it nginx waits a fixed DrainTimeout.
+	// IdleCheck (nginx, exec) is a command template, run on each endpoint's
+	// host, that exits 0 when the server has no requests left, e.g.
+	// `test "$(curl -fsS http://{{.Address}}/inflight)" = 0`. Drain polls it
+	// every PollInterval until it passes twice in a row (nginx reloads
+	// asynchronously) or DrainTimeout. Without it nginx waits a fixed
+	// DrainTimeout and says so in Describe and DrainResult.Assumed.
 	IdleCheck string
 
 	// Exec holds the exec driver's templates.
@@ -132,10 +136,16 @@ type Balancer interface {
 	// server and its state). DOWN is always refused.
 	Preflight(ctx context.Context, servers []string, force bool) error
 	// Drain takes server out of rotation on every endpoint and waits until it
-	// is idle or DrainTimeout passes. A timeout is not an error: see DrainResult.
+	// is idle or DrainTimeout passes. A timeout is not an error: see
+	// DrainResult. On error the server may already be drained on some
+	// endpoints: compensate with Enable (or Restore), never assume nothing
+	// happened.
 	Drain(ctx context.Context, server string) (DrainResult, error)
 	// Enable puts server back only after the balancer's own check passes
-	// (L7OK/L4OK) within timeout, then verifies UP on every endpoint.
+	// (L7OK/L4OK) within timeout, then verifies UP on every endpoint. When the
+	// check does not pass, the server stays out of rotation and the error
+	// wraps ErrNotUp. timeout <= 0 means 60s. nginx has no check of its own:
+	// its Enable removes `down`, reloads and reads the file back.
 	Enable(ctx context.Context, server string, timeout time.Duration) error
 	// States lists every server of the backend, once per endpoint.
 	States(ctx context.Context) ([]ServerState, error)
