@@ -18,12 +18,14 @@ const (
 	OnFailurePause        = "pause"
 )
 
-func applyDefaults(inv *Inventory) {
-	if inv.KeepReleases == 0 {
+// applyDefaults fills in what the inventory leaves out; set reports whether
+// a key path was written (so an explicit 0, such as stable_for: 0s, stays).
+func applyDefaults(inv *Inventory, set func(path string) bool) {
+	if !set("keep_releases") {
 		inv.KeepReleases = DefaultKeepReleases
 	}
 	s := &inv.SSH
-	if s.Port == 0 {
+	if !set("ssh.port") {
 		s.Port = DefaultSSHPort
 	}
 	if len(s.KnownHosts) == 0 {
@@ -36,7 +38,7 @@ func applyDefaults(inv *Inventory) {
 	if s.ConnectTimeout == 0 {
 		s.ConnectTimeout = DefaultConnectTimeout
 	}
-	if s.MaxParallel == 0 {
+	if !set("ssh.max_parallel") {
 		s.MaxParallel = DefaultMaxParallel
 	}
 	h := &inv.Health
@@ -46,7 +48,7 @@ func applyDefaults(inv *Inventory) {
 	if h.Interval == 0 {
 		h.Interval = DefaultHealthInterval
 	}
-	if h.StableFor == 0 {
+	if !set("health.stable_for") {
 		h.StableFor = DefaultStableFor
 	}
 	r := &inv.Rollout

@@ -46,7 +46,7 @@ func Parse(file string, data []byte) (*Inventory, error) {
 		return nil, Errors{l.syntaxError(err)}
 	}
 	inv.File = file
-	applyDefaults(inv)
+	applyDefaults(inv, func(p string) bool { _, ok := l.lines[p]; return ok })
 	l.validate(inv)
 	if len(l.errs) > 0 {
 		return nil, l.sorted()

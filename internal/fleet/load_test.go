@@ -109,6 +109,8 @@ func TestBadInput(t *testing.T) {
 		{"hosts not a list", func(s string) string { return s[:strings.Index(s, "hosts:")] + "hosts: web1\n" }, "hosts must be a list", 10, ""},
 		{"bad upgrade_from", func(s string) string { return s + "releases:\n  \"2.0.0\": {upgrade_from: \"~>1.0\"}\n" }, "upgrade_from", 15, ""},
 		{"host name with shell chars", func(s string) string { return strings.Replace(s, "name: web3", "name: \"web3;reboot\"", 1) }, "may hold only letters", 13, ""},
+		{"keep_releases 0", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_releases: 0", 1) }, "keep_releases must be at least 2", 2, ""},
+		{"max_parallel 0", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nssh: {max_parallel: 0}", 1) }, "max_parallel must be at least 1", 2, ""},
 		{"keep_releases 1", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_releases: 1", 1) }, "keep_releases must be at least 2", 2, ""},
 		{"empty file", func(s string) string { return "" }, "inventory is empty", 1, ""},
 	}
@@ -135,6 +137,16 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestExplicitZeroStays(t *testing.T) {
+	inv, err := Parse("fleet.yaml", []byte(base+"health: {timeout: 5s, stable_for: 0s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Health.StableFor != 0 {
+		t.Errorf("stable_for: 0s became %s", inv.Health.StableFor)
 	}
 }
 

@@ -1,0 +1,202 @@
+// Package event defines the one stream of facts a run produces. The engine
+// emits events; the journal, the plain printer, the JSON printer and the TUI
+// consume them. Nothing here formats for a person or touches a host.
+package event
+
+import (
+	"sync"
+	"time"
+
+	"github.com/relctl/relctl/internal/plan"
+)
+
+// Schema is the version of the JSON form of Event (journal and --json lines).
+const Schema = 1
+
+// Type names what happened.
+type Type string
+
+// Event types.
+const (
+	RunStarted    Type = "run_started"    // Plan, RunID, Owner
+	PlanChanged   Type = "plan_changed"   // Plan, Message (why: the run now executes a rollback plan)
+	StepStarted   Type = "step_started"   // Step, Host
+	StepOutput    Type = "step_output"    // Step, Host, Stream, Line
+	ActionStarted Type = "action_started" // Step, Host, Action
+	ActionDone    Type = "action_done"    // Step, Host, Action, Status, Message
+	StepFinished  Type = "step_finished"  // Step, Host, Status, Error, Duration
+	StepSkipped   Type = "step_skipped"   // Step, Host, Message (why)
+	HostChanged   Type = "host_changed"   // Host, State, Version, Message
+	GateRequested Type = "gate_requested" // Step, Message
+	GateAnswered  Type = "gate_answered"  // Step, Message (promote | rollback | abort)
+	Warning       Type = "warning"        // Message, Host
+	Control       Type = "control"        // Message: paused, resumed, abort requested, rollback requested
+	RunFinished   Type = "run_finished"   // Outcome, Summary
+)
+
+// Status of a finished step or action.
+type Status string
+
+// Statuses.
+const (
+	StatusOK      Status = "ok"
+	StatusFailed  Status = "failed"
+	StatusSkipped Status = "skipped"
+)
+
+// HostState is where a host is in a run, as the run view shows it.
+type HostState string
+
+// Host states, in the order a deploy moves through them.
+const (
+	HostQueued      HostState = "queued"
+	HostStaging     HostState = "staging"
+	HostStaged      HostState = "staged"
+	HostDraining    HostState = "draining"
+	HostStopping    HostState = "stopping"
+	HostSwitching   HostState = "switching"
+	HostStarting    HostState = "starting"
+	HostChecking    HostState = "checking"
+	HostEnabling    HostState = "enabling"
+	HostInService   HostState = "in service" // back in the balancer on the new version
+	HostFailed      HostState = "failed"
+	HostReverting   HostState = "reverting"
+	HostRolledBack  HostState = "rolled back"
+	HostLeftDrained HostState = "left drained"
+	HostSkipped     HostState = "skipped"
+)
+
+// Outcome is how a run ended.
+type Outcome string
+
+// Outcomes; each maps to an exit code in package cli.
+const (
+	OutcomeSucceeded  Outcome = "succeeded"
+	OutcomeRolledBack Outcome = "rolled back"
+	OutcomeFailed     Outcome = "failed"
+	OutcomeAborted    Outcome = "aborted"
+	OutcomePaused     Outcome = "paused"
+)
+
+// Event is one fact. Fields not used by a Type are empty.
+type Event struct {
+	Schema   int           `json:"v"`
+	Seq      int64         `json:"seq"`
+	Time     time.Time     `json:"time"`
+	Type     Type          `json:"type"`
+	RunID    string        `json:"run,omitempty"`
+	Step     string        `json:"step,omitempty"`
+	Host     string        `json:"host,omitempty"`
+	Action   plan.Action   `json:"action,omitempty"`
+	Stream   string        `json:"stream,omitempty"` // stdout | stderr
+	Line     string        `json:"line,omitempty"`
+	Status   Status        `json:"status,omitempty"`
+	State    HostState     `json:"state,omitempty"`
+	Version  string        `json:"version,omitempty"`
+	Message  string        `json:"msg,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Duration time.Duration `json:"duration_ns,omitempty"`
+	Owner    string        `json:"owner,omitempty"`
+	Plan     *plan.Plan    `json:"plan,omitempty"`
+	Outcome  Outcome       `json:"outcome,omitempty"`
+	Summary  *Summary      `json:"summary,omitempty"`
+}
+
+// Summary is what a finished run tells the operator.
+type Summary struct {
+	Kind         plan.Kind         `json:"kind"`
+	From         string            `json:"from"`
+	To           string            `json:"to"`
+	Upgraded     []string          `json:"upgraded,omitempty"`
+	RolledBack   []string          `json:"rolled_back,omitempty"`
+	Failed       []string          `json:"failed,omitempty"`
+	LeftDrained  map[string]string `json:"left_drained,omitempty"` // host → reason
+	Skipped      []string          `json:"skipped,omitempty"`
+	PostMigrated bool              `json:"post_migrated"`
+	Elapsed      time.Duration     `json:"elapsed_ns"`
+	Journal      string            `json:"journal,omitempty"`
+	Error        string            `json:"error,omitempty"`
+}
+
+// Sink consumes events. Emit must not block for long: views that may be slow
+// buffer on their own side.
+type Sink interface {
+	Emit(Event)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(Event)
+
+// Emit calls f.
+func (f SinkFunc) Emit(e Event) { f(e) }
+
+// Bus stamps events (schema, sequence, time, run) and hands each to every
+// sink in order. It is safe for concurrent use: the engine emits from one
+// goroutine per host.
+type Bus struct {
+	mu    sync.Mutex
+	seq   int64
+	run   string
+	now   func() time.Time
+	sinks []Sink
+}
+
+// NewBus returns a bus for run id that feeds sinks.
+func NewBus(run string, now func() time.Time, sinks ...Sink) *Bus {
+	if now == nil {
+		now = time.Now
+	}
+	return &Bus{run: run, now: now, sinks: sinks}
+}
+
+// Add attaches another sink.
+func (b *Bus) Add(s Sink) {
+	b.mu.Lock()
+	b.sinks = append(b.sinks, s)
+	b.mu.Unlock()
+}
+
+// Emit stamps e and delivers it to every sink, in one total order.
+func (b *Bus) Emit(e Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.seq++
+	e.Schema, e.Seq = Schema, b.seq
+	if e.Time.IsZero() {
+		e.Time = b.now()
+	}
+	if e.RunID == "" {
+		e.RunID = b.run
+	}
+	for _, s := range b.sinks {
+		s.Emit(e)
+	}
+}
+
+// Chan is a sink that forwards events to a buffered channel for a view that
+// runs in its own goroutine (the TUI). When the buffer is full it drops
+// step output lines rather than stall the run, counting them; every other
+// event is delivered.
+type Chan struct {
+	C       chan Event
+	Dropped int64
+}
+
+// NewChan returns a channel sink with the given buffer.
+func NewChan(n int) *Chan { return &Chan{C: make(chan Event, n)} }
+
+// Emit implements Sink.
+func (c *Chan) Emit(e Event) {
+	if e.Type == StepOutput {
+		select {
+		case c.C <- e:
+		default:
+			c.Dropped++
+		}
+		return
+	}
+	c.C <- e
+}
+
+// Close ends the stream.
+func (c *Chan) Close() { close(c.C) }

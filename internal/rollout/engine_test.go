@@ -1,0 +1,428 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/lb"
+	"github.com/relctl/relctl/internal/plan"
+	"github.com/relctl/relctl/internal/remote"
+)
+
+// fakeFleet is a Hosts and a Balancer that records every command in order
+// and fails the test on a command it does not know.
+type fakeFleet struct {
+	t       *testing.T
+	mu      sync.Mutex
+	log     []string            // "web1 stop", "lb drain web1", ...
+	current map[string]string   // host → running version
+	lock    string              // lock file content
+	failOn  map[string]error    // "web1 health 1.1.0" → error
+	up      map[string]bool     // server → in rotation
+	hook    func(string) error  // optional, called with every log line
+}
+
+func newFake(t *testing.T, hosts []string, v string) *fakeFleet {
+	f := &fakeFleet{t: t, current: map[string]string{}, failOn: map[string]error{}, up: map[string]bool{}}
+	for _, h := range hosts {
+		f.current[h] = v
+		f.up[h] = true
+	}
+	return f
+}
+
+func (f *fakeFleet) record(s string) error {
+	f.mu.Lock()
+	f.log = append(f.log, s)
+	err := f.failOn[s]
+	hook := f.hook
+	f.mu.Unlock()
+	if hook != nil {
+		if herr := hook(s); herr != nil {
+			return herr
+		}
+	}
+	return err
+}
+
+var relRe = regexp.MustCompile(`releases/([0-9.]+)`)
+
+func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (remote.Result, error) {
+	s := c.Script
+	out := func(l string) {
+		if c.Stdout != nil {
+			c.Stdout(l)
+		}
+	}
+	var err error
+	switch {
+	case s == "true":
+		return remote.Result{}, nil
+	case strings.Contains(s, ".relctl/lock"):
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		switch {
+		case strings.Contains(s, "lease="):
+			m := regexp.MustCompile(`run=([^;]+);`).FindStringSubmatch(s)
+			if f.lock != "" && !strings.Contains(f.lock, m[1]) {
+				out(f.lock)
+				out("now=100")
+				return remote.Result{ExitCode: 3}, &remote.ExitError{Host: host, Code: 3}
+			}
+			if f.lock == "" {
+				f.log = append(f.log, host+" lock")
+			}
+			f.lock = fmt.Sprintf(`{"owner":"o","run":"%s","started":1,"lease_until":200}`, m[1])
+		case strings.Contains(s, "grep -qF"):
+			f.log = append(f.log, host+" unlock")
+			f.lock = ""
+		}
+		return remote.Result{}, nil
+	case strings.Contains(s, "ln -sfn"):
+		v := relRe.FindStringSubmatch(s)[1]
+		err = f.record(host + " switch " + v)
+		if err == nil {
+			f.mu.Lock()
+			f.current[host] = v
+			f.mu.Unlock()
+		}
+	case strings.HasPrefix(s, "readlink"):
+		f.mu.Lock()
+		v := f.current[host]
+		f.mu.Unlock()
+		out("/srv/shop/releases/" + v)
+		return remote.Result{}, nil
+	case strings.Contains(s, "history.jsonl"):
+		return remote.Result{}, f.record(host + " audit")
+	case strings.Contains(s, "tar -xzf"):
+		err = f.record(host + " unpack " + relRe.FindStringSubmatch(s)[1])
+	case strings.Contains(s, "pruned"):
+		err = f.record(host + " cleanup")
+	case s == "stop-cmd", s == "start-cmd":
+		err = f.record(host + " " + strings.TrimSuffix(s, "-cmd"))
+	case s == "health-cmd":
+		f.mu.Lock()
+		v := f.current[host]
+		f.mu.Unlock()
+		err = f.record(host + " health " + v)
+	case strings.HasPrefix(s, "migrate-cmd"), strings.HasPrefix(s, "post-cmd"):
+		err = f.record(host + " " + strings.Fields(s)[0] + " " + c.Env["RELCTL_VERSION"])
+	default:
+		f.t.Errorf("unexpected command on %s: %q", host, s)
+		return remote.Result{ExitCode: 127}, &remote.ExitError{Host: host, Code: 127}
+	}
+	if err != nil {
+		return remote.Result{ExitCode: 1}, err
+	}
+	return remote.Result{}, nil
+}
+
+func (f *fakeFleet) Upload(ctx context.Context, host, local, remotePath, sha string) (bool, error) {
+	return false, f.record(host + " upload " + regexp.MustCompile(`-([0-9.]+)\.tar\.gz$`).FindStringSubmatch(remotePath)[1])
+}
+
+// Balancer side.
+func (f *fakeFleet) Kind() string     { return "fake" }
+func (f *fakeFleet) Describe() string { return "fake balancer" }
+func (f *fakeFleet) Preflight(ctx context.Context, servers []string, force bool) error {
+	return f.record("lb preflight")
+}
+func (f *fakeFleet) Drain(ctx context.Context, server string) (lb.DrainResult, error) {
+	if err := f.record("lb drain " + server); err != nil {
+		return lb.DrainResult{}, err
+	}
+	f.mu.Lock()
+	f.up[server] = false
+	f.mu.Unlock()
+	return lb.DrainResult{Idle: true}, nil
+}
+func (f *fakeFleet) Enable(ctx context.Context, server string, timeout time.Duration) error {
+	if err := f.record("lb enable " + server); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	f.up[server] = true
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeFleet) States(ctx context.Context) ([]lb.ServerState, error) { return nil, nil }
+func (f *fakeFleet) Restore(ctx context.Context, servers []string) error { return nil }
+
+var _ lb.Balancer = (*fakeFleet)(nil)
+
+const testInventory = `app: shop
+path: /srv/shop
+artifact: {source: "./dist/shop-{{.Version}}.tar.gz"}
+commands: {stop: stop-cmd, start: start-cmd, health: health-cmd, migrate: migrate-cmd, post_migrate: post-cmd}
+health: {timeout: 300ms, interval: 10ms, stable_for: 0s}
+balancer: {kind: none}
+%s
+hosts:
+  - {name: web1, address: 10.0.0.1}
+  - {name: web2, address: 10.0.0.2}
+  - {name: web3, address: 10.0.0.3}
+`
+
+type harness struct {
+	inv    *fleet.Inventory
+	fake   *fakeFleet
+	events []event.Event
+	mu     sync.Mutex
+}
+
+func newHarness(t *testing.T, extra string) *harness {
+	inv, err := fleet.Parse("fleet.yaml", []byte(fmt.Sprintf(testInventory, extra)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{inv: inv, fake: newFake(t, []string{"web1", "web2", "web3"}, "1.0.0")}
+}
+
+func (h *harness) run(t *testing.T, to string, gate Gate) Result {
+	t.Helper()
+	obs := plan.Observed{}
+	for _, name := range []string{"web1", "web2", "web3"} {
+		obs.Hosts = append(obs.Hosts, plan.HostState{Name: name, Version: h.fake.current[name], Reachable: true})
+	}
+	p, err := plan.Build(h.inv, obs, plan.Options{To: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := event.NewBus("run1", nil, event.SinkFunc(func(e event.Event) {
+		h.mu.Lock()
+		h.events = append(h.events, e)
+		h.mu.Unlock()
+	}))
+	arts := map[string]Artifact{}
+	for _, hop := range p.Hops {
+		arts[hop.To] = Artifact{Path: "/dist/shop-" + hop.To + ".tar.gz", SHA256: "abc"}
+	}
+	e := New(Config{Inventory: h.inv, Plan: p, Hosts: h.fake, Balancer: h.fake, Gate: gate, Bus: bus, Artifacts: arts, RunID: "run1", Owner: "me@here"})
+	return e.Run(context.Background())
+}
+
+// hostLog is the fake's log lines about host, without the host prefix.
+func (h *harness) hostLog(host string) []string {
+	var out []string
+	for _, l := range h.fake.log {
+		switch {
+		case strings.HasPrefix(l, host+" "):
+			out = append(out, strings.TrimPrefix(l, host+" "))
+		case l == "lb drain "+host || l == "lb enable "+host:
+			out = append(out, strings.TrimPrefix(strings.TrimSuffix(l, " "+host), "lb "))
+		}
+	}
+	return out
+}
+
+func index(log []string, s string) int { return slices.Index(log, s) }
+
+func TestUpgradeExactOrder(t *testing.T) {
+	h := newHarness(t, "")
+	res := h.run(t, "1.1.0", AutoApprove{})
+	if res.Outcome != event.OutcomeSucceeded {
+		t.Fatalf("outcome %s: %v\n%s", res.Outcome, res.Err, strings.Join(h.fake.log, "\n"))
+	}
+	for _, host := range []string{"web1", "web2", "web3"} {
+		want := []string{"upload 1.1.0", "unpack 1.1.0", "drain", "stop", "switch 1.1.0", "start", "health 1.1.0", "enable", "cleanup", "audit"}
+		got := h.hostLog(host)
+		if host == "web1" {
+			// web1 also holds the lock and runs the migrations.
+			got = slices.DeleteFunc(got, func(s string) bool {
+				return s == "lock" || s == "unlock" || strings.HasPrefix(s, "migrate-cmd") || strings.HasPrefix(s, "post-cmd")
+			})
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: commands\n%v\nwant\n%v", host, got, want)
+		}
+		if h.fake.current[host] != "1.1.0" {
+			t.Errorf("%s runs %s", host, h.fake.current[host])
+		}
+	}
+	log := h.fake.log
+	mig, post := index(log, "web1 migrate-cmd 1.1.0"), index(log, "web1 post-cmd 1.1.0")
+	if mig < 0 || post < 0 {
+		t.Fatalf("migrations missing:\n%s", strings.Join(log, "\n"))
+	}
+	for i, l := range log {
+		if strings.HasPrefix(l, "lb drain") && i < mig {
+			t.Errorf("%q before the pre-deploy migration", l)
+		}
+		if strings.HasPrefix(l, "lb enable") && i > post {
+			t.Errorf("%q after the post-deploy migration", l)
+		}
+	}
+	if index(log, "web1 lock") > mig || index(log, "web1 unlock") < post {
+		t.Errorf("lock does not span the run:\n%s", strings.Join(log, "\n"))
+	}
+	if got := res.Summary.Upgraded; !slices.Equal(got, []string{"web1", "web2", "web3"}) || !res.Summary.PostMigrated {
+		t.Errorf("summary %+v", res.Summary)
+	}
+	if h.events[len(h.events)-1].Type != event.RunFinished {
+		t.Error("last event is not run_finished")
+	}
+}
+
+func TestCanaryHealthFailsRevertsAndRollsBack(t *testing.T) {
+	h := newHarness(t, "")
+	h.fake.failOn["web1 health 1.1.0"] = errors.New("exit status 1")
+	res := h.run(t, "1.1.0", AutoApprove{})
+	if res.Outcome != event.OutcomeRolledBack {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	want := []string{"upload 1.1.0", "unpack 1.1.0", "drain", "stop", "switch 1.1.0", "start"}
+	got := slices.DeleteFunc(h.hostLog("web1"), func(s string) bool {
+		return s == "lock" || s == "unlock" || strings.HasPrefix(s, "migrate-cmd") || s == "health 1.1.0"
+	})
+	want = append(want, "stop", "switch 1.0.0", "start", "health 1.0.0", "enable", "audit")
+	if !slices.Equal(got, want) {
+		t.Errorf("web1: %v\nwant %v", got, want)
+	}
+	for _, host := range []string{"web2", "web3"} {
+		for _, l := range h.hostLog(host) {
+			if l == "drain" {
+				t.Errorf("%s was drained after the canary failed", host)
+			}
+		}
+	}
+	if slices.Contains(h.fake.log, "web1 post-cmd 1.1.0") {
+		t.Error("post-migrate ran")
+	}
+	if !h.fake.up["web1"] || h.fake.current["web1"] != "1.0.0" {
+		t.Errorf("web1 not back in service on 1.0.0")
+	}
+	if !slices.Equal(res.Summary.RolledBack, []string{"web1"}) || len(res.Summary.LeftDrained) != 0 {
+		t.Errorf("summary %+v", res.Summary)
+	}
+}
+
+func TestRevertFailsLeavesDrainedAndSaysSo(t *testing.T) {
+	h := newHarness(t, "rollout: {on_failure: pause}")
+	h.fake.failOn["web1 health 1.1.0"] = errors.New("exit status 1")
+	h.fake.failOn["web1 health 1.0.0"] = errors.New("exit status 1")
+	res := h.run(t, "1.1.0", AutoApprove{})
+	if res.Outcome != event.OutcomePaused {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	if h.fake.up["web1"] {
+		t.Error("an unhealthy web1 was put back in the balancer")
+	}
+	reason := res.Summary.LeftDrained["web1"]
+	if !strings.Contains(reason, "not healthy") || !strings.Contains(reason, "going back to 1.0.0 failed") {
+		t.Errorf("left drained reason %q", reason)
+	}
+	if !slices.Contains(h.fake.log, "web1 audit") {
+		t.Error("no audit record")
+	}
+	if strings.Contains(strings.Join(h.fake.log, "\n"), "web1 unlock") {
+		t.Error("a paused run released its lock")
+	}
+}
+
+func TestMigrationFailsTouchesNoHost(t *testing.T) {
+	h := newHarness(t, "")
+	h.fake.failOn["web1 migrate-cmd 1.1.0"] = errors.New("exit status 1")
+	res := h.run(t, "1.1.0", AutoApprove{})
+	if res.Outcome != event.OutcomeFailed {
+		t.Fatalf("outcome %s", res.Outcome)
+	}
+	for _, l := range h.fake.log {
+		if strings.HasPrefix(l, "lb ") && l != "lb preflight" {
+			t.Errorf("balancer touched: %s", l)
+		}
+	}
+	if !slices.Contains(h.fake.log, "web1 unlock") {
+		t.Error("lock not released")
+	}
+}
+
+type gateFunc func() Decision
+
+func (g gateFunc) Approve(context.Context, plan.Step) (Decision, error) { return g(), nil }
+func (g gateFunc) Failed(context.Context, string) (Decision, error)      { return Stop, nil }
+
+func TestGateRollback(t *testing.T) {
+	h := newHarness(t, "")
+	res := h.run(t, "1.1.0", gateFunc(func() Decision { return RollBack }))
+	if res.Outcome != event.OutcomeRolledBack {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	got := slices.DeleteFunc(h.hostLog("web1"), func(s string) bool {
+		return s == "lock" || s == "unlock" || strings.HasPrefix(s, "migrate-cmd") || s == "upload 1.1.0" || s == "unpack 1.1.0"
+	})
+	want := []string{"drain", "stop", "switch 1.1.0", "start", "health 1.1.0", "enable",
+		"drain", "stop", "switch 1.0.0", "start", "health 1.0.0", "enable", "audit"}
+	if !slices.Equal(got, want) {
+		t.Errorf("web1: %v\nwant %v", got, want)
+	}
+	if h.fake.current["web2"] != "1.0.0" || slices.Contains(h.hostLog("web2"), "drain") {
+		t.Error("web2 was touched after the gate")
+	}
+}
+
+func TestGateAbort(t *testing.T) {
+	h := newHarness(t, "")
+	res := h.run(t, "1.1.0", gateFunc(func() Decision { return Abort }))
+	if res.Outcome != event.OutcomeAborted || !slices.Contains(h.fake.log, "web1 unlock") {
+		t.Fatalf("outcome %s, log %v", res.Outcome, h.fake.log)
+	}
+	if h.fake.current["web1"] != "1.1.0" || !h.fake.up["web1"] {
+		t.Error("aborting at the gate should leave the canary serving the new version")
+	}
+}
+
+func TestLockedRefused(t *testing.T) {
+	h := newHarness(t, "")
+	h.fake.lock = `{"owner":"alice@ops1","run":"other","fingerprint":"x","started":1,"lease_until":200}`
+	res := h.run(t, "1.1.0", AutoApprove{})
+	if !errors.Is(res.Err, ErrLocked) || !strings.Contains(res.Err.Error(), "alice@ops1") {
+		t.Fatalf("err = %v", res.Err)
+	}
+	for _, l := range h.fake.log {
+		if strings.Contains(l, "upload") || strings.Contains(l, "drain") {
+			t.Errorf("touched the fleet while locked: %s", l)
+		}
+	}
+	if h.fake.lock == "" {
+		t.Error("someone else's lock was removed")
+	}
+}
+
+func TestInterruptFinishesHostInFlight(t *testing.T) {
+	h := newHarness(t, "rollout: {batches: [1], pause_after_canary: false}")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.fake.hook = func(s string) error {
+		if s == "web2 stop" {
+			cancel() // Ctrl-C while web2 is mid-deploy
+		}
+		return nil
+	}
+	obs := plan.Assume(h.inv, "1.0.0")
+	p, _ := plan.Build(h.inv, obs, plan.Options{To: "1.1.0"})
+	bus := event.NewBus("r", nil)
+	e := New(Config{Inventory: h.inv, Plan: p, Hosts: h.fake, Balancer: h.fake, Bus: bus,
+		Artifacts: map[string]Artifact{"1.1.0": {Path: "x", SHA256: "y"}}, RunID: "r", Owner: "o"})
+	res := e.Run(ctx)
+	if res.Outcome != event.OutcomeAborted {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	if h.fake.current["web2"] != "1.1.0" || !h.fake.up["web2"] {
+		t.Error("web2 was abandoned mid-switch")
+	}
+	if slices.Contains(h.hostLog("web3"), "drain") {
+		t.Error("web3 was started after the interrupt")
+	}
+	if !slices.Contains(h.fake.log, "web1 unlock") {
+		t.Error("lock not released")
+	}
+}
