@@ -23,12 +23,12 @@ import (
 type fakeFleet struct {
 	t       *testing.T
 	mu      sync.Mutex
-	log     []string            // "web1 stop", "lb drain web1", ...
-	current map[string]string   // host → running version
-	lock    string              // lock file content
-	failOn  map[string]error    // "web1 health 1.1.0" → error
-	up      map[string]bool     // server → in rotation
-	hook    func(string) error  // optional, called with every log line
+	log     []string           // "web1 stop", "lb drain web1", ...
+	current map[string]string  // host → running version
+	lock    string             // lock file content
+	failOn  map[string]error   // "web1 health 1.1.0" → error
+	up      map[string]bool    // server → in rotation
+	hook    func(string) error // optional, called with every log line
 }
 
 func newFake(t *testing.T, hosts []string, v string) *fakeFleet {
@@ -155,7 +155,7 @@ func (f *fakeFleet) Enable(ctx context.Context, server string, timeout time.Dura
 	return nil
 }
 func (f *fakeFleet) States(ctx context.Context) ([]lb.ServerState, error) { return nil, nil }
-func (f *fakeFleet) Restore(ctx context.Context, servers []string) error { return nil }
+func (f *fakeFleet) Restore(ctx context.Context, servers []string) error  { return nil }
 
 var _ lb.Balancer = (*fakeFleet)(nil)
 
@@ -348,7 +348,7 @@ func TestMigrationFailsTouchesNoHost(t *testing.T) {
 type gateFunc func() Decision
 
 func (g gateFunc) Approve(context.Context, plan.Step) (Decision, error) { return g(), nil }
-func (g gateFunc) Failed(context.Context, string) (Decision, error)      { return Stop, nil }
+func (g gateFunc) Failed(context.Context, string) (Decision, error)     { return Stop, nil }
 
 func TestGateRollback(t *testing.T) {
 	h := newHarness(t, "")
