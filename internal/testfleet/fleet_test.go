@@ -122,6 +122,25 @@ func TestSSHFaults(t *testing.T) {
 	}
 }
 
+func TestRootUser(t *testing.T) {
+	f := Start(t, Options{Hosts: 1, User: "root"})
+	f.Seed("1.0.0", f.Artifact("1.0.0", map[string]string{demoapp.ConfFailMigrate: "true"}))
+	if out, err := sshRun(t, f, 0, "id", "-un"); err != nil || strings.TrimSpace(out) != "root" {
+		t.Fatalf("ssh as root = %q, %v", out, err)
+	}
+	if v := f.CurrentVersion(0); v != "1.0.0" {
+		t.Fatalf("CurrentVersion = %q", v)
+	}
+	// The release's app.conf reaches migrate, run the way the inventory runs it.
+	rel := f.Hosts[0].Path + "/releases/1.0.0"
+	if out, err := sshRun(t, f, 0, rel+"/bin/demoapp", "migrate", "--log", f.MigrationsLog, "--version", "1.0.0", "--phase", "pre"); err == nil {
+		t.Fatalf("migrate with fail_migrate succeeded: %s", out)
+	}
+	if m := f.Migrations(); len(m) != 1 || !m[0].Failed || m[0].Phase != "pre" {
+		t.Fatalf("migrations = %+v", m)
+	}
+}
+
 func TestNginx(t *testing.T) {
 	f := Start(t, Options{Hosts: 2, Balancer: "nginx"})
 	f.Seed("2.0.0", f.Artifact("2.0.0", nil))
