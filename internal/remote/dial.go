@@ -282,7 +282,10 @@ func (p *Pool) authMethods(t target) (methods []ssh.AuthMethod, closeAgent func(
 	}
 
 	if len(signers) == 0 {
-		sock := os.Getenv("SSH_AUTH_SOCK")
+		sock := p.opts.AgentSocket
+		if sock == "" {
+			sock = os.Getenv("SSH_AUTH_SOCK")
+		}
 		if sock == "" {
 			problems = append(problems, "no ssh-agent (SSH_AUTH_SOCK is empty)")
 		} else {

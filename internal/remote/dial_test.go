@@ -236,7 +236,7 @@ func TestWrongUserKeyRefused(t *testing.T) {
 }
 
 func TestAgentUsedForPassphraseProtectedIdentity(t *testing.T) {
-	// Not parallel: sets SSH_AUTH_SOCK.
+	t.Parallel()
 	f := newFixture(t, nil)
 	// The authorized key, passphrase-protected on disk.
 	priv, signer := newUserKey(t)
@@ -252,8 +252,7 @@ func TestAgentUsedForPassphraseProtectedIdentity(t *testing.T) {
 	h.IdentityFile = writeIdentity(t, f.dir, "id_protected", priv, "secret")
 
 	// Without an agent: a clear error, no secret in it.
-	t.Setenv("SSH_AUTH_SOCK", "")
-	_, err = f.pool(Options{}).Get(testCtx(t), h)
+	_, err = f.pool(Options{AgentSocket: filepath.Join(f.dir, "no-agent.sock")}).Get(testCtx(t), h)
 	if err == nil || !strings.Contains(err.Error(), "passphrase-protected") || !strings.HasPrefix(err.Error(), "web8: auth") {
 		t.Fatalf("got %v", err)
 	}
@@ -290,8 +289,7 @@ func TestAgentUsedForPassphraseProtectedIdentity(t *testing.T) {
 			go func() { defer wg.Done(); _ = agent.ServeAgent(keyring, c); c.Close() }()
 		}
 	}()
-	t.Setenv("SSH_AUTH_SOCK", sock)
-	c, err := f.pool(Options{}).Get(testCtx(t), h)
+	c, err := f.pool(Options{AgentSocket: sock}).Get(testCtx(t), h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,10 +297,12 @@ func TestAgentUsedForPassphraseProtectedIdentity(t *testing.T) {
 		t.Fatal(out)
 	}
 
-	// The agent lacks the identity's key: refused with a reason.
-	other, _ := newUserKey(t)
-	h.IdentityFile = writeIdentity(t, f.dir, "id_other_protected", other, "secret")
-	_, err = f.pool(Options{}).Get(testCtx(t), h)
+	// The identity file is absent but its .pub names a key the agent
+	// lacks: refused with a reason.
+	_, other := newUserKey(t)
+	h.IdentityFile = filepath.Join(f.dir, "id_absent")
+	writeFile(t, h.IdentityFile+".pub", string(ssh.MarshalAuthorizedKey(other.PublicKey())))
+	_, err = f.pool(Options{AgentSocket: sock}).Get(testCtx(t), h)
 	if err == nil || !strings.Contains(err.Error(), "none of them") {
 		t.Fatalf("got %v", err)
 	}

@@ -48,6 +48,9 @@ type Options struct {
 	SSHConfigPath      string                           // default ~/.ssh/config (tests override)
 	Warnf              func(format string, args ...any) // e.g. unparsable ssh_config, accepted host key; may be nil
 
+	// AgentSocket is the ssh-agent socket; default $SSH_AUTH_SOCK.
+	AgentSocket string
+
 	// KillGrace is how long a timed-out or cancelled command's process
 	// group has between TERM and KILL. Default 2s.
 	KillGrace time.Duration

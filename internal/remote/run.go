@@ -22,7 +22,7 @@ import (
 // Command is one script to run on a host.
 type Command struct {
 	Script  string            // run as: sh -c <quoted script>; the caller has already shell-quoted template values
-	Env     map[string]string // exported inside the script; keys must match [A-Z_][A-Z0-9_]*
+	Env     map[string]string // exported for the script (sent on stdin, never in the command line); keys [A-Z_][A-Z0-9_]*
 	Timeout time.Duration     // 0 = none; when it passes the remote process group is killed
 	Stdout  func(line string) // called per line, may be nil
 	Stderr  func(line string) // called per line, may be nil
@@ -59,7 +59,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", c.host, err)
 	}
-	wrapper, err := wrapScript(nonce, cmd)
+	wrapper, exports, err := wrapScript(nonce, cmd)
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", c.host, err)
 	}
@@ -72,6 +72,9 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 		return res, err
 	}
 	defer sess.Close()
+	// The exports travel on stdin, not in the command line that ps shows
+	// to every user of the host. The script itself then reads EOF.
+	sess.Stdin = strings.NewReader(exports)
 	stdout, err := sess.StdoutPipe()
 	if err != nil {
 		return res, fmt.Errorf("%s: run: %w", c.host, err)
@@ -208,7 +211,8 @@ func (c *Client) Output(ctx context.Context, script string) (string, error) {
 	return strings.TrimSpace(b.String()), err
 }
 
-// wrapScript builds the command line sent to the host's login shell. It
+// wrapScript builds the command line sent to the host's login shell, and
+// the export statements to feed it on stdin (cmd.Env, quoted). The wrapper
 // reports the PID of the process that will run the script (a process-group
 // leader, so its PID is the PGID) on a first stdout line carrying a
 // per-run nonce, then execs sh -c script:
@@ -217,25 +221,29 @@ func (c *Client) Output(ctx context.Context, script string) (string, error) {
 //   - otherwise setsid(1), which does not fork for a non-leader, makes it
 //     one;
 //   - without setsid the PID alone is reported ("n") and only it is killed.
-func wrapScript(nonce string, cmd Command) (string, error) {
-	var b strings.Builder
+func wrapScript(nonce string, cmd Command) (wrapper, exports string, err error) {
 	keys := make([]string, 0, len(cmd.Env))
 	for k := range cmd.Env {
 		if !envKey.MatchString(k) {
-			return "", fmt.Errorf("env key %q: must match [A-Z_][A-Z0-9_]*", k)
+			return "", "", fmt.Errorf("env key %q: must match [A-Z_][A-Z0-9_]*", k)
 		}
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	var e strings.Builder
 	for _, k := range keys {
-		fmt.Fprintf(&b, "export %s=%s; ", k, shell.Quote(cmd.Env[k]))
+		fmt.Fprintf(&e, "export %s=%s\n", k, shell.Quote(cmd.Env[k]))
+	}
+	var b strings.Builder
+	if len(keys) > 0 {
+		b.WriteString(`relctl_env=$(cat) && eval "$relctl_env" && unset relctl_env || exit 126; `)
 	}
 	fmt.Fprintf(&b, "relctl_script=%s; ", shell.Quote(cmd.Script))
 	m := "relctl-pid:" + nonce
 	fmt.Fprintf(&b, `if kill -0 -$$ 2>/dev/null; then echo "%[1]s $$ g"; exec sh -c "$relctl_script"; fi; `+
 		`if command -v setsid >/dev/null 2>&1; then echo "%[1]s $$ g"; exec setsid sh -c "$relctl_script"; fi; `+
 		`echo "%[1]s $$ n"; exec sh -c "$relctl_script"`, m)
-	return b.String(), nil
+	return b.String(), e.String(), nil
 }
 
 // remotePID is the process the wrapper reported.

@@ -75,7 +75,8 @@ func TestRunStreamsEveryLine(t *testing.T) {
 
 func TestRunEnvExported(t *testing.T) {
 	t.Parallel()
-	c := newFixture(t, nil).client()
+	f := newFixture(t, nil)
+	c := f.client()
 	ctx := testCtx(t)
 	val := "it's $(echo pwned) `id` \"q\"\nline2"
 	out, err := c.Output(ctx, `printf '%s|%s' "$RELCTL_VERSION" "$WEIRD"`)
@@ -94,6 +95,10 @@ func TestRunEnvExported(t *testing.T) {
 	want := []string{"1.4.0|it's $(echo pwned) `id` \"q\"", "line2", "child:1.4.0"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("got %q", got)
+	}
+	// Values are not in the command line (ps on the host shows it to all).
+	if !f.logs.contains("exec pid") || f.logs.contains("1.4.0") {
+		t.Fatalf("env values in the exec command: %q", f.logs.lines)
 	}
 	for _, bad := range []string{"lower", "1X", "A-B", "A B", ""} {
 		if _, err := c.Run(ctx, Command{Script: "true", Env: map[string]string{bad: "x"}}); err == nil {
