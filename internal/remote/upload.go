@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"time"
 
 	"github.com/pkg/sftp"
 	"github.com/relctl/relctl/internal/shell"
@@ -97,7 +98,7 @@ func (c *Client) sftpPut(ctx context.Context, f *os.File, localPath, remotePath 
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: upload %s: %s: %w", c.host, localPath, op, ctx.Err())
 		}
-		if !c.Alive() {
+		if !c.Alive() || c.waitDead(100*time.Millisecond) {
 			return fmt.Errorf("upload %s: %s: %w", localPath, op, c.lost("sftp"))
 		}
 		return fmt.Errorf("%s: upload %s: %s: %w", c.host, localPath, op, e)
