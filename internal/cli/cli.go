@@ -88,7 +88,15 @@ deploys behind the load balancer, post-deploy migrations) and runs it.`,
 	root.PersistentFlags().StringVarP(&g.fleet, "fleet", "f", def, "fleet inventory (or $RELCTL_FLEET)")
 	root.AddCommand(
 		newPlanCmd(ios, g),
+		newApplyCmd(ios, g),
+		newStatusCmd(ios, g),
+		newRollbackCmd(ios, g),
+		newResumeCmd(ios, g),
+		newDowngradeCmd(ios, g),
+		newLockCmd(ios, g),
+		newHistoryCmd(ios, g),
 		newVersionCmd(ios),
+		newDemoappCmd(ios),
 	)
 	return root
 }

@@ -14,6 +14,7 @@ import (
 
 type planOptions struct {
 	to, upfrom, format, output string
+	conn                       connFlags
 }
 
 func newPlanCmd(ios *IO, g *globals) *cobra.Command {
@@ -31,9 +32,10 @@ func newPlanCmd(ios *IO, g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.to, "to", "", "target version (required)")
-	f.StringVar(&o.upfrom, "upfrom", "", "the version the fleet runs; with it the plan is built offline, without looking at the hosts")
+	f.StringVar(&o.upfrom, "upfrom", "", "the version the fleet runs; with it the plan is built offline, without looking at the hosts (without it, relctl observes the fleet over SSH)")
 	f.StringVar(&o.format, "format", "text", "text, markdown or json")
 	f.StringVarP(&o.output, "output", "o", "", "write the plan to this file instead of stdout")
+	f.BoolVar(&o.conn.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }
@@ -47,10 +49,18 @@ func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.upfrom == "" {
-		return withCode(ExitUsage, errors.New("--upfrom is required for an offline plan: name the version the fleet runs"))
+	var obs plan.Observed
+	if o.upfrom != "" {
+		obs = plan.Assume(inv, o.upfrom)
+	} else {
+		conn := connect(ios, inv, o.conn)
+		defer conn.Pool.Close()
+		hosts, observed := observeFleet(cmd.Context(), ios, inv, conn, false)
+		if err := hostKeyProblem(hosts); err != nil {
+			return withCode(ExitError, err)
+		}
+		obs = observed
 	}
-	obs := plan.Assume(inv, o.upfrom)
 	p, err := plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom})
 	if err != nil {
 		return withCode(planErrCode(err), err)

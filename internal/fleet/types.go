@@ -118,6 +118,9 @@ type Balancer struct {
 	Endpoints    []Endpoint    `yaml:"endpoints"`
 	// UpstreamFile is the nginx file holding `upstream <backend> { ... }`.
 	UpstreamFile string `yaml:"upstream_file"`
+	// Nginx is the nginx command on the balancer host (default "nginx"),
+	// e.g. "sudo nginx" or "nginx -c /etc/nginx/nginx.conf".
+	Nginx string `yaml:"nginx"`
 	// IdleCheck is an optional nginx command (exit 0 = the server is idle);
 	// without it a drain waits drain_timeout.
 	IdleCheck string `yaml:"idle_check"`
@@ -153,7 +156,11 @@ type Host struct {
 	Server  string   `yaml:"server"`
 	Labels  []string `yaml:"labels"`
 	Path    string   `yaml:"path"`
-	SSH     HostSSH  `yaml:"ssh"`
+	// Upstream is the address the balancer sends this host's traffic to
+	// (host:port), used by nginx upstream lines and exec {{.Address}};
+	// default: the host's address without its SSH port.
+	Upstream string  `yaml:"upstream"`
+	SSH      HostSSH `yaml:"ssh"`
 	// Vars are this host's template values, merged over the inventory's.
 	Vars map[string]string `yaml:"vars"`
 }

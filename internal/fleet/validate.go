@@ -138,7 +138,9 @@ func (l *loader) validateHosts(inv *Inventory) {
 		} else {
 			addrs[key] = i
 		}
-		if h.Server != "" {
+		if h.Server != "" && !nameRe.MatchString(h.Server) {
+			l.at(p+".server", "server %q may hold only letters, digits and . _ - (it is sent to the balancer's admin API)", h.Server)
+		} else if h.Server != "" {
 			if j, dup := servers[h.Server]; dup {
 				l.at(p+".server", "balancer server %q is already used by hosts[%d] (%s)", h.Server, j, inv.Hosts[j].Name)
 			} else {
@@ -281,6 +283,8 @@ func (l *loader) validateBalancer(inv *Inventory) {
 	}
 	if b.Backend == "" && b.Kind != BalancerExec {
 		l.at("balancer", "balancer.backend is required for kind %s", b.Kind)
+	} else if b.Backend != "" && !nameRe.MatchString(b.Backend) {
+		l.at("balancer.backend", "backend %q may hold only letters, digits and . _ - (it is sent to the balancer's admin API)", b.Backend)
 	}
 	if len(b.Endpoints) == 0 && b.Kind != BalancerExec {
 		l.at("balancer", "balancer.endpoints: at least one endpoint is required for kind %s", b.Kind)

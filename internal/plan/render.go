@@ -251,6 +251,9 @@ func hostCount(n int) string {
 	return fmt.Sprintf("%d hosts", n)
 }
 
+// HasKind reports whether the plan has a step of kind k.
+func (p *Plan) HasKind(k StepKind) bool { return p.hasKind(k) }
+
 func (p *Plan) hasKind(k StepKind) bool {
 	for _, s := range p.Steps {
 		if s.Kind == k {

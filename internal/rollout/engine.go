@@ -139,6 +139,7 @@ func New(cfg Config) *Engine {
 	for _, h := range cfg.Inventory.Hosts {
 		e.hosts[h.Name] = h
 	}
+	e.inRollback = cfg.Plan.Kind == plan.KindRollback
 	lockHost := cfg.Plan.Settings.MigrationsHost
 	e.lock = &Lock{Hosts: cfg.Hosts, Host: lockHost, Path: cfg.Inventory.HostPath(e.hosts[lockHost]), Lease: cfg.LockLease}
 	e.lockInfo = LockInfo{Owner: cfg.Owner, RunID: cfg.RunID, Fingerprint: cfg.Plan.Basis.Fingerprint}
@@ -221,6 +222,12 @@ func (e *Engine) Run(ctx context.Context) Result {
 		e.bus.Emit(event.Event{Type: event.RunStarted, Plan: e.plan, Owner: e.cfg.Owner, Message: e.plan.Steps[0].String()})
 	} else {
 		e.bus.Emit(event.Event{Type: event.Control, Message: fmt.Sprintf("resumed by %s", e.cfg.Owner)})
+		if !e.plan.HasKind(plan.StepLock) {
+			// An inline rollback plan has no lock step: take our lock again.
+			if err := e.acquireLock(ctx, plan.Step{}); err != nil {
+				return e.finish(ctx, event.OutcomeFailed, err)
+			}
+		}
 	}
 	for _, s := range e.plan.Skipped {
 		e.bus.Emit(event.Event{Type: event.HostChanged, Host: s.Host, State: event.HostSkipped, Version: s.Version, Message: s.Reason})

@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/relctl/relctl/internal/plan"
+)
+
+var timeNow = time.Now
+
+type applyOptions struct {
+	to, upfrom, planFile string
+	force                bool
+	conn                 connFlags
+	out                  outFlags
+}
+
+func addRunFlags(cmd *cobra.Command, cf *connFlags, of *outFlags) {
+	f := cmd.Flags()
+	f.BoolVarP(&of.yes, "yes", "y", false, "approve the plan and the canary gate without asking (required without a terminal)")
+	f.BoolVar(&of.plain, "plain", false, "plain progress lines on stderr (the default when not in a terminal)")
+	f.BoolVar(&of.json, "json", false, "JSON event lines on stdout")
+	f.BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept hosts whose key is not in known_hosts yet, and add it there (a CHANGED key is always refused)")
+}
+
+func newApplyCmd(ios *IO, g *globals) *cobra.Command {
+	o := &applyOptions{}
+	cmd := &cobra.Command{
+		Use:   "apply --to VERSION",
+		Short: "Upgrade the fleet: observe, plan, then roll out host by host",
+		Example: `  relctl apply --to 1.4.0
+  relctl apply --to 1.4.0 --yes --plain       # in CI: approve the canary gate, plain lines
+  relctl apply --plan plan.json --yes         # apply a saved plan; refused if the fleet changed since`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			inv, err := loadFleet(g)
+			if err != nil {
+				return err
+			}
+			if (o.to == "") == (o.planFile == "") {
+				return withCode(ExitUsage, errors.New("give --to VERSION or --plan FILE"))
+			}
+			conn := connect(ios, inv, o.conn)
+			defer conn.Pool.Close()
+			ctx := cmd.Context()
+			hosts, obs := observeFleet(ctx, ios, inv, conn, false)
+			if err := hostKeyProblem(hosts); err != nil {
+				return withCode(ExitError, err)
+			}
+			var p *plan.Plan
+			if o.planFile != "" {
+				data, err := os.ReadFile(o.planFile)
+				if err != nil {
+					return withCode(ExitUsage, err)
+				}
+				if p, err = plan.UnmarshalJSON(data); err != nil {
+					return withCode(ExitUsage, err)
+				}
+				if fp := obs.Fingerprint(); !p.Basis.Offline && fp != p.Basis.Fingerprint {
+					return withCode(ExitError, fmt.Errorf("plan is stale: it was built from fleet state %s, the fleet is now %s; run relctl plan again", p.Basis.Fingerprint, fp))
+				}
+				if p.Basis.Offline {
+					// An offline plan assumed a version: build it again from
+					// what the fleet really runs, and require the same steps.
+					q, err := plan.Build(inv, obs, plan.Options{To: p.To, Upfrom: p.From})
+					if err != nil {
+						return withCode(planErrCode(err), fmt.Errorf("plan is stale: %w", err))
+					}
+					p = q
+				}
+			} else {
+				p, err = plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom})
+				if err != nil {
+					return withCode(planErrCode(err), err)
+				}
+			}
+			if p.Empty() {
+				fmt.Fprintf(ios.Out, "nothing to do: every host runs %s\n", p.To)
+				return nil
+			}
+			if !o.out.json {
+				fmt.Fprint(ios.Err, plan.RenderText(p))
+			}
+			if err := confirm(ios, o.out, fmt.Sprintf("apply this plan to %s?", plural(len(p.DeployHosts()), "host"))); err != nil {
+				return err
+			}
+			return execute(ctx, execution{ios: ios, inv: inv, conn: conn, plan: p, of: o.out, force: o.force})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.to, "to", "", "target version")
+	f.StringVar(&o.upfrom, "upfrom", "", "assert the version the fleet runs; refuse if it runs another")
+	f.StringVar(&o.planFile, "plan", "", "apply a plan saved by relctl plan --format json")
+	f.BoolVar(&o.force, "force", false, "start even if a balancer server is already in DRAIN or MAINT")
+	addRunFlags(cmd, &o.conn, &o.out)
+	return cmd
+}

@@ -1,0 +1,120 @@
+// Package observe looks at what the fleet really runs: every host's current
+// release, the releases present, optionally its health, in parallel, one
+// SSH round trip per host (two with health). It turns that into the
+// plan.Observed the planner takes.
+//
+// It only reads; it never changes a host.
+package observe
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/plan"
+	"github.com/relctl/relctl/internal/shell"
+)
+
+// Runner runs a read-only script on a host and returns its stdout.
+type Runner interface {
+	Output(ctx context.Context, host, script string) (string, error)
+}
+
+// Host is one host as seen, with more detail than the planner needs.
+type Host struct {
+	plan.HostState
+	Health     string // "ok", "failing: <why>", or "" when not checked
+	HealthOK   bool
+	Current    string // current's symlink target
+	LockHolder string
+}
+
+// Options say what to look at.
+type Options struct {
+	Health   bool // also run the health command (status)
+	Parallel int  // default: inventory ssh.max_parallel
+}
+
+// Fleet observes every host of inv.
+func Fleet(ctx context.Context, inv *fleet.Inventory, r Runner, o Options) ([]Host, plan.Observed) {
+	par := o.Parallel
+	if par <= 0 {
+		par = inv.SSH.MaxParallel
+	}
+	hosts := make([]Host, len(inv.Hosts))
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	for i, h := range inv.Hosts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			hosts[i] = one(ctx, inv, r, h, o)
+		}()
+	}
+	wg.Wait()
+	obs := plan.Observed{Hosts: make([]plan.HostState, len(hosts))}
+	for i, h := range hosts {
+		obs.Hosts[i] = h.HostState
+	}
+	return hosts, obs
+}
+
+func one(ctx context.Context, inv *fleet.Inventory, r Runner, h fleet.Host, o Options) Host {
+	base := strings.TrimRight(inv.HostPath(h), "/")
+	out := Host{HostState: plan.HostState{Name: h.Name}}
+	script := fmt.Sprintf(`p=%s
+echo "current=$(readlink "$p/current" 2>/dev/null)"
+echo "releases=$(ls -1 "$p/releases" 2>/dev/null | grep -v '^\.' | grep -v 'relctl-tmp' | tr '\n' ' ')"`, shell.Quote(base))
+	if t := inv.Template(fleet.CmdVersion); t != nil {
+		cmd, err := t.Render(inv.HostValues(h, "", ""))
+		if err == nil {
+			script += fmt.Sprintf("\necho \"version=$( (%s) 2>/dev/null | head -n1)\"", cmd)
+		}
+	}
+	res, err := r.Output(ctx, h.Name, script)
+	if err != nil {
+		out.Error = err.Error()
+		return out
+	}
+	out.Reachable = true
+	var ver string
+	for _, line := range strings.Split(res, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		v = strings.TrimSpace(v)
+		switch k {
+		case "current":
+			out.Current = v
+		case "releases":
+			out.Releases = strings.Fields(v)
+			sort.Strings(out.Releases)
+		case "version":
+			ver = v
+		}
+	}
+	switch {
+	case ver != "":
+		out.Version = ver
+	case out.Current != "":
+		out.Version = path.Base(out.Current)
+	}
+	if o.Health && out.Version != "" {
+		t := inv.Template(fleet.CmdHealth)
+		cmd, err := t.Render(inv.HostValues(h, out.Version, out.Version))
+		if err == nil {
+			res, err := r.Output(ctx, h.Name, fmt.Sprintf("if ( %s ) >/tmp/.relctl-health.$$ 2>&1; then echo ok; else echo \"failing: $(tail -n1 /tmp/.relctl-health.$$)\"; fi; rm -f /tmp/.relctl-health.$$", cmd))
+			if err != nil {
+				out.Health = "unknown: " + err.Error()
+			} else {
+				out.Health = strings.TrimSpace(res)
+				out.HealthOK = out.Health == "ok"
+			}
+		}
+	}
+	return out
+}

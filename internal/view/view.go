@@ -1,0 +1,148 @@
+// Package view turns the event stream into lines for people and programs:
+// the plain printer (no colour, RFC3339 times, for logs and pipes) and JSON
+// lines (--json). The TUI, in package tui, is the third view of the same
+// stream. Views never change anything.
+package view
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/relctl/relctl/internal/event"
+)
+
+// Plain prints one line per meaningful event.
+type Plain struct {
+	mu sync.Mutex
+	w  io.Writer
+	// Output says whether command output lines are printed (they are
+	// always in the journal).
+	Output bool
+}
+
+// NewPlain returns a plain printer writing to w.
+func NewPlain(w io.Writer) *Plain { return &Plain{w: w, Output: true} }
+
+// Emit implements event.Sink.
+func (p *Plain) Emit(e event.Event) {
+	line := PlainLine(e, p.Output)
+	if line == "" {
+		return
+	}
+	p.mu.Lock()
+	fmt.Fprintf(p.w, "%s %s\n", e.Time.UTC().Format(time.RFC3339), line)
+	p.mu.Unlock()
+}
+
+// PlainLine is the text of one event, or "" for events the plain view
+// leaves out (they stay in the journal).
+func PlainLine(e event.Event, output bool) string {
+	who := e.Host
+	if who == "" {
+		who = "-"
+	}
+	switch e.Type {
+	case event.RunStarted:
+		p := e.Plan
+		return fmt.Sprintf("run %s started by %s: %s %s %s → %s, %d host(s) to switch", e.RunID, e.Owner, p.App, p.Kind, p.From, p.To, len(p.DeployHosts()))
+	case event.PlanChanged:
+		return fmt.Sprintf("run %s now runs a %s plan %s → %s: %s", e.RunID, e.Plan.Kind, e.Plan.From, e.Plan.To, e.Message)
+	case event.StepStarted:
+		return fmt.Sprintf("%s\tstart\t%s", who, e.Message)
+	case event.StepFinished:
+		if e.Status == event.StatusOK {
+			return fmt.Sprintf("%s\tdone\t%s (%s)", who, e.Step, e.Duration.Round(time.Millisecond))
+		}
+		return fmt.Sprintf("%s\tFAILED\t%s: %s", who, e.Step, e.Error)
+	case event.StepSkipped:
+		return fmt.Sprintf("%s\tskip\t%s: %s", who, e.Step, e.Message)
+	case event.ActionDone:
+		if e.Status != event.StatusOK {
+			return fmt.Sprintf("%s\tFAILED\t%s: %s", who, e.Action, e.Error)
+		}
+		msg := string(e.Action)
+		if e.Message != "" {
+			msg += ": " + e.Message
+		}
+		return fmt.Sprintf("%s\tok\t%s (%s)", who, msg, e.Duration.Round(time.Millisecond))
+	case event.StepOutput:
+		if !output {
+			return ""
+		}
+		return fmt.Sprintf("%s\t%s\t%s", who, e.Stream, e.Line)
+	case event.HostChanged:
+		switch e.State {
+		case event.HostFailed, event.HostRolledBack, event.HostLeftDrained, event.HostReverting, event.HostSkipped:
+			return fmt.Sprintf("%s\t%s\t%s", who, strings.ToUpper(string(e.State)), e.Message)
+		case event.HostInService:
+			return fmt.Sprintf("%s\tin service on %s", who, e.Version)
+		}
+		return ""
+	case event.GateRequested:
+		return fmt.Sprintf("-\tGATE\t%s", e.Message)
+	case event.GateAnswered:
+		return fmt.Sprintf("-\tGATE\tanswer: %s", e.Message)
+	case event.Warning:
+		return fmt.Sprintf("%s\tWARNING\t%s", who, e.Message)
+	case event.Control:
+		return fmt.Sprintf("-\t%s", e.Message)
+	case event.RunFinished:
+		return fmt.Sprintf("run %s finished: %s", e.RunID, e.Outcome)
+	}
+	return ""
+}
+
+// JSON writes every event as one JSON line.
+type JSON struct {
+	mu  sync.Mutex
+	enc *json.Encoder
+}
+
+// NewJSON returns a JSON-lines sink writing to w.
+func NewJSON(w io.Writer) *JSON { return &JSON{enc: json.NewEncoder(w)} }
+
+// Emit implements event.Sink.
+func (j *JSON) Emit(e event.Event) {
+	j.mu.Lock()
+	_ = j.enc.Encode(e)
+	j.mu.Unlock()
+}
+
+// Summary writes what a finished run tells the operator.
+func Summary(w io.Writer, outcome event.Outcome, s event.Summary) {
+	fmt.Fprintf(w, "outcome:\t%s\n", outcome)
+	fmt.Fprintf(w, "run:\t%s %s → %s in %s\n", s.Kind, s.From, s.To, s.Elapsed.Round(time.Millisecond))
+	list := func(name string, hs []string) {
+		if len(hs) > 0 {
+			fmt.Fprintf(w, "%s:\t%s\n", name, strings.Join(hs, ", "))
+		}
+	}
+	list("upgraded", s.Upgraded)
+	list("rolled back", s.RolledBack)
+	list("failed", s.Failed)
+	list("skipped", s.Skipped)
+	if len(s.LeftDrained) > 0 {
+		var hs []string
+		for h := range s.LeftDrained {
+			hs = append(hs, h)
+		}
+		sort.Strings(hs)
+		for _, h := range hs {
+			fmt.Fprintf(w, "LEFT DRAINED:\t%s: %s\n", h, s.LeftDrained[h])
+		}
+	}
+	if s.PostMigrated {
+		fmt.Fprintf(w, "post-migrate:\tran (past the point of no return)\n")
+	}
+	if s.Error != "" {
+		fmt.Fprintf(w, "error:\t%s\n", s.Error)
+	}
+	if s.Journal != "" {
+		fmt.Fprintf(w, "journal:\t%s\n", s.Journal)
+	}
+}
