@@ -1,0 +1,229 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/relctl/relctl/internal/lb"
+	"github.com/relctl/relctl/internal/sandbox/minilb"
+)
+
+// Health checking, the same for both balancers: every 200ms, two results
+// in a row to go UP or DOWN.
+const (
+	checkInterval = 200 * time.Millisecond
+	upTimeout     = 20 * time.Second
+)
+
+// startBalancer starts HAProxy or minilb in front of the hosts and waits
+// until every server is UP with a passing check.
+func (d *Demo) startBalancer(ctx context.Context) error {
+	var err error
+	switch d.BalancerKind {
+	case BalancerHAProxy:
+		err = d.startHAProxy(ctx)
+	default:
+		err = d.startMinilb()
+	}
+	if err != nil {
+		return err
+	}
+	d.logf("demo: %s balancer on %s (admin %s); waiting for every server to be UP", d.BalancerKind, d.Frontend, d.AdminAddr)
+	return d.waitAllUp(ctx, upTimeout)
+}
+
+func (d *Demo) startMinilb() error {
+	servers := make([]minilb.Server, len(d.Hosts))
+	for i, h := range d.Hosts {
+		servers[i] = minilb.Server{Name: h.Name, Addr: h.AppAddr}
+	}
+	l, err := minilb.Start(minilb.Config{
+		Listen:        "127.0.0.1:0",
+		AdminListen:   "127.0.0.1:0",
+		Backend:       Backend,
+		Servers:       servers,
+		CheckInterval: checkInterval,
+		CheckPath:     "/health",
+	})
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	d.mini = l
+	d.Frontend = "http://" + l.Addr()
+	d.AdminAddr = l.AdminAddr()
+	return nil
+}
+
+// haproxyConfig is the demo's HAProxy configuration: like testfleet's, with a
+// TCP admin socket only, and retries that hide a server going away between
+// its last check and a request.
+func (d *Demo) haproxyConfig(frontend, admin string) string {
+	var servers strings.Builder
+	for _, h := range d.Hosts {
+		fmt.Fprintf(&servers, "    server %s %s check\n", h.Name, h.AppAddr)
+	}
+	return fmt.Sprintf(`# written by relctl's demo (internal/sandbox); HAProxy runs with -db and is stopped by PID
+global
+    stats socket ipv4@%s level admin
+    stats timeout 2m
+    maxconn 2000
+    nbthread 2
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    timeout http-keep-alive 10s
+    retries 3
+    option redispatch
+    retry-on conn-failure empty-response response-timeout
+
+frontend www
+    bind %s
+    default_backend %s
+
+backend %s
+    balance roundrobin
+    option httpchk GET /health
+    http-check expect status 200
+    default-server inter %dms fall 2 rise 2
+%s`, admin, frontend, Backend, Backend, checkInterval.Milliseconds(), servers.String())
+}
+
+func (d *Demo) startHAProxy(ctx context.Context) error {
+	dir := filepath.Join(d.Dir, "haproxy")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	logPath := filepath.Join(dir, "haproxy.log")
+	var lastErr error
+	// A port picked free may be taken before HAProxy binds it: pick again.
+	for attempt := 0; attempt < 3; attempt++ {
+		ports, err := pickPorts(2)
+		if err != nil {
+			return err
+		}
+		frontend := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+		admin := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1]))
+		if err := os.WriteFile(cfgPath, []byte(d.haproxyConfig(frontend, admin)), 0o644); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		p, err := spawn("haproxy", logPath, HAProxyPath, "-f", cfgPath, "-db")
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		err = waitListening(ctx, p, 10*time.Second, admin, frontend)
+		if err == nil {
+			d.hap = p
+			d.Frontend = "http://" + frontend
+			d.AdminAddr = admin
+			return nil
+		}
+		p.stop(2 * time.Second)
+		lastErr = err
+		if ctx.Err() != nil || !strings.Contains(err.Error(), "exited") {
+			break
+		}
+	}
+	return fmt.Errorf("sandbox: haproxy: %w", lastErr)
+}
+
+// waitListening waits until every addr accepts connections, or p exits.
+func waitListening(ctx context.Context, p *proc, timeout time.Duration, addrs ...string) error {
+	deadline := time.Now().Add(timeout)
+	for _, addr := range addrs {
+		for {
+			if p.exited() {
+				return fmt.Errorf("%s exited (%v) before listening on %s:\n%s", p.name, p.err, addr, p.logTail())
+			}
+			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s not listening on %s after %s: %v", p.name, addr, timeout, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// LB returns relctl's haproxy driver bound to the demo balancer's admin
+// socket: what `relctl apply` uses, for tests and the demo's own checks.
+func (d *Demo) LB() (lb.Balancer, error) {
+	return lb.New(lb.Config{
+		Kind:         lb.KindHAProxy,
+		Backend:      Backend,
+		DrainTimeout: 5 * time.Second,
+		Endpoints:    []lb.Endpoint{{TCP: d.AdminAddr}},
+	}, lb.LocalConnector{})
+}
+
+// waitAllUp waits until the balancer reports every server UP with a
+// passing check.
+func (d *Demo) waitAllUp(ctx context.Context, timeout time.Duration) error {
+	b, err := d.LB()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	last := "no answer yet"
+	for {
+		if d.hap != nil && d.hap.exited() {
+			return fmt.Errorf("sandbox: haproxy exited (%v):\n%s", d.hap.err, d.hap.logTail())
+		}
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		states, err := b.States(qctx)
+		cancel()
+		if err == nil {
+			up := map[string]bool{}
+			var not []string
+			for _, s := range states {
+				if s.Status == lb.StatusUp && strings.HasPrefix(s.CheckStatus, "L7OK") {
+					up[s.Server] = true
+				}
+			}
+			for _, h := range d.Hosts {
+				if !up[h.Name] {
+					not = append(not, h.Name)
+				}
+			}
+			if len(not) == 0 {
+				return nil
+			}
+			last = describeStates(states)
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("sandbox: %s: servers not all UP after %s: %s", d.BalancerKind, timeout, last)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func describeStates(states []lb.ServerState) string {
+	parts := make([]string, len(states))
+	for i, s := range states {
+		parts[i] = fmt.Sprintf("%s=%s(%s)", s.Server, s.Status, s.CheckStatus)
+	}
+	return strings.Join(parts, " ")
+}
