@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/plan"
 )
 
@@ -18,6 +20,21 @@ type applyOptions struct {
 	force                bool
 	conn                 connFlags
 	out                  outFlags
+}
+
+// refuseUnfinished stops a new run while this machine's journal holds an
+// unfinished one: the fleet is half-way and the operator must choose.
+func refuseUnfinished(inv *fleet.Inventory) error {
+	dir, err := journalDir(inv)
+	if err != nil {
+		return err
+	}
+	r, _ := journal.Unfinished(dir)
+	if r == nil {
+		return nil
+	}
+	return withCode(ExitLocked, fmt.Errorf("run %s by %s (%s %s → %s) did not finish: finish it with relctl resume, or roll it back with relctl resume --rollback",
+		r.ID, r.Owner, r.Plan.Kind, r.Plan.From, r.Plan.To))
 }
 
 func addRunFlags(cmd *cobra.Command, cf *connFlags, of *outFlags) {
@@ -44,6 +61,9 @@ func newApplyCmd(ios *IO, g *globals) *cobra.Command {
 			}
 			if (o.to == "") == (o.planFile == "") {
 				return withCode(ExitUsage, errors.New("give --to VERSION or --plan FILE"))
+			}
+			if err := refuseUnfinished(inv); err != nil {
+				return err
 			}
 			conn := connect(ios, inv, o.conn)
 			defer conn.Pool.Close()

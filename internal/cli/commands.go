@@ -347,6 +347,9 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := refuseUnfinished(inv); err != nil {
+				return err
+			}
 			var last *plan.LastRun
 			if r, _ := journal.Latest(dir); r != nil && r.Original != nil {
 				last = &plan.LastRun{From: r.Original.From, To: r.Original.To, PostMigrated: r.PostMigrated}

@@ -261,16 +261,36 @@ func List(dir string) ([]*Run, error) {
 	return runs, errors.Join(errs...)
 }
 
-// Unfinished returns the newest resumable run in dir, or nil.
+// Unfinished returns the newest resumable run in dir, or nil. Newer runs
+// that ended before changing anything (refused by the lock, failed
+// preflight) do not hide it; a newer run that changed hosts does.
 func Unfinished(dir string) (*Run, error) {
 	runs, err := List(dir)
 	for _, r := range runs {
 		if r.Resumable() {
 			return r, err
 		}
-		break // only the newest run may be resumed
+		if r.Changed() {
+			break
+		}
 	}
 	return nil, err
+}
+
+// Changed reports whether the run started any step that changes a host
+// beyond taking the lock.
+func (r *Run) Changed() bool {
+	for _, p := range []*plan.Plan{r.Original, r.Plan} {
+		if p == nil {
+			continue
+		}
+		for _, s := range p.Steps {
+			if s.Mutating && s.Kind != plan.StepLock && s.Kind != plan.StepUnlock && (r.Progress.Started[s.ID] || r.OriginalProgress.Started[s.ID]) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Latest returns the newest run in dir, or nil.

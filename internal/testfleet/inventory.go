@@ -65,6 +65,7 @@ balancer:
   backend: [[q .F.LB.Backend]]
   drain_timeout: 2s
   upstream_file: [[q .F.LB.UpstreamFile]]
+  nginx: [[q .F.LB.NginxCommand]]
   endpoints:
     - {ssh: [[q (index .F.Hosts 0).SSHAddr]]}
 [[- end]]
@@ -73,6 +74,7 @@ hosts:
   - name: [[q $h.Name]]
     address: [[q $h.SSHAddr]]
     server: [[q $h.Name]]
+    upstream: [[q $h.AppAddr]]
     path: [[q $h.Path]]
 [[- if eq $i 0]]
     labels: [canary]
