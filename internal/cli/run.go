@@ -66,7 +66,7 @@ func execute(ctx context.Context, x execution) error {
 	}
 	eng := rollout.New(rollout.Config{
 		Inventory: x.inv, Plan: x.plan, Hosts: x.conn, Balancer: bal, Gate: gate, Bus: bus, Journal: j,
-		Artifacts: arts, RunID: runID, Owner: owner(), Resume: done, ForceBalancer: x.force,
+		Artifacts: arts, RunID: runID, Owner: owner(), Resume: done, ForceBalancer: x.force, LockWait: x.of.lockWait,
 	})
 	res := eng.Run(ctx)
 	if !x.of.json {

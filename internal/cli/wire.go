@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/term"
 
@@ -29,9 +30,10 @@ type connFlags struct {
 	acceptNew bool
 }
 
-// outFlags choose the output mode once.
+// outFlags choose the output mode once (and how to wait for the lock).
 type outFlags struct {
 	plain, json, yes bool
+	lockWait         time.Duration
 }
 
 func isTerminal(f any) bool {

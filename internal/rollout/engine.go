@@ -81,6 +81,8 @@ type Config struct {
 	LockLease time.Duration
 	// CommandTimeout bounds stop, start, switch and staging commands (default 5m).
 	CommandTimeout time.Duration
+	// LockWait queues behind another run's lock for this long (0 = refuse at once).
+	LockWait time.Duration
 }
 
 // Result is how a run ended.
@@ -519,6 +521,7 @@ func (e *Engine) finish(ctx context.Context, outcome event.Outcome, err error) R
 	if e.stopRenew != nil {
 		e.stopRenew()
 	}
+	e.restoreBalancer(bg)
 	e.audit(bg, outcome)
 	sum := e.summary(outcome, err)
 	e.bus.Emit(event.Event{Type: event.RunFinished, Outcome: outcome, Summary: &sum, Error: sum.Error})
@@ -563,6 +566,27 @@ func (e *Engine) summary(outcome event.Outcome, err error) event.Summary {
 	}
 	_ = outcome
 	return s
+}
+
+// restoreBalancer re-asserts "ready" for every server relctl put back in
+// service (a balancer reload loses runtime state); it never touches a host
+// left drained.
+func (e *Engine) restoreBalancer(ctx context.Context) {
+	e.mu.Lock()
+	var servers []string
+	for h, st := range e.final {
+		if st == event.HostInService || st == event.HostRolledBack || (st == event.HostFailed && e.inRollback) {
+			servers = append(servers, e.hosts[h].Server)
+		}
+	}
+	e.mu.Unlock()
+	if len(servers) == 0 {
+		return
+	}
+	sort.Strings(servers)
+	if err := e.cfg.Balancer.Restore(ctx, servers); err != nil {
+		e.bus.Emit(event.Event{Type: event.Warning, Message: "re-assert balancer state of " + joinHosts(servers) + ": " + err.Error()})
+	}
 }
 
 // setFinal records where a host ended up.

@@ -155,7 +155,9 @@ func (f *fakeFleet) Enable(ctx context.Context, server string, timeout time.Dura
 	return nil
 }
 func (f *fakeFleet) States(ctx context.Context) ([]lb.ServerState, error) { return nil, nil }
-func (f *fakeFleet) Restore(ctx context.Context, servers []string) error  { return nil }
+func (f *fakeFleet) Restore(ctx context.Context, servers []string) error {
+	return f.record("lb restore " + strings.Join(servers, ","))
+}
 
 var _ lb.Balancer = (*fakeFleet)(nil)
 
@@ -264,6 +266,9 @@ func TestUpgradeExactOrder(t *testing.T) {
 	if index(log, "web1 lock") > mig || index(log, "web1 unlock") < post {
 		t.Errorf("lock does not span the run:\n%s", strings.Join(log, "\n"))
 	}
+	if !slices.Contains(log, "lb restore web1,web2,web3") {
+		t.Errorf("balancer state not re-asserted at the end:\n%s", strings.Join(log, "\n"))
+	}
 	if got := res.Summary.Upgraded; !slices.Equal(got, []string{"web1", "web2", "web3"}) || !res.Summary.PostMigrated {
 		t.Errorf("summary %+v", res.Summary)
 	}
@@ -322,6 +327,11 @@ func TestRevertFailsLeavesDrainedAndSaysSo(t *testing.T) {
 	}
 	if !slices.Contains(h.fake.log, "web1 audit") {
 		t.Error("no audit record")
+	}
+	for _, l := range h.fake.log {
+		if strings.HasPrefix(l, "lb restore") {
+			t.Errorf("a host left drained was re-enabled at the end: %s", l)
+		}
 	}
 	if strings.Contains(strings.Join(h.fake.log, "\n"), "web1 unlock") {
 		t.Error("a paused run released its lock")

@@ -68,8 +68,22 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 }
 
 func (e *Engine) acquireLock(ctx context.Context, s plan.Step) error {
-	if err := e.lock.Acquire(ctx, e.lockInfo); err != nil {
-		return err
+	deadline := time.Now().Add(e.cfg.LockWait)
+	for {
+		err := e.lock.Acquire(ctx, e.lockInfo)
+		var le *LockError
+		if err == nil {
+			break
+		}
+		if !errors.As(err, &le) || time.Now().After(deadline) {
+			return err
+		}
+		e.bus.Emit(event.Event{Type: event.Control, Message: fmt.Sprintf("waiting for the lock (%s), up to %s more", le.Holder, time.Until(deadline).Round(time.Second))})
+		select {
+		case <-time.After(min(5*time.Second, time.Until(deadline)+time.Millisecond)):
+		case <-ctx.Done():
+			return fmt.Errorf("%w: interrupted while waiting for the lock", errAbort)
+		}
 	}
 	e.lockHeld = true
 	if e.stopRenew == nil {
