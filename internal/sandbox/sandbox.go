@@ -375,3 +375,23 @@ func (d *Demo) close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Cleanup stops every process an earlier demo left running in dir (one that
+// was kept, or whose relctl was killed before Close) and removes dir. It
+// refuses a directory that is not a demo's.
+func Cleanup(dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, markerFile)); err != nil {
+		return fmt.Errorf("sandbox: %s is not a demo's directory (no %s)", dir, markerFile)
+	}
+	if left := stopApps(dir, 5*time.Second); len(left) > 0 {
+		return fmt.Errorf("sandbox: processes still alive after SIGKILL: %v", left)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("sandbox: remove %s: %w", dir, err)
+	}
+	return nil
+}
