@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -37,6 +38,62 @@ func refuseUnfinished(inv *fleet.Inventory) error {
 		r.ID, r.Owner, r.Plan.Kind, r.Plan.From, r.Plan.To))
 }
 
+// runApply is apply's whole path: observe, plan (or read and check a saved
+// plan), show, confirm, run.
+func runApply(ctx context.Context, ios *IO, inv *fleet.Inventory, o *applyOptions) error {
+	if (o.to == "") == (o.planFile == "") {
+		return withCode(ExitUsage, errors.New("give --to VERSION or --plan FILE"))
+	}
+	if err := refuseUnfinished(inv); err != nil {
+		return err
+	}
+	conn := connect(ios, inv, o.conn)
+	defer conn.Pool.Close()
+	hosts, obs := observeFleet(ctx, ios, inv, conn, false)
+	if err := hostKeyProblem(hosts); err != nil {
+		return withCode(ExitError, err)
+	}
+	var p *plan.Plan
+	var err error
+	if o.planFile != "" {
+		data, err := os.ReadFile(o.planFile)
+		if err != nil {
+			return withCode(ExitUsage, err)
+		}
+		if p, err = plan.UnmarshalJSON(data); err != nil {
+			return withCode(ExitUsage, err)
+		}
+		if fp := obs.Fingerprint(); !p.Basis.Offline && fp != p.Basis.Fingerprint {
+			return withCode(ExitError, fmt.Errorf("plan is stale: it was built from fleet state %s, the fleet is now %s; run relctl plan again", p.Basis.Fingerprint, fp))
+		}
+		if p.Basis.Offline {
+			// An offline plan assumed a version: build it again from what
+			// the fleet really runs; it must still hold.
+			q, err := plan.Build(inv, obs, plan.Options{To: p.To, Upfrom: p.From})
+			if err != nil {
+				return withCode(planErrCode(err), fmt.Errorf("plan is stale: %w", err))
+			}
+			p = q
+		}
+	} else {
+		p, err = plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom})
+		if err != nil {
+			return withCode(planErrCode(err), err)
+		}
+	}
+	if p.Empty() {
+		fmt.Fprintf(ios.Out, "nothing to do: every host runs %s\n", p.To)
+		return nil
+	}
+	if !o.out.json {
+		fmt.Fprint(ios.Err, plan.RenderText(p))
+	}
+	if err := confirm(ios, o.out, fmt.Sprintf("apply this plan to %s?", plural(len(p.DeployHosts()), "host"))); err != nil {
+		return err
+	}
+	return execute(ctx, execution{ios: ios, inv: inv, conn: conn, plan: p, of: o.out, force: o.force})
+}
+
 func addRunFlags(cmd *cobra.Command, cf *connFlags, of *outFlags) {
 	f := cmd.Flags()
 	f.BoolVarP(&of.yes, "yes", "y", false, "approve the plan and the canary gate without asking (required without a terminal)")
@@ -60,57 +117,7 @@ func newApplyCmd(ios *IO, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if (o.to == "") == (o.planFile == "") {
-				return withCode(ExitUsage, errors.New("give --to VERSION or --plan FILE"))
-			}
-			if err := refuseUnfinished(inv); err != nil {
-				return err
-			}
-			conn := connect(ios, inv, o.conn)
-			defer conn.Pool.Close()
-			ctx := cmd.Context()
-			hosts, obs := observeFleet(ctx, ios, inv, conn, false)
-			if err := hostKeyProblem(hosts); err != nil {
-				return withCode(ExitError, err)
-			}
-			var p *plan.Plan
-			if o.planFile != "" {
-				data, err := os.ReadFile(o.planFile)
-				if err != nil {
-					return withCode(ExitUsage, err)
-				}
-				if p, err = plan.UnmarshalJSON(data); err != nil {
-					return withCode(ExitUsage, err)
-				}
-				if fp := obs.Fingerprint(); !p.Basis.Offline && fp != p.Basis.Fingerprint {
-					return withCode(ExitError, fmt.Errorf("plan is stale: it was built from fleet state %s, the fleet is now %s; run relctl plan again", p.Basis.Fingerprint, fp))
-				}
-				if p.Basis.Offline {
-					// An offline plan assumed a version: build it again from
-					// what the fleet really runs, and require the same steps.
-					q, err := plan.Build(inv, obs, plan.Options{To: p.To, Upfrom: p.From})
-					if err != nil {
-						return withCode(planErrCode(err), fmt.Errorf("plan is stale: %w", err))
-					}
-					p = q
-				}
-			} else {
-				p, err = plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom})
-				if err != nil {
-					return withCode(planErrCode(err), err)
-				}
-			}
-			if p.Empty() {
-				fmt.Fprintf(ios.Out, "nothing to do: every host runs %s\n", p.To)
-				return nil
-			}
-			if !o.out.json {
-				fmt.Fprint(ios.Err, plan.RenderText(p))
-			}
-			if err := confirm(ios, o.out, fmt.Sprintf("apply this plan to %s?", plural(len(p.DeployHosts()), "host"))); err != nil {
-				return err
-			}
-			return execute(ctx, execution{ios: ios, inv: inv, conn: conn, plan: p, of: o.out, force: o.force})
+			return runApply(cmd.Context(), ios, inv, o)
 		},
 	}
 	f := cmd.Flags()

@@ -96,6 +96,7 @@ deploys behind the load balancer, post-deploy migrations) and runs it.`,
 		newLockCmd(ios, g),
 		newHistoryCmd(ios, g),
 		newVersionCmd(ios),
+		newDemoCmd(ios),
 		newDemoappCmd(ios),
 	)
 	return root

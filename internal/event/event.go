@@ -113,9 +113,11 @@ type Summary struct {
 	LeftDrained  map[string]string `json:"left_drained,omitempty"` // host → reason
 	Skipped      []string          `json:"skipped,omitempty"`
 	PostMigrated bool              `json:"post_migrated"`
-	Elapsed      time.Duration     `json:"elapsed_ns"`
-	Journal      string            `json:"journal,omitempty"`
-	Error        string            `json:"error,omitempty"`
+	// Versions is the version each host the run touched ends on.
+	Versions map[string]string `json:"versions,omitempty"`
+	Elapsed  time.Duration     `json:"elapsed_ns"`
+	Journal  string            `json:"journal,omitempty"`
+	Error    string            `json:"error,omitempty"`
 }
 
 // Sink consumes events. Emit must not block for long: views that may be slow

@@ -13,6 +13,10 @@ import (
 type Progress struct {
 	Started  map[string]bool
 	Finished map[string]bool
+	// Reverted are deploy steps whose host is already back on the version
+	// it ran (the engine reverted it after a failure): they count for
+	// which hop is being undone, but the host needs no rollback.
+	Reverted map[string]bool `json:",omitempty"`
 }
 
 // Rollback plans the return of every host that p switched, or began to
@@ -45,9 +49,13 @@ func Rollback(inv *fleet.Inventory, p *Plan, prog Progress) (*Plan, error) {
 	r.Settings.OnFailure = fleet.OnFailurePause // a failing rollback stops for the operator
 	var hosts []string
 	for _, s := range p.Steps {
-		if s.Kind == StepDeploy && s.Hop == hop && prog.Started[s.ID] {
+		if s.Kind == StepDeploy && s.Hop == hop && prog.Started[s.ID] && !prog.Reverted[s.ID] {
 			hosts = append(hosts, s.Host)
 		}
+	}
+	if len(hosts) == 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("nothing to roll back: every host of the hop to %s is already back on %s", h.To, h.From))
+		return r, nil
 	}
 	slices.Reverse(hosts)
 	lockHost := p.Settings.MigrationsHost

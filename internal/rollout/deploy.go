@@ -119,7 +119,7 @@ func (e *Engine) deployHost(ctx context.Context, s plan.Step) error {
 	}
 	_ = r.action(plan.ActionVerify, "", func() (string, error) { return "UP on every balancer endpoint", nil })
 	r.state(event.HostInService, s.To, "")
-	e.setFinal(h.Name, event.HostInService, "")
+	e.setFinal(h.Name, event.HostInService, "", s.To)
 	return nil
 }
 
@@ -238,18 +238,18 @@ func (e *Engine) revert(ctx context.Context, r *hostRun, cause error, drained, s
 	if err != nil {
 		reason := fmt.Sprintf("%v; going back to %s failed: %v", cause, s.From, err)
 		r.state(event.HostLeftDrained, "", reason)
-		e.setFinal(r.h.Name, event.HostLeftDrained, reason)
+		e.setFinal(r.h.Name, event.HostLeftDrained, reason, "")
 		return fmt.Errorf("%w (LEFT DRAINED: %v)", cause, err)
 	}
 	if e.inRollback {
 		msg := fmt.Sprintf("rollback failed, still serving %s: %v", s.From, cause)
 		r.state(event.HostFailed, s.From, msg)
-		e.setFinal(r.h.Name, event.HostFailed, msg)
+		e.setFinal(r.h.Name, event.HostFailed, msg, s.From)
 	} else {
 		r.state(event.HostRolledBack, s.From, fmt.Sprintf("back on %s and serving, after: %v", s.From, cause))
-		e.setFinal(r.h.Name, event.HostRolledBack, "")
+		e.setFinal(r.h.Name, event.HostRolledBack, "", s.From)
 		e.mu.Lock()
-		e.reverted[r.h.Name] = true
+		e.reverted[s.ID] = true
 		e.mu.Unlock()
 	}
 	return cause

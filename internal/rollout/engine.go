@@ -114,6 +114,8 @@ type Engine struct {
 	stopRenew  func()
 	touched    map[string]bool
 	final      map[string]event.HostState
+	versions   map[string]string
+	wentBack   map[string]bool // hosts a rollback plan sent back
 	reasons    map[string]string
 	reverted   map[string]bool
 	failed     int
@@ -135,7 +137,7 @@ func New(cfg Config) *Engine {
 	e := &Engine{
 		cfg: cfg, inv: cfg.Inventory, bus: cfg.Bus, plan: cfg.Plan,
 		hosts: map[string]fleet.Host{}, wake: make(chan struct{}, 1),
-		touched: map[string]bool{}, final: map[string]event.HostState{}, reasons: map[string]string{}, reverted: map[string]bool{},
+		touched: map[string]bool{}, final: map[string]event.HostState{}, versions: map[string]string{}, wentBack: map[string]bool{}, reasons: map[string]string{}, reverted: map[string]bool{},
 		progress: plan.Progress{Started: map[string]bool{}, Finished: map[string]bool{}},
 	}
 	for _, h := range cfg.Inventory.Hosts {
@@ -482,12 +484,11 @@ func (e *Engine) onFailure(ctx context.Context, cause error) error {
 
 // rollback switches the run to the rollback plan of what it did so far.
 func (e *Engine) rollback(ctx context.Context, why string) error {
-	prog := plan.Progress{Started: map[string]bool{}, Finished: e.progress.Finished}
+	prog := plan.Progress{Started: e.progress.Started, Finished: e.progress.Finished, Reverted: map[string]bool{}}
 	for id := range e.progress.Started {
-		if s, ok := e.plan.Step(id); ok && s.Kind == plan.StepDeploy && e.reverted[s.Host] {
-			continue // already back on its previous release
+		if s, ok := e.plan.Step(id); ok && s.Kind == plan.StepDeploy && e.reverted[id] {
+			prog.Reverted[id] = true // already back on its previous release
 		}
-		prog.Started[id] = true
 	}
 	rb, err := plan.Rollback(e.inv, e.plan, prog)
 	if err != nil {
@@ -543,26 +544,29 @@ func (e *Engine) summary(outcome event.Outcome, err error) event.Summary {
 	}
 	sort.Strings(names)
 	for _, h := range names {
-		switch e.final[h] {
-		case event.HostInService:
-			if e.inRollback {
-				s.RolledBack = append(s.RolledBack, h)
-			} else {
-				s.Upgraded = append(s.Upgraded, h)
-			}
-		case event.HostRolledBack:
-			s.RolledBack = append(s.RolledBack, h)
-		case event.HostLeftDrained:
+		st, v := e.final[h], e.versions[h]
+		switch {
+		case st == event.HostLeftDrained:
 			if s.LeftDrained == nil {
 				s.LeftDrained = map[string]string{}
 			}
 			s.LeftDrained[h] = e.reasons[h]
-		case event.HostFailed:
+		case st == event.HostFailed:
 			s.Failed = append(s.Failed, h)
+		case st == event.HostRolledBack || e.wentBack[h] || (st == event.HostInService && orig.Kind == plan.KindRollback):
+			s.RolledBack = append(s.RolledBack, h)
+		case st == event.HostInService && v == orig.To:
+			s.Upgraded = append(s.Upgraded, h)
 		}
 	}
 	for _, sk := range orig.Skipped {
 		s.Skipped = append(s.Skipped, sk.Host)
+	}
+	if len(e.versions) > 0 {
+		s.Versions = map[string]string{}
+		for h, v := range e.versions {
+			s.Versions[h] = v
+		}
 	}
 	_ = outcome
 	return s
@@ -589,10 +593,17 @@ func (e *Engine) restoreBalancer(ctx context.Context) {
 	}
 }
 
-// setFinal records where a host ended up.
-func (e *Engine) setFinal(host string, st event.HostState, reason string) {
+// setFinal records where a host ended up, and on which version ("" when
+// unknown).
+func (e *Engine) setFinal(host string, st event.HostState, reason string, version ...string) {
 	e.mu.Lock()
 	e.final[host] = st
+	if len(version) > 0 {
+		e.versions[host] = version[0]
+	}
+	if st == event.HostInService && e.inRollback {
+		e.wentBack[host] = true
+	}
 	if reason != "" {
 		e.reasons[host] = reason
 	}

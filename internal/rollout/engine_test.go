@@ -436,3 +436,26 @@ func TestInterruptFinishesHostInFlight(t *testing.T) {
 		t.Error("lock not released")
 	}
 }
+
+// A canary that fails in the second hop of a multi-hop upgrade is reverted
+// to the first hop's version; the run ends rolled back to it, not refused
+// because of the first hop's post-migrate.
+func TestSecondHopCanaryFailsRollsBackToStop(t *testing.T) {
+	h := newHarness(t, "releases:\n  \"2.0.0\": {upgrade_from: \">=1.1.0\"}\n  \"1.1.0\": {upgrade_from: \">=1.0.0\"}")
+	h.fake.failOn["web1 health 2.0.0"] = errors.New("exit status 1")
+	res := h.run(t, "2.0.0", AutoApprove{})
+	if res.Outcome != event.OutcomeRolledBack {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	for _, host := range []string{"web1", "web2", "web3"} {
+		if h.fake.current[host] != "1.1.0" || !h.fake.up[host] {
+			t.Errorf("%s: runs %s, up %v; want 1.1.0 in service", host, h.fake.current[host], h.fake.up[host])
+		}
+	}
+	if !slices.Equal(res.Summary.RolledBack, []string{"web1"}) || len(res.Summary.Upgraded) != 0 {
+		t.Errorf("summary %+v", res.Summary)
+	}
+	if slices.Contains(h.fake.log, "web1 post-cmd 2.0.0") || !slices.Contains(h.fake.log, "web1 post-cmd 1.1.0") {
+		t.Errorf("post-migrations: %v", h.fake.log)
+	}
+}

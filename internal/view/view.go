@@ -77,7 +77,7 @@ func PlainLine(e event.Event, output bool) string {
 		return fmt.Sprintf("%s\t%s\t%s", who, e.Stream, e.Line)
 	case event.HostChanged:
 		switch e.State {
-		case event.HostFailed, event.HostRolledBack, event.HostLeftDrained, event.HostReverting, event.HostSkipped:
+		case event.HostRolledBack, event.HostLeftDrained, event.HostReverting, event.HostSkipped:
 			return fmt.Sprintf("%s\t%s\t%s", who, strings.ToUpper(string(e.State)), e.Message)
 		case event.HostInService:
 			return fmt.Sprintf("%s\tin service on %s", who, e.Version)
@@ -120,6 +120,24 @@ func Summary(w io.Writer, outcome event.Outcome, s event.Summary) {
 	list := func(name string, hs []string) {
 		if len(hs) > 0 {
 			fmt.Fprintf(w, "%s:\t%s\n", name, strings.Join(hs, ", "))
+		}
+	}
+	if len(s.Versions) > 0 {
+		byV := map[string][]string{}
+		var vs []string
+		for h, v := range s.Versions {
+			if v == "" {
+				continue
+			}
+			if byV[v] == nil {
+				vs = append(vs, v)
+			}
+			byV[v] = append(byV[v], h)
+		}
+		sort.Strings(vs)
+		for _, v := range vs {
+			sort.Strings(byV[v])
+			fmt.Fprintf(w, "on %s:\t%s\n", v, strings.Join(byV[v], ", "))
 		}
 	}
 	list("upgraded", s.Upgraded)

@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/sandbox"
+)
+
+type demoOptions struct {
+	hosts      int
+	plain      bool
+	to         string
+	failHealth string
+	keep       bool
+	balancer   string
+	rate       int
+}
+
+func newDemoCmd(ios *IO) *cobra.Command {
+	o := &demoOptions{}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Start a local demo fleet with live traffic and upgrade it, to see relctl work",
+		Long: `demo starts a fleet on this machine: in-process SSH hosts on 127.0.0.1, each
+running the demo shop app (1.0.0), behind a load balancer (HAProxy when it is
+installed, otherwise a built-in one speaking the same admin API), with steady
+traffic through it. Then it upgrades the fleet with the same code apply uses.
+
+In a terminal it opens the TUI; with --plain (or without a terminal) it runs
+the whole upgrade to 2.0.0 (through the required stop 1.1.0), prints every
+step and the traffic figures, and exits 0 only if no request failed.
+Everything it started is stopped when it exits, Ctrl-C included.`,
+		Example: `  relctl demo
+  relctl demo --plain
+  relctl demo --plain --fail-health 2.0.0     # watch the canary fail and the run roll back`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), ios, o) },
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.hosts, "hosts", 6, "number of demo hosts")
+	f.BoolVar(&o.plain, "plain", false, "run the upgrade non-interactively with plain output (the default without a terminal)")
+	f.StringVar(&o.to, "to", "2.0.0", "version to upgrade to (--plain)")
+	f.StringVar(&o.failHealth, "fail-health", "", "make this release fail its health check, to watch an automatic rollback")
+	f.BoolVar(&o.keep, "keep", false, "keep the demo directory (fleet.yaml, journal, host trees) after exit")
+	f.StringVar(&o.balancer, "balancer", "auto", "auto, haproxy or builtin")
+	f.IntVar(&o.rate, "rate", 50, "demo traffic, requests per second")
+	return cmd
+}
+
+func runDemo(ctx context.Context, ios *IO, o *demoOptions) error {
+	if o.hosts < 1 || o.hosts > 200 {
+		return withCode(ExitUsage, fmt.Errorf("--hosts %d: between 1 and 200", o.hosts))
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil {
+		return err
+	}
+	fmt.Fprintf(ios.Err, "starting a demo fleet of %d hosts…\n", o.hosts)
+	t0 := time.Now()
+	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	d, err := sandbox.Start(startCtx, sandbox.Options{
+		Hosts: o.hosts, Keep: o.keep, Relctl: self, FailHealth: o.failHealth,
+		Balancer: o.balancer, Traffic: true, Rate: o.rate,
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	defer func() {
+		if err := d.Close(); err != nil {
+			fmt.Fprintf(ios.Err, "demo: stopping: %v\n", err)
+		}
+		if o.keep {
+			fmt.Fprintf(ios.Err, "demo kept in %s\n", d.Dir)
+		}
+	}()
+	fmt.Fprintf(ios.Err, "demo fleet up in %s: %d hosts on 1.0.0 behind %s at %s, traffic at %d req/s\n  inventory: %s\n",
+		time.Since(t0).Round(time.Millisecond), len(d.Hosts), d.BalancerKind, d.Frontend, o.rate, d.FleetFile)
+	// The demo's runs are journaled inside the demo, not in the user's state.
+	if err := os.Setenv("XDG_STATE_HOME", filepath.Join(d.Dir, "state")); err != nil {
+		return err
+	}
+	inv, err := fleet.Load(d.FleetFile)
+	if err != nil {
+		return err
+	}
+	if !o.plain && ios.interactive() && isTerminal(ios.Out) {
+		return runDemoTUI(ctx, ios, inv, d)
+	}
+	return runDemoPlain(ctx, ios, inv, d, o)
+}
+
+func runDemoPlain(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox.Demo, o *demoOptions) error {
+	runErr := runApply(ctx, ios, inv, &applyOptions{to: o.to, out: outFlags{yes: true, plain: true}})
+	// Let in-flight requests land before the figures are read.
+	time.Sleep(300 * time.Millisecond)
+	st := d.Traffic()
+	failed := st.Non2xx + st.Errors
+	fmt.Fprintf(ios.Out, "traffic:\t%d requests, %d failed (%d non-2xx, %d errors), p50 %s, p99 %s\n",
+		st.Requests, failed, st.Non2xx, st.Errors, st.P50.Round(time.Microsecond), st.P99.Round(time.Microsecond))
+	for _, e := range st.FirstErrors {
+		fmt.Fprintf(ios.Out, "traffic error:\t%s\n", e)
+	}
+	if failed > 0 {
+		return withCode(ExitError, errors.Join(runErr, fmt.Errorf("demo: %d requests failed during the run", failed)))
+	}
+	if o.failHealth != "" {
+		// The run is expected to roll back; that is the demo's success.
+		if codeOf(runErr) == ExitRolledBack {
+			fmt.Fprintf(ios.Out, "demo:\t%s failed its health check on the canary and the run rolled back, with zero failed requests\n", o.failHealth)
+			return nil
+		}
+	}
+	return runErr
+}
