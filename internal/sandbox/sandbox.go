@@ -68,7 +68,9 @@ type Options struct {
 	Balancer   string // "auto" (default: HAProxy when HAProxyPath exists, else builtin), "haproxy", "builtin"
 	Traffic    bool   // steady demo traffic through the balancer from Start until Close
 	Rate       int    // traffic requests/s; default 50
-	Logf       func(format string, args ...any)
+	// Logf receives progress lines ("demo: ..."); it may be called from
+	// several goroutines at once. nil: silent.
+	Logf func(format string, args ...any)
 }
 
 // Host is one demo host.
@@ -123,8 +125,8 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 	if o.Hosts == 0 {
 		o.Hosts = 6
 	}
-	if o.Hosts < 1 || o.Hosts > 64 {
-		return nil, fmt.Errorf("sandbox: hosts must be 1..64, got %d", o.Hosts)
+	if o.Hosts < 1 || o.Hosts > 256 {
+		return nil, fmt.Errorf("sandbox: hosts must be 1..256, got %d", o.Hosts)
 	}
 	if o.Rate == 0 {
 		o.Rate = 50
