@@ -1,0 +1,144 @@
+package tui
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/lb"
+	"github.com/relctl/relctl/internal/loadgen"
+	"github.com/relctl/relctl/internal/observe"
+	"github.com/relctl/relctl/internal/plan"
+	"github.com/relctl/relctl/internal/rollout"
+)
+
+// Messages. Commands never touch the model: they call the outside world and
+// answer with one of these.
+type (
+	// fleetMsg is a fresh look at the fleet.
+	fleetMsg struct {
+		hosts   []observe.Host
+		lock    *rollout.LockInfo
+		servers []lb.ServerState
+		targets []string
+		err     error
+	}
+	// planMsg is a plan built on request (or why it could not be).
+	planMsg struct {
+		plan *plan.Plan
+		err  error
+	}
+	// startedMsg says a run began (or could not).
+	startedMsg struct {
+		handle Handle
+		events <-chan event.Event
+		err    error
+	}
+	// eventsMsg carries the events that were waiting, in order.
+	eventsMsg []event.Event
+	// eventsClosedMsg: the run's channel closed.
+	eventsClosedMsg struct{}
+	// tickMsg drives spinners, elapsed times and the traffic panel.
+	tickMsg time.Time
+	// trafficMsg is a snapshot of the demo load.
+	trafficMsg struct{ stats *loadgen.Stats }
+	// calledMsg says a Handle call was made.
+	calledMsg struct{ what string }
+	// interruptMsg: the context ended (SIGINT/SIGTERM in the CLI).
+	interruptMsg struct{}
+)
+
+const (
+	tickEvery      = 150 * time.Millisecond
+	trafficEvery   = 500 * time.Millisecond
+	maxEventsBatch = 512
+)
+
+func refreshCmd(ctx context.Context, b Backend) tea.Cmd {
+	return func() tea.Msg {
+		var m fleetMsg
+		var errs []error
+		hosts, err := b.Observe(ctx)
+		m.hosts = hosts
+		errs = append(errs, err)
+		m.lock, err = b.Lock(ctx)
+		errs = append(errs, err)
+		m.servers, err = b.Balancer(ctx)
+		errs = append(errs, err)
+		m.targets = b.Targets()
+		m.err = errors.Join(errs...)
+		return m
+	}
+}
+
+func planUpgradeCmd(b Backend, to string) tea.Cmd {
+	return func() tea.Msg {
+		p, err := b.PlanUpgrade(to)
+		return planMsg{plan: p, err: err}
+	}
+}
+
+func planDowngradeCmd(b Backend, to, reason string) tea.Cmd {
+	return func() tea.Msg {
+		p, err := b.PlanDowngrade(to, reason)
+		return planMsg{plan: p, err: err}
+	}
+}
+
+func startCmd(b Backend, p *plan.Plan) tea.Cmd {
+	return func() tea.Msg {
+		h, ch, err := b.Start(p)
+		return startedMsg{handle: h, events: ch, err: err}
+	}
+}
+
+func resumeCmd(b Backend, rollback bool) tea.Cmd {
+	return func() tea.Msg {
+		h, ch, err := b.Resume(rollback)
+		return startedMsg{handle: h, events: ch, err: err}
+	}
+}
+
+// waitForEvent waits for the next event and takes the ones already queued
+// behind it, so a busy run costs one Update per batch, not per line. It is
+// re-armed after each batch.
+func waitForEvent(ch <-chan event.Event) tea.Cmd {
+	return func() tea.Msg {
+		e, ok := <-ch
+		if !ok {
+			return eventsClosedMsg{}
+		}
+		batch := eventsMsg{e}
+		for len(batch) < maxEventsBatch {
+			select {
+			case e, ok := <-ch:
+				if !ok {
+					return batch // the next wait reports the close
+				}
+				batch = append(batch, e)
+			default:
+				return batch
+			}
+		}
+		return batch
+	}
+}
+
+func tickCmd() tea.Cmd {
+	return tea.Tick(tickEvery, func(t time.Time) tea.Msg { return tickMsg(t) })
+}
+
+func trafficCmd(b Backend) tea.Cmd {
+	return func() tea.Msg { return trafficMsg{stats: b.Traffic()} }
+}
+
+// call runs a Handle method from a command.
+func call(what string, f func()) tea.Cmd {
+	return func() tea.Msg {
+		f()
+		return calledMsg{what: what}
+	}
+}
