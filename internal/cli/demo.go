@@ -95,6 +95,12 @@ func runDemo(ctx context.Context, ios *IO, o *demoOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.failHealth != "" {
+		// A release that never gets healthy: give up on it sooner than a
+		// real fleet would, so the newcomer sees the rollback quickly.
+		inv.Health.Timeout = 5 * time.Second
+		fmt.Fprintf(ios.Err, "%s will fail its health check; relctl gives a host %s to become healthy\n", o.failHealth, inv.Health.Timeout)
+	}
 	if !o.plain && ios.interactive() && isTerminal(ios.Out) {
 		return runDemoTUI(ctx, ios, inv, d)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/relctl/relctl/internal/shell"
 	"path"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,6 +24,10 @@ type nginx struct {
 	c         Connector
 	endpoints []Endpoint
 	idle      *cmdTemplate // nil: fixed wait of DrainTimeout
+	// edit serialises this process's read-edit-write-reload cycles: hosts
+	// of one batch drain in parallel but share one upstream file. The
+	// checksum in writeScript still guards against other writers.
+	edit sync.Mutex
 }
 
 var _ Balancer = (*nginx)(nil)
@@ -135,6 +140,8 @@ rm -f -- "$bak"
 
 // setDown edits, writes, reloads and verifies servers' `down` flag on ep.
 func (n *nginx) setDown(ctx context.Context, ep Endpoint, servers []string, down bool) error {
+	n.edit.Lock()
+	defer n.edit.Unlock()
 	refs := make([]serverRef, len(servers))
 	for i, s := range servers {
 		refs[i] = n.ref(s)

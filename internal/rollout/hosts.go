@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strings"
 
@@ -20,12 +19,18 @@ type Hosts interface {
 
 // output runs script on host and returns its trimmed stdout.
 func output(ctx context.Context, h Hosts, host, script string) (string, error) {
+	out, err := rawOutput(ctx, h, host, script)
+	return strings.TrimSpace(out), err
+}
+
+// rawOutput returns stdout exactly as printed, line by line.
+func rawOutput(ctx context.Context, h Hosts, host, script string) (string, error) {
 	var b strings.Builder
 	_, err := h.Run(ctx, host, remote.Command{Script: script, Stdout: func(l string) {
 		b.WriteString(l)
 		b.WriteByte('\n')
 	}})
-	return strings.TrimSpace(b.String()), err
+	return b.String(), err
 }
 
 // SSH is Hosts (and lb.Connector) over a remote.Pool: each inventory host
@@ -91,9 +96,6 @@ func (s *SSH) RunOn(ctx context.Context, sshHost, script string) (string, error)
 	if sshHost == "" {
 		return lb.LocalConnector{}.RunOn(ctx, "", script)
 	}
-	out, err := output(ctx, s, sshHost, script)
-	if err != nil {
-		return out, fmt.Errorf("%s: %w", sshHost, err)
-	}
-	return out, nil
+	// Raw stdout: drivers compare file contents byte for byte.
+	return rawOutput(ctx, s, sshHost, script)
 }
