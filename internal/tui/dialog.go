@@ -126,7 +126,7 @@ func (m *model) rollbackText(w int) (string, []string, bool) {
 		back[len(hosts)-1-i] = h
 	}
 	to := m.run.orig.From
-	if m.run.hop < len(m.run.orig.Hops) {
+	if m.run.hop >= 0 && m.run.hop < len(m.run.orig.Hops) {
 		to = m.run.orig.Hops[m.run.hop].From
 	}
 	lines := []string{fmt.Sprintf("These %d host(s) go back to %s, one at a time, in this order (after the hosts in flight):", len(hosts), to)}

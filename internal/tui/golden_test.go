@@ -15,7 +15,12 @@ import (
 	"github.com/relctl/relctl/internal/rollout"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+// updating reports -update: the flag is defined by x/exp/golden (which
+// teatest imports), and rewrites these golden files too.
+func updating() bool {
+	f := flag.Lookup("update")
+	return f != nil && f.Value.String() == "true"
+}
 
 // golden compares the ANSI-stripped view with testdata/<name>-<w>x<h>.golden.
 func golden(t *testing.T, m *model, name string) {
@@ -31,7 +36,7 @@ func golden(t *testing.T, m *model, name string) {
 		}
 	}
 	path := filepath.Join("testdata", fmt.Sprintf("%s-%dx%d.golden", name, w, h))
-	if *update {
+	if updating() {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -167,6 +172,7 @@ func TestGoldenScreens(t *testing.T) {
 	for name, build := range screens {
 		for _, sz := range sizes {
 			t.Run(fmt.Sprintf("%s-%dx%d", name, sz[0], sz[1]), func(t *testing.T) {
+				t.Parallel()
 				m := build(t, sz[0], sz[1])
 				golden(t, m, name)
 			})

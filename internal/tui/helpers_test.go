@@ -112,6 +112,8 @@ type fakeBackend struct {
 	traffic *loadgen.Stats
 	onStart func(p *plan.Plan, ch chan event.Event) // optional: a synthetic run
 	reasons []string
+	// handleOverride is the Handle Start returns with onStart.
+	handleOverride Handle
 }
 
 var _ Backend = (*fakeBackend)(nil)
@@ -153,7 +155,9 @@ func (b *fakeBackend) Start(p *plan.Plan) (Handle, <-chan event.Event, error) {
 	b.started = append(b.started, p)
 	b.mu.Unlock()
 	if b.onStart != nil {
-		go b.onStart(p, b.events)
+		ch := make(chan event.Event, 64)
+		go b.onStart(p, ch)
+		return b.handleOverride, ch, nil
 	}
 	return b.handle, b.events, nil
 }
@@ -312,30 +316,51 @@ func drain(t testing.TB, m *model, cmd tea.Cmd, depth int) {
 	}
 }
 
-// runCmd runs cmd (and batches) and returns the messages that arrive
-// within 30ms; blocking waits (events, ticks) are abandoned.
+// runCmd runs cmd (and the commands of batches, concurrently) and returns,
+// in order, the messages that arrive within 50ms; blocking waits (events,
+// ticks, cursor blinks) are abandoned.
 func runCmd(cmd tea.Cmd) []tea.Msg {
-	ch := make(chan tea.Msg, 1)
-	go func() { ch <- cmd() }()
-	var msg tea.Msg
-	select {
-	case msg = <-ch:
-	case <-time.After(30 * time.Millisecond):
-		return nil
+	return runCmds([]tea.Cmd{cmd}, time.Now().Add(50*time.Millisecond))
+}
+
+func runCmds(cmds []tea.Cmd, deadline time.Time) []tea.Msg {
+	type result struct {
+		i   int
+		msg tea.Msg
 	}
-	switch msg := msg.(type) {
-	case tea.BatchMsg:
-		var out []tea.Msg
-		for _, c := range msg {
-			if c != nil {
-				out = append(out, runCmd(c)...)
-			}
+	ch := make(chan result, len(cmds))
+	n := 0
+	for i, c := range cmds {
+		if c == nil {
+			continue
 		}
-		return out
-	case tickMsg, eventsMsg, eventsClosedMsg:
-		return nil // the test delivers these itself
+		n++
+		go func() { ch <- result{i, c()} }()
 	}
-	return []tea.Msg{msg}
+	msgs := make([]tea.Msg, len(cmds))
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+wait:
+	for got := 0; got < n; got++ {
+		select {
+		case r := <-ch:
+			msgs[r.i] = r.msg
+		case <-timer.C:
+			break wait
+		}
+	}
+	var out []tea.Msg
+	for _, msg := range msgs {
+		switch msg := msg.(type) {
+		case nil, tickMsg, eventsMsg, eventsClosedMsg:
+			// the test delivers events and ticks itself
+		case tea.BatchMsg:
+			out = append(out, runCmds(msg, deadline)...)
+		default:
+			out = append(out, msg)
+		}
+	}
+	return out
 }
 
 // feed delivers events as one batch.

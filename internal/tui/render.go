@@ -90,7 +90,7 @@ func (m *model) headerLines(w int) []string {
 	case screenReason:
 		left += " · emergency downgrade"
 	case screenRun, screenDone:
-		if m.run != nil {
+		if m.run != nil && m.run.orig != nil {
 			p := m.run.orig
 			left += fmt.Sprintf(" · %s %s → %s", p.Kind, p.From, p.To)
 			if m.run.runID != "" {

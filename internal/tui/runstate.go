@@ -221,6 +221,9 @@ func (r *runState) apply(e event.Event) {
 	if r.runID == "" {
 		r.runID = e.RunID
 	}
+	if r.plan == nil && e.Plan != nil {
+		r.setPlan(e.Plan, true)
+	}
 	switch e.Type {
 	case event.RunStarted:
 		r.runID, r.owner, r.startTime = e.RunID, e.Owner, e.Time
@@ -308,6 +311,9 @@ func (r *runState) control(msg string) {
 
 func (r *runState) stepStarted(e event.Event) {
 	r.started[e.Step] = true
+	if r.plan == nil {
+		return
+	}
 	s, ok := r.plan.Step(e.Step)
 	if !ok {
 		r.phase = e.Message
@@ -345,6 +351,9 @@ func (r *runState) stepStarted(e event.Event) {
 }
 
 func (r *runState) stepFinished(e event.Event) {
+	if r.plan == nil {
+		return
+	}
 	s, ok := r.plan.Step(e.Step)
 	if !ok {
 		return
@@ -429,6 +438,9 @@ func (r *runState) startMixHop(hop int, t time.Time) {
 	r.updateMix(t, true)
 	r.mixHop = hop
 	r.served, r.servedCount = map[string]string{}, map[string]int{}
+	if r.orig == nil {
+		return
+	}
 	for _, s := range r.orig.Steps {
 		if s.Kind == plan.StepDeploy && s.Hop == hop {
 			r.serve(s.Host, s.From)
@@ -474,6 +486,9 @@ func (r *runState) sideBySide(now time.Time) (time.Duration, bool) {
 // rollbackHosts are the hosts a rollback now would send back: those whose
 // deploy step started in the hop under way, except those already back.
 func (r *runState) rollbackHosts() []string {
+	if r.orig == nil {
+		return nil
+	}
 	hop := -1
 	for _, s := range r.orig.Steps {
 		if s.Kind == plan.StepDeploy && r.origStarted[s.ID] {

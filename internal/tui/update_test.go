@@ -8,6 +8,8 @@ import (
 	"time"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/colorprofile"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/journal"
@@ -468,4 +470,48 @@ func TestViewCopesWithNoSize(t *testing.T) {
 	if got := screenText(m); !strings.Contains(got, "relctl") {
 		t.Fatalf("%q", got)
 	}
+}
+
+func TestNoColorDegrades(t *testing.T) {
+	m := midRun(t, 80, 24, Options{})
+	press(t, m, "r")
+	raw := m.View().Content
+	if !strings.Contains(raw, "\x1b[") {
+		t.Fatal("the view has no styling at all")
+	}
+	for _, env := range [][]string{{"TERM=xterm-256color", "NO_COLOR=1"}, {"TERM=dumb"}} {
+		var buf strings.Builder
+		w := colorprofile.NewWriter(&buf, env)
+		if _, err := w.WriteString(raw); err != nil {
+			t.Fatal(err)
+		}
+		out := buf.String()
+		for _, c := range []string{"\x1b[31", "\x1b[32", "\x1b[33", "\x1b[36", "\x1b[91", "\x1b[38;", "\x1b[41"} {
+			if strings.Contains(out, c) {
+				t.Errorf("%v: colour %q survives", env, c)
+			}
+		}
+		if !strings.Contains(ansi.Strip(out), "Roll back 3 host(s)?") {
+			t.Errorf("%v: text lost", env)
+		}
+	}
+}
+
+func TestHelpToggleAndResize(t *testing.T) {
+	m := midRun(t, 80, 24, Options{})
+	short := screenText(m)
+	press(t, m, "?")
+	if !m.help.ShowAll || screenText(m) == short {
+		t.Fatal("? does not show the full help")
+	}
+	if n := strings.Count(screenText(m), "\n") + 1; n != 24 {
+		t.Fatalf("full help: %d lines", n)
+	}
+	press(t, m, "?")
+	send(t, m, tea.WindowSizeMsg{Width: 100, Height: 30})
+	if n := strings.Count(screenText(m), "\n") + 1; n != 30 {
+		t.Fatalf("after resize: %d lines", n)
+	}
+	send(t, m, tea.WindowSizeMsg{Width: 20, Height: 6})
+	_ = screenText(m) // tiny windows must not panic
 }
