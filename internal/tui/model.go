@@ -276,8 +276,11 @@ func (m *model) handlePlan(msg planMsg) {
 	m.planning = false
 	if msg.err != nil {
 		m.err = msg.err.Error()
-		if m.screen == screenReason {
+		switch {
+		case m.screen == screenReason:
 			m.reason.Focus()
+		case m.screen == screenFleet && m.emergency:
+			m.downgradePick = true // pick another version
 		}
 		return
 	}

@@ -27,8 +27,9 @@ func (m *model) planLines(w int) []string {
 		switch {
 		case strings.Contains(line, "POINT OF NO RETURN"):
 			style, styled = m.st.pnr, true
-			line = strings.Trim(line, " ━")
-			line = cell("", max((w-len(line)-2)/2, 0)) + "━ " + line + " ━"
+			text := " " + strings.Trim(line, " ━") + " "
+			side := max((min(w, 100)-ansi.StringWidth(text))/2, 2)
+			line = strings.Repeat("━", side) + text + strings.Repeat("━", side)
 		case strings.HasPrefix(line, "Plan — "):
 			style, styled = m.st.title, true
 		case strings.HasPrefix(line, "What rollback"), strings.HasPrefix(line, "Steps:"), strings.HasPrefix(line, "Each host:"):

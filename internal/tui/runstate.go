@@ -230,6 +230,9 @@ func (r *runState) apply(e event.Event) {
 		if e.Plan != nil && e.Plan != r.orig {
 			r.setPlan(e.Plan, true)
 		}
+		if e.Plan != nil {
+			r.inRollback = e.Plan.Kind == plan.KindRollback
+		}
 		r.phase = "starting"
 	case event.PlanChanged:
 		r.setPlan(e.Plan, false)

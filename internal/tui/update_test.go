@@ -515,3 +515,34 @@ func TestHelpToggleAndResize(t *testing.T) {
 	send(t, m, tea.WindowSizeMsg{Width: 20, Height: 6})
 	_ = screenText(m) // tiny windows must not panic
 }
+
+func TestResumedRollbackRunDisablesR(t *testing.T) {
+	b := newFakeBackend(3)
+	p := upgradePlan(t, 3)
+	m := testModel(t, b, Options{Unfinished: unfinishedRun(p)}, 80, 24)
+	press(t, m, "r")
+	inv := inventory(t, 3)
+	rb, err := plan.Rollback(inv, p, plan.Progress{Started: map[string]bool{"deploy/web1": true, "deploy/web2": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed(t, m, event.Event{Type: event.RunStarted, Plan: rb, Owner: "ana@ops1", Time: t0})
+	if m.keys.Rollback.Enabled() || len(m.run.rows) == 0 {
+		t.Fatalf("rollback key enabled during a rollback run; rows %d", len(m.run.rows))
+	}
+	if !strings.Contains(screenText(m), "0/2 hosts back") {
+		t.Fatalf("progress:\n%s", screenText(m))
+	}
+}
+
+func TestDowngradeRefusedGoesBackToPick(t *testing.T) {
+	b := newFakeBackend(2)
+	m := testModel(t, b, Options{Downgrade: &struct{ To, Reason string }{To: "1.0.0", Reason: "500s"}}, 80, 24)
+	drain(t, m, m.Init(), 0)
+	if m.screen != screenFleet || !m.downgradePick || !strings.Contains(m.err, "downgrade refused") {
+		t.Fatalf("screen %v pick %v err %q", m.screen, m.downgradePick, m.err)
+	}
+	if !strings.Contains(screenText(m), "downgrade refused") {
+		t.Fatalf("the refusal is not on screen:\n%s", screenText(m))
+	}
+}
