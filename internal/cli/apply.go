@@ -12,6 +12,7 @@ import (
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/plan"
+	"github.com/relctl/relctl/internal/tui"
 )
 
 var timeNow = time.Now
@@ -84,6 +85,10 @@ func runApply(ctx context.Context, ios *IO, inv *fleet.Inventory, o *applyOption
 	if p.Empty() {
 		fmt.Fprintf(ios.Out, "nothing to do: every host runs %s\n", p.To)
 		return nil
+	}
+	if wantTUI(ios, o.out) {
+		conn.Pool.Close()
+		return runTUI(ctx, ios, inv, o.conn, tui.Options{Plan: p}, nil)
 	}
 	if !o.out.json {
 		fmt.Fprint(ios.Err, plan.RenderText(p))

@@ -86,6 +86,10 @@ deploys behind the load balancer, post-deploy migrations) and runs it.`,
 		def = "fleet.yaml"
 	}
 	root.PersistentFlags().StringVarP(&g.fleet, "fleet", "f", def, "fleet inventory (or $RELCTL_FLEET)")
+	var cf connFlags
+	root.Flags().BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
+	root.Args = cobra.NoArgs
+	root.RunE = rootRun(ios, g, &cf)
 	root.AddCommand(
 		newPlanCmd(ios, g),
 		newApplyCmd(ios, g),

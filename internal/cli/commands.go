@@ -22,6 +22,7 @@ import (
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
 	"github.com/relctl/relctl/internal/shell"
+	"github.com/relctl/relctl/internal/tui"
 )
 
 func newStatusCmd(ios *IO, g *globals) *cobra.Command {
@@ -349,6 +350,9 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 			}
 			if err := refuseUnfinished(inv); err != nil {
 				return err
+			}
+			if wantTUI(ios, of) {
+				return runTUI(cmd.Context(), ios, inv, cf, tui.Options{Downgrade: &struct{ To, Reason string }{to, reason}}, nil)
 			}
 			var last *plan.LastRun
 			if r, _ := journal.Latest(dir); r != nil && r.Original != nil {

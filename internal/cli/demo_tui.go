@@ -5,10 +5,10 @@ import (
 
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/sandbox"
+	"github.com/relctl/relctl/internal/tui"
 )
 
-// runDemoTUI opens the TUI on the demo fleet. Until the TUI is wired, the
-// demo runs in plain mode in a terminal too.
+// runDemoTUI opens the TUI on the demo fleet, with its live traffic panel.
 func runDemoTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox.Demo) error {
-	return runDemoPlain(ctx, ios, inv, d, &demoOptions{to: "2.0.0"})
+	return runTUI(ctx, ios, inv, connFlags{}, tui.Options{}, d)
 }

@@ -28,20 +28,27 @@ type execution struct {
 	resume *journal.Run // continue this run instead of starting one
 }
 
-// execute runs x.plan with the journal and the chosen view, and returns the
-// exit code's error (nil on success).
-func execute(ctx context.Context, x execution) error {
+// prepared is an engine ready to run, with its journal.
+type prepared struct {
+	eng     *rollout.Engine
+	journal *journal.Writer
+	bus     *event.Bus
+}
+
+// prepare builds the engine for x: balancer, artifacts (hashed), journal
+// (new, or the resumed run's), the event bus with the journal first.
+func prepare(x execution, gate rollout.Gate, sinks ...event.Sink) (*prepared, error) {
 	bal, err := balancer(x.inv, x.conn)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	arts, err := artifacts(x.inv, x.plan)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dir, err := journalDir(x.inv)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var j *journal.Writer
 	var runID string
@@ -55,23 +62,43 @@ func execute(ctx context.Context, x execution) error {
 		j, err = journal.Create(dir, runID)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer j.Close()
 	bus := event.NewBus(runID, nil, j)
-	runOutput(x.ios, x.of, bus)
-	var gate rollout.Gate = rollout.AutoApprove{}
-	if !x.of.yes {
-		gate = &promptGate{ios: x.ios}
+	for _, s := range sinks {
+		bus.Add(s)
 	}
 	eng := rollout.New(rollout.Config{
 		Inventory: x.inv, Plan: x.plan, Hosts: x.conn, Balancer: bal, Gate: gate, Bus: bus, Journal: j,
 		Artifacts: arts, RunID: runID, Owner: owner(), Resume: done, ForceBalancer: x.force, LockWait: x.of.lockWait,
 	})
-	res := eng.Run(ctx)
+	return &prepared{eng: eng, journal: j, bus: bus}, nil
+}
+
+// execute runs x.plan with the journal and the chosen line view, and
+// returns the exit code's error (nil on success).
+func execute(ctx context.Context, x execution) error {
+	var gate rollout.Gate = rollout.AutoApprove{}
+	if !x.of.yes {
+		gate = &promptGate{ios: x.ios}
+	}
+	var sink event.Sink = view.NewPlain(x.ios.Err)
+	if x.of.json {
+		sink = view.NewJSON(x.ios.Out)
+	}
+	pr, err := prepare(x, gate, sink)
+	if err != nil {
+		return err
+	}
+	defer pr.journal.Close()
+	res := pr.eng.Run(ctx)
 	if !x.of.json {
 		view.Summary(x.ios.Out, res.Outcome, res.Summary)
 	}
+	return resultErr(res)
+}
+
+func resultErr(res rollout.Result) error {
 	code := exitFor(res)
 	if code == ExitOK {
 		return nil

@@ -22,7 +22,6 @@ import (
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/remote"
 	"github.com/relctl/relctl/internal/rollout"
-	"github.com/relctl/relctl/internal/view"
 )
 
 // connFlags are the connection flags of every command that talks to hosts.
@@ -161,16 +160,6 @@ func hostKeyProblem(hosts []observe.Host) error {
 		}
 	}
 	return nil
-}
-
-// runOutput attaches the chosen view to bus: plain lines on stderr, or
-// JSON lines on stdout.
-func runOutput(ios *IO, of outFlags, bus *event.Bus) {
-	if of.json {
-		bus.Add(view.NewJSON(ios.Out))
-		return
-	}
-	bus.Add(view.NewPlain(ios.Err))
 }
 
 // exitFor maps how a run ended to relctl's exit code.

@@ -131,7 +131,11 @@ func (m *model) rollbackText(w int) (string, []string, bool) {
 	}
 	lines := []string{fmt.Sprintf("These %d host(s) go back to %s, one at a time, in this order (after the hosts in flight):", len(hosts), to)}
 	lines = append(lines, wrapList(back, w, 6)...)
-	lines = append(lines, "Every other host has not been touched and stays as it is.", "", "y roll back · n keep going")
+	lines = append(lines, "Every other host has not been touched and stays as it is.")
+	if m.pausedForDialog {
+		lines = append(lines, "The run is paused while you decide: no other host starts.")
+	}
+	lines = append(lines, "", "y roll back · n keep going")
 	return fmt.Sprintf("Roll back %d host(s)?", len(hosts)), lines, true
 }
 

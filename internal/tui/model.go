@@ -47,6 +47,10 @@ const (
 // model is the one root model. Update dispatches to handleKey,
 // handleEvents and handleResize; no Update path does I/O.
 type model struct {
+	// pausedForDialog: r paused the run so that the rollback confirmation
+	// lists exactly the hosts that will go back; n resumes it.
+	pausedForDialog bool
+
 	ctx  context.Context
 	b    Backend
 	o    Options
@@ -545,18 +549,29 @@ func (m *model) dialogKey(msg tea.KeyPressMsg) tea.Cmd {
 			m.dialog = dlgQuit
 		}
 	case dlgRollback:
+		h := m.handle
+		resume := m.pausedForDialog
 		switch {
 		case key.Matches(msg, k.Yes):
-			h := m.handle
 			m.dialog = dlgNone
+			m.pausedForDialog = false
 			m.notice = "rollback requested: after the hosts in flight, every switched host goes back"
 			if m.run.gate != nil {
 				m.run.gate = nil
 				return call("answer rollback", func() { h.Answer(rollout.RollBack) })
 			}
-			return call("rollback", h.RequestRollback)
+			return call("rollback", func() {
+				h.RequestRollback()
+				if resume {
+					h.Resume()
+				}
+			})
 		case key.Matches(msg, k.No):
 			m.closeDialog()
+			if resume {
+				m.pausedForDialog = false
+				return call("resume", h.Resume)
+			}
 		}
 	case dlgAbort:
 		switch {
@@ -702,6 +717,12 @@ func (m *model) runKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.dialog = dlgAbort
 	case key.Matches(msg, k.Rollback):
 		m.dialog = dlgRollback
+		if !m.run.paused {
+			// Hold the run while the operator reads the list: no new
+			// host starts, so the list stays exactly what goes back.
+			m.pausedForDialog = true
+			return call("pause", h.Pause)
+		}
 	case key.Matches(msg, k.NoRollback):
 		_, why := m.run.canRollback()
 		m.notice = "rollback refused: " + why + " (d)"

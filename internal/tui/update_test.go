@@ -165,9 +165,30 @@ func TestRollbackListsExactlyStartedHostsOfHop(t *testing.T) {
 	if strings.Contains(text, "web4,") || strings.Contains(text, "web5") && strings.Contains(text, "go back") && strings.Contains(text, "web5,") {
 		t.Fatalf("confirmation lists hosts that were not touched:\n%s", text)
 	}
+	if !strings.Contains(text, "paused while you decide") {
+		t.Fatalf("the confirmation does not say the run is held:\n%s", text)
+	}
 	press(t, m, "y")
-	if calls := b.handle.Calls(); !slices.Equal(calls, []string{"rollback"}) {
-		t.Fatalf("calls %v, want [rollback]", calls)
+	// r holds the run (no new host starts while the list is read), y asks
+	// for the rollback and lets the engine go on with it.
+	if calls := b.handle.Calls(); !slices.Equal(calls, []string{"pause", "rollback", "resume"}) {
+		t.Fatalf("calls %v, want [pause rollback resume]", calls)
+	}
+}
+
+func TestRollbackDeclinedResumesTheRun(t *testing.T) {
+	b := newFakeBackend(5)
+	p := upgradePlan(t, 5)
+	s := newScript().prelude(p).deploy("web1", "1.4.0").
+		add(event.Event{Type: event.GateAnswered, Step: "gate/canary", Message: "promote"}).
+		deployStart("web2")
+	m := runningModel(t, b, p, Options{}, s.evs)
+	press(t, m, "r", "n")
+	if m.dialog != dlgNone {
+		t.Fatalf("dialog %v", m.dialog)
+	}
+	if calls := b.handle.Calls(); !slices.Equal(calls, []string{"pause", "resume"}) {
+		t.Fatalf("calls %v, want [pause resume]", calls)
 	}
 }
 
