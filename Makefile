@@ -5,7 +5,7 @@ BIN      ?= bin/relctl
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/relctl/relctl/internal/cli.Version=$(VERSION)
 
-.PHONY: all build test lint bench fuzz e2e ci clean
+.PHONY: all build test lint bench fuzz e2e figures demo ci clean
 
 all: lint test build
 
@@ -17,6 +17,18 @@ build:
 test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 $(PKGS)
+
+# The proof on real parts only (also part of `make test`): real sshd hosts,
+# HAProxy and nginx, traffic during every scenario.
+e2e:
+	$(GO) test -race -count=1 -v ./e2e/
+
+# Rerun the load scenarios and write their figures table (for README.md).
+figures:
+	E2E_FIGURES=$(CURDIR)/e2e/FIGURES.md $(GO) test -count=1 -run 'TestLoad|TestMigrationFails|TestSSHDKilled' ./e2e/
+
+demo:
+	$(GO) run ./cmd/relctl demo
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

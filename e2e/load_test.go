@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,8 +14,8 @@ import (
 	"github.com/relctl/relctl/internal/loadgen"
 )
 
-// figures collects every scenario's numbers; TestMain-free: written by the
-// last test that runs (see writeFigures) when E2E_FIGURES names a file.
+// figures collects every scenario's numbers; writeFigures rewrites the
+// table after each one when $E2E_FIGURES names a file.
 var figures struct {
 	sync.Mutex
 	rows []string
@@ -230,7 +229,7 @@ func TestSSHDKilledMidSwitch(t *testing.T) {
 // 9. The balancer's admin socket is unreachable at preflight.
 func TestBalancerUnreachable(t *testing.T) {
 	s := newStage(t, 3, "haproxy", "", func(inv string) string {
-		return strings.Replace(inv, s0(inv), "127.0.0.1:1", 1)
+		return strings.Replace(inv, adminTCP(inv), "127.0.0.1:1", 1)
 	})
 	code, _, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
 	if code != 1 || !strings.Contains(errs, "balancer") {
@@ -242,8 +241,8 @@ func TestBalancerUnreachable(t *testing.T) {
 	}
 }
 
-// s0 finds the haproxy TCP admin address in an inventory text.
-func s0(inv string) string {
+// adminTCP finds the haproxy TCP admin address in an inventory text.
+func adminTCP(inv string) string {
 	i := strings.Index(inv, "{tcp: \"")
 	j := strings.Index(inv[i+7:], "\"")
 	return inv[i+7 : i+7+j]
@@ -270,5 +269,3 @@ func TestLoadEmergencyDowngrade(t *testing.T) {
 		t.Errorf("the reason is not in the audit:\n%s", hist)
 	}
 }
-
-var _ = filepath.Join

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,11 +27,9 @@ func migrationOrder(t *testing.T, s *stage, version string) {
 	if len(pre) != 1 || len(post) != 1 {
 		t.Fatalf("%s: pre-migrations %d, post-migrations %d; want exactly one each", version, len(pre), len(post))
 	}
-	r := s.latestRun()
-	_ = r
 	var firstSwitch, lastEnable time.Time
 	for _, e := range journalEvents(t, s) {
-		if e.Type != event.ActionDone || e.Status != event.StatusOK || !strings.HasSuffix(e.Step, "") {
+		if e.Type != event.ActionDone || e.Status != event.StatusOK {
 			continue
 		}
 		if e.Action == "switch" && (firstSwitch.IsZero() || e.Time.Before(firstSwitch)) {
@@ -190,7 +187,7 @@ func TestChangedHostKeyStopsBeforeAnything(t *testing.T) {
 	if len(s.f.Migrations()) != 0 {
 		t.Error("a migration ran")
 	}
-	if files := slices.DeleteFunc(globJournals(s), func(string) bool { return false }); len(files) != 0 {
+	if files := globJournals(s); len(files) != 0 {
 		t.Errorf("a run started: %v", files)
 	}
 }
