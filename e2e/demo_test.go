@@ -33,7 +33,7 @@ func TestDemoPlain(t *testing.T) {
 	if len(left) != 0 {
 		t.Errorf("the demo left %v behind", left)
 	}
-	if ps := liveProcessesMentioning(tmp); len(ps) != 0 {
+	if ps := liveProcessesMentioning(filepath.Join(tmp, "relctl-demo-")); len(ps) != 0 {
 		t.Errorf("the demo left processes running:\n%s", strings.Join(ps, "\n"))
 	}
 	t.Logf("%s", out.String())

@@ -139,7 +139,7 @@ func TestTUIDemo(t *testing.T) {
 	if len(left) != 0 {
 		t.Errorf("the demo left %v behind", left)
 	}
-	if ps := liveProcessesMentioning(tmp); len(ps) != 0 {
+	if ps := liveProcessesMentioning(filepath.Join(tmp, "relctl-demo-")); len(ps) != 0 {
 		t.Errorf("the demo left processes running:\n%s", strings.Join(ps, "\n"))
 	}
 }
