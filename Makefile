@@ -5,7 +5,7 @@ BIN      ?= bin/relctl
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/relctl/relctl/internal/cli.Version=$(VERSION)
 
-.PHONY: all build test lint bench fuzz e2e figures demo ci clean
+.PHONY: all build test lint bench bench-floor fuzz e2e figures demo ci clean
 
 all: lint test build
 
@@ -26,6 +26,10 @@ e2e:
 # Rerun the load scenarios and write their figures table (for README.md).
 figures:
 	E2E_FIGURES=$(CURDIR)/e2e/FIGURES.md $(GO) test -count=1 -run 'TestLoad|TestMigrationFails|TestSSHDKilled' ./e2e/
+
+# relctl against the shell-loop floor on real sshd + HAProxy (BENCHMARKS.md).
+bench-floor:
+	$(GO) test ./e2e -run '^$$' -bench UpgradeVsFloor -benchtime 3x
 
 demo:
 	$(GO) run ./cmd/relctl demo

@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 
 // stage is a real fleet with relctl pointed at it.
 type stage struct {
-	t         *testing.T
+	t         testing.TB
 	f         *testfleet.Fleet
 	dir       string
 	fleetFile string
@@ -58,7 +58,7 @@ const releasesTable = `releases:
 
 // newStage starts n hosts behind lbKind, seeded with 1.0.0, with artifacts
 // for 1.1.0 and 2.0.0 built. edit may change the generated inventory text.
-func newStage(t *testing.T, n int, lbKind string, extra string, edit func(string) string) *stage {
+func newStage(t testing.TB, n int, lbKind string, extra string, edit func(string) string) *stage {
 	t.Helper()
 	testfleet.Require(t, lbKind)
 	f := testfleet.Start(t, testfleet.Options{Hosts: n, Balancer: lbKind})

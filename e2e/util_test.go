@@ -11,7 +11,7 @@ import (
 	"github.com/relctl/relctl/internal/event"
 )
 
-func readEvents(t *testing.T, path string) []event.Event {
+func readEvents(t testing.TB, path string) []event.Event {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,13 +67,14 @@ func TestPlanErrors(t *testing.T) {
 	bad := filepath.Join(dir, "fleet.yaml")
 	src, _ := os.ReadFile(example)
 	_ = os.WriteFile(bad, []byte(strings.Replace(string(src), "  - {name: web4, address: 10.0.0.14}", "  - {name: web4}", 1)), 0o644)
+	web4Line := 1 + strings.Count(string(src[:strings.Index(string(src), "{name: web4")]), "\n")
 	cases := []struct {
 		name string
 		args []string
 		code int
 		want string
 	}{
-		{"bad inventory", []string{"plan", "-f", bad, "--upfrom", "1.3.2", "--to", "2.0.0"}, ExitUsage, "fleet.yaml:92: hosts[3] (web4): address is required"},
+		{"bad inventory", []string{"plan", "-f", bad, "--upfrom", "1.3.2", "--to", "2.0.0"}, ExitUsage, fmt.Sprintf("fleet.yaml:%d: hosts[3] (web4): address is required", web4Line)},
 		{"missing inventory", []string{"plan", "-f", filepath.Join(dir, "nope.yaml"), "--upfrom", "1", "--to", "2"}, ExitUsage, "nope.yaml"},
 		{"no --to", []string{"plan", "-f", example, "--upfrom", "1.3.2"}, ExitUsage, `"to" not set`},
 		{"bad version", []string{"plan", "-f", example, "--upfrom", "1.3.2", "--to", "2.0;reboot"}, ExitError, "may hold only letters"},

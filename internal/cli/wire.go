@@ -85,7 +85,7 @@ func connect(ios *IO, inv *fleet.Inventory, cf connFlags) *rollout.SSH {
 func balancer(inv *fleet.Inventory, conn lb.Connector) (lb.Balancer, error) {
 	b := inv.Balancer
 	cfg := lb.Config{
-		Kind: b.Kind, Backend: b.Backend, DrainTimeout: b.DrainTimeout,
+		Kind: b.Kind, Backend: b.Backend, DrainTimeout: b.DrainTimeout, PollInterval: b.PollInterval,
 		UpstreamFile: b.UpstreamFile, IdleCheck: b.IdleCheck, NginxBinary: b.Nginx,
 		Exec:      lb.ExecCommands{Drain: b.Commands.Drain, Enable: b.Commands.Enable, State: b.Commands.State},
 		Addresses: map[string]string{},

@@ -13,6 +13,7 @@ const (
 	DefaultStableFor      = 2 * time.Second
 	DefaultDrainTimeout   = 30 * time.Second
 	DefaultEmergencyDrain = 5 * time.Second
+	DefaultPollInterval   = 20 * time.Millisecond
 	DefaultKnownHosts     = "~/.ssh/known_hosts"
 	OnFailureRollback     = "rollback"
 	OnFailurePause        = "pause"
@@ -71,6 +72,9 @@ func applyDefaults(inv *Inventory, set func(path string) bool) {
 	}
 	if inv.Balancer.DrainTimeout == 0 {
 		inv.Balancer.DrainTimeout = DefaultDrainTimeout
+	}
+	if inv.Balancer.PollInterval == 0 {
+		inv.Balancer.PollInterval = DefaultPollInterval
 	}
 	for i := range inv.Hosts {
 		hh := &inv.Hosts[i]

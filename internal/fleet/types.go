@@ -115,6 +115,9 @@ type Balancer struct {
 	Kind         string        `yaml:"kind"`
 	Backend      string        `yaml:"backend"`
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// PollInterval is how often a drain or an enable asks the balancer
+	// (default 20ms: an admin-socket round trip costs well under 1ms).
+	PollInterval time.Duration `yaml:"poll_interval"`
 	Endpoints    []Endpoint    `yaml:"endpoints"`
 	// UpstreamFile is the nginx file holding `upstream <backend> { ... }`.
 	UpstreamFile string `yaml:"upstream_file"`

@@ -247,6 +247,9 @@ func (l *loader) validateTimings(inv *Inventory) {
 	if inv.Rollout.WaitBetweenBatches < 0 {
 		l.at("rollout.wait_between_batches", "wait_between_batches must not be negative")
 	}
+	if inv.Balancer.PollInterval < 0 {
+		l.at("balancer.poll_interval", "poll_interval must be positive")
+	}
 	if inv.Balancer.DrainTimeout < 0 {
 		l.at("balancer.drain_timeout", "drain_timeout must not be negative")
 	}

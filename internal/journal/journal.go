@@ -71,8 +71,10 @@ func Create(dir, id string) (*Writer, error) {
 // Path is the journal's file.
 func (j *Writer) Path() string { return j.path }
 
-// Emit appends e. Before a step starts, and at the run's end, the file is
-// synced to disk: a crash never loses the record of what was about to change.
+// Emit appends e. Before a step starts, when it ends, and at the run's end,
+// the file is synced to disk: a crash never loses the record of what was
+// about to change. Host state changes and output lines within a step ride
+// along with the next sync; resume works from the step records.
 func (j *Writer) Emit(e event.Event) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -90,7 +92,7 @@ func (j *Writer) Emit(e event.Event) {
 		return
 	}
 	switch e.Type {
-	case event.RunStarted, event.PlanChanged, event.StepStarted, event.StepFinished, event.GateAnswered, event.RunFinished, event.HostChanged:
+	case event.RunStarted, event.PlanChanged, event.StepStarted, event.StepFinished, event.GateAnswered, event.RunFinished:
 		j.syncLocked()
 	}
 }
