@@ -50,12 +50,11 @@ func runApply(ctx context.Context, ios *IO, inv *fleet.Inventory, o *applyOption
 	}
 	conn := connect(ios, inv, o.conn)
 	defer conn.Pool.Close()
-	hosts, obs := observeFleet(ctx, ios, inv, conn, false)
-	if err := hostKeyProblem(hosts); err != nil {
-		return withCode(ExitError, err)
+	obs, err := observeForPlan(ctx, ios, inv, conn)
+	if err != nil {
+		return err
 	}
 	var p *plan.Plan
-	var err error
 	if o.planFile != "" {
 		data, err := os.ReadFile(o.planFile)
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -71,10 +70,7 @@ func newStatusCmd(ios *IO, g *globals) *cobra.Command {
 			if asJSON {
 				return json.NewEncoder(ios.Out).Encode(map[string]any{"hosts": hosts, "balancer": states, "lock": lock})
 			}
-			tw := tabwriter.NewWriter(ios.Out, 2, 4, 2, ' ', 0)
-			if !isTerminal(ios.Out) {
-				tw = tabwriter.NewWriter(ios.Out, 0, 0, 1, '\t', 0)
-			}
+			tw := table(ios.Out)
 			fmt.Fprintln(tw, "HOST\tVERSION\tHEALTH\tBALANCER\tRELEASES")
 			unreachable := 0
 			for i, h := range hosts {
@@ -167,8 +163,8 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 			conn := connect(ios, inv, cf)
 			defer conn.Pool.Close()
 			ctx := cmd.Context()
-			hosts, obs := observeFleet(ctx, ios, inv, conn, false)
-			if err := hostKeyProblem(hosts); err != nil {
+			obs, err := observeForPlan(ctx, ios, inv, conn)
+			if err != nil {
 				return err
 			}
 			p.Basis = plan.Basis{Fingerprint: obs.Fingerprint(), Hosts: obs.Hosts}
@@ -242,8 +238,8 @@ func newResumeCmd(ios *IO, g *globals) *cobra.Command {
 			conn := connect(ios, inv, cf)
 			defer conn.Pool.Close()
 			ctx := cmd.Context()
-			hosts, obs := observeFleet(ctx, ios, inv, conn, false)
-			if err := hostKeyProblem(hosts); err != nil {
+			obs, err := observeForPlan(ctx, ios, inv, conn)
+			if err != nil {
 				return err
 			}
 			if err := agreeJournal(run, obs); err != nil {
@@ -361,8 +357,8 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 			conn := connect(ios, inv, cf)
 			defer conn.Pool.Close()
 			ctx := cmd.Context()
-			hosts, obs := observeFleet(ctx, ios, inv, conn, false)
-			if err := hostKeyProblem(hosts); err != nil {
+			obs, err := observeForPlan(ctx, ios, inv, conn)
+			if err != nil {
 				return err
 			}
 			p, err := plan.Downgrade(inv, obs, plan.DowngradeOptions{To: to, Reason: reason, Last: last})
@@ -487,10 +483,7 @@ func newHistoryCmd(ios *IO, g *globals) *cobra.Command {
 					_ = enc.Encode(r)
 				}
 			} else {
-				tw := tabwriter.NewWriter(ios.Out, 2, 4, 2, ' ', 0)
-				if !isTerminal(ios.Out) {
-					tw = tabwriter.NewWriter(ios.Out, 0, 0, 1, '\t', 0)
-				}
+				tw := table(ios.Out)
 				fmt.Fprintln(tw, "TIME\tHOST\tRUN\tOWNER\tWHAT\tRESULT")
 				for _, r := range recs {
 					what := fmt.Sprintf("%s %s → %s", r.Kind, r.From, r.To)

@@ -55,9 +55,9 @@ func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
 	} else {
 		conn := connect(ios, inv, o.conn)
 		defer conn.Pool.Close()
-		hosts, observed := observeFleet(cmd.Context(), ios, inv, conn, false)
-		if err := hostKeyProblem(hosts); err != nil {
-			return withCode(ExitError, err)
+		observed, err := observeForPlan(cmd.Context(), ios, inv, conn)
+		if err != nil {
+			return err
 		}
 		obs = observed
 	}

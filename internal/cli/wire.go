@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
@@ -145,10 +146,28 @@ func sha256File(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// observeFleet looks at every host and fails with every unreachable one
-// named (a changed host key is a hard stop).
+// observeFleet looks at every host (with their health when asked).
 func observeFleet(ctx context.Context, ios *IO, inv *fleet.Inventory, conn *rollout.SSH, health bool) ([]observe.Host, plan.Observed) {
 	return observe.Fleet(ctx, inv, conn, observe.Options{Health: health})
+}
+
+// observeForPlan observes the fleet before a change, stopping at once on a
+// host-key problem: a changed key is a hard stop, whatever else is seen.
+func observeForPlan(ctx context.Context, ios *IO, inv *fleet.Inventory, conn *rollout.SSH) (plan.Observed, error) {
+	hosts, obs := observeFleet(ctx, ios, inv, conn, false)
+	if err := hostKeyProblem(hosts); err != nil {
+		return obs, withCode(ExitError, err)
+	}
+	return obs, nil
+}
+
+// table writes aligned columns to a terminal and tab-separated ones to a
+// pipe.
+func table(w io.Writer) *tabwriter.Writer {
+	if isTerminal(w) {
+		return tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	}
+	return tabwriter.NewWriter(w, 0, 0, 1, '\t', 0)
 }
 
 // hostKeyProblem returns the first host-key error among observed hosts, so

@@ -71,10 +71,11 @@ func Create(dir, id string) (*Writer, error) {
 // Path is the journal's file.
 func (j *Writer) Path() string { return j.path }
 
-// Emit appends e. Before a step starts, when it ends, and at the run's end,
-// the file is synced to disk: a crash never loses the record of what was
-// about to change. Host state changes and output lines within a step ride
-// along with the next sync; resume works from the step records.
+// Emit appends e and writes it through to the OS. Before a step starts,
+// when it ends, and at the run's end, the file is also fsync'd: a crash
+// never loses the record of what was about to change. Host state changes
+// and output lines within a step reach the disk with the next sync; resume
+// works from the step records.
 func (j *Writer) Emit(e event.Event) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -94,6 +95,13 @@ func (j *Writer) Emit(e event.Event) {
 	switch e.Type {
 	case event.RunStarted, event.PlanChanged, event.StepStarted, event.StepFinished, event.GateAnswered, event.RunFinished:
 		j.syncLocked()
+	default:
+		// Written through to the OS at once, so a reader tailing the
+		// journal sees every event as it happens; fsync waits for the next
+		// step boundary.
+		if err := j.w.Flush(); err != nil {
+			j.err = fmt.Errorf("journal %s: %w", j.path, err)
+		}
 	}
 }
 

@@ -71,6 +71,11 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		switch {
+		case strings.Contains(s, "now=$(date"):
+			if f.lock != "" {
+				out(f.lock)
+			}
+			out("now=100")
 		case strings.Contains(s, "lease="):
 			m := regexp.MustCompile(`run=([^;]+);`).FindStringSubmatch(s)
 			if f.lock != "" && !strings.Contains(f.lock, m[1]) {

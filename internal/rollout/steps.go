@@ -40,6 +40,13 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 			servers = append(servers, e.host(st.Host).Server)
 		}
 	}
+	// Another run holding the lock is the first thing a second operator
+	// must hear, before anything it may have left drained.
+	if e.cfg.LockWait == 0 {
+		if info, err := e.lock.Read(ctx); err == nil && info != nil && info.RunID != e.cfg.RunID {
+			return &LockError{Holder: *info}
+		}
+	}
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
