@@ -5,7 +5,7 @@ BIN      ?= bin/relctl
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/relctl/relctl/internal/cli.Version=$(VERSION)
 
-.PHONY: all build test lint bench bench-floor fuzz e2e figures demo ci clean
+.PHONY: all build test lint bench bench-floor bench-scale fuzz e2e figures demo ci clean
 
 all: lint test build
 
@@ -30,6 +30,10 @@ figures:
 # relctl against the shell-loop floor on real sshd + HAProxy (BENCHMARKS.md).
 bench-floor:
 	$(GO) test ./e2e -run '^$$' -bench UpgradeVsFloor -benchtime 3x
+
+# relctl against 100 and 1,000 in-process SSH hosts (writes ~40 GB, removed after).
+bench-scale:
+	$(GO) test ./e2e -run '^$$' -bench Scale -benchtime 1x -timeout 30m
 
 demo:
 	$(GO) run ./cmd/relctl demo
