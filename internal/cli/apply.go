@@ -50,7 +50,7 @@ func runApply(ctx context.Context, ios *IO, inv *fleet.Inventory, o *applyOption
 	}
 	conn := connect(ios, inv, o.conn)
 	defer conn.Pool.Close()
-	obs, err := observeForPlan(ctx, ios, inv, conn)
+	obs, err := observeForPlan(ctx, inv, conn)
 	if err != nil {
 		return err
 	}

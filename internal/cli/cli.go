@@ -44,9 +44,6 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if !errors.As(err, &ee) {
 		// cobra's own errors: unknown command, bad flag.
 		code = ExitUsage
-		if errors.Is(err, fleet.ErrInvalid) {
-			code = ExitUsage
-		}
 	}
 	if !errors.Is(err, errSilent) {
 		fmt.Fprintf(stderr, "relctl: %v\n", err)

@@ -48,7 +48,7 @@ func newStatusCmd(ios *IO, g *globals) *cobra.Command {
 				wg     sync.WaitGroup
 			)
 			wg.Add(2)
-			go func() { defer wg.Done(); hosts, _ = observeFleet(ctx, ios, inv, conn, true) }()
+			go func() { defer wg.Done(); hosts, _ = observe.Fleet(ctx, inv, conn, observe.Options{Health: true}) }()
 			go func() {
 				defer wg.Done()
 				if bal, err := balancer(inv, conn); err != nil {
@@ -163,7 +163,7 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 			conn := connect(ios, inv, cf)
 			defer conn.Pool.Close()
 			ctx := cmd.Context()
-			obs, err := observeForPlan(ctx, ios, inv, conn)
+			obs, err := observeForPlan(ctx, inv, conn)
 			if err != nil {
 				return err
 			}
@@ -238,7 +238,7 @@ func newResumeCmd(ios *IO, g *globals) *cobra.Command {
 			conn := connect(ios, inv, cf)
 			defer conn.Pool.Close()
 			ctx := cmd.Context()
-			obs, err := observeForPlan(ctx, ios, inv, conn)
+			obs, err := observeForPlan(ctx, inv, conn)
 			if err != nil {
 				return err
 			}
@@ -357,7 +357,7 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 			conn := connect(ios, inv, cf)
 			defer conn.Pool.Close()
 			ctx := cmd.Context()
-			obs, err := observeForPlan(ctx, ios, inv, conn)
+			obs, err := observeForPlan(ctx, inv, conn)
 			if err != nil {
 				return err
 			}

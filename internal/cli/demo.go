@@ -12,6 +12,7 @@ import (
 
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/sandbox"
+	"github.com/relctl/relctl/internal/tui"
 )
 
 type demoOptions struct {
@@ -129,4 +130,9 @@ func runDemoPlain(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox
 		}
 	}
 	return runErr
+}
+
+// runDemoTUI opens the TUI on the demo fleet, with its live traffic panel.
+func runDemoTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox.Demo) error {
+	return runTUI(ctx, ios, inv, connFlags{}, tui.Options{}, d)
 }

@@ -55,7 +55,7 @@ func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
 	} else {
 		conn := connect(ios, inv, o.conn)
 		defer conn.Pool.Close()
-		observed, err := observeForPlan(cmd.Context(), ios, inv, conn)
+		observed, err := observeForPlan(cmd.Context(), inv, conn)
 		if err != nil {
 			return err
 		}

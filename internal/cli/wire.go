@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -146,15 +147,10 @@ func sha256File(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// observeFleet looks at every host (with their health when asked).
-func observeFleet(ctx context.Context, ios *IO, inv *fleet.Inventory, conn *rollout.SSH, health bool) ([]observe.Host, plan.Observed) {
-	return observe.Fleet(ctx, inv, conn, observe.Options{Health: health})
-}
-
 // observeForPlan observes the fleet before a change, stopping at once on a
 // host-key problem: a changed key is a hard stop, whatever else is seen.
-func observeForPlan(ctx context.Context, ios *IO, inv *fleet.Inventory, conn *rollout.SSH) (plan.Observed, error) {
-	hosts, obs := observeFleet(ctx, ios, inv, conn, false)
+func observeForPlan(ctx context.Context, inv *fleet.Inventory, conn *rollout.SSH) (plan.Observed, error) {
+	hosts, obs := observe.Fleet(ctx, inv, conn, observe.Options{})
 	if err := hostKeyProblem(hosts); err != nil {
 		return obs, withCode(ExitError, err)
 	}
@@ -196,31 +192,10 @@ func exitFor(res rollout.Result) int {
 	case event.OutcomePaused:
 		return ExitPaused
 	}
-	if errorsIsLocked(res.Err) {
+	if errors.Is(res.Err, rollout.ErrLocked) {
 		return ExitLocked
 	}
 	return ExitError
-}
-
-func errorsIsLocked(err error) bool {
-	for err != nil {
-		if err == rollout.ErrLocked {
-			return true
-		}
-		u, ok := err.(interface{ Unwrap() error })
-		if !ok {
-			if j, ok := err.(interface{ Unwrap() []error }); ok {
-				for _, e := range j.Unwrap() {
-					if errorsIsLocked(e) {
-						return true
-					}
-				}
-			}
-			return false
-		}
-		err = u.Unwrap()
-	}
-	return false
 }
 
 // owner is user@machine for the lock and the audit.

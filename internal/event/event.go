@@ -177,11 +177,10 @@ func (b *Bus) Emit(e Event) {
 
 // Chan is a sink that forwards events to a buffered channel for a view that
 // runs in its own goroutine (the TUI). When the buffer is full it drops
-// step output lines rather than stall the run, counting them; every other
-// event is delivered.
+// step output lines rather than stall the run (the journal keeps every
+// one); every other event is delivered.
 type Chan struct {
-	C       chan Event
-	Dropped int64
+	C chan Event
 }
 
 // NewChan returns a channel sink with the given buffer.
@@ -193,7 +192,6 @@ func (c *Chan) Emit(e Event) {
 		select {
 		case c.C <- e:
 		default:
-			c.Dropped++
 		}
 		return
 	}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -319,9 +318,4 @@ func Open(path string) (*Writer, error) {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	return &Writer{f: f, w: bufio.NewWriterSize(f, 64<<10), path: path}, nil
-}
-
-// ID returns the run id of a journal path.
-func ID(path string) string {
-	return strings.TrimSuffix(filepath.Base(path), ".jsonl")
 }

@@ -346,7 +346,7 @@ func TestDowngrade(t *testing.T) {
 	if got := sizes(batchesOf(p)); !reflect.DeepEqual(got, []int{2, 2}) {
 		t.Errorf("emergency batches = %v", got)
 	}
-	if p.hasKind(StepGate) || p.hasKind(StepMigrate) || p.hasKind(StepPostMigrate) {
+	if p.HasKind(StepGate) || p.HasKind(StepMigrate) || p.HasKind(StepPostMigrate) {
 		t.Errorf("downgrade must have no gate or migrations: %v", stepIDs(p))
 	}
 	if p.Settings.DrainTimeout.String() != "3s" || p.Reason != "checkout 500s" {

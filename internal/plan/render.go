@@ -235,7 +235,7 @@ func (p *Plan) undoText() []string {
 			out = append(out, fmt.Sprintf("between %s and %s: rollback goes back to %s only", noRet[i-1].ID, noRet[i].ID, p.Hops[noRet[i].Hop].From))
 		}
 	}
-	if p.hasKind(StepMigrate) {
+	if p.HasKind(StepMigrate) {
 		out = append(out, "pre-deploy migrations are not undone: they are expand-only and the old version runs on them")
 	}
 	if len(noRet) > 0 {
@@ -252,9 +252,7 @@ func hostCount(n int) string {
 }
 
 // HasKind reports whether the plan has a step of kind k.
-func (p *Plan) HasKind(k StepKind) bool { return p.hasKind(k) }
-
-func (p *Plan) hasKind(k StepKind) bool {
+func (p *Plan) HasKind(k StepKind) bool {
 	for _, s := range p.Steps {
 		if s.Kind == k {
 			return true

@@ -524,12 +524,12 @@ func (e *Engine) finish(ctx context.Context, outcome event.Outcome, err error) R
 	}
 	e.restoreBalancer(bg)
 	e.audit(bg, outcome)
-	sum := e.summary(outcome, err)
+	sum := e.summary(err)
 	e.bus.Emit(event.Event{Type: event.RunFinished, Outcome: outcome, Summary: &sum, Error: sum.Error})
 	return Result{Outcome: outcome, Summary: sum, Err: err}
 }
 
-func (e *Engine) summary(outcome event.Outcome, err error) event.Summary {
+func (e *Engine) summary(err error) event.Summary {
 	orig := e.cfg.Plan
 	s := event.Summary{Kind: orig.Kind, From: orig.From, To: orig.To, Elapsed: time.Since(e.start), PostMigrated: e.postDone}
 	if e.cfg.Journal != nil {
@@ -568,7 +568,6 @@ func (e *Engine) summary(outcome event.Outcome, err error) event.Summary {
 			s.Versions[h] = v
 		}
 	}
-	_ = outcome
 	return s
 }
 
