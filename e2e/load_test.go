@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
-	"github.com/relctl/relctl/internal/loadgen"
 )
 
 // figures collects every scenario's numbers; writeFigures rewrites the

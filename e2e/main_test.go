@@ -20,7 +20,7 @@ import (
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/journal"
-	"github.com/relctl/relctl/internal/testfleet"
+	"github.com/relctl/relctl/internal/testkit/testfleet"
 )
 
 var relctlBin string

@@ -22,8 +22,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/relctl/relctl/internal/demo/sshserver"
 	"github.com/relctl/relctl/internal/event"
-	"github.com/relctl/relctl/internal/sshserver"
 )
 
 // BenchmarkScale runs the relctl binary against N simulated hosts: in-process

@@ -1,11 +1,11 @@
 // Command demoapp is the small "shop" service that relctl's tests and demo deploy.
-// See package github.com/relctl/relctl/internal/demoapp for its subcommands.
+// See package github.com/relctl/relctl/internal/demo/demoapp for its subcommands.
 package main
 
 import (
 	"os"
 
-	"github.com/relctl/relctl/internal/demoapp"
+	"github.com/relctl/relctl/internal/demo/demoapp"
 )
 
 func main() {

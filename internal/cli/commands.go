@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/relctl/relctl/internal/demoapp"
+	"github.com/relctl/relctl/internal/demo/demoapp"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/journal"

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/relctl/relctl/internal/demo/sandbox"
 	"github.com/relctl/relctl/internal/fleet"
-	"github.com/relctl/relctl/internal/sandbox"
 	"github.com/relctl/relctl/internal/tui"
 )
 

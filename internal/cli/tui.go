@@ -12,15 +12,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/relctl/relctl/internal/demo/loadgen"
+	"github.com/relctl/relctl/internal/demo/sandbox"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/lb"
-	"github.com/relctl/relctl/internal/loadgen"
 	"github.com/relctl/relctl/internal/observe"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
-	"github.com/relctl/relctl/internal/sandbox"
 	"github.com/relctl/relctl/internal/tui"
 	"github.com/relctl/relctl/internal/version"
 	"github.com/relctl/relctl/internal/view"

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/internal/lb"
-	"github.com/relctl/relctl/internal/lb/lbtest"
+	"github.com/relctl/relctl/internal/testkit/lbtest"
 )
 
 const haproxyBin = "/usr/sbin/haproxy"

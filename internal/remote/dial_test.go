@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/sshserver"
+	"github.com/relctl/relctl/internal/demo/sshserver"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"

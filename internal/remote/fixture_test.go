@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/sshserver"
+	"github.com/relctl/relctl/internal/demo/sshserver"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
 )

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relctl/relctl/internal/demo/sshserver"
 	"github.com/relctl/relctl/internal/shell"
-	"github.com/relctl/relctl/internal/sshserver"
 )
 
 func TestRunExitCodes(t *testing.T) {

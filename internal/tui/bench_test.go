@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
-	"github.com/relctl/relctl/internal/loadgen"
 )
 
 // BenchmarkRenderRun1000Hosts renders one frame of the run view of a

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
-	"github.com/relctl/relctl/internal/loadgen"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
 )

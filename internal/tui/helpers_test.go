@@ -12,10 +12,10 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/lb"
-	"github.com/relctl/relctl/internal/loadgen"
 	"github.com/relctl/relctl/internal/observe"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/demoapp"
+	"github.com/relctl/relctl/internal/demo/demoapp"
 )
 
 func TestOptionsRefused(t *testing.T) {

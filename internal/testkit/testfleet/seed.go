@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/demoapp"
+	"github.com/relctl/relctl/internal/demo/demoapp"
 )
 
 // demoBuild caches the demoapp binary for the life of the test binary.
@@ -46,7 +46,7 @@ func BuildDemoApp(t testing.TB) string {
 // there (any working directory), else from the go tool.
 func moduleGoMod() (string, error) {
 	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
-		mod := filepath.Join(filepath.Dir(file), "..", "..", "go.mod")
+		mod := filepath.Join(filepath.Dir(file), "..", "..", "..", "go.mod")
 		if _, err := os.Stat(mod); err == nil {
 			return filepath.Clean(mod), nil
 		}

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/demoapp"
-	"github.com/relctl/relctl/internal/loadgen"
+	"github.com/relctl/relctl/internal/demo/demoapp"
+	"github.com/relctl/relctl/internal/demo/loadgen"
 	"gopkg.in/yaml.v3"
 )
 

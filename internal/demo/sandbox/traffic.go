@@ -6,7 +6,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/relctl/relctl/internal/loadgen"
+	"github.com/relctl/relctl/internal/demo/loadgen"
 )
 
 // Traffic bounds: the demo's load always stops by itself, at the latest

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relctl/relctl/internal/demo/minilb"
 	"github.com/relctl/relctl/internal/lb"
-	"github.com/relctl/relctl/internal/lb/lbtest"
-	"github.com/relctl/relctl/internal/sandbox/minilb"
+	"github.com/relctl/relctl/internal/testkit/lbtest"
 )
 
 func start(t *testing.T, interval time.Duration, backends ...*lbtest.Backend) *minilb.LB {

@@ -24,9 +24,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/relctl/relctl/internal/loadgen"
-	"github.com/relctl/relctl/internal/sandbox/minilb"
-	"github.com/relctl/relctl/internal/sshserver"
+	"github.com/relctl/relctl/internal/demo/loadgen"
+	"github.com/relctl/relctl/internal/demo/minilb"
+	"github.com/relctl/relctl/internal/demo/sshserver"
 )
 
 // Balancer kinds of Options.Balancer and Demo.BalancerKind.

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/relctl/relctl/internal/sshserver"
+	"github.com/relctl/relctl/internal/demo/sshserver"
 	"golang.org/x/crypto/ssh"
 )
 

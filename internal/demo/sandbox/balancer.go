@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relctl/relctl/internal/demo/minilb"
 	"github.com/relctl/relctl/internal/lb"
-	"github.com/relctl/relctl/internal/sandbox/minilb"
 )
 
 // Health checking, the same for both balancers: every 200ms, two results
@@ -68,7 +68,7 @@ func (d *Demo) haproxyConfig(frontend, admin string) string {
 	for _, h := range d.Hosts {
 		fmt.Fprintf(&servers, "    server %s %s check\n", h.Name, h.AppAddr)
 	}
-	return fmt.Sprintf(`# written by relctl's demo (internal/sandbox); HAProxy runs with -db and is stopped by PID
+	return fmt.Sprintf(`# written by relctl's demo (internal/demo/sandbox); HAProxy runs with -db and is stopped by PID
 global
     stats socket ipv4@%s level admin
     stats timeout 2m

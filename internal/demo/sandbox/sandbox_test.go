@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/demoapp"
+	"github.com/relctl/relctl/internal/demo/demoapp"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/remote"

@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/relctl/relctl/internal/demoapp"
+	"github.com/relctl/relctl/internal/demo/demoapp"
 )
 
 var versionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._+-]{0,127}$`)

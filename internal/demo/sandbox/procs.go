@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/relctl/relctl/internal/demoapp"
+	"github.com/relctl/relctl/internal/demo/demoapp"
 )
 
 // proc is a long-running child process (HAProxy).

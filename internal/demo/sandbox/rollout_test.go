@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/demoapp"
+	"github.com/relctl/relctl/internal/demo/demoapp"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/observe"

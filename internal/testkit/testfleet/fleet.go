@@ -27,7 +27,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/demoapp"
+	"github.com/relctl/relctl/internal/demo/demoapp"
 	"golang.org/x/crypto/ssh"
 )
 
