@@ -290,3 +290,23 @@ func (e *execBalancer) Restore(ctx context.Context, servers []string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// CanVerify implements Balancer: only with balancer.exec.state.
+func (e *execBalancer) CanVerify() bool { return e.state != nil }
+
+// Verify implements Balancer.
+func (e *execBalancer) Verify(ctx context.Context, server string) error {
+	if e.state == nil {
+		return errors.New("balancer exec cannot verify without balancer.exec.state")
+	}
+	return verifyUp(ctx, e, e.endpoints, server)
+}
+
+// EnsureOut implements Balancer. Without a state command there is nothing
+// to read back: the drain command's success is all relctl knows.
+func (e *execBalancer) EnsureOut(ctx context.Context, server string) (string, error) {
+	if e.state == nil {
+		return "", nil
+	}
+	return ensureOut(ctx, e, e.endpoints, server)
+}

@@ -391,3 +391,16 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// CanVerify implements Balancer.
+func (h *haproxy) CanVerify() bool { return true }
+
+// Verify implements Balancer.
+func (h *haproxy) Verify(ctx context.Context, server string) error {
+	return verifyUp(ctx, h, h.cfg.Endpoints, server)
+}
+
+// EnsureOut implements Balancer.
+func (h *haproxy) EnsureOut(ctx context.Context, server string) (string, error) {
+	return ensureOut(ctx, h, h.cfg.Endpoints, server)
+}

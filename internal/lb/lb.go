@@ -152,6 +152,20 @@ type Balancer interface {
 	// Restore re-asserts "ready" for servers relctl touched, at run end
 	// (a HAProxy reload loses runtime state).
 	Restore(ctx context.Context, servers []string) error
+	// CanVerify reports whether Verify and EnsureOut read the balancer's
+	// real state. It is false for none (and exec without a state command):
+	// the plan then lists no verify action for that balancer.
+	CanVerify() bool
+	// Verify checks, from the balancer's own state, that server is in
+	// rotation (UP) on every endpoint; the error names each endpoint that
+	// disagrees.
+	Verify(ctx context.Context, server string) error
+	// EnsureOut is called right before a host's app is stopped: server must
+	// be out of rotation and idle on every endpoint. When a reload or
+	// another operator put it back (or it still has sessions), EnsureOut
+	// drains it again, waits for idle, and returns a note saying so. An
+	// error means the app must not be stopped.
+	EnsureOut(ctx context.Context, server string) (note string, err error)
 }
 
 // Kinds of balancer New accepts.

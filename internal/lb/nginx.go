@@ -360,3 +360,17 @@ func (n *nginx) Restore(ctx context.Context, servers []string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// CanVerify implements Balancer: the upstream file is read back.
+func (n *nginx) CanVerify() bool { return true }
+
+// Verify implements Balancer: the server's line is present and not `down`
+// in every endpoint's upstream file.
+func (n *nginx) Verify(ctx context.Context, server string) error {
+	return verifyUp(ctx, n, n.endpoints, server)
+}
+
+// EnsureOut implements Balancer.
+func (n *nginx) EnsureOut(ctx context.Context, server string) (string, error) {
+	return ensureOut(ctx, n, n.endpoints, server)
+}

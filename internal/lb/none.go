@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -22,3 +23,14 @@ func (noneBalancer) Drain(context.Context, string) (DrainResult, error) {
 func (noneBalancer) Enable(context.Context, string, time.Duration) error { return nil }
 func (noneBalancer) States(context.Context) ([]ServerState, error)       { return nil, nil }
 func (noneBalancer) Restore(context.Context, []string) error             { return nil }
+
+// CanVerify implements Balancer: there is nothing to read.
+func (noneBalancer) CanVerify() bool { return false }
+
+// Verify implements Balancer; the plan never lists verify for none.
+func (noneBalancer) Verify(context.Context, string) error {
+	return errors.New("balancer none cannot verify a server")
+}
+
+// EnsureOut implements Balancer: no balancer sends traffic, so nothing to re-check.
+func (noneBalancer) EnsureOut(context.Context, string) (string, error) { return "", nil }

@@ -164,6 +164,17 @@ func (f *fakeFleet) Restore(ctx context.Context, servers []string) error {
 	return f.record("lb restore " + strings.Join(servers, ","))
 }
 
+func (f *fakeFleet) CanVerify() bool { return false }
+func (f *fakeFleet) Verify(ctx context.Context, server string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.up[server] {
+		return fmt.Errorf("verify %s: %w", server, lb.ErrNotUp)
+	}
+	return nil
+}
+func (f *fakeFleet) EnsureOut(ctx context.Context, server string) (string, error) { return "", nil }
+
 var _ lb.Balancer = (*fakeFleet)(nil)
 
 const testInventory = `app: shop

@@ -1,0 +1,97 @@
+package lb
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// This file holds the checks every driver shares: Verify (the server is in
+// rotation on every endpoint) and EnsureOut (right before the app stops, the
+// server is still out of rotation everywhere, re-drained if not). Both read
+// the balancer's own state through States, so they check, never assume.
+
+// serverRows returns server's rows by endpoint, and the endpoints (by name)
+// that did not report it at all.
+func serverRows(sts []ServerState, endpoints []Endpoint, server string) (map[string]ServerState, []string) {
+	rows := map[string]ServerState{}
+	for _, st := range sts {
+		if st.Server == server {
+			rows[st.Endpoint] = st
+		}
+	}
+	var missing []string
+	for _, ep := range endpoints {
+		if _, ok := rows[ep.String()]; !ok {
+			missing = append(missing, ep.String())
+		}
+	}
+	return rows, missing
+}
+
+// verifyUp checks that server is UP on every endpoint, from one States read.
+func verifyUp(ctx context.Context, b Balancer, endpoints []Endpoint, server string) error {
+	sts, err := b.States(ctx)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", server, err)
+	}
+	rows, missing := serverRows(sts, endpoints, server)
+	if len(missing) > 0 {
+		return fmt.Errorf("verify %s: not reported by %s", server, strings.Join(missing, ", "))
+	}
+	var bad []string
+	for _, ep := range endpoints {
+		if st := rows[ep.String()]; st.Status != StatusUp {
+			bad = append(bad, fmt.Sprintf("%s: %s, check %s", ep.String(), st.Status, orNone(st.CheckStatus)))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("verify %s: %w (%s)", server, ErrNotUp, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+// ensureOut checks that server is out of rotation (DRAIN or MAINT) and idle
+// on every endpoint. If any endpoint has it back in rotation (a reload, or
+// another operator), or it still has sessions, it drains it again through
+// b.Drain (which waits for idle or the drain timeout) and says so in note.
+func ensureOut(ctx context.Context, b Balancer, endpoints []Endpoint, server string) (note string, err error) {
+	sts, err := b.States(ctx)
+	if err != nil {
+		return "", fmt.Errorf("re-check %s before stop: %w", server, err)
+	}
+	rows, missing := serverRows(sts, endpoints, server)
+	var back, busy []string
+	for _, ep := range endpoints {
+		st, ok := rows[ep.String()]
+		if !ok {
+			continue
+		}
+		switch {
+		case st.Status != StatusDrain && st.Status != StatusMaint:
+			back = append(back, fmt.Sprintf("%s (%s)", ep.String(), st.Status))
+		case st.Sessions+st.Queued > 0:
+			busy = append(busy, fmt.Sprintf("%s (%d sessions)", ep.String(), st.Sessions+st.Queued))
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return "", fmt.Errorf("re-check %s before stop: not reported by %s", server, strings.Join(missing, ", "))
+	}
+	if len(back) == 0 && len(busy) == 0 {
+		return "", nil
+	}
+	res, err := b.Drain(ctx, server)
+	if err != nil {
+		return "", fmt.Errorf("re-drain %s before stop: %w", server, err)
+	}
+	why := "still busy on " + strings.Join(busy, ", ")
+	if len(back) > 0 {
+		why = "back in rotation on " + strings.Join(back, ", ")
+	}
+	if !res.Idle && !res.Assumed {
+		return "", fmt.Errorf("%s was %s; drained again but %d session(s) remain after %s", server, why, res.Remaining, res.Waited.Round(1e6))
+	}
+	return fmt.Sprintf("%s was %s: drained again, idle after %s", server, why, res.Waited.Round(1e6)), nil
+}
