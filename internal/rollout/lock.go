@@ -49,7 +49,7 @@ func (p Process) String() string {
 	}
 	s := fmt.Sprintf("pid %d on %s", p.PID, p.Machine)
 	if p.Since > 0 {
-		s += " (started " + time.Unix(p.Since, 0).UTC().Format(time.RFC3339) + ")"
+		s += ", started " + time.Unix(p.Since, 0).UTC().Format(time.RFC3339)
 	}
 	return s
 }
@@ -430,7 +430,7 @@ func (l *Lock) TakeOver(ctx context.Context, prev, next LockInfo) error {
 	}
 	next.TakenFrom = prev.RunID
 	rec := lockAudit{Time: time.Now().UTC(), RunID: next.RunID, Owner: next.Owner, Kind: "lock-takeover", Host: l.Host,
-		Result: "lock taken over by run " + next.RunID + " (" + next.Proc.String() + ")", Reason: "from " + prev.String() + ": " + lv.Why,
+		Result: "lock taken over by " + next.Proc.String(), Reason: "it was " + prev.String() + "; " + lv.Why,
 		PrevRun: prev.RunID, PrevOwner: prev.Owner}
 	return l.replace(ctx, "take over lock", prev, body(next), rec)
 }

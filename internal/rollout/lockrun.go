@@ -47,7 +47,7 @@ func (e *Engine) lockLost() error {
 		return nil
 	}
 	if err := e.held.Err(); err != nil {
-		return fmt.Errorf("%w: %v", errAbort, err)
+		return fmt.Errorf("%w: %w", errAbort, err)
 	}
 	return nil
 }
