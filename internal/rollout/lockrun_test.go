@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,8 +56,17 @@ func (f *realLockFleet) Run(ctx context.Context, host string, c remote.Command) 
 // someone breaks it) finishes the step in flight, starts nothing more, and
 // says so.
 func TestLostLockStopsNewSteps(t *testing.T) {
-	for _, how := range []string{"renewals fail past the lease", "lock broken"} {
-		t.Run(how, func(t *testing.T) {
+	cases := []struct {
+		how, during string
+		upgraded    []string // hosts that end on 1.1.0: the one in flight when the lock went
+	}{
+		{"renewals fail past the lease", "web1 migrate-cmd 1.1.0", nil},
+		{"lock broken", "web1 migrate-cmd 1.1.0", nil},
+		{"renewals fail past the lease", "web1 health 1.1.0", []string{"web1"}},
+	}
+	for _, c := range cases {
+		how := c.how
+		t.Run(how+" during "+c.during, func(t *testing.T) {
 			dir := t.TempDir()
 			inv, err := fleet.Parse("fleet.yaml", []byte(strings.Replace(fmt.Sprintf(testInventory, ""), "path: /srv/shop", "path: "+dir, 1)))
 			if err != nil {
@@ -91,10 +101,10 @@ func TestLostLockStopsNewSteps(t *testing.T) {
 			}))
 			lockPath := filepath.Join(dir, ".relctl", "lock")
 			f.hook = func(s string) error {
-				if s != "web1 migrate-cmd 1.1.0" {
+				if s != c.during {
 					return nil
 				}
-				// The lock goes while the pre-deploy migration runs.
+				// The lock goes while this step is in flight.
 				if how == "lock broken" {
 					if err := os.Remove(lockPath); err != nil {
 						return err
@@ -121,17 +131,22 @@ func TestLostLockStopsNewSteps(t *testing.T) {
 			f.mu.Lock()
 			log := append([]string(nil), f.log...)
 			f.mu.Unlock()
-			if !strings.Contains(strings.Join(log, "\n"), "web1 migrate-cmd 1.1.0") {
-				t.Fatalf("the migration never ran:\n%s", strings.Join(log, "\n"))
+			if !strings.Contains(strings.Join(log, "\n"), c.during) {
+				t.Fatalf("%s never ran:\n%s", c.during, strings.Join(log, "\n"))
 			}
-			for _, l := range log {
+			lost := slices.Index(log, c.during)
+			for _, l := range log[lost+1:] {
 				if strings.HasPrefix(l, "lb drain") || strings.Contains(l, " switch ") || strings.Contains(l, " stop") || strings.Contains(l, "post-cmd") {
 					t.Errorf("%q ran after the lock was lost:\n%s", l, strings.Join(log, "\n"))
 				}
 			}
 			for _, h := range hosts {
-				if f.current[h] != "1.0.0" || !f.up[h] {
-					t.Errorf("%s: version %s, in rotation %v", h, f.current[h], f.up[h])
+				want := "1.0.0"
+				if slices.Contains(c.upgraded, h) {
+					want = "1.1.0"
+				}
+				if f.current[h] != want || !f.up[h] {
+					t.Errorf("%s: version %s (want %s), in rotation %v", h, f.current[h], want, f.up[h])
 				}
 			}
 			if last := events[len(events)-1]; last.Type != event.RunFinished || last.Outcome != event.OutcomeAborted {
