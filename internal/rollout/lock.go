@@ -232,6 +232,7 @@ type Lock struct {
 	Lease time.Duration
 
 	renewEvery time.Duration // tests: renew this often instead of every Lease/3
+	guardWait  int           // tests: seconds to wait for the guard instead of 20
 }
 
 func (l *Lock) file() string { return strings.TrimRight(l.Path, "/") + "/.relctl/lock" }
@@ -245,12 +246,13 @@ const (
 	exitGuard = 5 // the guard could not be taken (no flock, unwritable dir, timeout)
 )
 
-// guard opens the critical section every lock script runs in. It needs f.
+// guard opens the critical section every lock script runs in. It needs f
+// and gw (seconds to wait for another command's section to end).
 const guard = `d=${f%/*}
 mkdir -p "$d" || exit 5
 command -v flock >/dev/null 2>&1 || { echo "flock(1) (util-linux) is not installed on this host: relctl's lock needs it" >&2; exit 5; }
 exec 9>>"$d/lock.guard" || exit 5
-flock -w 20 9 || { echo "$d/lock.guard is held by another relctl command for more than 20s" >&2; exit 5; }
+flock -w "$gw" 9 || { echo "$d/lock.guard is held by another relctl command for more than ${gw}s" >&2; exit 5; }
 `
 
 // writeBody writes $body (with __STARTED__ and __LEASE__ filled in) to $f
@@ -313,7 +315,11 @@ started=$now
 // (name, value pairs; f is the lock file).
 func (l *Lock) script(body string, vars ...string) string {
 	var b strings.Builder
-	b.WriteString("set -u\nf=" + shell.Quote(l.file()))
+	gw := 20
+	if l.guardWait > 0 {
+		gw = l.guardWait
+	}
+	b.WriteString("set -u\nf=" + shell.Quote(l.file()) + "; gw=" + strconv.Itoa(gw))
 	for i := 0; i+1 < len(vars); i += 2 {
 		b.WriteString("; " + vars[i] + "=" + shell.Quote(vars[i+1]))
 	}

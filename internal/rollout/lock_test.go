@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,11 @@ import (
 // sshHosts starts an in-process SSH host and returns Hosts for it (as
 // "lockhost") and a directory on it for the app's path.
 func sshHosts(t *testing.T) (*SSH, string) {
+	t.Helper()
+	return sshHostsWith(t, nil)
+}
+
+func sshHostsWith(t *testing.T, mutate func(*sshserver.Config)) (*SSH, string) {
 	t.Helper()
 	dir := t.TempDir()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -44,7 +50,11 @@ func sshHosts(t *testing.T) (*SSH, string) {
 	if err := os.WriteFile(identity, pem.EncodeToMemory(block), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := sshserver.Start(sshserver.Config{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}, Dir: dir, MaxSessions: 10})
+	cfg := sshserver.Config{AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}, Dir: dir, MaxSessions: 10}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv, err := sshserver.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -568,5 +578,66 @@ func TestTakeOverByAnotherRun(t *testing.T) {
 	}
 	if err := l.BreakHeld(ctx, *now, "carol@box", "run-c"); !errors.Is(err, ErrLockGone) {
 		t.Fatalf("second break: %v", err)
+	}
+}
+
+// A lock host without flock(1) is told plainly, and no lock is written.
+func TestLockHostWithoutFlock(t *testing.T) {
+	bin := t.TempDir()
+	for _, d := range []string{"/usr/local/bin", "/usr/bin", "/bin"} {
+		entries, _ := os.ReadDir(d)
+		for _, e := range entries {
+			if e.Name() == "flock" {
+				continue
+			}
+			_ = os.Symlink(filepath.Join(d, e.Name()), filepath.Join(bin, e.Name()))
+		}
+	}
+	hosts, app := sshHostsWith(t, func(c *sshserver.Config) { c.Env = append(c.Env, "PATH="+bin) })
+	ctx := testCtx(t)
+	l := &Lock{Hosts: hosts, Host: "lockhost", Path: app, Lease: time.Minute}
+	err := l.Acquire(ctx, LockInfo{Owner: "alice@box", RunID: "run-a"})
+	if err == nil || !strings.Contains(err.Error(), "lockhost") || !strings.Contains(err.Error(), "flock(1) (util-linux) is not installed") {
+		t.Fatalf("Acquire without flock: %v", err)
+	}
+	if _, ok := readLockFile(t, app); ok {
+		t.Fatal("a lock was written without its guard")
+	}
+}
+
+// A guard held past its wait (a stuck relctl command on the lock host)
+// fails the change and leaves the lock as it was.
+func TestLockGuardHeldTooLong(t *testing.T) {
+	hosts, app := sshHosts(t)
+	ctx := testCtx(t)
+	l := &Lock{Hosts: hosts, Host: "lockhost", Path: app, Lease: time.Minute, guardWait: 1}
+	a := LockInfo{Owner: "alice@box", RunID: "run-a"}
+	if err := l.Acquire(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(lockFile(app))
+	g, err := os.OpenFile(filepath.Join(app, ".relctl", "lock.guard"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := syscall.Flock(int(g.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	for name, op := range map[string]func() error{
+		"renew":   func() error { return l.Renew(ctx, a) },
+		"release": func() error { return l.Release(ctx, a) },
+		"acquire": func() error { return l.Acquire(ctx, LockInfo{Owner: "bob@box", RunID: "run-b"}) },
+	} {
+		if err := op(); err == nil || errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "held by another relctl command for more than 1s") {
+			t.Errorf("%s with the guard held: %v", name, err)
+		}
+	}
+	if after, _ := os.ReadFile(lockFile(app)); string(after) != string(before) {
+		t.Errorf("the lock changed while its guard was held:\n%s\n%s", before, after)
+	}
+	syscall.Flock(int(g.Fd()), syscall.LOCK_UN)
+	if err := l.Release(ctx, a); err != nil {
+		t.Fatal(err)
 	}
 }
