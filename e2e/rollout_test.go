@@ -141,9 +141,10 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 	}
 	s.wantAll("1.1.0")
 	migrationOrder(t, s, "1.1.0")
-	// The journal and the hosts' history agree: one record per host, this run.
+	// The journal and the hosts' history agree: one record per host, this
+	// run, and one for the resume taking the dead process's lock over.
 	code, hist, _ := s.relctl("history", "--json")
-	if code != 0 || strings.Count(hist, run.ID) != 4 || strings.Count(hist, `"outcome":"succeeded"`) != 4 {
+	if code != 0 || strings.Count(hist, `"run":"`+run.ID+`"`) != 5 || strings.Count(hist, `"outcome":"succeeded"`) != 4 || strings.Count(hist, `"kind":"lock-takeover"`) != 1 {
 		t.Errorf("history:\n%s", hist)
 	}
 	if r := s.latestRun(); r.ID != run.ID || r.Resumable() || r.Outcome != event.OutcomeSucceeded {

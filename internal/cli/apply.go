@@ -31,7 +31,10 @@ func refuseUnfinished(inv *fleet.Inventory) error {
 	if err != nil {
 		return err
 	}
-	r, _ := journal.Unfinished(dir)
+	r, err := journal.Unfinished(dir)
+	if err != nil {
+		return err
+	}
 	if r == nil {
 		return nil
 	}

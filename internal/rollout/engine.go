@@ -112,6 +112,7 @@ type Engine struct {
 	lockInfo   LockInfo
 	lockHeld   bool
 	stopRenew  func()
+	held       *Held // the lock's renewals while the run holds it (lockrun.go)
 	touched    map[string]bool
 	final      map[string]event.HostState
 	versions   map[string]string
@@ -195,6 +196,9 @@ func (e *Engine) checkpoint(ctx context.Context) error {
 		e.mu.Lock()
 		abort, rb, paused := e.abortReq, e.rollbackReq, e.paused
 		e.mu.Unlock()
+		if err := e.lockLost(); err != nil { // lock lost: no new step (lockrun.go)
+			return err
+		}
 		switch {
 		case ctx.Err() != nil:
 			return fmt.Errorf("%w: interrupted", errAbort)

@@ -76,7 +76,9 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 
 func (e *Engine) acquireLock(ctx context.Context, s plan.Step) error {
 	deadline := time.Now().Add(e.cfg.LockWait)
+	var sent time.Time
 	for {
+		sent = time.Now()
 		err := e.lock.Acquire(ctx, e.lockInfo)
 		var le *LockError
 		if err == nil {
@@ -93,32 +95,7 @@ func (e *Engine) acquireLock(ctx context.Context, s plan.Step) error {
 		}
 	}
 	e.lockHeld = true
-	if e.stopRenew == nil {
-		rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		done := make(chan struct{})
-		e.stopRenew = func() { cancel(); <-done }
-		go func() {
-			defer close(done)
-			t := time.NewTicker(e.cfg.LockLease / 3)
-			defer t.Stop()
-			for {
-				select {
-				case <-rctx.Done():
-					return
-				case <-t.C:
-					err := e.lock.Renew(rctx, e.lockInfo)
-					var le *LockError
-					if errors.As(err, &le) {
-						e.Abort("the lock was taken by another run: " + le.Holder.String())
-						return
-					}
-					if err != nil && rctx.Err() == nil {
-						e.bus.Emit(event.Event{Type: event.Warning, Message: "renew lock: " + err.Error()})
-					}
-				}
-			}
-		}()
-	}
+	e.keepLock(sent)
 	return nil
 }
 
@@ -126,7 +103,7 @@ func (e *Engine) releaseLock(ctx context.Context) error {
 	if !e.lockHeld {
 		return nil
 	}
-	if err := e.lock.Release(ctx, e.cfg.RunID); err != nil {
+	if err := e.releaseHeld(ctx); err != nil {
 		return err
 	}
 	e.lockHeld = false
