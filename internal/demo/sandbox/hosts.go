@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/relctl/relctl/internal/demo/proc"
 	"github.com/relctl/relctl/internal/demo/sshserver"
 	"golang.org/x/crypto/ssh"
 )
@@ -81,7 +82,7 @@ func (d *Demo) startHost(i int, clientPub ssh.PublicKey) error {
 		HostKey:        hostKey,
 		AuthorizedKeys: []ssh.PublicKey{clientPub},
 		Dir:            h.Root,
-		Env:            []string{"RELCTL_DEMO_HOST=" + h.Name},
+		Env:            d.hostEnv(h),
 		MaxSessions:    10, // like OpenSSH
 	})
 	if err != nil {
@@ -90,6 +91,13 @@ func (d *Demo) startHost(i int, clientPub ssh.PublicKey) error {
 	d.ssh[i] = srv
 	h.SSHAddr = srv.Addr()
 	return nil
+}
+
+// hostEnv is the environment of every command run on host h. The lifeline
+// makes every app the host starts end when this process does, even when it
+// is SIGKILLed and cannot stop them.
+func (d *Demo) hostEnv(h *Host) []string {
+	return []string{"RELCTL_DEMO_HOST=" + h.Name, proc.LifelineEnv + "=" + d.lifeline}
 }
 
 // writeKeyPair writes an unencrypted OpenSSH ed25519 private key (0600) to

@@ -2,6 +2,7 @@ package testfleet
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/relctl/relctl/internal/demo/proc"
 )
 
 // Backend is the name of the balancer backend (HAProxy) or upstream (nginx).
@@ -30,7 +33,7 @@ type Balancer struct {
 	NginxCommand string
 	ConfigFile   string
 
-	proc *proc
+	proc *proc.Proc
 }
 
 func (f *Fleet) startBalancer(kind, ip string) (*Balancer, error) {
@@ -90,17 +93,14 @@ backend %s
 	if err := os.WriteFile(b.ConfigFile, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := spawn("haproxy", filepath.Join(dir, "haproxy.log"), nil, nil, HAProxyPath, "-f", b.ConfigFile, "-db")
+	p, err := proc.Start(proc.Spec{Name: "haproxy", Log: filepath.Join(dir, "haproxy.log"),
+		Argv: []string{HAProxyPath, "-f", b.ConfigFile, "-db"}})
 	if err != nil {
 		return nil, err
 	}
 	b.proc = p
-	if err := waitTCP(p, b.AdminTCP, "", 10*time.Second); err != nil {
-		p.stop(time.Second)
-		return nil, err
-	}
-	if err := waitTCP(p, strings.TrimPrefix(b.Frontend, "http://"), "", 5*time.Second); err != nil {
-		p.stop(time.Second)
+	if err := proc.WaitListening(context.Background(), p, 10*time.Second, "", b.AdminTCP, strings.TrimPrefix(b.Frontend, "http://")); err != nil {
+		_ = p.Stop(time.Second)
 		return nil, err
 	}
 	return b, nil
@@ -163,21 +163,22 @@ http {
 	if err := chownTree(dir, f.UID, f.GID); err != nil {
 		return nil, err
 	}
-	p, err := spawn("nginx", filepath.Join(dir, "nginx.log"), f.cred(), f.userEnv(), strings.Fields(b.NginxCommand)...)
+	p, err := proc.Start(proc.Spec{Name: "nginx", Log: filepath.Join(dir, "nginx.log"),
+		Argv: strings.Fields(b.NginxCommand), Cred: f.cred(), Env: f.userEnv()})
 	if err != nil {
 		return nil, err
 	}
 	b.proc = p
-	if err := waitTCP(p, strings.TrimPrefix(b.Frontend, "http://"), "", 10*time.Second); err != nil {
-		p.stop(time.Second)
-		return nil, fmt.Errorf("%w\n%s", err, tail(errorLog, 2000))
+	if err := proc.WaitListening(context.Background(), p, 10*time.Second, "", strings.TrimPrefix(b.Frontend, "http://")); err != nil {
+		_ = p.Stop(time.Second)
+		return nil, fmt.Errorf("%w\n%s", err, proc.Tail(errorLog, 2000))
 	}
 	return b, nil
 }
 
 func (b *Balancer) stop() {
 	// HAProxy and nginx both stop at once on SIGTERM.
-	b.proc.stop(5 * time.Second)
+	_ = b.proc.Stop(5 * time.Second)
 }
 
 // Admin sends one command to HAProxy's TCP admin socket and returns the answer.
