@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/relctl/relctl/internal/demo/haproxycfg"
 	"github.com/relctl/relctl/internal/demo/minilb"
 	"github.com/relctl/relctl/internal/demo/proc"
 	"github.com/relctl/relctl/internal/lb"
@@ -62,41 +63,21 @@ func (d *Demo) startMinilb() error {
 	return nil
 }
 
-// haproxyConfig is the demo's HAProxy configuration: like testfleet's, with a
-// TCP admin socket only, and retries that hide a server going away between
-// its last check and a request.
+// haproxyConfig is the demo's HAProxy configuration: a TCP admin socket
+// only, two threads.
 func (d *Demo) haproxyConfig(frontend, admin string) string {
-	var servers strings.Builder
-	for _, h := range d.Hosts {
-		fmt.Fprintf(&servers, "    server %s %s check\n", h.Name, h.AppAddr)
+	c := haproxycfg.Config{
+		Origin:        "relctl's demo (internal/demo/sandbox); HAProxy runs with -db and is stopped by PID",
+		AdminTCP:      admin,
+		Threads:       2,
+		Frontend:      frontend,
+		Backend:       Backend,
+		CheckInterval: checkInterval,
 	}
-	return fmt.Sprintf(`# written by relctl's demo (internal/demo/sandbox); HAProxy runs with -db and is stopped by PID
-global
-    stats socket ipv4@%s level admin
-    stats timeout 2m
-    maxconn 2000
-    nbthread 2
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 10s
-    retries 3
-    option redispatch
-    retry-on conn-failure empty-response response-timeout
-
-frontend www
-    bind %s
-    default_backend %s
-
-backend %s
-    balance roundrobin
-    option httpchk GET /health
-    http-check expect status 200
-    default-server inter %dms fall 2 rise 2
-%s`, admin, frontend, Backend, Backend, checkInterval.Milliseconds(), servers.String())
+	for _, h := range d.Hosts {
+		c.Servers = append(c.Servers, haproxycfg.Server{Name: h.Name, Addr: h.AppAddr})
+	}
+	return c.String()
 }
 
 func (d *Demo) startHAProxy(ctx context.Context) error {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relctl/relctl/internal/demo/haproxycfg"
 	"github.com/relctl/relctl/internal/demo/proc"
 )
 
@@ -59,38 +60,18 @@ func (f *Fleet) startHAProxy(dir, ip string) (*Balancer, error) {
 		AdminTCP:    fmt.Sprintf("%s:%d", ip, HAProxyAdminPort),
 		ConfigFile:  filepath.Join(dir, "haproxy.cfg"),
 	}
-	var servers strings.Builder
-	for _, h := range f.Hosts {
-		fmt.Fprintf(&servers, "    server %s %s check\n", h.Name, h.AppAddr)
+	cfg := haproxycfg.Config{
+		Origin:        "relctl's testfleet",
+		AdminSocket:   b.AdminSocket,
+		AdminTCP:      b.AdminTCP,
+		Frontend:      fmt.Sprintf("%s:%d", ip, HAProxyPort),
+		Backend:       Backend,
+		CheckInterval: 100 * time.Millisecond,
 	}
-	cfg := fmt.Sprintf(`# written by relctl's testfleet
-global
-    stats socket %s mode 666 level admin
-    stats socket ipv4@%s level admin
-    stats timeout 2m
-    maxconn 2000
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 10s
-    retries 3
-    option redispatch
-    retry-on conn-failure empty-response response-timeout
-
-frontend www
-    bind %s:%d
-    default_backend %s
-
-backend %s
-    balance roundrobin
-    option httpchk GET /health
-    http-check expect status 200
-    default-server inter 100ms fall 2 rise 2
-%s`, b.AdminSocket, b.AdminTCP, ip, HAProxyPort, Backend, Backend, servers.String())
-	if err := os.WriteFile(b.ConfigFile, []byte(cfg), 0o644); err != nil {
+	for _, h := range f.Hosts {
+		cfg.Servers = append(cfg.Servers, haproxycfg.Server{Name: h.Name, Addr: h.AppAddr})
+	}
+	if err := os.WriteFile(b.ConfigFile, []byte(cfg.String()), 0o644); err != nil {
 		return nil, err
 	}
 	p, err := proc.Start(proc.Spec{Name: "haproxy", Log: filepath.Join(dir, "haproxy.log"),
