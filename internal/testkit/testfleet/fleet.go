@@ -29,6 +29,7 @@ import (
 
 	"github.com/relctl/relctl/internal/demo/demoapp"
 	"github.com/relctl/relctl/internal/demo/proc"
+	"github.com/relctl/relctl/internal/demo/sshserver"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -128,7 +129,7 @@ func Start(t testing.TB, o Options) *Fleet {
 	f.locks = locks
 
 	f.IdentityFile = filepath.Join(root, "id_ed25519")
-	clientKey, err := writeKeyPair(f.IdentityFile, "relctl-testfleet")
+	clientKey, err := sshserver.WriteKeyPair(f.IdentityFile, "relctl-testfleet")
 	if err != nil {
 		t.Fatalf("testfleet: client key: %v", err)
 	}
@@ -167,7 +168,7 @@ func Start(t testing.TB, o Options) *Fleet {
 		if err := os.Chown(h.Path, f.UID, f.GID); err != nil {
 			t.Fatalf("testfleet: %v", err)
 		}
-		if _, err := writeKeyPair(h.HostKeyFile, "root@"+name); err != nil {
+		if _, err := sshserver.WriteKeyPair(h.HostKeyFile, "root@"+name); err != nil {
 			t.Fatalf("testfleet: host key: %v", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(sshdConfig(h, dir, authKeys)), 0o644); err != nil {

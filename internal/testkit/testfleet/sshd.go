@@ -3,13 +3,16 @@ package testfleet
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/relctl/relctl/internal/demo/proc"
+	"github.com/relctl/relctl/internal/demo/sshserver"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -91,7 +94,7 @@ func (f *Fleet) StartSSHD(i int) {
 func (f *Fleet) RotateHostKey(i int) {
 	f.t.Helper()
 	f.StopSSHD(i)
-	if _, err := writeKeyPair(f.Hosts[i].HostKeyFile, "root@"+f.Hosts[i].Name); err != nil {
+	if _, err := sshserver.WriteKeyPair(f.Hosts[i].HostKeyFile, "root@"+f.Hosts[i].Name); err != nil {
 		f.t.Fatalf("testfleet: rotate host key: %v", err)
 	}
 	f.StartSSHD(i)
@@ -109,7 +112,7 @@ func (f *Fleet) WriteKnownHosts() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", h.HostKeyFile, err)
 		}
-		b.WriteString(knownHostsLine(h.IP, f.SSHPort, k))
+		b.WriteString(sshserver.KnownHostsLine(net.JoinHostPort(h.IP, strconv.Itoa(f.SSHPort)), k))
 	}
 	return os.WriteFile(f.KnownHostsFile, []byte(b.String()), 0o644)
 }
