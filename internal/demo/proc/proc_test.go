@@ -1,7 +1,6 @@
 package proc
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -41,12 +40,12 @@ func runOwner(dir string) int {
 	p, err := Start(Spec{Name: "sleeper", Argv: []string{"/bin/sleep", "300"}, Log: filepath.Join(dir, "sleeper.log"),
 		DeathSignal: syscall.SIGKILL, PidDir: filepath.Join(dir, "run")})
 	if err != nil {
-		fmt.Println("error", err)
+		fmt.Fprintln(os.Stderr, "owner:", err)
 		return 1
 	}
 	lifeline, err := Lifeline()
 	if err != nil {
-		fmt.Println("error", err)
+		fmt.Fprintln(os.Stderr, "owner:", err)
 		return 1
 	}
 	self, _ := os.Executable()
@@ -54,11 +53,14 @@ func runOwner(dir string) int {
 	d.Env = append(os.Environ(), daemonEnv+"=1", LifelineEnv+"="+lifeline, ownerEnv+"=")
 	d.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := d.Start(); err != nil {
-		fmt.Println("error", err)
+		fmt.Fprintln(os.Stderr, "owner:", err)
 		return 1
 	}
 	go func() { _ = d.Wait() }()
-	fmt.Println("pids", p.PID(), d.Process.Pid)
+	pids := filepath.Join(dir, "pids")
+	if err := os.WriteFile(pids+".tmp", []byte(fmt.Sprintln(p.PID(), d.Process.Pid)), 0o644); err != nil || os.Rename(pids+".tmp", pids) != nil {
+		return 1
+	}
 	select {}
 }
 
@@ -86,21 +88,19 @@ func TestOwnerSIGKILLed(t *testing.T) {
 	}
 	owner := exec.Command(self)
 	owner.Env = append(os.Environ(), ownerEnv+"="+dir)
-	out, err := owner.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	owner.Stdout, owner.Stderr = os.Stderr, os.Stderr
 	if err := owner.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = owner.Process.Kill(); _ = owner.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("owner said nothing: %v", err)
-	}
+	var pids []byte
+	waitFor(t, 30*time.Second, "the owner to write its children's pids", func() bool {
+		pids, err = os.ReadFile(filepath.Join(dir, "pids"))
+		return err == nil
+	})
 	var sleeper, daemon int
-	if _, err := fmt.Sscanf(line, "pids %d %d", &sleeper, &daemon); err != nil {
-		t.Fatalf("owner: %q", line)
+	if _, err := fmt.Sscan(string(pids), &sleeper, &daemon); err != nil {
+		t.Fatalf("owner wrote %q: %v", pids, err)
 	}
 	t.Cleanup(func() { _ = syscall.Kill(sleeper, syscall.SIGKILL); _ = syscall.Kill(daemon, syscall.SIGKILL) })
 	for _, pid := range []int{sleeper, daemon} {
