@@ -9,7 +9,10 @@
 // `relctl demo` and fast CLI tests use it. It never touches production paths:
 // everything lives under one directory (a fresh temp dir by default), listens
 // on loopback only, and Close stops every process it (or a rollout run against
-// it) started and removes the directory.
+// it) started and removes the directory. A demo whose process dies without
+// Close, SIGKILL included, leaves nothing running either: HAProxy gets a
+// parent-death signal and the apps watch a lifeline (package proc); the next
+// demo removes its directory (ReapOrphans).
 package sandbox
 
 import (
