@@ -229,7 +229,7 @@ func TestWaitListening(t *testing.T) {
 	if err := WaitListening(ctx, p, 5*time.Second, "", ln.Addr().String()); err != nil {
 		t.Fatalf("plain: %v", err)
 	}
-	err = WaitListening(ctx, p, 300*time.Millisecond, "SSH-2.0-", ln.Addr().String())
+	err = WaitListening(ctx, p, 2*time.Second, "SSH-2.0-", ln.Addr().String())
 	if err == nil || !strings.Contains(err.Error(), "another server on the address") {
 		t.Fatalf("wrong banner: %v", err)
 	}
