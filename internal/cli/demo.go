@@ -134,5 +134,19 @@ func runDemoPlain(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox
 
 // runDemoTUI opens the TUI on the demo fleet, with its live traffic panel.
 func runDemoTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox.Demo) error {
-	return runTUI(ctx, ios, inv, connFlags{}, tui.Options{}, d)
+	return runTUI(ctx, ios, inv, connFlags{}, tui.Options{}, demoTraffic{d})
+}
+
+// demoTraffic is the demo's load generator as the TUI's traffic panel
+// reads it.
+type demoTraffic struct{ d *sandbox.Demo }
+
+var _ tui.TrafficSource = demoTraffic{}
+
+func (t demoTraffic) Traffic() (tui.TrafficStats, bool) {
+	s := t.d.Traffic()
+	if s == nil {
+		return tui.TrafficStats{}, false
+	}
+	return tui.TrafficStats{Requests: s.Requests, Failed: s.Non2xx + s.Errors, P50: s.P50, P99: s.P99}, true
 }

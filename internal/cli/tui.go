@@ -12,8 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/relctl/relctl/internal/demo/loadgen"
-	"github.com/relctl/relctl/internal/demo/sandbox"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/journal"
@@ -33,7 +31,6 @@ type tuiBackend struct {
 	ios  *IO
 	inv  *fleet.Inventory
 	conn *rollout.SSH
-	demo *sandbox.Demo
 
 	mu  sync.Mutex
 	obs plan.Observed
@@ -203,19 +200,24 @@ func (b *tuiBackend) Resume(rollback bool) (tui.Handle, <-chan event.Event, erro
 	return b.start(x)
 }
 
-func (b *tuiBackend) Traffic() *loadgen.Stats {
-	if b.demo == nil {
-		return nil
-	}
-	return b.demo.Traffic()
+// trafficBackend is the TUI backend of a fleet with live traffic through
+// its balancer (the demo's): it has the tui.TrafficSource capability.
+type trafficBackend struct {
+	*tuiBackend
+	tui.TrafficSource
 }
 
-// runTUI opens the TUI on inv and maps how its last run ended to an exit code.
-func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o tui.Options, demo *sandbox.Demo) error {
+// runTUI opens the TUI on inv and maps how its last run ended to an exit
+// code. traffic, when not nil, feeds the live traffic panel (the demo).
+func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o tui.Options, traffic tui.TrafficSource) error {
 	conn := connect(ios, inv, cf)
 	defer conn.Pool.Close()
-	b := &tuiBackend{ctx: ctx, ios: ios, inv: inv, conn: conn, demo: demo}
-	o.App, o.FleetFile, o.Demo = inv.App, inv.File, demo != nil
+	tb := &tuiBackend{ctx: ctx, ios: ios, inv: inv, conn: conn}
+	var b tui.Backend = tb
+	if traffic != nil {
+		b = trafficBackend{tb, traffic}
+	}
+	o.App, o.FleetFile, o.Demo = inv.App, inv.File, traffic != nil
 	if dir, err := journalDir(inv); err == nil && o.Unfinished == nil {
 		o.Unfinished, _ = journal.Unfinished(dir)
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
 )
 
@@ -33,7 +32,7 @@ func BenchmarkRenderRun1000Hosts(b *testing.B) {
 		m.run.apply(e)
 	}
 	m.now = s.now
-	m.traffic = &loadgen.Stats{Requests: 100000, OK: 99990, Non2xx: 7, Errors: 3}
+	m.traffic = &TrafficStats{Requests: 100000, Failed: 10}
 	m.cursor = 45
 	m.clampList()
 	b.ReportAllocs()

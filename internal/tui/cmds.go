@@ -7,7 +7,6 @@ import (
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/observe"
@@ -44,7 +43,7 @@ type (
 	// tickMsg drives spinners, elapsed times and the traffic panel.
 	tickMsg time.Time
 	// trafficMsg is a snapshot of the demo load.
-	trafficMsg struct{ stats *loadgen.Stats }
+	trafficMsg struct{ stats *TrafficStats }
 	// calledMsg says a Handle call was made.
 	calledMsg struct{ what string }
 	// interruptMsg: the context ended (SIGINT/SIGTERM in the CLI).
@@ -131,8 +130,19 @@ func tickCmd() tea.Cmd {
 	return tea.Tick(tickEvery, func(t time.Time) tea.Msg { return tickMsg(t) })
 }
 
+// trafficCmd reads the traffic, when the backend has a TrafficSource.
 func trafficCmd(b Backend) tea.Cmd {
-	return func() tea.Msg { return trafficMsg{stats: b.Traffic()} }
+	src, ok := b.(TrafficSource)
+	if !ok {
+		return nil
+	}
+	return func() tea.Msg {
+		s, ok := src.Traffic()
+		if !ok {
+			return trafficMsg{}
+		}
+		return trafficMsg{stats: &s}
+	}
 }
 
 // call runs a Handle method from a command.

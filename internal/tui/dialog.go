@@ -109,7 +109,7 @@ func (m *model) gateText() (string, []string, bool) {
 		lines = append(lines, "In service on the new version: "+joinLimited(canary, 200)+".")
 	}
 	if m.o.Demo && m.traffic != nil {
-		lines = append(lines, fmt.Sprintf("Traffic so far: %d requests, %d failed.", m.traffic.Requests, m.traffic.Non2xx+m.traffic.Errors))
+		lines = append(lines, fmt.Sprintf("Traffic so far: %d requests, %d failed.", m.traffic.Requests, m.traffic.Failed))
 	}
 	lines = append(lines, "", "p promote to the rest of the fleet · r roll back… · a abort…")
 	return "Canary gate: promote or roll back?", lines, false

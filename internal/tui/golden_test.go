@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
@@ -86,7 +85,7 @@ var screens = map[string]func(t *testing.T, w, h int) *model{
 	},
 	"run-demo": func(t *testing.T, w, h int) *model {
 		m := midRun(t, w, h, Options{Demo: true})
-		send(t, m, trafficMsg{stats: &loadgen.Stats{Requests: 12034, OK: 12031, Non2xx: 2, Errors: 1, P50: 2100 * time.Microsecond, P99: 9800 * time.Microsecond}})
+		send(t, m, trafficMsg{stats: &TrafficStats{Requests: 12034, Failed: 3, P50: 2100 * time.Microsecond, P99: 9800 * time.Microsecond}})
 		return m
 	},
 	"run-gate": func(t *testing.T, w, h int) *model {

@@ -12,7 +12,6 @@ import (
 	tea "charm.land/bubbletea/v2"
 	"github.com/charmbracelet/x/ansi"
 
-	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/lb"
@@ -109,7 +108,7 @@ type fakeBackend struct {
 	events  chan event.Event
 	started []*plan.Plan
 	resumed []bool
-	traffic *loadgen.Stats
+	traffic *TrafficStats
 	onStart func(p *plan.Plan, ch chan event.Event) // optional: a synthetic run
 	reasons []string
 	// handleOverride is the Handle Start returns with onStart.
@@ -167,7 +166,14 @@ func (b *fakeBackend) Resume(rollback bool) (Handle, <-chan event.Event, error) 
 	b.mu.Unlock()
 	return b.handle, b.events, nil
 }
-func (b *fakeBackend) Traffic() *loadgen.Stats { return b.traffic }
+func (b *fakeBackend) Traffic() (TrafficStats, bool) {
+	if b.traffic == nil {
+		return TrafficStats{}, false
+	}
+	return *b.traffic, true
+}
+
+var _ TrafficSource = (*fakeBackend)(nil)
 
 // script builds a synthetic event stream, one second per event.
 type script struct {

@@ -12,7 +12,6 @@ import (
 	"charm.land/bubbles/v2/viewport"
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/observe"
@@ -102,7 +101,7 @@ type model struct {
 	ticking        bool
 	quitting       bool // abort sent: quit once the run has finished
 	downgradeAfter bool // open the emergency downgrade when the run ends
-	traffic        *loadgen.Stats
+	traffic        *TrafficStats
 	lastTraffic    time.Time
 	outScroll      int // output pane: lines scrolled back from the bottom
 

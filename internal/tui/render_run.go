@@ -148,7 +148,7 @@ func (m *model) trafficLine(w int) string {
 	if t == nil {
 		return m.st.dim.Render("traffic: none yet")
 	}
-	failed := t.Non2xx + t.Errors
+	failed := t.Failed
 	fs := fmt.Sprintf("%d failed", failed)
 	if failed > 0 {
 		fs = m.st.badStrong.Render(fs)

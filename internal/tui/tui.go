@@ -11,10 +11,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	tea "charm.land/bubbletea/v2"
 
-	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/lb"
@@ -43,8 +43,21 @@ type Backend interface {
 	Start(p *plan.Plan) (Handle, <-chan event.Event, error)
 	// Resume continues (or, with rollback, rolls back) the unfinished run.
 	Resume(rollback bool) (Handle, <-chan event.Event, error)
-	// Traffic is the demo's live load statistics; nil when there is none.
-	Traffic() *loadgen.Stats
+}
+
+// TrafficSource is a capability a Backend may have: live traffic through
+// the balancer, which the run screen shows when Options.Demo is set. The
+// demo's backend has it; a real fleet's does not.
+type TrafficSource interface {
+	// Traffic returns the traffic so far; false when there is none.
+	Traffic() (TrafficStats, bool)
+}
+
+// TrafficStats is a snapshot of the traffic through the balancer.
+type TrafficStats struct {
+	Requests int64 // finished requests
+	Failed   int64 // answered non-2xx, or not answered at all
+	P50, P99 time.Duration
 }
 
 // Handle controls a running plan.
@@ -69,7 +82,8 @@ type Options struct {
 	Downgrade *struct{ To, Reason string }
 	// Plan opens straight on the preview of this plan (`relctl apply`).
 	Plan *plan.Plan
-	// Demo shows the live traffic panel.
+	// Demo shows the live traffic panel, fed by the Backend's
+	// TrafficSource when it has one.
 	Demo bool
 }
 

@@ -43,14 +43,14 @@ func Check(ctx context.Context, base, want string) (string, error) {
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
-	status, body, err := get(ctx, c, base+"/health")
+	status, body, err := Get(ctx, c, base+"/health")
 	if err != nil {
 		return "", err
 	}
 	if status != http.StatusOK {
 		return "", fmt.Errorf("GET /health: %d %s", status, body)
 	}
-	status, got, err := get(ctx, c, base+"/version")
+	status, got, err := Get(ctx, c, base+"/version")
 	if err != nil {
 		return "", err
 	}
@@ -63,7 +63,10 @@ func Check(ctx context.Context, base, want string) (string, error) {
 	return got, nil
 }
 
-func get(ctx context.Context, c *http.Client, url string) (int, string, error) {
+// Get fetches url with c and returns the status and the body (at most
+// 4 KiB, trimmed): how check reads the app, and how the tests read the apps
+// and the backends behind a balancer.
+func Get(ctx context.Context, c *http.Client, url string) (int, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err

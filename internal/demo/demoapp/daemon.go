@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/relctl/relctl/internal/demo/proc"
 )
 
 // Files kept under a host path (HOSTPATH is the inventory's path).
@@ -234,7 +236,7 @@ func stop(dir string, timeout time.Duration, stdout io.Writer) error {
 		return removeIfExists(pidPath)
 	}
 	begin := time.Now()
-	how, err := Terminate(pid, timeout)
+	how, err := proc.Terminate(pid, timeout)
 	if err != nil {
 		return err
 	}
@@ -242,63 +244,10 @@ func stop(dir string, timeout time.Duration, stdout io.Writer) error {
 	return removeIfExists(pidPath)
 }
 
-// Terminate sends SIGTERM to pid, waits up to timeout for it to exit, then sends
-// SIGKILL and waits a little longer. It reports "SIGTERM" or "SIGKILL".
-// Exported for test harnesses that clean up apps by pidfile.
-func Terminate(pid int, timeout time.Duration) (string, error) {
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			return "already gone", nil
-		}
-		return "", fmt.Errorf("signal pid %d: %w", pid, err)
-	}
-	if waitGone(pid, timeout) {
-		return "SIGTERM", nil
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return "", fmt.Errorf("kill pid %d: %w", pid, err)
-	}
-	if waitGone(pid, 5*time.Second) {
-		return "SIGKILL", nil
-	}
-	return "", fmt.Errorf("pid %d still alive after SIGKILL", pid)
-}
-
-func waitGone(pid int, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return true
-}
-
-// alive reports whether pid exists and is not a zombie (an exited process nobody
-// reaped yet, common when the daemon's parent is a container init that never waits).
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return !errors.Is(err, os.ErrNotExist)
-	}
-	// The state follows the parenthesised command name.
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z' && stat[i+2] != 'X'
-	}
-	return true
-}
-
 // isServing reports whether pid is alive and is a demoapp "serve" process, so a
 // stale pidfile whose pid was reused is never signalled.
 func isServing(pid int) bool {
-	if !alive(pid) {
+	if !proc.Alive(pid) {
 		return false
 	}
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relctl/relctl/internal/demo/proc"
 )
 
 func freeAddr(t *testing.T) string {
@@ -137,7 +139,7 @@ func TestStartCheckStopLifecycle(t *testing.T) {
 	if got := <-slow; got != "200 slept 700 ms" {
 		t.Fatalf("in-flight request across stop: %s", got)
 	}
-	if alive(pid) {
+	if proc.Alive(pid) {
 		t.Fatalf("pid %d alive after stop", pid)
 	}
 	if _, err := os.Stat(filepath.Join(host, StateDir, PidFile)); !os.IsNotExist(err) {

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/relctl/relctl/internal/demo/proc"
 )
 
 // serveOptions configures one serving process.
@@ -55,6 +57,17 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if lifeline := os.Getenv(proc.LifelineEnv); lifeline != "" {
+		// Started for a demo: end, as on SIGTERM, when the demo's process
+		// is gone, even if it was SIGKILLed and could not stop this app.
+		var cancel context.CancelFunc
+		if ctx, cancel, err = proc.WithLifeline(ctx, lifeline, 200*time.Millisecond); err != nil {
+			ln.Close()
+			fmt.Fprintf(stderr, "demoapp serve: %s: %v\n", proc.LifelineEnv, err)
+			return ExitUsage
+		}
+		defer cancel()
+	}
 	return serve(ctx, ln, o, stderr)
 }
 
@@ -167,7 +180,11 @@ func serve(ctx context.Context, ln net.Listener, o serveOptions, logw io.Writer)
 	case <-ctx.Done():
 		begin := time.Now()
 		a.draining.Store(true)
-		logger.Printf("terminating: /health now 503, draining for %s", o.DrainGrace)
+		why := "terminating"
+		if errors.Is(context.Cause(ctx), proc.ErrOwnerGone) {
+			why = "the demo that started this app is gone, terminating"
+		}
+		logger.Printf("%s: /health now 503, draining for %s", why, o.DrainGrace)
 		if o.DrainGrace > 0 {
 			time.Sleep(o.DrainGrace)
 		}

@@ -8,9 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/relctl/relctl/internal/demo/haproxycfg"
 	"github.com/relctl/relctl/internal/demo/minilb"
+	"github.com/relctl/relctl/internal/demo/proc"
 	"github.com/relctl/relctl/internal/lb"
 )
 
@@ -60,41 +63,21 @@ func (d *Demo) startMinilb() error {
 	return nil
 }
 
-// haproxyConfig is the demo's HAProxy configuration: like testfleet's, with a
-// TCP admin socket only, and retries that hide a server going away between
-// its last check and a request.
+// haproxyConfig is the demo's HAProxy configuration: a TCP admin socket
+// only, two threads.
 func (d *Demo) haproxyConfig(frontend, admin string) string {
-	var servers strings.Builder
-	for _, h := range d.Hosts {
-		fmt.Fprintf(&servers, "    server %s %s check\n", h.Name, h.AppAddr)
+	c := haproxycfg.Config{
+		Origin:        "relctl's demo (internal/demo/sandbox); HAProxy runs with -db and is stopped by PID",
+		AdminTCP:      admin,
+		Threads:       2,
+		Frontend:      frontend,
+		Backend:       Backend,
+		CheckInterval: checkInterval,
 	}
-	return fmt.Sprintf(`# written by relctl's demo (internal/demo/sandbox); HAProxy runs with -db and is stopped by PID
-global
-    stats socket ipv4@%s level admin
-    stats timeout 2m
-    maxconn 2000
-    nbthread 2
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 10s
-    retries 3
-    option redispatch
-    retry-on conn-failure empty-response response-timeout
-
-frontend www
-    bind %s
-    default_backend %s
-
-backend %s
-    balance roundrobin
-    option httpchk GET /health
-    http-check expect status 200
-    default-server inter %dms fall 2 rise 2
-%s`, admin, frontend, Backend, Backend, checkInterval.Milliseconds(), servers.String())
+	for _, h := range d.Hosts {
+		c.Servers = append(c.Servers, haproxycfg.Server{Name: h.Name, Addr: h.AppAddr})
+	}
+	return c.String()
 }
 
 func (d *Demo) startHAProxy(ctx context.Context) error {
@@ -116,50 +99,29 @@ func (d *Demo) startHAProxy(ctx context.Context) error {
 		if err := os.WriteFile(cfgPath, []byte(d.haproxyConfig(frontend, admin)), 0o644); err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}
-		p, err := spawn("haproxy", logPath, HAProxyPath, "-f", cfgPath, "-db")
+		p, err := proc.Start(proc.Spec{
+			Name: "haproxy", Log: logPath, Argv: []string{HAProxyPath, "-f", cfgPath, "-db"},
+			// HAProxy holds nothing to flush: if relctl dies, even by SIGKILL, it goes at once.
+			DeathSignal: syscall.SIGKILL,
+			PidDir:      d.pidDir(),
+		})
 		if err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}
-		err = waitListening(ctx, p, 10*time.Second, admin, frontend)
+		err = proc.WaitListening(ctx, p, 10*time.Second, "", admin, frontend)
 		if err == nil {
 			d.hap = p
 			d.Frontend = "http://" + frontend
 			d.AdminAddr = admin
 			return nil
 		}
-		p.stop(2 * time.Second)
+		_ = p.Stop(2 * time.Second)
 		lastErr = err
 		if ctx.Err() != nil || !strings.Contains(err.Error(), "exited") {
 			break
 		}
 	}
 	return fmt.Errorf("sandbox: haproxy: %w", lastErr)
-}
-
-// waitListening waits until every addr accepts connections, or p exits.
-func waitListening(ctx context.Context, p *proc, timeout time.Duration, addrs ...string) error {
-	deadline := time.Now().Add(timeout)
-	for _, addr := range addrs {
-		for {
-			if p.exited() {
-				return fmt.Errorf("%s exited (%v) before listening on %s:\n%s", p.name, p.err, addr, p.logTail())
-			}
-			c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s not listening on %s after %s: %v", p.name, addr, timeout, err)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
-	return nil
 }
 
 // LB returns relctl's haproxy driver bound to the demo balancer's admin
@@ -183,8 +145,8 @@ func (d *Demo) waitAllUp(ctx context.Context, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	last := "no answer yet"
 	for {
-		if d.hap != nil && d.hap.exited() {
-			return fmt.Errorf("sandbox: haproxy exited (%v):\n%s", d.hap.err, d.hap.logTail())
+		if d.hap != nil && d.hap.Exited() {
+			return fmt.Errorf("sandbox: haproxy exited (%v):\n%s", d.hap.Err(), d.hap.LogTail(3000))
 		}
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		states, err := b.States(qctx)

@@ -1,9 +1,6 @@
 package sandbox
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
@@ -13,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/relctl/relctl/internal/demo/proc"
 	"github.com/relctl/relctl/internal/demo/sshserver"
 	"golang.org/x/crypto/ssh"
 )
@@ -20,7 +18,7 @@ import (
 // startHosts writes the client key, starts one SSH server per host (each
 // with its own host key and root directory) and writes known_hosts.
 func (d *Demo) startHosts() error {
-	clientPub, err := writeKeyPair(d.IdentityFile, "relctl-demo")
+	clientPub, err := sshserver.WriteKeyPair(d.IdentityFile, "relctl-demo")
 	if err != nil {
 		return fmt.Errorf("sandbox: client key: %w", err)
 	}
@@ -55,7 +53,7 @@ func (d *Demo) startHosts() error {
 	}
 	var kh strings.Builder
 	for i, h := range d.Hosts {
-		kh.WriteString(knownHostsLine(h.SSHAddr, d.ssh[i].HostKey()))
+		kh.WriteString(sshserver.KnownHostsLine(h.SSHAddr, d.ssh[i].HostKey()))
 	}
 	if err := os.WriteFile(d.KnownHosts, []byte(kh.String()), 0o644); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
@@ -81,7 +79,7 @@ func (d *Demo) startHost(i int, clientPub ssh.PublicKey) error {
 		HostKey:        hostKey,
 		AuthorizedKeys: []ssh.PublicKey{clientPub},
 		Dir:            h.Root,
-		Env:            []string{"RELCTL_DEMO_HOST=" + h.Name},
+		Env:            d.hostEnv(h),
 		MaxSessions:    10, // like OpenSSH
 	})
 	if err != nil {
@@ -92,43 +90,11 @@ func (d *Demo) startHost(i int, clientPub ssh.PublicKey) error {
 	return nil
 }
 
-// writeKeyPair writes an unencrypted OpenSSH ed25519 private key (0600) to
-// path and its public key to path.pub.
-func writeKeyPair(path, comment string) (ssh.PublicKey, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	block, err := ssh.MarshalPrivateKey(priv, comment)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o600); err != nil { // umask cannot widen, but an existing file keeps its mode
-		return nil, err
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	line := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub))) + " " + comment + "\n"
-	if err := os.WriteFile(path+".pub", []byte(line), 0o644); err != nil {
-		return nil, err
-	}
-	return sshPub, nil
-}
-
-// knownHostsLine is the known_hosts entry for key at addr ("[host]:port").
-func knownHostsLine(addr string, key ssh.PublicKey) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err == nil && port != "22" {
-		host = "[" + host + "]:" + port
-	} else if err != nil {
-		host = addr
-	}
-	return host + " " + string(ssh.MarshalAuthorizedKey(key))
+// hostEnv is the environment of every command run on host h. The lifeline
+// makes every app the host starts end when this process does, even when it
+// is SIGKILLed and cannot stop them.
+func (d *Demo) hostEnv(h *Host) []string {
+	return []string{"RELCTL_DEMO_HOST=" + h.Name, proc.LifelineEnv + "=" + d.lifeline}
 }
 
 // portLow..portHigh is where pickPorts looks first: below Linux's default

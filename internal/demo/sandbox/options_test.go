@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/internal/demo/demoapp"
+	"github.com/relctl/relctl/internal/demo/proc"
 )
 
 func TestOptionsRefused(t *testing.T) {
@@ -103,7 +104,7 @@ func TestKeepReuseCleanup(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if pidAlive(lost) {
+	if proc.Alive(lost) {
 		t.Fatalf("app %d with a lost pidfile survived Close", lost)
 	}
 	if left := Processes(dir); len(left) > 0 {
@@ -138,7 +139,7 @@ func TestKeepReuseCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if pidAlive(pid) {
+		if proc.Alive(pid) {
 			t.Errorf("pid %d survived Cleanup", pid)
 		}
 	}

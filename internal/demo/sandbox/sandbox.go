@@ -9,7 +9,10 @@
 // `relctl demo` and fast CLI tests use it. It never touches production paths:
 // everything lives under one directory (a fresh temp dir by default), listens
 // on loopback only, and Close stops every process it (or a rollout run against
-// it) started and removes the directory.
+// it) started and removes the directory. A demo whose process dies without
+// Close, SIGKILL included, leaves nothing running either: HAProxy gets a
+// parent-death signal and the apps watch a lifeline (package proc); the next
+// demo removes its directory (ReapOrphans).
 package sandbox
 
 import (
@@ -22,10 +25,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/demo/minilb"
+	"github.com/relctl/relctl/internal/demo/proc"
 	"github.com/relctl/relctl/internal/demo/sshserver"
 )
 
@@ -103,8 +108,10 @@ type Demo struct {
 	created bool // Dir was made by Start (or is a kept demo): Close may remove it
 	ssh     []*sshserver.Server
 	mini    *minilb.LB
-	hap     *proc
+	hap     *proc.Proc
 	gen     *loadgen.Gen
+
+	lifeline string // proc.Lifeline of this process, given to every app
 
 	closeOnce sync.Once
 	closeErr  error
@@ -255,6 +262,7 @@ func (d *Demo) makeDir() error {
 		return fmt.Errorf("sandbox: demo directory %q may hold only letters, digits and / . _ @ + - (fleet.yaml paths must): choose another (or set TMPDIR)", dir)
 	}
 	if d.o.Dir == "" {
+		ReapOrphans(os.TempDir(), d.logf)
 		dir, err := os.MkdirTemp("", "relctl-demo-")
 		if err != nil {
 			return fmt.Errorf("sandbox: %w", err)
@@ -287,8 +295,8 @@ func (d *Demo) makeDir() error {
 			}
 			// An earlier kept demo: stop what may still run there, start afresh.
 			d.logf("demo: reusing %s from an earlier demo", dir)
-			if left := stopApps(dir, 5*time.Second); len(left) > 0 {
-				return fmt.Errorf("sandbox: %s: processes of the earlier demo survive SIGKILL: %v", dir, left)
+			if err := stopAll(dir); err != nil {
+				return fmt.Errorf("sandbox: %s: processes of the earlier demo: %w", dir, err)
 			}
 			for _, e := range entries {
 				if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
@@ -301,8 +309,31 @@ func (d *Demo) makeDir() error {
 	if err := os.WriteFile(filepath.Join(d.Dir, markerFile), []byte("a relctl demo lives here; `relctl demo` may stop its apps and wipe this directory\n"), 0o644); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
+	// The owner file names this process: the apps end themselves when it
+	// is gone (see proc.WithLifeline), and a later demo that finds it gone
+	// reaps what is left (ReapOrphans).
+	lifeline, err := proc.Lifeline()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if err := os.MkdirAll(runDir(d.Dir), 0o755); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if err := os.WriteFile(ownerFile(d.Dir), []byte(lifeline+"\n"), 0o644); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	d.lifeline = lifeline
 	return nil
 }
+
+// runDir holds the owner file and the pidfiles of the processes the demo
+// starts itself (HAProxy), for stopAll after a SIGKILL.
+func runDir(dir string) string { return filepath.Join(dir, "run") }
+
+// ownerFile holds the lifeline (proc.Lifeline) of the process running the demo.
+func ownerFile(dir string) string { return filepath.Join(runDir(dir), "owner") }
+
+func (d *Demo) pidDir() string { return runDir(d.Dir) }
 
 // Traffic returns a live snapshot of the demo traffic, or nil without
 // traffic. After Close it returns the final numbers.
@@ -328,7 +359,7 @@ func (d *Demo) BalancerPID() int {
 	if d.hap == nil {
 		return 0
 	}
-	return d.hap.pid()
+	return d.hap.PID()
 }
 
 // Close stops the traffic, the SSH servers (and any command still running on
@@ -366,9 +397,13 @@ func (d *Demo) close() error {
 		}
 	}
 	if d.hap != nil {
-		if err := d.hap.stop(5 * time.Second); err != nil {
+		if err := d.hap.Stop(5 * time.Second); err != nil {
 			errs = append(errs, fmt.Errorf("sandbox: stop haproxy: %w", err))
 		}
+	}
+	if d.Dir != "" {
+		// Stopped cleanly: a kept directory is not an orphan to reap.
+		_ = os.Remove(ownerFile(d.Dir))
 	}
 	if d.Dir != "" && d.created && !d.o.Keep {
 		if err := os.RemoveAll(d.Dir); err != nil {
@@ -389,11 +424,57 @@ func Cleanup(dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, markerFile)); err != nil {
 		return fmt.Errorf("sandbox: %s is not a demo's directory (no %s)", dir, markerFile)
 	}
-	if left := stopApps(dir, 5*time.Second); len(left) > 0 {
-		return fmt.Errorf("sandbox: processes still alive after SIGKILL: %v", left)
+	if err := stopAll(dir); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("sandbox: remove %s: %w", dir, err)
 	}
 	return nil
+}
+
+// stopAll stops what a demo in dir may have left running: its apps and
+// host commands (stopApps) and the processes its pidfiles name (HAProxy).
+func stopAll(dir string) error {
+	var errs []error
+	if left := stopApps(dir, 5*time.Second); len(left) > 0 {
+		errs = append(errs, fmt.Errorf("processes still alive after SIGKILL: %v", left))
+	}
+	if _, err := proc.Reap(runDir(dir), 5*time.Second); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ReapOrphans cleans up after demos in parent (the temp dir `relctl demo`
+// uses) whose process died without Close, SIGKILL included: every
+// relctl-demo-* directory of this user with a demo marker whose owner
+// process is gone has its processes stopped and is removed. A demo whose
+// owner still runs, or a directory without an owner file, is left alone.
+// Problems are reported through logf and stop nothing else.
+func ReapOrphans(parent string, logf func(format string, args ...any)) {
+	dirs, _ := filepath.Glob(filepath.Join(parent, "relctl-demo-*"))
+	for _, dir := range dirs {
+		st, err := os.Stat(filepath.Join(dir, markerFile))
+		if err != nil || !ownedByMe(st) {
+			continue
+		}
+		b, err := os.ReadFile(ownerFile(dir))
+		if err != nil {
+			continue
+		}
+		if alive, err := proc.OwnerAlive(string(b)); err != nil || alive {
+			continue
+		}
+		if err := Cleanup(dir); err != nil {
+			logf("demo: cleaning up %s, left by a demo that died: %v", dir, err)
+			continue
+		}
+		logf("demo: cleaned up %s, left by a demo that died", dir)
+	}
+}
+
+func ownedByMe(st os.FileInfo) bool {
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	return ok && int(sys.Uid) == os.Getuid()
 }

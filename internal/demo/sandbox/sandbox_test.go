@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/internal/demo/demoapp"
+	"github.com/relctl/relctl/internal/demo/proc"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/remote"
@@ -24,6 +25,9 @@ import (
 var demoappBin string
 
 func TestMain(m *testing.M) {
+	if bin := os.Getenv(ownerEnv); bin != "" {
+		os.Exit(runOwner(bin))
+	}
 	os.Exit(func() int {
 		dir, err := os.MkdirTemp("", "relctl-sandbox-test-")
 		if err != nil {
@@ -187,7 +191,7 @@ func testDemo(t *testing.T, kind string) {
 		t.Fatalf("second Close: %v", err)
 	}
 	for _, pid := range pids {
-		if pidAlive(pid) {
+		if proc.Alive(pid) {
 			t.Errorf("pid %d still alive after Close", pid)
 		}
 	}

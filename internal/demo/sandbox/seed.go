@@ -116,7 +116,7 @@ func (d *Demo) runOnHost(ctx context.Context, h *Host, argv ...string) (string, 
 	for try := 0; ; try++ {
 		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 		cmd.Dir = h.Root
-		cmd.Env = append(os.Environ(), "HOME="+h.Root, "RELCTL_DEMO_HOST="+h.Name)
+		cmd.Env = append(append(os.Environ(), "HOME="+h.Root), d.hostEnv(h)...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		err := cmd.Run()

@@ -16,6 +16,8 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/relctl/relctl/internal/demo/proc"
 )
 
 func start(t *testing.T, mutate func(*Config)) (*Server, ssh.Signer) {
@@ -247,19 +249,6 @@ func TestHandshakeDelayAndCloseDuringIt(t *testing.T) {
 	}
 }
 
-func alive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	st := string(b)
-	i := strings.LastIndexByte(st, ')')
-	return i < 0 || i+2 >= len(st) || st[i+2] != 'Z'
-}
-
 func eventuallyOK(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -318,7 +307,7 @@ func TestDropThenCloseLeavesNothing(t *testing.T) {
 	}
 	s.DropConnections()
 	time.Sleep(100 * time.Millisecond)
-	if !alive(parent) || !alive(child) || s.Running() != 1 {
+	if !proc.Alive(parent) || !proc.Alive(child) || s.Running() != 1 {
 		t.Fatal("a dropped connection killed its command; sshd does not")
 	}
 	t0 := time.Now()
@@ -328,7 +317,7 @@ func TestDropThenCloseLeavesNothing(t *testing.T) {
 	if d := time.Since(t0); d > 2*time.Second {
 		t.Fatalf("Close took %s", d)
 	}
-	if !eventuallyOK(2*time.Second, func() bool { return !alive(parent) && !alive(child) }) {
+	if !eventuallyOK(2*time.Second, func() bool { return !proc.Alive(parent) && !proc.Alive(child) }) {
 		syscall.Kill(child, syscall.SIGKILL)
 		syscall.Kill(parent, syscall.SIGKILL)
 		t.Fatal("Close left processes running")

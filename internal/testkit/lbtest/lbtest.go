@@ -13,12 +13,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relctl/relctl/internal/demo/demoapp"
+	"github.com/relctl/relctl/internal/demo/proc"
 )
 
 // Backend is an application server for tests. Paths:
@@ -117,37 +119,24 @@ func ShortTempDir(t testing.TB, prefix string) string {
 	return dir
 }
 
-// StartProcess starts cmd with output captured to a file in dir, and stops
-// it by PID at cleanup: SIGTERM (nginx's master then stops its workers),
-// SIGKILL after 5s. It returns a function that reads the output so far.
+// StartProcess starts cmd's Path with its Args and Env through package
+// proc, output captured to a file in dir, and stops it by PID at cleanup:
+// SIGTERM (nginx's master then stops its workers), SIGKILL of its process
+// group after 5s. It returns a function that reads the output so far.
 func StartProcess(t testing.TB, dir, name string, cmd *exec.Cmd) func() string {
 	t.Helper()
-	logPath := dir + "/" + name + ".log"
-	f, err := os.Create(logPath)
+	logPath := filepath.Join(dir, name+".log")
+	p, err := proc.Start(proc.Spec{Name: name, Log: logPath, Env: cmd.Env,
+		Argv: append([]string{cmd.Path}, cmd.Args[1:]...)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); f.Close(); close(done) }()
 	t.Cleanup(func() {
-		// By PID: only the process this test started.
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
+		if err := p.Stop(5 * time.Second); err != nil {
+			t.Logf("lbtest: %v", err)
 		}
 	})
-	return func() string {
-		b, _ := os.ReadFile(logPath)
-		return string(b)
-	}
+	return func() string { return proc.Tail(logPath, 1<<20) }
 }
 
 // Eventually polls cond every 10ms until it returns true or timeout passes,
@@ -167,17 +156,8 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-// Get fetches url with c and returns status and body.
+// Get fetches url with c and returns status and trimmed body: demoapp.Get,
+// which the backends here answer as the demo app does.
 func Get(ctx context.Context, c *http.Client, url string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(b)), err
+	return demoapp.Get(ctx, c, url)
 }

@@ -2,6 +2,7 @@ package testfleet
 
 import (
 	"bufio"
+	"context"
 	"encoding/csv"
 	"fmt"
 	"io"
@@ -11,6 +12,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/relctl/relctl/internal/demo/haproxycfg"
+	"github.com/relctl/relctl/internal/demo/proc"
 )
 
 // Backend is the name of the balancer backend (HAProxy) or upstream (nginx).
@@ -30,7 +34,7 @@ type Balancer struct {
 	NginxCommand string
 	ConfigFile   string
 
-	proc *proc
+	proc *proc.Proc
 }
 
 func (f *Fleet) startBalancer(kind, ip string) (*Balancer, error) {
@@ -56,51 +60,28 @@ func (f *Fleet) startHAProxy(dir, ip string) (*Balancer, error) {
 		AdminTCP:    fmt.Sprintf("%s:%d", ip, HAProxyAdminPort),
 		ConfigFile:  filepath.Join(dir, "haproxy.cfg"),
 	}
-	var servers strings.Builder
-	for _, h := range f.Hosts {
-		fmt.Fprintf(&servers, "    server %s %s check\n", h.Name, h.AppAddr)
+	cfg := haproxycfg.Config{
+		Origin:        "relctl's testfleet",
+		AdminSocket:   b.AdminSocket,
+		AdminTCP:      b.AdminTCP,
+		Frontend:      fmt.Sprintf("%s:%d", ip, HAProxyPort),
+		Backend:       Backend,
+		CheckInterval: 100 * time.Millisecond,
 	}
-	cfg := fmt.Sprintf(`# written by relctl's testfleet
-global
-    stats socket %s mode 666 level admin
-    stats socket ipv4@%s level admin
-    stats timeout 2m
-    maxconn 2000
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    timeout http-keep-alive 10s
-    retries 3
-    option redispatch
-    retry-on conn-failure empty-response response-timeout
-
-frontend www
-    bind %s:%d
-    default_backend %s
-
-backend %s
-    balance roundrobin
-    option httpchk GET /health
-    http-check expect status 200
-    default-server inter 100ms fall 2 rise 2
-%s`, b.AdminSocket, b.AdminTCP, ip, HAProxyPort, Backend, Backend, servers.String())
-	if err := os.WriteFile(b.ConfigFile, []byte(cfg), 0o644); err != nil {
+	for _, h := range f.Hosts {
+		cfg.Servers = append(cfg.Servers, haproxycfg.Server{Name: h.Name, Addr: h.AppAddr})
+	}
+	if err := os.WriteFile(b.ConfigFile, []byte(cfg.String()), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := spawn("haproxy", filepath.Join(dir, "haproxy.log"), nil, nil, HAProxyPath, "-f", b.ConfigFile, "-db")
+	p, err := proc.Start(proc.Spec{Name: "haproxy", Log: filepath.Join(dir, "haproxy.log"),
+		Argv: []string{HAProxyPath, "-f", b.ConfigFile, "-db"}})
 	if err != nil {
 		return nil, err
 	}
 	b.proc = p
-	if err := waitTCP(p, b.AdminTCP, "", 10*time.Second); err != nil {
-		p.stop(time.Second)
-		return nil, err
-	}
-	if err := waitTCP(p, strings.TrimPrefix(b.Frontend, "http://"), "", 5*time.Second); err != nil {
-		p.stop(time.Second)
+	if err := proc.WaitListening(context.Background(), p, 10*time.Second, "", b.AdminTCP, strings.TrimPrefix(b.Frontend, "http://")); err != nil {
+		_ = p.Stop(time.Second)
 		return nil, err
 	}
 	return b, nil
@@ -163,21 +144,22 @@ http {
 	if err := chownTree(dir, f.UID, f.GID); err != nil {
 		return nil, err
 	}
-	p, err := spawn("nginx", filepath.Join(dir, "nginx.log"), f.cred(), f.userEnv(), strings.Fields(b.NginxCommand)...)
+	p, err := proc.Start(proc.Spec{Name: "nginx", Log: filepath.Join(dir, "nginx.log"),
+		Argv: strings.Fields(b.NginxCommand), Cred: f.cred(), Env: f.userEnv()})
 	if err != nil {
 		return nil, err
 	}
 	b.proc = p
-	if err := waitTCP(p, strings.TrimPrefix(b.Frontend, "http://"), "", 10*time.Second); err != nil {
-		p.stop(time.Second)
-		return nil, fmt.Errorf("%w\n%s", err, tail(errorLog, 2000))
+	if err := proc.WaitListening(context.Background(), p, 10*time.Second, "", strings.TrimPrefix(b.Frontend, "http://")); err != nil {
+		_ = p.Stop(time.Second)
+		return nil, fmt.Errorf("%w\n%s", err, proc.Tail(errorLog, 2000))
 	}
 	return b, nil
 }
 
 func (b *Balancer) stop() {
 	// HAProxy and nginx both stop at once on SIGTERM.
-	b.proc.stop(5 * time.Second)
+	_ = b.proc.Stop(5 * time.Second)
 }
 
 // Admin sends one command to HAProxy's TCP admin socket and returns the answer.

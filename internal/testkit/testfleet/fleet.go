@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/internal/demo/demoapp"
+	"github.com/relctl/relctl/internal/demo/proc"
+	"github.com/relctl/relctl/internal/demo/sshserver"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -82,7 +84,7 @@ type Fleet struct {
 
 	t     testing.TB
 	mu    sync.Mutex
-	sshd  []*proc
+	sshd  []*proc.Proc
 	locks *ipLocks
 }
 
@@ -127,7 +129,7 @@ func Start(t testing.TB, o Options) *Fleet {
 	f.locks = locks
 
 	f.IdentityFile = filepath.Join(root, "id_ed25519")
-	clientKey, err := writeKeyPair(f.IdentityFile, "relctl-testfleet")
+	clientKey, err := sshserver.WriteKeyPair(f.IdentityFile, "relctl-testfleet")
 	if err != nil {
 		t.Fatalf("testfleet: client key: %v", err)
 	}
@@ -148,7 +150,7 @@ func Start(t testing.TB, o Options) *Fleet {
 		t.Fatalf("testfleet: %v", err)
 	}
 
-	f.sshd = make([]*proc, o.Hosts)
+	f.sshd = make([]*proc.Proc, o.Hosts)
 	for i := range o.Hosts {
 		ip := fmt.Sprintf("127.0.0.%d", first+i)
 		name := fmt.Sprintf("web%d", i+1)
@@ -166,7 +168,7 @@ func Start(t testing.TB, o Options) *Fleet {
 		if err := os.Chown(h.Path, f.UID, f.GID); err != nil {
 			t.Fatalf("testfleet: %v", err)
 		}
-		if _, err := writeKeyPair(h.HostKeyFile, "root@"+name); err != nil {
+		if _, err := sshserver.WriteKeyPair(h.HostKeyFile, "root@"+name); err != nil {
 			t.Fatalf("testfleet: host key: %v", err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(sshdConfig(h, dir, authKeys)), 0o644); err != nil {
@@ -395,7 +397,7 @@ func (f *Fleet) RunAs(argv ...string) (string, error) {
 func (f *Fleet) close() {
 	for _, h := range f.Hosts {
 		if pid, ok := demoapp.ServingPid(h.Path); ok {
-			if _, err := demoapp.Terminate(pid, 10*time.Second); err != nil {
+			if _, err := proc.Terminate(pid, 10*time.Second); err != nil {
 				f.t.Logf("testfleet: stop app on %s: %v", h.Name, err)
 			}
 		}
@@ -405,7 +407,7 @@ func (f *Fleet) close() {
 	}
 	f.mu.Lock()
 	for _, p := range f.sshd {
-		p.stop(5 * time.Second)
+		_ = p.Stop(5 * time.Second)
 	}
 	f.mu.Unlock()
 	f.locks.release()
@@ -421,11 +423,11 @@ func (f *Fleet) close() {
 func (f *Fleet) Logs() string {
 	var b strings.Builder
 	for i, h := range f.Hosts {
-		fmt.Fprintf(&b, "--- %s sshd ---\n%s\n", h.Name, tail(filepath.Join(f.hostDir(i), "sshd.log"), 1500))
-		fmt.Fprintf(&b, "--- %s app ---\n%s\n", h.Name, tail(filepath.Join(h.Path, demoapp.LogFile), 1500))
+		fmt.Fprintf(&b, "--- %s sshd ---\n%s\n", h.Name, proc.Tail(filepath.Join(f.hostDir(i), "sshd.log"), 1500))
+		fmt.Fprintf(&b, "--- %s app ---\n%s\n", h.Name, proc.Tail(filepath.Join(h.Path, demoapp.LogFile), 1500))
 	}
 	if f.LB != nil {
-		fmt.Fprintf(&b, "--- %s ---\n%s\n", f.LB.Kind, f.LB.proc.logTail())
+		fmt.Fprintf(&b, "--- %s ---\n%s\n", f.LB.Kind, f.LB.proc.LogTail(3000))
 	}
 	return b.String()
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/relctl/relctl/internal/demo/demoapp"
 	"github.com/relctl/relctl/internal/demo/loadgen"
+	"github.com/relctl/relctl/internal/fleet"
 	"gopkg.in/yaml.v3"
 )
 
@@ -202,7 +203,12 @@ func TestInventory(t *testing.T) {
 	if len(doc.Rollout) != 1 || strings.Count(s, "rollout:") != 1 {
 		t.Fatalf("extra did not replace the rollout section:\n%s", s)
 	}
-	if doc.SSH["known_hosts"] != "/r/kh" || doc.SSH["use_ssh_config"] != false {
-		t.Fatalf("ssh wrong:\n%s", s)
+	// known_hosts is a list or a string (fleet.StringList): ask the loader.
+	inv, err := fleet.Parse("fleet.yaml", []byte(s))
+	if err != nil {
+		t.Fatalf("fleet.Parse: %v\n%s", err, s)
+	}
+	if len(inv.SSH.KnownHosts) != 1 || inv.SSH.KnownHosts[0] != "/r/kh" || *inv.SSH.UseSSHConfig || inv.SSH.Port != 2222 {
+		t.Fatalf("ssh wrong: %+v\n%s", inv.SSH, s)
 	}
 }

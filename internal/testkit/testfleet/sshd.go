@@ -1,13 +1,18 @@
 package testfleet
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/relctl/relctl/internal/demo/proc"
+	"github.com/relctl/relctl/internal/demo/sshserver"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -35,13 +40,13 @@ func sshdConfig(h Host, dir, authKeys string) string {
 func (f *Fleet) startSSHD(i int) error {
 	h := f.Hosts[i]
 	dir := f.hostDir(i)
-	p, err := spawn("sshd "+h.Name, filepath.Join(dir, "sshd.log"), nil, nil,
-		SSHDPath, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	p, err := proc.Start(proc.Spec{Name: "sshd " + h.Name, Log: filepath.Join(dir, "sshd.log"),
+		Argv: []string{SSHDPath, "-D", "-e", "-f", filepath.Join(dir, "sshd_config")}})
 	if err != nil {
 		return err
 	}
-	if err := waitTCP(p, h.SSHAddr, "SSH-2.0-", 10*time.Second); err != nil {
-		p.stop(time.Second)
+	if err := proc.WaitListening(context.Background(), p, 10*time.Second, "SSH-2.0-", h.SSHAddr); err != nil {
+		_ = p.Stop(time.Second)
 		return err
 	}
 	f.mu.Lock()
@@ -59,11 +64,11 @@ func (f *Fleet) StopSSHD(i int) {
 	p := f.sshd[i]
 	f.sshd[i] = nil
 	f.mu.Unlock()
-	if p == nil || p.exited() {
+	if p == nil || p.Exited() {
 		return
 	}
-	conns := descendants(p.pid(), "sshd")
-	p.stop(5 * time.Second)
+	conns := proc.Descendants(p.PID(), "sshd")
+	_ = p.Stop(5 * time.Second)
 	for _, pid := range conns {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
@@ -73,7 +78,7 @@ func (f *Fleet) StopSSHD(i int) {
 func (f *Fleet) StartSSHD(i int) {
 	f.t.Helper()
 	f.mu.Lock()
-	running := f.sshd[i] != nil && !f.sshd[i].exited()
+	running := f.sshd[i] != nil && !f.sshd[i].Exited()
 	f.mu.Unlock()
 	if running {
 		return
@@ -89,7 +94,7 @@ func (f *Fleet) StartSSHD(i int) {
 func (f *Fleet) RotateHostKey(i int) {
 	f.t.Helper()
 	f.StopSSHD(i)
-	if _, err := writeKeyPair(f.Hosts[i].HostKeyFile, "root@"+f.Hosts[i].Name); err != nil {
+	if _, err := sshserver.WriteKeyPair(f.Hosts[i].HostKeyFile, "root@"+f.Hosts[i].Name); err != nil {
 		f.t.Fatalf("testfleet: rotate host key: %v", err)
 	}
 	f.StartSSHD(i)
@@ -107,7 +112,7 @@ func (f *Fleet) WriteKnownHosts() error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", h.HostKeyFile, err)
 		}
-		b.WriteString(knownHostsLine(h.IP, f.SSHPort, k))
+		b.WriteString(sshserver.KnownHostsLine(net.JoinHostPort(h.IP, strconv.Itoa(f.SSHPort)), k))
 	}
 	return os.WriteFile(f.KnownHostsFile, []byte(b.String()), 0o644)
 }
