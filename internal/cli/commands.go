@@ -361,7 +361,7 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := plan.Downgrade(inv, obs, plan.DowngradeOptions{To: to, Reason: reason, Last: last})
+			p, err := plan.Downgrade(inv, obs, plan.DowngradeOptions{To: to, Reason: reason, Last: last, CanVerify: canVerify(inv)})
 			if err != nil {
 				return withCode(planErrCode(err), err)
 			}

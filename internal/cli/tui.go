@@ -110,7 +110,7 @@ func (b *tuiBackend) Targets() []string {
 }
 
 func (b *tuiBackend) PlanUpgrade(to string) (*plan.Plan, error) {
-	return plan.Build(b.inv, b.observed(), plan.Options{To: to})
+	return plan.Build(b.inv, b.observed(), plan.Options{To: to, CanVerify: canVerify(b.inv)})
 }
 
 func (b *tuiBackend) lastRun() *journal.Run {
@@ -127,7 +127,7 @@ func (b *tuiBackend) PlanDowngrade(to, reason string) (*plan.Plan, error) {
 	if r := b.lastRun(); r != nil && r.Original != nil {
 		last = &plan.LastRun{From: r.Original.From, To: r.Original.To, PostMigrated: r.PostMigrated}
 	}
-	return plan.Downgrade(b.inv, b.observed(), plan.DowngradeOptions{To: to, Reason: reason, Last: last})
+	return plan.Downgrade(b.inv, b.observed(), plan.DowngradeOptions{To: to, Reason: reason, Last: last, CanVerify: canVerify(b.inv)})
 }
 
 func (b *tuiBackend) PlanRollback() (*plan.Plan, error) {

@@ -112,6 +112,14 @@ func balancer(inv *fleet.Inventory, conn lb.Connector) (lb.Balancer, error) {
 	return bal, nil
 }
 
+// canVerify reports whether the inventory's balancer can read a server's
+// state back (lb.Balancer.CanVerify), for the planner: only then does a
+// plan list verify. Building a driver does no I/O.
+func canVerify(inv *fleet.Inventory) bool {
+	bal, err := balancer(inv, lb.LocalConnector{})
+	return err == nil && bal.CanVerify()
+}
+
 // artifacts finds and hashes the artifact of every version p stages.
 func artifacts(inv *fleet.Inventory, p *plan.Plan) (map[string]rollout.Artifact, error) {
 	out := map[string]rollout.Artifact{}

@@ -13,10 +13,15 @@ import (
 type Progress struct {
 	Started  map[string]bool
 	Finished map[string]bool
-	// Reverted are deploy steps whose host is already back on the version
-	// it ran (the engine reverted it after a failure): they count for
-	// which hop is being undone, but the host needs no rollback.
+	// Reverted are deploy steps whose host was already handled by its own
+	// compensation (the engine reverted it after a failure, or named it
+	// LEFT DRAINED): they count for which hop is being undone, but the
+	// rollback plan does not list the host again.
 	Reverted map[string]bool `json:",omitempty"`
+	// Switched are deploy steps whose switch action completed. When it is
+	// not nil, a host whose step never switched is not in the rollback
+	// plan: it still runs the version the rollback would take it to.
+	Switched map[string]bool `json:",omitempty"`
 }
 
 // Rollback plans the return of every host that p switched, or began to
@@ -37,21 +42,29 @@ func Rollback(inv *fleet.Inventory, p *Plan, prog Progress) (*Plan, error) {
 	}
 	obs := Observed{Hosts: p.Basis.Hosts, Offline: p.Basis.Offline}
 	if hop < 0 {
-		r := newPlan(inv, obs, KindRollback, p.To, p.From, p.Settings.Balancer)
+		r := newPlan(inv, obs, KindRollback, p.To, p.From, p.Settings.Balancer, slices.Contains(p.Actions, ActionVerify))
 		r.Notes = append(r.Notes, "nothing to roll back: no host was switched")
 		return r, nil
 	}
 	h := p.Hops[hop]
-	r := newPlan(inv, obs, KindRollback, h.To, h.From, p.Settings.Balancer)
+	r := newPlan(inv, obs, KindRollback, h.To, h.From, p.Settings.Balancer, slices.Contains(p.Actions, ActionVerify))
 	r.Hops = []Hop{{From: h.To, To: h.From}}
 	r.Settings.PauseAfterCanary = false
 	r.Settings.Batches = []fleet.BatchSize{{N: 1}}
 	r.Settings.OnFailure = fleet.OnFailurePause // a failing rollback stops for the operator
-	var hosts []string
+	var hosts, never []string
 	for _, s := range p.Steps {
-		if s.Kind == StepDeploy && s.Hop == hop && prog.Started[s.ID] && !prog.Reverted[s.ID] {
-			hosts = append(hosts, s.Host)
+		if s.Kind != StepDeploy || s.Hop != hop || !prog.Started[s.ID] || prog.Reverted[s.ID] {
+			continue
 		}
+		if prog.Switched != nil && !prog.Switched[s.ID] {
+			never = append(never, s.Host)
+			continue
+		}
+		hosts = append(hosts, s.Host)
+	}
+	if len(never) > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("not in this rollback: %s never switched to %s", strings.Join(never, ", "), h.To))
 	}
 	if len(hosts) == 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("nothing to roll back: every host of the hop to %s is already back on %s", h.To, h.From))
@@ -93,6 +106,8 @@ type DowngradeOptions struct {
 	Reason   string
 	Last     *LastRun // nil when there is no journal
 	Balancer string
+	// CanVerify: see Options.CanVerify.
+	CanVerify bool
 }
 
 // Downgrade plans an emergency downgrade: only to a version the running
@@ -107,7 +122,7 @@ func Downgrade(inv *fleet.Inventory, obs Observed, o DowngradeOptions) (*Plan, e
 	if err != nil {
 		return nil, err
 	}
-	p := newPlan(inv, obs, KindDowngrade, cur, o.To, o.Balancer)
+	p := newPlan(inv, obs, KindDowngrade, cur, o.To, o.Balancer, o.CanVerify)
 	p.Reason = o.Reason
 	p.Skipped = skipped
 	if len(deploy) == 0 {

@@ -29,15 +29,27 @@ type fakeFleet struct {
 	failOn  map[string]error   // "web1 health 1.1.0" → error
 	up      map[string]bool    // server → in rotation
 	hook    func(string) error // optional, called with every log line
+	missing map[string]bool    // "web3 1.0.0": releases/1.0.0 is not on web3
 }
 
 func newFake(t *testing.T, hosts []string, v string) *fakeFleet {
-	f := &fakeFleet{t: t, current: map[string]string{}, failOn: map[string]error{}, up: map[string]bool{}}
+	f := &fakeFleet{t: t, current: map[string]string{}, failOn: map[string]error{}, up: map[string]bool{}, missing: map[string]bool{}}
 	for _, h := range hosts {
 		f.current[h] = v
 		f.up[h] = true
 	}
 	return f
+}
+
+// hasRelease reports whether releases/v is on host: every version the
+// fleet started on, and every version unpacked there.
+func (f *fakeFleet) hasRelease(host, v string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.missing[host+" "+v] {
+		return false
+	}
+	return true
 }
 
 func (f *fakeFleet) record(s string) error {
@@ -66,6 +78,18 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 	var err error
 	switch {
 	case s == "true":
+		return remote.Result{}, nil
+	case strings.Contains(s, "need=present"):
+		// preflight: where current points, and whether releases/<need> is there.
+		f.mu.Lock()
+		v := f.current[host]
+		f.mu.Unlock()
+		out("current=/srv/shop/releases/" + v)
+		if m := regexp.MustCompile(`n='?([^';\n]*)'?\n`).FindStringSubmatch(s); m != nil && f.hasRelease(host, m[1]) {
+			out("need=present")
+		} else {
+			out("need=missing")
+		}
 		return remote.Result{}, nil
 	case strings.Contains(s, ".relctl/lock"):
 		f.mu.Lock()
@@ -101,6 +125,9 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 			f.mu.Unlock()
 		}
 	case strings.HasPrefix(s, "readlink"):
+		if err := f.record(host + " readlink"); err != nil {
+			return remote.Result{ExitCode: 1}, err
+		}
 		f.mu.Lock()
 		v := f.current[host]
 		f.mu.Unlock()
@@ -385,8 +412,9 @@ func TestGateRollback(t *testing.T) {
 	got := slices.DeleteFunc(h.hostLog("web1"), func(s string) bool {
 		return s == "lock" || s == "unlock" || strings.HasPrefix(s, "migrate-cmd") || s == "upload 1.1.0" || s == "unpack 1.1.0"
 	})
+	// The rollback first reads what web1 runs: it never moves a host forward.
 	want := []string{"drain", "stop", "switch 1.1.0", "start", "health 1.1.0", "enable",
-		"drain", "stop", "switch 1.0.0", "start", "health 1.0.0", "enable", "audit"}
+		"readlink", "drain", "stop", "switch 1.0.0", "start", "health 1.0.0", "enable", "audit"}
 	if !slices.Equal(got, want) {
 		t.Errorf("web1: %v\nwant %v", got, want)
 	}
