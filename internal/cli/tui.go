@@ -23,7 +23,6 @@ import (
 	"github.com/relctl/relctl/internal/rollout"
 	"github.com/relctl/relctl/internal/tui"
 	"github.com/relctl/relctl/internal/version"
-	"github.com/relctl/relctl/internal/view"
 )
 
 // tuiBackend is the TUI's view of the world: the same observe, plan and
@@ -156,6 +155,7 @@ func (h *runHandle) Answer(d rollout.Decision) { h.gate.Answer(d) }
 func (b *tuiBackend) start(x execution) (tui.Handle, <-chan event.Event, error) {
 	gate := tui.NewGate()
 	ch := event.NewChan(4096)
+	x.forced = forceOf(b.ctx)
 	pr, err := prepare(x, gate, ch)
 	if err != nil {
 		return nil, nil, err
@@ -224,8 +224,7 @@ func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o 
 		return err
 	}
 	if sum != nil {
-		view.Summary(ios.Out, outcome, *sum)
-		return resultErr(rollout.Result{Outcome: outcome, Summary: *sum})
+		return report(ios, false, rollout.Result{Outcome: outcome, Summary: *sum})
 	}
 	return nil
 }

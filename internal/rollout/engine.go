@@ -724,12 +724,16 @@ func (e *Engine) rollback(ctx context.Context, why string) error {
 }
 
 func (e *Engine) finish(_ context.Context, outcome event.Outcome, err error) Result {
+	var lockState string
 	if e.lockHeld && outcome != event.OutcomePaused {
 		ctx, cancel := e.closingCtx(e.to.Lock + 5*time.Second)
 		if uerr := e.releaseLock(ctx); uerr != nil {
-			e.bus.Emit(event.Event{Type: event.Warning, Message: fmt.Sprintf("the lock on %s is still held by run %s: %v — run `relctl lock break` once you have checked the fleet", e.lock.Host, e.cfg.RunID, uerr)})
+			lockState = fmt.Sprintf("still held on %s by run %s (%v): run `relctl lock break` once you have checked the fleet", e.lock.Host, e.cfg.RunID, uerr)
+			e.bus.Emit(event.Event{Type: event.Warning, Message: "the lock is " + lockState})
 		}
 		cancel()
+	} else if e.lockHeld {
+		lockState = fmt.Sprintf("held on %s by run %s while the run is paused: relctl resume continues it", e.lock.Host, e.cfg.RunID)
 	}
 	if e.stopRenew != nil {
 		e.stopRenew()
@@ -741,6 +745,7 @@ func (e *Engine) finish(_ context.Context, outcome event.Outcome, err error) Res
 	e.audit(ctx, outcome)
 	cancel()
 	sum := e.summary(err)
+	sum.Lock, sum.Forced = lockState, e.isForced()
 	e.bus.Emit(event.Event{Type: event.RunFinished, Outcome: outcome, Summary: &sum, Error: sum.Error})
 	return Result{Outcome: outcome, Summary: sum, Err: err}
 }

@@ -55,8 +55,11 @@ func PlainLine(e event.Event, output bool) string {
 	case event.StepStarted:
 		return fmt.Sprintf("%s\tstart\t%s", who, e.Message)
 	case event.StepFinished:
-		if e.Status == event.StatusOK {
+		switch e.Status {
+		case event.StatusOK:
 			return fmt.Sprintf("%s\tdone\t%s (%s)", who, e.Step, e.Duration.Round(time.Millisecond))
+		case event.StatusSkipped:
+			return fmt.Sprintf("%s\tNOT RUN\t%s: %s", who, e.Step, e.Error)
 		}
 		return fmt.Sprintf("%s\tFAILED\t%s: %s", who, e.Step, e.Error)
 	case event.StepSkipped:
