@@ -32,6 +32,9 @@ const (
 	KindUpgrade   Kind = "upgrade"
 	KindRollback  Kind = "rollback"
 	KindDowngrade Kind = "downgrade"
+	// KindRepair brings hosts an earlier run left out of service back, on
+	// the release they run: start, healthy, enable. No switch, no stop.
+	KindRepair Kind = "repair"
 )
 
 // StepKind says what a step does; the executor has one runner per kind.

@@ -167,3 +167,53 @@ func Downgrade(inv *fleet.Inventory, obs Observed, o DowngradeOptions) (*Plan, e
 	p.Notes = append(p.Notes, "no migrations run in a downgrade; no canary pause")
 	return p, nil
 }
+
+// Repair plans the return to service of hosts an earlier run left drained
+// (and possibly stopped), each on the release it runs (versions, from the
+// observation): start → healthy → version (when the inventory has one) →
+// enable → verify (when the balancer can), one host at a time, under the
+// lock. It never switches a release.
+func Repair(inv *fleet.Inventory, obs Observed, hosts []string, canVerify bool) (*Plan, error) {
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("name the host(s) to repair")
+	}
+	var steps []Step
+	v := ""
+	for i, name := range hosts {
+		st, ok := obs.State(name)
+		if !slices.ContainsFunc(inv.Hosts, func(h fleet.Host) bool { return h.Name == name }) {
+			return nil, fmt.Errorf("%s is not a host of %s", name, inv.File)
+		}
+		switch {
+		case !ok || !st.Reachable:
+			return nil, fmt.Errorf("%w: %s: %s", ErrUnreachable, name, st.Error)
+		case st.Version == "":
+			return nil, fmt.Errorf("%s: no release to bring back (current is missing or invalid): %s", name, st.Error)
+		}
+		if v == "" {
+			v = st.Version
+		}
+		steps = append(steps, Step{ID: "repair/" + name, Kind: StepDeploy, Hop: 0, Batch: i + 1, Host: name, From: st.Version, To: st.Version, Mutating: true,
+			Undo: "stopped again and left out of rotation"})
+	}
+	p := newPlan(inv, obs, KindRepair, v, v, "", canVerify)
+	p.Hops = []Hop{{From: v, To: v}}
+	p.Settings.Batches = []fleet.BatchSize{{N: 1}}
+	p.Settings.PauseAfterCanary = false
+	p.Settings.OnFailure = fleet.OnFailurePause
+	acts := []Action{ActionStart, ActionHealth}
+	if inv.Template(fleet.CmdVersion) != nil {
+		acts = append(acts, ActionVersion)
+	}
+	acts = append(acts, ActionEnable)
+	if canVerify {
+		acts = append(acts, ActionVerify)
+	}
+	p.Actions = acts
+	lockHost := inv.Migrations.Host
+	p.add(Step{ID: "lock", Kind: StepLock, Hop: -1, Host: lockHost, Mutating: true})
+	p.Steps = append(p.Steps, steps...)
+	p.add(Step{ID: "unlock", Kind: StepUnlock, Hop: -1, Host: lockHost, Mutating: true})
+	p.Notes = append(p.Notes, fmt.Sprintf("brings %s back into service on the release each runs; switches nothing", strings.Join(hosts, ", ")))
+	return p, nil
+}

@@ -535,6 +535,14 @@ func (e *Engine) compensate(r *hostRun, cause error, done []plan.Action) error {
 		return fmt.Errorf("%w (LEFT DRAINED: %v)", cause, err)
 	}
 	e.markCompensated(s.ID)
+	if e.plan.Kind == plan.KindRepair {
+		// A repair starts from a host out of rotation: undone, it is out
+		// of rotation again, and says so.
+		reason := fmt.Sprintf("repair failed, stopped again and left out of rotation: %v", cause)
+		r.state(event.HostLeftDrained, "", reason)
+		e.setFinal(r.h.Name, event.HostLeftDrained, reason, "")
+		return cause
+	}
 	if e.inRollback {
 		msg := fmt.Sprintf("rollback failed, still serving %s: %v", s.From, cause)
 		r.state(event.HostFailed, s.From, msg)

@@ -73,6 +73,14 @@ func (b bounded) Upload(ctx context.Context, host, local, remotePath, sha string
 	return b.Hosts.Upload(ctx, host, local, remotePath, sha)
 }
 
+// WithDeadlines wraps h so that every command without a Timeout gets def,
+// and every call's context ends shortly after its command's timeout
+// (uploads: after upload, or def when upload is 0). Commands outside a run
+// (status, lock, history) use it so that none can wait forever.
+func WithDeadlines(h Hosts, def, upload time.Duration) Hosts {
+	return bounded{Hosts: h, def: def, upload: upload}
+}
+
 // hostsRun runs cmd on host through the run's bounded Hosts.
 func (e *Engine) hostsRun(ctx context.Context, host string, cmd remote.Command) (remote.Result, error) {
 	return e.cfg.Hosts.Run(ctx, host, cmd)

@@ -143,7 +143,11 @@ func Summary(w io.Writer, outcome event.Outcome, s event.Summary) {
 			fmt.Fprintf(w, "on %s:\t%s\n", v, strings.Join(byV[v], ", "))
 		}
 	}
-	list("upgraded", s.Upgraded)
+	if s.Kind == "repair" {
+		list("repaired", s.Upgraded)
+	} else {
+		list("upgraded", s.Upgraded)
+	}
 	list("rolled back", s.RolledBack)
 	list("failed", s.Failed)
 	list("skipped", s.Skipped)
