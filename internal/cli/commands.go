@@ -173,6 +173,11 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 			if err := agree(p, obs); err != nil {
 				return withCode(ExitError, err)
 			}
+			p, _ = plan.DropSettled(p, obs)
+			if p.Empty() {
+				fmt.Fprintf(ios.Out, "nothing to roll back: every host the last run switched is already on %s\n", p.To)
+				return nil
+			}
 			if !of.json {
 				fmt.Fprint(ios.Err, plan.RenderText(p))
 			}
@@ -255,6 +260,7 @@ func newResumeCmd(ios *IO, g *globals) *cobra.Command {
 					return withCode(ExitUsage, err)
 				}
 				rb.Basis = plan.Basis{Fingerprint: obs.Fingerprint(), Hosts: obs.Hosts}
+				rb, _ = plan.DropSettled(rb, obs)
 				x.plan, x.resume = rb, nil
 				if err := finishAbandoned(run); err != nil {
 					return err

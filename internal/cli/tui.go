@@ -195,6 +195,7 @@ func (b *tuiBackend) Resume(rollback bool) (tui.Handle, <-chan event.Event, erro
 			return nil, nil, err
 		}
 		rb.Basis = plan.Basis{Fingerprint: obs.Fingerprint(), Hosts: obs.Hosts}
+		rb, _ = plan.DropSettled(rb, obs)
 		if err := finishAbandoned(run); err != nil {
 			return nil, nil, err
 		}

@@ -570,6 +570,18 @@ func TestRollbackLeavesOutHostsThatNeverSwitched(t *testing.T) {
 	if !strings.Contains(strings.Join(rb.Notes, "\n"), "web3 never switched") {
 		t.Errorf("notes %q do not name web3", rb.Notes)
 	}
+	// From a journal (no Switched), what the fleet runs decides.
+	prog.Switched = nil
+	rb, err = Rollback(inv, p, prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := Assume(inv, "2.0.0")
+	obs.Hosts[2].Version = "1.4.0" // web3 never switched
+	q, dropped := DropSettled(rb, obs)
+	if !reflect.DeepEqual(q.DeployHosts(), []string{"web1"}) || !reflect.DeepEqual(dropped, []string{"web3"}) {
+		t.Errorf("after DropSettled: hosts %v, dropped %v", q.DeployHosts(), dropped)
+	}
 }
 
 // A plan file is input like --to: a version that could carry shell text is

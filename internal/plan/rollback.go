@@ -217,3 +217,26 @@ func Repair(inv *fleet.Inventory, obs Observed, hosts []string, canVerify bool) 
 	p.Notes = append(p.Notes, fmt.Sprintf("brings %s back into service on the release each runs; switches nothing", strings.Join(hosts, ", ")))
 	return p, nil
 }
+
+// DropSettled returns a copy of rollback plan p without the hosts that obs
+// shows already on their rollback target (a host that never switched, or
+// that its own compensation sent back): a rollback touches only hosts it
+// takes back. It returns the hosts it dropped.
+func DropSettled(p *Plan, obs Observed) (*Plan, []string) {
+	q := *p
+	q.Steps = nil
+	var dropped []string
+	for _, s := range p.Steps {
+		if s.Kind == StepDeploy {
+			if st, ok := obs.State(s.Host); ok && st.Reachable && st.Version == s.To {
+				dropped = append(dropped, s.Host)
+				continue
+			}
+		}
+		q.Steps = append(q.Steps, s)
+	}
+	if len(dropped) > 0 {
+		q.Notes = append(slices.Clone(p.Notes), fmt.Sprintf("already on %s, not touched: %s", p.To, strings.Join(dropped, ", ")))
+	}
+	return &q, dropped
+}
