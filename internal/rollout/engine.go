@@ -463,6 +463,7 @@ func (e *Engine) runSteps(ctx context.Context, done *plan.Progress) error {
 				if g.Kind == plan.StepDeploy {
 					e.touched[g.Host] = true
 					e.final[g.Host] = event.HostInService
+					e.versions[g.Host] = g.To
 				}
 				if g.Kind == plan.StepLock {
 					// Take our own lock again (the lease may have lapsed).

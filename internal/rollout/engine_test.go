@@ -232,6 +232,12 @@ func (f *fakeFleet) Enable(ctx context.Context, server string, timeout time.Dura
 	return nil
 }
 func (f *fakeFleet) States(ctx context.Context) ([]lb.ServerState, error) {
+	if !f.verify {
+		return nil, nil
+	}
+	if err := f.rec(ctx, 0, "lb states"); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.verify {

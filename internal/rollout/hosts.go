@@ -108,13 +108,13 @@ func (e *Engine) lbCall(ctx context.Context, d time.Duration, fn func(context.Co
 // drainBound bounds a drain (or a re-check before stop): the drain
 // timeout, plus time for the balancer's own commands.
 func (e *Engine) drainBound() time.Duration {
-	return time.Duration(e.plan.Settings.DrainTimeout) + e.to.Observe + 5*time.Second
+	return time.Duration(e.plan.Settings.DrainTimeout) + e.to.Observe + 2*time.Second
 }
 
 // enableBound bounds an enable: the balancer's check must pass within the
 // health timeout.
 func (e *Engine) enableBound() time.Duration {
-	return time.Duration(e.plan.Settings.HealthTimeout) + e.to.Observe + 5*time.Second
+	return time.Duration(e.plan.Settings.HealthTimeout) + e.to.Observe + 2*time.Second
 }
 
 // SSH is Hosts (and lb.Connector) over a remote.Pool: each inventory host
