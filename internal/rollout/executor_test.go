@@ -501,3 +501,37 @@ func TestSwitchScriptQuotesVersion(t *testing.T) {
 		t.Errorf("output %q", out)
 	}
 }
+
+// relctl repair brings a host an earlier run left drained back on the
+// release it runs, through the same executor: start → healthy → enable →
+// verify, never a switch; a repair that fails leaves it out, named.
+func TestRepair(t *testing.T) {
+	h := newHarness(t, "")
+	h.fake.verify = true
+	h.fake.up["web3"] = false // left drained (and stopped) by an earlier run
+	obs := plan.Assume(h.inv, "1.0.0")
+	obs.Offline = false
+	p, err := plan.Repair(h.inv, obs, []string{"web3"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := h.runPlan(t, p, AutoApprove{}, nil)
+	if res.Outcome != event.OutcomeSucceeded || !h.fake.up["web3"] {
+		t.Fatalf("outcome %s (%v), web3 up %v", res.Outcome, res.Err, h.fake.up["web3"])
+	}
+	if got, want := h.hostLog("web3"), []string{"start", "health 1.0.0", "enable", "audit"}; !slices.Equal(got, want) {
+		t.Errorf("web3: %v, want %v", got, want)
+	}
+
+	h = newHarness(t, "")
+	h.fake.up["web3"] = false
+	h.fake.failOn["web3 health 1.0.0"] = errors.New("exit status 1")
+	p, _ = plan.Repair(h.inv, obs, []string{"web3"}, false)
+	res = h.runPlan(t, p, AutoApprove{}, nil)
+	if _, ok := res.Summary.LeftDrained["web3"]; !ok || h.fake.up["web3"] {
+		t.Fatalf("failed repair: outcome %s, summary %+v, up %v", res.Outcome, res.Summary, h.fake.up["web3"])
+	}
+	if !slices.Contains(h.hostLog("web3"), "stop") {
+		t.Errorf("the failed start was not stopped again: %v", h.hostLog("web3"))
+	}
+}
