@@ -632,6 +632,12 @@ func (e *Engine) batch(ctx context.Context, steps []plan.Step) error {
 		}
 		return nil
 	}
+	if ctx.Err() != nil || e.isForced() {
+		// The operator interrupted: the hosts in flight were finished or
+		// reverted, and nothing new starts — not even the failure
+		// policy's rollback of other hosts.
+		return fmt.Errorf("%w: interrupted; %v", errAbort, err)
+	}
 	e.mu.Lock()
 	failed, budget := e.failed, e.plan.Settings.MaxFailedHosts
 	e.mu.Unlock()
