@@ -142,10 +142,35 @@ func (r *hostRun) runDrain(ctx context.Context) (string, error) {
 		r.drain = res
 		return err
 	})
+	if err != nil && e.cfg.Balancer.CanVerify() && ctx.Err() == nil {
+		// A drain can fail because a reload (or another operator) put the
+		// server back while it waited. Read the balancer's own state and,
+		// if the server is back in rotation or busy, drain it again; an
+		// error here is the one that counts.
+		var note string
+		err2 := e.lbCall(ctx, e.drainBound(), func(ctx context.Context) error {
+			var err error
+			note, err = e.cfg.Balancer.EnsureOut(ctx, r.h.Server)
+			return err
+		})
+		if err2 != nil {
+			return "", fmt.Errorf("%w; re-checked: %v", err, err2)
+		}
+		r.warn(fmt.Sprintf("drain: %v; re-checked the balancer: %s", err, orText(note, "out of rotation and idle")))
+		r.drain = lb.DrainResult{Idle: true, Waited: time.Since(r.drainStart)}
+		return "out of rotation on every balancer endpoint (drained again)", nil
+	}
 	if err != nil {
 		return "", err
 	}
 	return "out of rotation on every balancer endpoint", nil
+}
+
+func orText(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func (r *hostRun) undoDrain(ctx context.Context) (string, error) {

@@ -100,7 +100,7 @@ func expected(a plan.Action, f fault) want {
 		// first action (every action is idempotent).
 		return want{exit: view.ExitOK, versions: all("1.1.0"), post: 1}
 	case faultDies:
-		if a == plan.ActionDrain || a == plan.ActionWaitIdle {
+		if a == plan.ActionWaitIdle {
 			// web2's app was never stopped: put back in rotation, it
 			// serves 1.0.0 while its sshd is down.
 			return want{exit: view.ExitRolledBack, versions: all("1.0.0")}
@@ -108,6 +108,12 @@ func expected(a plan.Action, f fault) want {
 		// web2 cannot be reached to go back: named, and every switched
 		// host (web1) still goes back; web3 was never touched.
 		return want{exit: view.ExitPaused, versions: map[string]string{"web1": "1.0.0", "web3": "1.0.0"}, drained: []string{"web2"}}
+	}
+	if a == plan.ActionDrain {
+		// A drain that fails is checked against the balancer's own state
+		// and done again once (a reload may have undone it): the run
+		// goes on, and says so.
+		return want{exit: view.ExitOK, versions: all("1.1.0"), post: 1}
 	}
 	// The action fails, hangs or loses its connection once: web2 is
 	// compensated, the failure policy rolls web1 back.
