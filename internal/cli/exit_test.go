@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/plan"
 )
 
 // TestVerdictTable is the contract of README.md's exit code table: outcome
@@ -86,6 +87,15 @@ func expectCode(o event.Outcome, left, reverted, failed bool) int {
 		return 5
 	}
 	return 1
+}
+
+// A rollback run that sent every host back succeeded: its hosts are
+// listed as rolled back, and that is not a partial upgrade.
+func TestVerdictRollbackRunSucceeded(t *testing.T) {
+	s := event.Summary{Kind: plan.KindRollback, From: "1.1.0", To: "1.0.0", RolledBack: []string{"web1", "web2"}}
+	if code, lines := Verdict(RunEnd{Outcome: event.OutcomeSucceeded, Summary: s}); code != ExitOK {
+		t.Errorf("exit %d: %q", code, lines)
+	}
 }
 
 func TestVerdictLockedAndStated(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/plan"
 )
 
 // Exit codes of a run (and of relctl as a whole). They are documented in
@@ -71,7 +72,7 @@ func Verdict(r RunEnd) (int, []string) {
 		code = ExitPaused
 		lines = append(lines, "paused: finish it with relctl resume, or roll it back with relctl resume --rollback")
 	case r.Outcome == event.OutcomePartial,
-		r.Outcome == event.OutcomeSucceeded && (len(s.Failed) > 0 || len(s.RolledBack) > 0):
+		r.Outcome == event.OutcomeSucceeded && (len(s.Failed) > 0 || len(s.RolledBack) > 0 && s.Kind != plan.KindRollback):
 		code = ExitPartial
 		behind := notOn(append(append([]string(nil), s.RolledBack...), s.Failed...))
 		if behind == "" {
