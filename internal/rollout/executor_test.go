@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/remote"
 )
@@ -358,6 +359,15 @@ func TestPreflightRefusals(t *testing.T) {
 			}
 		})
 	}
+	t.Run("host to deploy out of rotation", func(t *testing.T) {
+		h := newHarness(t, "")
+		h.fake.failOn["lb preflight"] = fmt.Errorf("preflight web2 on fake: web2 is DRAIN (set by an operator or an earlier run): %w", lb.ErrNotUp)
+		res := h.run(t, "1.1.0", AutoApprove{})
+		msg := fmt.Sprint(res.Err)
+		if res.Outcome != event.OutcomeFailed || !strings.Contains(msg, "web2 not in service") || !strings.Contains(msg, "relctl repair web2") {
+			t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+		}
+	})
 	t.Run("skipped host out of rotation", func(t *testing.T) {
 		h := newHarness(t, "")
 		h.fake.current["web3"] = "1.1.0" // skipped: already on the target

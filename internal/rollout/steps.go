@@ -14,6 +14,7 @@ import (
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/remote"
 	"github.com/relctl/relctl/internal/shell"
@@ -98,6 +99,19 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 	bctx, cancel := context.WithTimeout(ctx, e.drainBound())
 	defer cancel()
 	if err := e.cfg.Balancer.Preflight(bctx, servers, e.cfg.ForceBalancer); err != nil {
+		// Name the hosts whose servers the balancer complained about, with
+		// the command that repairs a host an earlier run left out.
+		var named []string
+		for h := range hosts {
+			if sv := e.host(h).Server; sv != "" && strings.Contains(err.Error(), sv) {
+				named = append(named, h)
+			}
+		}
+		sort.Strings(named)
+		if len(named) > 0 && errors.Is(err, lb.ErrNotUp) {
+			return fmt.Errorf("balancer: %w; %s not in service: if an earlier run left it out, `relctl repair %s` brings it back (--force deploys it as it is)",
+				err, joinHosts(named), strings.Join(named, " "))
+		}
 		return fmt.Errorf("balancer: %w", err)
 	}
 	// Skipped hosts already run the target and the plan will not touch
