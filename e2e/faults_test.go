@@ -220,6 +220,18 @@ func TestSSHDDiesDuringStopRollsBackTheOthers(t *testing.T) {
 	if v := s.f.CurrentVersion(1); v != "1.0.0" {
 		t.Errorf("web2 runs %s: it was switched", v)
 	}
+	// The next apply does not skip past the host left out: preflight
+	// names it and the command that repairs it, and touches nothing.
+	code, out2, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
+	if code != 1 || !strings.Contains(errs, "relctl repair web2") {
+		t.Fatalf("apply with web2 left drained: exit %d\n%s\n%s", code, out2, errs)
+	}
+	s.wantAll("1.0.0")
+	code, out2, errs = s.relctl("repair", "web2", "--yes", "--plain")
+	if code != 0 {
+		t.Fatalf("repair exit %d\n%s\n%s", code, out2, errs)
+	}
+	inService(t, s)
 }
 
 // (c) The new release's version check hangs, and nobody is at the
