@@ -182,45 +182,46 @@ func (r *hostRun) undoDrain(ctx context.Context) (string, error) {
 }
 
 // runWaitIdle reports how the drain's wait for in-flight requests ended
-// and, when the balancer can count sessions, confirms from its own state
-// that the server is idle, polling for what is left of drain_timeout.
+// and, when the balancer can be read back, confirms from its own state
+// that the server has no sessions left, polling for what is left of
+// drain_timeout.
 func (r *hostRun) runWaitIdle(ctx context.Context) (string, error) {
 	e := r.e
 	res := r.drain
-	timeout := time.Duration(e.plan.Settings.DrainTimeout)
-	if !e.cfg.Balancer.CanVerify() {
-		switch {
-		case res.Assumed:
-			return fmt.Sprintf("waited %s (the balancer cannot count sessions)", res.Waited.Round(time.Millisecond)), nil
-		case res.Idle:
-			return fmt.Sprintf("idle after %s", res.Waited.Round(time.Millisecond)), nil
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	fromDrain := func() string {
+		if res.Idle {
+			return fmt.Sprintf("idle after %s", ms(res.Waited))
 		}
-		return fmt.Sprintf("timeout after %s with %d session(s) left: going on", res.Waited.Round(time.Millisecond), res.Remaining), nil
+		return fmt.Sprintf("timeout after %s with %d session(s) left: going on", ms(res.Waited), res.Remaining)
+	}
+	if res.Assumed {
+		return fmt.Sprintf("waited %s (the balancer cannot count sessions)", ms(res.Waited)), nil
+	}
+	if !e.cfg.Balancer.CanVerify() {
+		return fromDrain(), nil
 	}
 	start := r.drainStart
 	if start.IsZero() {
 		start = time.Now()
 	}
-	deadline := start.Add(max(timeout, res.Waited))
-	for {
+	deadline := start.Add(max(time.Duration(e.plan.Settings.DrainTimeout), res.Waited))
+	for polls := 0; ; polls++ {
 		left, reported, err := e.sessionsOf(ctx, r.h.Server)
 		if err != nil {
 			return "", err
 		}
-		waited := time.Since(start).Round(time.Millisecond)
-		if !reported {
-			// The balancer reads state but counts no sessions for this
-			// server: the drain's own wait is all there is.
-			if res.Idle {
-				return fmt.Sprintf("idle after %s", res.Waited.Round(time.Millisecond)), nil
-			}
-			return fmt.Sprintf("timeout after %s with %d session(s) left: going on", res.Waited.Round(time.Millisecond), res.Remaining), nil
-		}
-		if left == 0 {
-			return fmt.Sprintf("idle after %s", min(waited, max(res.Waited, 0)).Round(time.Millisecond)), nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Sprintf("timeout after %s with %d session(s) left: going on", waited, left), nil
+		switch {
+		case !reported:
+			// The balancer lists no sessions for this server: the drain's
+			// own wait is all there is.
+			return fromDrain(), nil
+		case left == 0 && polls == 0 && res.Idle:
+			return fromDrain(), nil
+		case left == 0:
+			return fmt.Sprintf("idle after %s", ms(time.Since(start))), nil
+		case time.Now().After(deadline):
+			return fmt.Sprintf("timeout after %s with %d session(s) left: going on", ms(time.Since(start)), left), nil
 		}
 		select {
 		case <-ctx.Done():

@@ -32,14 +32,18 @@ type fakeFleet struct {
 	missing map[string]bool    // "web3 1.0.0": releases/1.0.0 is not on web3
 	hangOn  map[string]bool    // "web1 stop": hangs until its timeout or its context ends
 	verify  bool               // the balancer reads its state back (CanVerify)
-	outside map[string]string  // host → where current points, outside releases/
+	// sessions are a server's open sessions as States reports them; each
+	// read closes one (-1: never closes).
+	sessions map[string]int
+	stuck    map[string]bool
+	outside  map[string]string // host → where current points, outside releases/
 	// runHook, when it handles script, answers it with out (one line per
 	// line) and exit 0.
 	runHook func(host, script string) (out string, handled bool)
 }
 
 func newFake(t *testing.T, hosts []string, v string) *fakeFleet {
-	f := &fakeFleet{t: t, current: map[string]string{}, failOn: map[string]error{}, up: map[string]bool{}, missing: map[string]bool{}, hangOn: map[string]bool{}, outside: map[string]string{}}
+	f := &fakeFleet{t: t, current: map[string]string{}, failOn: map[string]error{}, up: map[string]bool{}, missing: map[string]bool{}, hangOn: map[string]bool{}, outside: map[string]string{}, sessions: map[string]int{}, stuck: map[string]bool{}}
 	for _, h := range hosts {
 		f.current[h] = v
 		f.up[h] = true
@@ -249,7 +253,11 @@ func (f *fakeFleet) States(ctx context.Context) ([]lb.ServerState, error) {
 		if up {
 			st = lb.StatusUp
 		}
-		out = append(out, lb.ServerState{Server: sv, Status: st, Endpoint: "fake"})
+		n := f.sessions[sv]
+		if n > 0 && !f.stuck[sv] {
+			f.sessions[sv] = n - 1
+		}
+		out = append(out, lb.ServerState{Server: sv, Status: st, Sessions: n, Endpoint: "fake"})
 	}
 	return out, nil
 }

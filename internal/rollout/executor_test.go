@@ -545,3 +545,33 @@ func TestRepair(t *testing.T) {
 		t.Errorf("the failed start was not stopped again: %v", h.hostLog("web3"))
 	}
 }
+
+// wait-idle is its own action: it reads the balancer until the server has
+// no sessions left, or reports the timeout with how many are left.
+func TestWaitIdleReadsSessions(t *testing.T) {
+	h := newHarness(t, "rollout: {batches: [3], pause_after_canary: false}")
+	h.inv.Balancer.DrainTimeout = 300 * time.Millisecond
+	h.fake.verify = true
+	h.fake.sessions["web1"] = 3 // closes one per read
+	h.fake.sessions["web2"] = 2
+	h.fake.stuck["web2"] = true // never closes
+	res := h.run(t, "1.1.0", AutoApprove{})
+	if res.Outcome != event.OutcomeSucceeded {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	got := map[string]string{}
+	for _, e := range h.eventsOf(event.ActionDone) {
+		if e.Action == plan.ActionWaitIdle {
+			got[e.Host] = e.Message
+		}
+	}
+	if !strings.HasPrefix(got["web1"], "idle after") {
+		t.Errorf("web1 wait-idle: %q", got["web1"])
+	}
+	if !strings.HasPrefix(got["web2"], "timeout after") || !strings.Contains(got["web2"], "2 session(s) left") {
+		t.Errorf("web2 wait-idle: %q", got["web2"])
+	}
+	if !strings.HasPrefix(got["web3"], "idle after") {
+		t.Errorf("web3 wait-idle: %q", got["web3"])
+	}
+}
