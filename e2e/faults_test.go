@@ -93,7 +93,7 @@ func TestHAProxyReloadWhileDrained(t *testing.T) {
 			ws = append(ws, d)
 			go func() {
 				defer close(d)
-				resp, err := http.Get(s.f.LB.Frontend + "/slow?ms=8000")
+				resp, err := http.Get(s.f.LB.Frontend + "/slow?ms=12000")
 				if err == nil {
 					resp.Body.Close()
 				}

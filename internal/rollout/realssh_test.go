@@ -101,10 +101,10 @@ commands:
   health: "sh {{.Path}}/fault.sh health {{.Version}} && test -f {{.Path}}/current/VERSION"
   version: "sh {{.Path}}/fault.sh version {{.Version}} && cat {{.Path}}/current/VERSION"
   migrate: "echo migrated >> {{.Path}}/migrations"
-health: {timeout: 3s, interval: 50ms, stable_for: 0s}
+health: {timeout: 4s, interval: 50ms, stable_for: 0s}
 rollout: {batches: [1], pause_after_canary: false, on_failure: rollback}
 balancer: {kind: none, drain_timeout: 100ms}
-timeouts: {stop: 1s, start: 1s, switch: 2s, health_check: 1s, version: 1s, lock: 5s, observe: 5s, upload: 10s}
+timeouts: {stop: 2s, start: 2s, switch: 5s, health_check: 2s, version: 2s, lock: 10s, observe: 10s, upload: 20s}
 hosts:
 `, strings.Replace(art, "1.1.0", "{{.Version}}", 1), me.Username, keyFile, filepath.Join(root, "known_hosts"))
 	for i := 1; i <= n; i++ {
