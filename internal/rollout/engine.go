@@ -239,7 +239,10 @@ func (e *Engine) graceCtx() (context.Context, context.CancelFunc) {
 // normally, ForceGrace once forced.
 func (e *Engine) closingCtx(d time.Duration) (context.Context, context.CancelFunc) {
 	if e.isForced() {
-		d = min(d, e.cfg.ForceGrace)
+		// Three closing calls (unlock, re-assert, audit) after the host's
+		// one attempt: together they stay within the 30 s an operator
+		// who forced the end may wait.
+		d = min(d, e.cfg.ForceGrace/2)
 	}
 	return context.WithTimeout(context.Background(), d)
 }
@@ -482,6 +485,12 @@ func (e *Engine) runSteps(ctx context.Context, done *plan.Progress) error {
 			}
 		}
 		if err := e.runGroup(ctx, todo); err != nil {
+			var rb *rolledBack
+			if ctx.Err() != nil && !errors.As(err, &rb) && !errors.Is(err, errAbort) && !errors.Is(err, errRollback) && !errors.Is(err, errStopped) {
+				// Cut by the operator's interrupt (an upload, a wait):
+				// an abort, not a failure.
+				return fmt.Errorf("%w: interrupted: %v", errAbort, err)
+			}
 			return err
 		}
 		if s.Kind == plan.StepDeploy && i < len(steps) && steps[i].Kind == plan.StepDeploy && e.plan.Settings.WaitBetweenBatches > 0 {

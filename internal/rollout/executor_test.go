@@ -575,3 +575,30 @@ func TestWaitIdleReadsSessions(t *testing.T) {
 		t.Errorf("web3 wait-idle: %q", got["web3"])
 	}
 }
+
+// Ctrl-C during staging is an abort (nothing switched), not a failure.
+func TestInterruptDuringStagingAborts(t *testing.T) {
+	h := newHarness(t, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h.fake.hangOn["web2 upload 1.1.0"] = true
+	h.fake.hook = func(s string) error {
+		if s == "web2 upload 1.1.0" {
+			cancel()
+		}
+		return nil
+	}
+	p, _ := plan.Build(h.inv, plan.Assume(h.inv, "1.0.0"), plan.Options{To: "1.1.0"})
+	res := h.runPlan(t, p, AutoApprove{}, ctx)
+	if res.Outcome != event.OutcomeAborted {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	for _, l := range h.fake.log {
+		if strings.HasPrefix(l, "lb drain") {
+			t.Errorf("a host was drained after the interrupt: %s", l)
+		}
+	}
+	if !slices.Contains(h.fake.log, "web1 unlock") {
+		t.Error("lock not released")
+	}
+}
