@@ -292,6 +292,9 @@ func (e *Engine) control(f func(), msg string) {
 
 // errAbort and errRollback stop the step loop.
 var (
+	// errHopIncomplete ends a multi-hop run partially upgraded: the
+	// failure budget left hosts behind, so the next hop cannot start.
+	errHopIncomplete = errors.New("partially upgraded")
 	errAbort    = errors.New("aborted")
 	errRollback = errors.New("rollback requested")
 	errStopped  = errors.New("stopped, paused for the operator")
@@ -378,6 +381,8 @@ func (e *Engine) Run(ctx context.Context) Result {
 		outcome = event.OutcomeAborted
 	case errors.Is(err, errStopped):
 		outcome = event.OutcomePaused
+	case errors.Is(err, errHopIncomplete):
+		outcome = event.OutcomePartial
 	default:
 		outcome = event.OutcomeFailed
 		var rb *rolledBack
@@ -506,6 +511,15 @@ func (e *Engine) runSteps(ctx context.Context, done *plan.Progress) error {
 
 func (e *Engine) runGroup(ctx context.Context, group []plan.Step) error {
 	s := group[0]
+	if s.Hop > 0 && s.Kind != plan.StepCleanup && s.Kind != plan.StepUnlock && !e.inRollback {
+		// A hop starts only from a fleet the previous hop left whole: a
+		// host the failure budget left behind would otherwise skip a
+		// required stop.
+		if behind := e.unverified(plan.Step{Hop: s.Hop - 1}); len(behind) > 0 {
+			prev := e.plan.Hops[s.Hop-1]
+			return fmt.Errorf("%w: %s not on %s, so the hop %s → %s did not start", errHopIncomplete, joinHosts(behind), prev.To, prev.To, e.plan.Hops[s.Hop].To)
+		}
+	}
 	switch s.Kind {
 	case plan.StepPreflight:
 		return e.step(ctx, s, e.preflight)

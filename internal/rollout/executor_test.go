@@ -17,6 +17,7 @@ import (
 	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/remote"
+	"github.com/relctl/relctl/internal/view"
 )
 
 // actionsDone lists host's ActionDone events as "action:status".
@@ -600,5 +601,27 @@ func TestInterruptDuringStagingAborts(t *testing.T) {
 	}
 	if !slices.Contains(h.fake.log, "web1 unlock") {
 		t.Error("lock not released")
+	}
+}
+
+// A hop left incomplete by the failure budget does not start the next one:
+// the host left behind would skip a required stop.
+func TestBudgetedFailureStopsBeforeTheNextHop(t *testing.T) {
+	h := newHarness(t, "rollout: {batches: [1], pause_after_canary: false, max_failed_hosts: 1}\nreleases:\n  \"2.0.0\": {upgrade_from: \">=1.1.0\"}\n  \"1.1.0\": {upgrade_from: \">=1.0.0\"}")
+	h.fake.failOn["web2 health 1.1.0"] = errors.New("exit status 1")
+	res := h.run(t, "2.0.0", AutoApprove{})
+	if res.Outcome != event.OutcomePartial || !strings.Contains(fmt.Sprint(res.Err), "web2 not on 1.1.0") {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	for _, l := range h.fake.log {
+		if strings.Contains(l, "2.0.0") && !strings.Contains(l, "upload") && !strings.Contains(l, "unpack") {
+			t.Errorf("the second hop started: %s", l)
+		}
+	}
+	if h.fake.current["web2"] != "1.0.0" || h.fake.current["web1"] != "1.1.0" || h.fake.current["web3"] != "1.1.0" {
+		t.Errorf("fleet %v", h.fake.current)
+	}
+	if code, _ := view.Verdict(view.RunEnd{Outcome: res.Outcome, Summary: res.Summary}); code != view.ExitPartial {
+		t.Errorf("exit %d", code)
 	}
 }
