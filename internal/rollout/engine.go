@@ -295,9 +295,9 @@ var (
 	// errHopIncomplete ends a multi-hop run partially upgraded: the
 	// failure budget left hosts behind, so the next hop cannot start.
 	errHopIncomplete = errors.New("partially upgraded")
-	errAbort    = errors.New("aborted")
-	errRollback = errors.New("rollback requested")
-	errStopped  = errors.New("stopped, paused for the operator")
+	errAbort         = errors.New("aborted")
+	errRollback      = errors.New("rollback requested")
+	errStopped       = errors.New("stopped, paused for the operator")
 )
 
 // checkpoint is called between steps and batches: it honours the operator's
