@@ -72,14 +72,14 @@ func runApply(ctx context.Context, ios *IO, inv *fleet.Inventory, o *applyOption
 		if p.Basis.Offline {
 			// An offline plan assumed a version: build it again from what
 			// the fleet really runs; it must still hold.
-			q, err := plan.Build(inv, obs, plan.Options{To: p.To, Upfrom: p.From})
+			q, err := plan.Build(inv, obs, plan.Options{To: p.To, Upfrom: p.From, CanVerify: canVerify(inv)})
 			if err != nil {
 				return withCode(planErrCode(err), fmt.Errorf("plan is stale: %w", err))
 			}
 			p = q
 		}
 	} else {
-		p, err = plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom})
+		p, err = plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom, CanVerify: canVerify(inv)})
 		if err != nil {
 			return withCode(planErrCode(err), err)
 		}

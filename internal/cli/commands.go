@@ -54,7 +54,9 @@ func newStatusCmd(ios *IO, g *globals) *cobra.Command {
 				if bal, err := balancer(inv, conn); err != nil {
 					lbErr = err
 				} else {
-					states, lbErr = bal.States(ctx)
+					sctx, cancel := context.WithTimeout(ctx, inv.Timeouts.Observe)
+					defer cancel()
+					states, lbErr = bal.States(sctx)
 				}
 			}()
 			wg.Wait()
@@ -123,7 +125,7 @@ func lockFor(inv *fleet.Inventory, hosts rollout.Hosts) *rollout.Lock {
 			h = x
 		}
 	}
-	return &rollout.Lock{Hosts: hosts, Host: h.Name, Path: inv.HostPath(h), Lease: time.Minute}
+	return &rollout.Lock{Hosts: rollout.WithDeadlines(hosts, inv.Timeouts.Lock, 0), Host: h.Name, Path: inv.HostPath(h), Lease: time.Minute}
 }
 
 func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
@@ -170,6 +172,11 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 			p.Basis = plan.Basis{Fingerprint: obs.Fingerprint(), Hosts: obs.Hosts}
 			if err := agree(p, obs); err != nil {
 				return withCode(ExitError, err)
+			}
+			p, _ = plan.DropSettled(p, obs)
+			if p.Empty() {
+				fmt.Fprintf(ios.Out, "nothing to roll back: every host the last run switched is already on %s\n", p.To)
+				return nil
 			}
 			if !of.json {
 				fmt.Fprint(ios.Err, plan.RenderText(p))
@@ -253,6 +260,7 @@ func newResumeCmd(ios *IO, g *globals) *cobra.Command {
 					return withCode(ExitUsage, err)
 				}
 				rb.Basis = plan.Basis{Fingerprint: obs.Fingerprint(), Hosts: obs.Hosts}
+				rb, _ = plan.DropSettled(rb, obs)
 				x.plan, x.resume = rb, nil
 				if err := finishAbandoned(run); err != nil {
 					return err
@@ -361,7 +369,7 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := plan.Downgrade(inv, obs, plan.DowngradeOptions{To: to, Reason: reason, Last: last})
+			p, err := plan.Downgrade(inv, obs, plan.DowngradeOptions{To: to, Reason: reason, Last: last, CanVerify: canVerify(inv)})
 			if err != nil {
 				return withCode(planErrCode(err), err)
 			}
@@ -381,6 +389,48 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&to, "to", "", "the version to go back to (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit record (required)")
 	_ = cmd.MarkFlagRequired("to")
+	addRunFlags(cmd, &cf, &of)
+	return cmd
+}
+
+func newRepairCmd(ios *IO, g *globals) *cobra.Command {
+	var cf connFlags
+	var of outFlags
+	cmd := &cobra.Command{
+		Use:   "repair HOST...",
+		Short: "Bring hosts an earlier run left out of service back: start, healthy, enable, on the release each runs",
+		Example: `  relctl repair web3            # preflight named web3 as left drained by an earlier run
+  relctl repair web3 --yes --plain`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, hosts []string) error {
+			inv, err := loadFleet(g)
+			if err != nil {
+				return err
+			}
+			if err := refuseUnfinished(inv); err != nil {
+				return err
+			}
+			conn := connect(ios, inv, cf)
+			defer conn.Pool.Close()
+			ctx := cmd.Context()
+			obs, err := observeForPlan(ctx, inv, conn)
+			if err != nil {
+				return err
+			}
+			p, err := plan.Repair(inv, obs, hosts, canVerify(inv))
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			if !of.json {
+				fmt.Fprint(ios.Err, plan.RenderText(p))
+			}
+			if err := confirm(ios, of, fmt.Sprintf("bring %s back into service?", strings.Join(hosts, ", "))); err != nil {
+				return err
+			}
+			// The servers are out of rotation: that is what is repaired.
+			return execute(ctx, execution{ios: ios, inv: inv, conn: conn, plan: p, of: of, force: true})
+		},
+	}
 	addRunFlags(cmd, &cf, &of)
 	return cmd
 }
@@ -443,7 +493,9 @@ func newLockCmd(ios *IO, g *globals) *cobra.Command {
 				Result: "lock broken", Reason: "held by " + info.String()}
 			b, _ := json.Marshal(rec)
 			base := strings.TrimRight(l.Path, "/") + "/.relctl"
-			_, aerr := conn.Output(ctx, l.Host, fmt.Sprintf("printf '%%s\\n' %s >> %s", shell.Quote(string(b)), shell.Quote(base+"/history.jsonl")))
+			actx, cancel := context.WithTimeout(ctx, inv.Timeouts.Lock)
+			defer cancel()
+			_, aerr := conn.Output(actx, l.Host, fmt.Sprintf("printf '%%s\\n' %s >> %s", shell.Quote(string(b)), shell.Quote(base+"/history.jsonl")))
 			fmt.Fprintf(ios.Out, "broke the lock %s\n", info)
 			if aerr != nil {
 				return fmt.Errorf("lock broken, but the audit record was not written: %w", aerr)
@@ -519,7 +571,9 @@ func readHistory(ctx context.Context, inv *fleet.Inventory, conn *rollout.SSH) (
 			defer wg.Done()
 			defer func() { <-sem }()
 			f := strings.TrimRight(inv.HostPath(h), "/") + "/.relctl/history.jsonl"
-			out, err := conn.Output(ctx, h.Name, fmt.Sprintf("[ -f %[1]s ] && cat %[1]s || true", shell.Quote(f)))
+			hctx, cancel := context.WithTimeout(ctx, inv.Timeouts.Observe)
+			defer cancel()
+			out, err := conn.Output(hctx, h.Name, fmt.Sprintf("[ -f %[1]s ] && cat %[1]s || true", shell.Quote(f)))
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

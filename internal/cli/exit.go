@@ -1,17 +1,30 @@
 package cli
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/relctl/relctl/internal/view"
+)
 
 // Exit codes. They are documented in README.md; scripts depend on them.
+// How a run ends maps to them in view.Verdict.
 const (
-	ExitOK         = 0 // done, or nothing to do
-	ExitError      = 1 // something failed; the message says what and where
-	ExitUsage      = 2 // bad flags or a bad inventory: nothing was touched
-	ExitRolledBack = 3 // the run failed and every switched host went back
-	ExitLocked     = 4 // another run holds the fleet's lock
-	ExitAborted    = 5 // the operator aborted (or refused a gate); hosts were left as reported
-	ExitPaused     = 6 // the run stopped and needs the operator (on_failure: pause, a host left drained)
+	ExitOK         = view.ExitOK
+	ExitError      = view.ExitError
+	ExitUsage      = view.ExitUsage
+	ExitRolledBack = view.ExitRolledBack
+	ExitLocked     = view.ExitLocked
+	ExitAborted    = view.ExitAborted
+	ExitPaused     = view.ExitPaused
+	ExitPartial    = view.ExitPartial
 )
+
+// RunEnd and Verdict are view's: the fault matrix of package rollout checks
+// its exit codes against the same function.
+type RunEnd = view.RunEnd
+
+// Verdict is view.Verdict.
+func Verdict(r RunEnd) (int, []string) { return view.Verdict(r) }
 
 // exitError carries an exit code through cobra's error return.
 type exitError struct {

@@ -61,7 +61,7 @@ func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
 		}
 		obs = observed
 	}
-	p, err := plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom})
+	p, err := plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom, CanVerify: canVerify(inv)})
 	if err != nil {
 		return withCode(planErrCode(err), err)
 	}

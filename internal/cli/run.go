@@ -26,6 +26,8 @@ type execution struct {
 	of     outFlags
 	force  bool
 	resume *journal.Run // continue this run instead of starting one
+	// forced is closed by a second interrupt (see Main).
+	forced <-chan struct{}
 }
 
 // prepared is an engine ready to run, with its journal.
@@ -71,6 +73,7 @@ func prepare(x execution, gate rollout.Gate, sinks ...event.Sink) (*prepared, er
 	eng := rollout.New(rollout.Config{
 		Inventory: x.inv, Plan: x.plan, Hosts: x.conn, Balancer: bal, Gate: gate, Bus: bus, Journal: j,
 		Artifacts: arts, RunID: runID, Owner: owner(), Resume: done, ForceBalancer: x.force, LockWait: x.of.lockWait,
+		Force: x.forced,
 	})
 	return &prepared{eng: eng, journal: j, bus: bus}, nil
 }
@@ -86,26 +89,36 @@ func execute(ctx context.Context, x execution) error {
 	if x.of.json {
 		sink = view.NewJSON(x.ios.Out)
 	}
+	x.forced = forceOf(ctx)
 	pr, err := prepare(x, gate, sink)
 	if err != nil {
 		return err
 	}
 	defer pr.journal.Close()
 	res := pr.eng.Run(ctx)
-	if !x.of.json {
-		view.Summary(x.ios.Out, res.Outcome, res.Summary)
-	}
-	return resultErr(res)
+	return report(x.ios, x.of.json, res)
 }
 
-func resultErr(res rollout.Result) error {
-	code := exitFor(res)
+// report prints how a run ended (the summary, then the verdict's lines
+// naming every host not in service) and returns the exit code's error.
+func report(ios *IO, asJSON bool, res rollout.Result) error {
+	code, lines := Verdict(runEnd(res))
+	if !asJSON {
+		view.Summary(ios.Out, res.Outcome, res.Summary)
+		for _, l := range lines {
+			fmt.Fprintln(ios.Out, l)
+		}
+		fmt.Fprintf(ios.Out, "exit:\t%d\n", code)
+	}
 	if code == ExitOK {
 		return nil
 	}
 	msg := string(res.Outcome)
 	if res.Err != nil {
 		msg = res.Err.Error()
+	}
+	if len(lines) > 0 && asJSON {
+		msg += "; " + strings.Join(lines, "; ")
 	}
 	return withCode(code, errors.New(msg))
 }

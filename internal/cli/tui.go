@@ -21,7 +21,6 @@ import (
 	"github.com/relctl/relctl/internal/rollout"
 	"github.com/relctl/relctl/internal/tui"
 	"github.com/relctl/relctl/internal/version"
-	"github.com/relctl/relctl/internal/view"
 )
 
 // tuiBackend is the TUI's view of the world: the same observe, plan and
@@ -107,7 +106,7 @@ func (b *tuiBackend) Targets() []string {
 }
 
 func (b *tuiBackend) PlanUpgrade(to string) (*plan.Plan, error) {
-	return plan.Build(b.inv, b.observed(), plan.Options{To: to})
+	return plan.Build(b.inv, b.observed(), plan.Options{To: to, CanVerify: canVerify(b.inv)})
 }
 
 func (b *tuiBackend) lastRun() *journal.Run {
@@ -124,7 +123,7 @@ func (b *tuiBackend) PlanDowngrade(to, reason string) (*plan.Plan, error) {
 	if r := b.lastRun(); r != nil && r.Original != nil {
 		last = &plan.LastRun{From: r.Original.From, To: r.Original.To, PostMigrated: r.PostMigrated}
 	}
-	return plan.Downgrade(b.inv, b.observed(), plan.DowngradeOptions{To: to, Reason: reason, Last: last})
+	return plan.Downgrade(b.inv, b.observed(), plan.DowngradeOptions{To: to, Reason: reason, Last: last, CanVerify: canVerify(b.inv)})
 }
 
 func (b *tuiBackend) PlanRollback() (*plan.Plan, error) {
@@ -153,6 +152,7 @@ func (h *runHandle) Answer(d rollout.Decision) { h.gate.Answer(d) }
 func (b *tuiBackend) start(x execution) (tui.Handle, <-chan event.Event, error) {
 	gate := tui.NewGate()
 	ch := event.NewChan(4096)
+	x.forced = forceOf(b.ctx)
 	pr, err := prepare(x, gate, ch)
 	if err != nil {
 		return nil, nil, err
@@ -192,6 +192,7 @@ func (b *tuiBackend) Resume(rollback bool) (tui.Handle, <-chan event.Event, erro
 			return nil, nil, err
 		}
 		rb.Basis = plan.Basis{Fingerprint: obs.Fingerprint(), Hosts: obs.Hosts}
+		rb, _ = plan.DropSettled(rb, obs)
 		if err := finishAbandoned(run); err != nil {
 			return nil, nil, err
 		}
@@ -226,8 +227,7 @@ func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o 
 		return err
 	}
 	if sum != nil {
-		view.Summary(ios.Out, outcome, *sum)
-		return resultErr(rollout.Result{Outcome: outcome, Summary: *sum})
+		return report(ios, false, rollout.Result{Outcome: outcome, Summary: *sum})
 	}
 	return nil
 }

@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/lb"
@@ -112,6 +111,14 @@ func balancer(inv *fleet.Inventory, conn lb.Connector) (lb.Balancer, error) {
 	return bal, nil
 }
 
+// canVerify reports whether the inventory's balancer can read a server's
+// state back (lb.Balancer.CanVerify), for the planner: only then does a
+// plan list verify. Building a driver does no I/O.
+func canVerify(inv *fleet.Inventory) bool {
+	bal, err := balancer(inv, lb.LocalConnector{})
+	return err == nil && bal.CanVerify()
+}
+
 // artifacts finds and hashes the artifact of every version p stages.
 func artifacts(inv *fleet.Inventory, p *plan.Plan) (map[string]rollout.Artifact, error) {
 	out := map[string]rollout.Artifact{}
@@ -177,25 +184,9 @@ func hostKeyProblem(hosts []observe.Host) error {
 	return nil
 }
 
-// exitFor maps how a run ended to relctl's exit code.
-func exitFor(res rollout.Result) int {
-	switch res.Outcome {
-	case event.OutcomeSucceeded:
-		if len(res.Summary.LeftDrained) > 0 || len(res.Summary.Failed) > 0 {
-			return ExitPaused
-		}
-		return ExitOK
-	case event.OutcomeRolledBack:
-		return ExitRolledBack
-	case event.OutcomeAborted:
-		return ExitAborted
-	case event.OutcomePaused:
-		return ExitPaused
-	}
-	if errors.Is(res.Err, rollout.ErrLocked) {
-		return ExitLocked
-	}
-	return ExitError
+// runEnd is how a run ended, for Verdict.
+func runEnd(res rollout.Result) RunEnd {
+	return RunEnd{Outcome: res.Outcome, Summary: res.Summary, Locked: errors.Is(res.Err, rollout.ErrLocked)}
 }
 
 // owner is user@machine for the lock and the audit.

@@ -76,6 +76,10 @@ const (
 	OutcomeFailed     Outcome = "failed"
 	OutcomeAborted    Outcome = "aborted"
 	OutcomePaused     Outcome = "paused"
+	// OutcomePartial: the run finished, but the failure budget
+	// (max_failed_hosts) left some hosts on the version they ran: the
+	// fleet is on two versions, and post-migrate did not run.
+	OutcomePartial Outcome = "partially upgraded"
 )
 
 // Event is one fact. Fields not used by a Type are empty.
@@ -118,6 +122,11 @@ type Summary struct {
 	Elapsed  time.Duration     `json:"elapsed_ns"`
 	Journal  string            `json:"journal,omitempty"`
 	Error    string            `json:"error,omitempty"`
+	// Lock is empty when the run released its lock (or never held it);
+	// otherwise it states the lock's state ("still held on web1 by run …").
+	Lock string `json:"lock,omitempty"`
+	// Forced is true when a second interrupt ended the run.
+	Forced bool `json:"forced,omitempty"`
 }
 
 // Sink consumes events. Emit must not block for long: views that may be slow

@@ -15,8 +15,20 @@ const (
 	DefaultEmergencyDrain = 5 * time.Second
 	DefaultPollInterval   = 20 * time.Millisecond
 	DefaultKnownHosts     = "~/.ssh/known_hosts"
-	OnFailureRollback     = "rollback"
-	OnFailurePause        = "pause"
+
+	DefaultStopTimeout        = 2 * time.Minute
+	DefaultStartTimeout       = 2 * time.Minute
+	DefaultSwitchTimeout      = 30 * time.Second
+	DefaultHealthCheckTimeout = 30 * time.Second
+	DefaultVersionTimeout     = 15 * time.Second
+	DefaultMigrateTimeout     = 30 * time.Minute
+	DefaultPostMigrateTimeout = 30 * time.Minute
+	DefaultLockTimeout        = 15 * time.Second
+	DefaultUploadTimeout      = 15 * time.Minute
+	DefaultObserveTimeout     = 20 * time.Second
+
+	OnFailureRollback = "rollback"
+	OnFailurePause    = "pause"
 )
 
 // applyDefaults fills in what the inventory leaves out; set reports whether
@@ -75,6 +87,21 @@ func applyDefaults(inv *Inventory, set func(path string) bool) {
 	}
 	if inv.Balancer.PollInterval == 0 {
 		inv.Balancer.PollInterval = DefaultPollInterval
+	}
+	t := &inv.Timeouts
+	for _, d := range []struct {
+		key string
+		v   *time.Duration
+		def time.Duration
+	}{
+		{"stop", &t.Stop, DefaultStopTimeout}, {"start", &t.Start, DefaultStartTimeout}, {"switch", &t.Switch, DefaultSwitchTimeout},
+		{"health_check", &t.HealthCheck, DefaultHealthCheckTimeout}, {"version", &t.Version, DefaultVersionTimeout},
+		{"migrate", &t.Migrate, DefaultMigrateTimeout}, {"post_migrate", &t.PostMigrate, DefaultPostMigrateTimeout},
+		{"lock", &t.Lock, DefaultLockTimeout}, {"upload", &t.Upload, DefaultUploadTimeout}, {"observe", &t.Observe, DefaultObserveTimeout},
+	} {
+		if !set("timeouts." + d.key) {
+			*d.v = d.def
+		}
 	}
 	for i := range inv.Hosts {
 		hh := &inv.Hosts[i]

@@ -113,6 +113,11 @@ func TestBadInput(t *testing.T) {
 		{"max_parallel 0", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nssh: {max_parallel: 0}", 1) }, "max_parallel must be at least 1", 2, ""},
 		{"keep_releases 1", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_releases: 1", 1) }, "keep_releases must be at least 2", 2, ""},
 		{"empty file", func(s string) string { return "" }, "inventory is empty", 1, ""},
+		{"timeout zero", func(s string) string { return s + "timeouts:\n  version: 0s\n" }, "timeouts.version: version must be positive", 15, "deadline"},
+		{"timeout negative", func(s string) string { return s + "timeouts: {stop: -1s}\n" }, "timeouts.stop: stop must be positive", 14, ""},
+		{"timeout forever", func(s string) string { return s + "timeouts:\n  lock: 1s\n  migrate: 48h\n" }, "timeouts.migrate: migrate 48h0m0s is longer than 24h", 16, ""},
+		{"timeout unknown key", func(s string) string { return s + "timeouts: {verison: 5s}\n" }, `unknown key "verison" (did you mean "version"?)`, 14, ""},
+		{"timeout not a duration", func(s string) string { return s + "timeouts: {upload: soon}\n" }, `timeouts.upload: "soon" is not a duration`, 14, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -137,6 +142,21 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestTimeoutDefaults(t *testing.T) {
+	inv, err := Parse("fleet.yaml", []byte(base+"timeouts: {version: 3s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := inv.Timeouts
+	if to.Version != 3*time.Second || to.Stop != DefaultStopTimeout || to.Migrate != DefaultMigrateTimeout ||
+		to.Lock != DefaultLockTimeout || to.Observe != DefaultObserveTimeout || to.Upload != DefaultUploadTimeout {
+		t.Errorf("timeouts %+v", to)
+	}
+	if to.Version > time.Minute || to.Lock > time.Minute || to.Observe > time.Minute || to.Migrate < 10*time.Minute {
+		t.Errorf("defaults must be short for version/lock/observe and long for migrations: %+v", to)
 	}
 }
 

@@ -33,6 +33,7 @@ type Inventory struct {
 	Rollout      Rollout            `yaml:"rollout"`
 	Emergency    Emergency          `yaml:"emergency"`
 	Balancer     Balancer           `yaml:"balancer"`
+	Timeouts     Timeouts           `yaml:"timeouts"`
 	Releases     map[string]Release `yaml:"releases"`
 	// Vars are template values for every host ({{.Vars.name}}); a host's own
 	// vars override them. An extension of the DESIGN.md keys.
@@ -102,6 +103,22 @@ type Rollout struct {
 	WaitBetweenBatches time.Duration `yaml:"wait_between_batches"`
 	MaxFailedHosts     int           `yaml:"max_failed_hosts"`
 	OnFailure          string        `yaml:"on_failure"`
+}
+
+// Timeouts bound every remote call of a run, per kind of command: when one
+// passes, the command's process group is killed on the host and the step
+// fails (and is compensated), so a run can never wait forever on a host.
+type Timeouts struct {
+	Stop        time.Duration `yaml:"stop"`         // the stop command
+	Start       time.Duration `yaml:"start"`        // the start command
+	Switch      time.Duration `yaml:"switch"`       // pointing current at a release
+	HealthCheck time.Duration `yaml:"health_check"` // one run of the health command (health.timeout bounds them all)
+	Version     time.Duration `yaml:"version"`      // the version command, and reading current
+	Migrate     time.Duration `yaml:"migrate"`      // the pre-deploy migration
+	PostMigrate time.Duration `yaml:"post_migrate"` // the post-deploy migration
+	Lock        time.Duration `yaml:"lock"`         // taking, renewing, reading and releasing the lock; audit records
+	Upload      time.Duration `yaml:"upload"`       // uploading and unpacking one artifact; pruning old releases
+	Observe     time.Duration `yaml:"observe"`      // reading a host's state (plan, status, preflight, history)
 }
 
 // Emergency shapes an emergency downgrade: bigger batches, shorter drains.

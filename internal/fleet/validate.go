@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/relctl/relctl/internal/version"
 )
@@ -255,6 +256,32 @@ func (l *loader) validateTimings(inv *Inventory) {
 	}
 	if inv.Emergency.DrainTimeout < 0 {
 		l.at("emergency.drain_timeout", "drain_timeout must not be negative")
+	}
+	l.validateTimeouts(inv)
+}
+
+// validateTimeouts checks every timeouts key: positive (an explicit 0 would
+// mean "no deadline", which relctl does not offer) and no longer than a day,
+// which would mean "forever" to an operator on call.
+func (l *loader) validateTimeouts(inv *Inventory) {
+	t := inv.Timeouts
+	for _, k := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"stop", t.Stop}, {"start", t.Start}, {"switch", t.Switch}, {"health_check", t.HealthCheck},
+		{"version", t.Version}, {"migrate", t.Migrate}, {"post_migrate", t.PostMigrate},
+		{"lock", t.Lock}, {"upload", t.Upload}, {"observe", t.Observe},
+	} {
+		switch {
+		case k.v <= 0:
+			l.at("timeouts."+k.key, "%s must be positive (got %s): every remote command needs a deadline", k.key, k.v)
+		case k.v > 24*time.Hour:
+			l.at("timeouts."+k.key, "%s %s is longer than 24h: a run must never wait that long on a host", k.key, k.v)
+		}
+	}
+	if t.HealthCheck > 0 && inv.Health.Timeout > 0 && t.HealthCheck > inv.Health.Timeout+time.Minute {
+		l.at("timeouts.health_check", "health_check %s is far longer than health.timeout %s, which bounds all the checks of a host", t.HealthCheck, inv.Health.Timeout)
 	}
 }
 

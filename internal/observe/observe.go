@@ -13,15 +13,29 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/shell"
+	"github.com/relctl/relctl/internal/version"
 )
 
 // Runner runs a read-only script on a host and returns its stdout.
 type Runner interface {
 	Output(ctx context.Context, host, script string) (string, error)
+}
+
+// VersionLine is what a version command's output says: its first non-empty
+// line, trimmed. observe and the deploy's version check both read it so,
+// and so compare the same thing.
+func VersionLine(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return ""
 }
 
 // Host is one host as seen, with more detail than the planner needs.
@@ -37,6 +51,8 @@ type Host struct {
 type Options struct {
 	Health   bool // also run the health command (status)
 	Parallel int  // default: inventory ssh.max_parallel
+	// Timeout bounds each host's reading (default: inventory timeouts.observe).
+	Timeout time.Duration
 }
 
 // Fleet observes every host of inv.
@@ -44,6 +60,12 @@ func Fleet(ctx context.Context, inv *fleet.Inventory, r Runner, o Options) ([]Ho
 	par := o.Parallel
 	if par <= 0 {
 		par = inv.SSH.MaxParallel
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = inv.Timeouts.Observe
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = fleet.DefaultObserveTimeout
 	}
 	hosts := make([]Host, len(inv.Hosts))
 	sem := make(chan struct{}, par)
@@ -74,11 +96,17 @@ echo "releases=$(ls -1 "$p/releases" 2>/dev/null | grep -v '^\.' | grep -v 'relc
 	if t := inv.Template(fleet.CmdVersion); t != nil {
 		cmd, err := t.Render(inv.HostValues(h, "", ""))
 		if err == nil {
-			script += fmt.Sprintf("\necho \"version=$( (%s) 2>/dev/null | head -n1)\"", cmd)
+			// The first non-empty line, as VersionLine reads it.
+			script += fmt.Sprintf("\necho \"version=$( (%s) 2>/dev/null | sed -n '/[^[:space:]]/{p;q;}')\"", cmd)
 		}
 	}
-	res, err := r.Output(ctx, h.Name, script)
+	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	res, err := r.Output(rctx, h.Name, script)
 	if err != nil {
+		if rctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %s (timeouts.observe): %w", o.Timeout, err)
+		}
 		out.Error = err.Error()
 		return out
 	}
@@ -99,15 +127,26 @@ echo "releases=$(ls -1 "$p/releases" 2>/dev/null | grep -v '^\.' | grep -v 'relc
 	}
 	switch {
 	case ver != "":
-		out.Version = ver
+		out.Version = VersionLine(ver)
 	case out.Current != "":
 		out.Version = path.Base(out.Current)
+	}
+	if out.Version != "" {
+		// What a host reports ends up in plans and in host-side commands:
+		// it is validated exactly like --to.
+		if err := version.Valid(out.Version); err != nil {
+			out.Error = fmt.Sprintf("reports an invalid version: %v", err)
+			out.Version = ""
+			return out
+		}
 	}
 	if o.Health && out.Version != "" {
 		t := inv.Template(fleet.CmdHealth)
 		cmd, err := t.Render(inv.HostValues(h, out.Version, out.Version))
 		if err == nil {
-			res, err := r.Output(ctx, h.Name, fmt.Sprintf("if ( %s ) >/tmp/.relctl-health.$$ 2>&1; then echo ok; else echo \"failing: $(tail -n1 /tmp/.relctl-health.$$)\"; fi; rm -f /tmp/.relctl-health.$$", cmd))
+			hctx, cancel := context.WithTimeout(ctx, inv.Timeouts.HealthCheck+time.Second)
+			defer cancel()
+			res, err := r.Output(hctx, h.Name, fmt.Sprintf("if ( %s ) >/tmp/.relctl-health.$$ 2>&1; then echo ok; else echo \"failing: $(tail -n1 /tmp/.relctl-health.$$)\"; fi; rm -f /tmp/.relctl-health.$$", cmd))
 			if err != nil {
 				out.Health = "unknown: " + err.Error()
 			} else {

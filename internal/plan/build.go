@@ -17,6 +17,10 @@ type Options struct {
 	// Balancer describes the balancer in one line (lb.Balancer.Describe);
 	// empty means "kind backend" from the inventory.
 	Balancer string
+	// CanVerify says the balancer can read back a server's state
+	// (lb.Balancer.CanVerify): only then does each host's sequence end with
+	// a verify action. The preview never lists a check that cannot run.
+	CanVerify bool
 }
 
 // Build plans an upgrade of inv, observed as obs, to opts.To. A fleet that
@@ -43,7 +47,7 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 	if from == "" {
 		from = opts.To
 	}
-	p := newPlan(inv, obs, KindUpgrade, from, opts.To, opts.Balancer)
+	p := newPlan(inv, obs, KindUpgrade, from, opts.To, opts.Balancer, opts.CanVerify)
 	p.Skipped = skipped
 	if len(deploy) == 0 || from == opts.To {
 		p.Notes = append(p.Notes, fmt.Sprintf("nothing to do: every host runs %s", opts.To))
@@ -110,7 +114,7 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 	return p, nil
 }
 
-func newPlan(inv *fleet.Inventory, obs Observed, kind Kind, from, to, balancer string) *Plan {
+func newPlan(inv *fleet.Inventory, obs Observed, kind Kind, from, to, balancer string, canVerify bool) *Plan {
 	if balancer == "" {
 		balancer = inv.Balancer.Kind
 		if inv.Balancer.Backend != "" {
@@ -124,7 +128,10 @@ func newPlan(inv *fleet.Inventory, obs Observed, kind Kind, from, to, balancer s
 	if inv.Template(fleet.CmdVersion) != nil {
 		actions = append(actions, ActionVersion)
 	}
-	actions = append(actions, ActionEnable, ActionVerify)
+	actions = append(actions, ActionEnable)
+	if canVerify {
+		actions = append(actions, ActionVerify)
+	}
 	hosts := append([]HostState(nil), obs.Hosts...)
 	return &Plan{
 		Schema: SchemaVersion, App: inv.App, Kind: kind, From: from, To: to,
@@ -173,6 +180,9 @@ func fleetVersion(inv *fleet.Inventory, obs Observed, target string) (string, []
 				msg += ": " + st.Error
 			}
 			problems = append(problems, msg)
+			continue
+		case st.Version == "" && st.Error != "":
+			problems = append(problems, h.Name+": "+st.Error)
 			continue
 		case st.Version == "":
 			problems = append(problems, h.Name+": running version unknown (no current release)")

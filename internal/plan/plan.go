@@ -10,12 +10,14 @@ package plan
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/version"
 )
 
 // SchemaVersion is the version of the JSON form of a Plan. It changes when a
@@ -30,6 +32,9 @@ const (
 	KindUpgrade   Kind = "upgrade"
 	KindRollback  Kind = "rollback"
 	KindDowngrade Kind = "downgrade"
+	// KindRepair brings hosts an earlier run left out of service back, on
+	// the release they run: start, healthy, enable. No switch, no stop.
+	KindRepair Kind = "repair"
 )
 
 // StepKind says what a step does; the executor has one runner per kind.
@@ -274,11 +279,66 @@ func (p *Plan) DeployHosts() []string {
 	return out
 }
 
+// checkVersions validates every version a plan carries exactly like --to:
+// a plan file is input, and its versions end up in host-side commands.
+func (p *Plan) checkVersions() error {
+	bad := func(where, v string) error {
+		if err := version.Valid(v); err != nil {
+			return fmt.Errorf("plan %s: %w", where, err)
+		}
+		return nil
+	}
+	if err := errors.Join(bad("from", p.From), bad("to", p.To)); err != nil {
+		return err
+	}
+	for i, h := range p.Hops {
+		if err := errors.Join(bad(fmt.Sprintf("hops[%d].from", i), h.From), bad(fmt.Sprintf("hops[%d].to", i), h.To)); err != nil {
+			return err
+		}
+	}
+	for _, s := range p.Steps {
+		if s.From != "" {
+			if err := bad("step "+s.ID+" from", s.From); err != nil {
+				return err
+			}
+		}
+		if s.To != "" {
+			if err := bad("step "+s.ID+" to", s.To); err != nil {
+				return err
+			}
+		}
+		for _, v := range s.Versions {
+			if err := bad("step "+s.ID+" versions", v); err != nil {
+				return err
+			}
+		}
+	}
+	for _, h := range p.Basis.Hosts {
+		if h.Version != "" {
+			if err := bad("basis host "+h.Name, h.Version); err != nil {
+				return err
+			}
+		}
+	}
+	for _, a := range p.Actions {
+		if !knownAction[a] {
+			return fmt.Errorf("plan lists action %q, which this relctl does not know", a)
+		}
+	}
+	return nil
+}
+
+var knownAction = map[Action]bool{ActionDrain: true, ActionWaitIdle: true, ActionStop: true, ActionSwitch: true,
+	ActionStart: true, ActionHealth: true, ActionVersion: true, ActionEnable: true, ActionVerify: true}
+
 // Check verifies the plan's invariants; a plan read from a file is checked
 // before it is applied.
 func (p *Plan) Check() error {
 	if p.Schema != SchemaVersion {
 		return fmt.Errorf("plan schema %d is not %d: rebuild the plan with this relctl", p.Schema, SchemaVersion)
+	}
+	if err := p.checkVersions(); err != nil {
+		return err
 	}
 	ids := map[string]bool{}
 	migrated := map[int]bool{}

@@ -423,11 +423,12 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	two, err := Build(inv, Assume(inv, "1.3.2"), Options{To: "2.0.0", Upfrom: "1.3.2"})
+	// The example's balancer is HAProxy, which can read a server's state back.
+	two, err := Build(inv, Assume(inv, "1.3.2"), Options{To: "2.0.0", Upfrom: "1.3.2", CanVerify: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	one, err := Build(inv, Assume(inv, "1.3.2"), Options{To: "1.4.0"})
+	one, err := Build(inv, Assume(inv, "1.3.2"), Options{To: "1.4.0", CanVerify: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +437,7 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dg, err := Downgrade(inv, Assume(inv, "1.4.0"), DowngradeOptions{To: "1.3.2", Reason: "checkout returns 500"})
+	dg, err := Downgrade(inv, Assume(inv, "1.4.0"), DowngradeOptions{To: "1.3.2", Reason: "checkout returns 500", CanVerify: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,5 +496,118 @@ func BenchmarkRenderText1000Hosts(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = RenderText(p)
+	}
+}
+
+// The plan lists verify only when the balancer can read a server's state
+// back, and version only when the inventory has a version command: the
+// executor runs exactly this list.
+func TestActionsFollowWhatCanRun(t *testing.T) {
+	inv := inventory(t, 3, "")
+	p, err := Build(inv, Assume(inv, "1.4.0"), Options{To: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Action{ActionDrain, ActionWaitIdle, ActionStop, ActionSwitch, ActionStart, ActionHealth, ActionEnable}
+	if !reflect.DeepEqual(p.Actions, want) {
+		t.Errorf("balancer none: actions %v, want %v", p.Actions, want)
+	}
+	if txt := RenderText(p); !strings.Contains(txt, "→ enable\n") || strings.Contains(txt, "verify UP") {
+		t.Errorf("the preview promises a verify that cannot run:\n%s", RenderText(p))
+	}
+	inv2, err := fleet.Parse("fleet.yaml", []byte(`app: shop
+path: /srv/shop
+artifact: {source: "./dist/shop-{{.Version}}.tar.gz"}
+commands: {stop: stop, start: start, health: check, version: cat VERSION}
+balancer: {kind: haproxy, backend: shop, endpoints: [{tcp: "127.0.0.1:9999"}]}
+hosts:
+  - {name: web1, address: 10.0.0.1}
+  - {name: web2, address: 10.0.0.2}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = Build(inv2, Assume(inv2, "1.4.0"), Options{To: "2.0.0", CanVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []Action{ActionDrain, ActionWaitIdle, ActionStop, ActionSwitch, ActionStart, ActionHealth, ActionVersion, ActionEnable, ActionVerify}
+	if !reflect.DeepEqual(p.Actions, want) {
+		t.Errorf("with a version command and a verifying balancer: actions %v, want %v", p.Actions, want)
+	}
+	// A rollback runs the same list as the run it undoes.
+	rb, err := Rollback(inv2, p, Progress{Started: map[string]bool{"deploy/web1": true}, Finished: map[string]bool{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(rb.Actions, want) {
+		t.Errorf("rollback actions %v, want %v", rb.Actions, want)
+	}
+}
+
+// A host whose deploy started but never switched runs the version the
+// rollback would take it to: it is not in the rollback plan (its own
+// compensation handled it), and the plan says so.
+func TestRollbackLeavesOutHostsThatNeverSwitched(t *testing.T) {
+	inv := inventory(t, 3, "rollout: {batches: [3]}\n")
+	p, err := Build(inv, Assume(inv, "1.4.0"), Options{To: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := Progress{
+		Started:  map[string]bool{"deploy/web1": true, "deploy/web2": true, "deploy/web3": true},
+		Finished: map[string]bool{"deploy/web1": true},
+		Switched: map[string]bool{"deploy/web1": true, "deploy/web2": true},
+		Reverted: map[string]bool{"deploy/web2": true},
+	}
+	rb, err := Rollback(inv, p, prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rb.DeployHosts(); !reflect.DeepEqual(got, []string{"web1"}) {
+		t.Errorf("rollback hosts %v, want [web1]", got)
+	}
+	if !strings.Contains(strings.Join(rb.Notes, "\n"), "web3 never switched") {
+		t.Errorf("notes %q do not name web3", rb.Notes)
+	}
+	// From a journal (no Switched), what the fleet runs decides.
+	prog.Switched = nil
+	rb, err = Rollback(inv, p, prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := Assume(inv, "2.0.0")
+	obs.Hosts[2].Version = "1.4.0" // web3 never switched
+	q, dropped := DropSettled(rb, obs)
+	if !reflect.DeepEqual(q.DeployHosts(), []string{"web1"}) || !reflect.DeepEqual(dropped, []string{"web3"}) {
+		t.Errorf("after DropSettled: hosts %v, dropped %v", q.DeployHosts(), dropped)
+	}
+}
+
+// A plan file is input like --to: a version that could carry shell text is
+// refused before anything runs.
+func TestPlanFileVersionsValidated(t *testing.T) {
+	inv := inventory(t, 2, "")
+	p, err := Build(inv, Assume(inv, "1.4.0"), Options{To: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := MarshalJSONIndent(p)
+	for _, evil := range []string{`"2.0.0 $(touch x)"`, `"1.4.0;reboot"`, `""`} {
+		bad := strings.Replace(string(data), `"to": "2.0.0"`, `"to": `+evil, 1)
+		if bad == string(data) {
+			t.Fatal("test did not edit the plan")
+		}
+		if _, err := UnmarshalJSON([]byte(bad)); err == nil || !strings.Contains(err.Error(), "version") {
+			t.Errorf("plan with to=%s accepted (err %v)", evil, err)
+		}
+	}
+	bad := strings.Replace(string(data), `"version": "1.4.0"`, `"version": "1.4.0 $(id)"`, 1)
+	if _, err := UnmarshalJSON([]byte(bad)); err == nil || !strings.Contains(err.Error(), "basis host web1") {
+		t.Errorf("plan with a bad observed version accepted (err %v)", err)
+	}
+	bad = strings.Replace(string(data), `"wait-idle"`, `"reboot"`, 1)
+	if _, err := UnmarshalJSON([]byte(bad)); err == nil || !strings.Contains(err.Error(), "reboot") {
+		t.Errorf("plan with an unknown action accepted (err %v)", err)
 	}
 }

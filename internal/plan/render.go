@@ -36,6 +36,8 @@ func (p *Plan) outline() outline {
 		o.title = fmt.Sprintf("%s: ROLLBACK %s → %s", p.App, p.From, p.To)
 	case KindDowngrade:
 		o.title = fmt.Sprintf("%s: EMERGENCY DOWNGRADE %s → %s", p.App, p.From, p.To)
+	case KindRepair:
+		o.title = fmt.Sprintf("%s: REPAIR %s", p.App, strings.Join(p.DeployHosts(), ", "))
 	}
 	if len(p.Hops) > 1 {
 		chain := []string{p.Hops[0].From}
@@ -140,6 +142,10 @@ func (p *Plan) outline() outline {
 				e.name = "rollback"
 				e.text = fmt.Sprintf("roll back %s → %s on %s, one at a time, in reverse order of their upgrade", st.From, st.To, hostCount(len(e.hosts)))
 			}
+			if p.Kind == KindRepair {
+				e.name = "repair"
+				e.text = fmt.Sprintf("start %s on %s again and put it back into rotation once healthy", st.To, st.Host)
+			}
 		case StepGate:
 			e.gate = true
 			e.text = fmt.Sprintf("GATE: wait for the operator to promote the canary or roll back (--yes approves)")
@@ -214,6 +220,8 @@ func (p *Plan) preflightText() string {
 
 func (p *Plan) undoText() []string {
 	switch p.Kind {
+	case KindRepair:
+		return []string{"a repair that fails stops the host again and leaves it out of rotation, named"}
 	case KindRollback:
 		return []string{"a rollback is itself undone by running the upgrade again"}
 	case KindDowngrade:

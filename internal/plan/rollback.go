@@ -13,10 +13,15 @@ import (
 type Progress struct {
 	Started  map[string]bool
 	Finished map[string]bool
-	// Reverted are deploy steps whose host is already back on the version
-	// it ran (the engine reverted it after a failure): they count for
-	// which hop is being undone, but the host needs no rollback.
+	// Reverted are deploy steps whose host was already handled by its own
+	// compensation (the engine reverted it after a failure, or named it
+	// LEFT DRAINED): they count for which hop is being undone, but the
+	// rollback plan does not list the host again.
 	Reverted map[string]bool `json:",omitempty"`
+	// Switched are deploy steps whose switch action completed. When it is
+	// not nil, a host whose step never switched is not in the rollback
+	// plan: it still runs the version the rollback would take it to.
+	Switched map[string]bool `json:",omitempty"`
 }
 
 // Rollback plans the return of every host that p switched, or began to
@@ -37,21 +42,29 @@ func Rollback(inv *fleet.Inventory, p *Plan, prog Progress) (*Plan, error) {
 	}
 	obs := Observed{Hosts: p.Basis.Hosts, Offline: p.Basis.Offline}
 	if hop < 0 {
-		r := newPlan(inv, obs, KindRollback, p.To, p.From, p.Settings.Balancer)
+		r := newPlan(inv, obs, KindRollback, p.To, p.From, p.Settings.Balancer, slices.Contains(p.Actions, ActionVerify))
 		r.Notes = append(r.Notes, "nothing to roll back: no host was switched")
 		return r, nil
 	}
 	h := p.Hops[hop]
-	r := newPlan(inv, obs, KindRollback, h.To, h.From, p.Settings.Balancer)
+	r := newPlan(inv, obs, KindRollback, h.To, h.From, p.Settings.Balancer, slices.Contains(p.Actions, ActionVerify))
 	r.Hops = []Hop{{From: h.To, To: h.From}}
 	r.Settings.PauseAfterCanary = false
 	r.Settings.Batches = []fleet.BatchSize{{N: 1}}
 	r.Settings.OnFailure = fleet.OnFailurePause // a failing rollback stops for the operator
-	var hosts []string
+	var hosts, never []string
 	for _, s := range p.Steps {
-		if s.Kind == StepDeploy && s.Hop == hop && prog.Started[s.ID] && !prog.Reverted[s.ID] {
-			hosts = append(hosts, s.Host)
+		if s.Kind != StepDeploy || s.Hop != hop || !prog.Started[s.ID] || prog.Reverted[s.ID] {
+			continue
 		}
+		if prog.Switched != nil && !prog.Switched[s.ID] {
+			never = append(never, s.Host)
+			continue
+		}
+		hosts = append(hosts, s.Host)
+	}
+	if len(never) > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("not in this rollback: %s never switched to %s", strings.Join(never, ", "), h.To))
 	}
 	if len(hosts) == 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("nothing to roll back: every host of the hop to %s is already back on %s", h.To, h.From))
@@ -93,6 +106,8 @@ type DowngradeOptions struct {
 	Reason   string
 	Last     *LastRun // nil when there is no journal
 	Balancer string
+	// CanVerify: see Options.CanVerify.
+	CanVerify bool
 }
 
 // Downgrade plans an emergency downgrade: only to a version the running
@@ -107,7 +122,7 @@ func Downgrade(inv *fleet.Inventory, obs Observed, o DowngradeOptions) (*Plan, e
 	if err != nil {
 		return nil, err
 	}
-	p := newPlan(inv, obs, KindDowngrade, cur, o.To, o.Balancer)
+	p := newPlan(inv, obs, KindDowngrade, cur, o.To, o.Balancer, o.CanVerify)
 	p.Reason = o.Reason
 	p.Skipped = skipped
 	if len(deploy) == 0 {
@@ -151,4 +166,77 @@ func Downgrade(inv *fleet.Inventory, obs Observed, o DowngradeOptions) (*Plan, e
 	}
 	p.Notes = append(p.Notes, "no migrations run in a downgrade; no canary pause")
 	return p, nil
+}
+
+// Repair plans the return to service of hosts an earlier run left drained
+// (and possibly stopped), each on the release it runs (versions, from the
+// observation): start → healthy → version (when the inventory has one) →
+// enable → verify (when the balancer can), one host at a time, under the
+// lock. It never switches a release.
+func Repair(inv *fleet.Inventory, obs Observed, hosts []string, canVerify bool) (*Plan, error) {
+	if len(hosts) == 0 {
+		return nil, fmt.Errorf("name the host(s) to repair")
+	}
+	var steps []Step
+	v := ""
+	for i, name := range hosts {
+		st, ok := obs.State(name)
+		if !slices.ContainsFunc(inv.Hosts, func(h fleet.Host) bool { return h.Name == name }) {
+			return nil, fmt.Errorf("%s is not a host of %s", name, inv.File)
+		}
+		switch {
+		case !ok || !st.Reachable:
+			return nil, fmt.Errorf("%w: %s: %s", ErrUnreachable, name, st.Error)
+		case st.Version == "":
+			return nil, fmt.Errorf("%s: no release to bring back (current is missing or invalid): %s", name, st.Error)
+		}
+		if v == "" {
+			v = st.Version
+		}
+		steps = append(steps, Step{ID: "repair/" + name, Kind: StepDeploy, Hop: 0, Batch: i + 1, Host: name, From: st.Version, To: st.Version, Mutating: true,
+			Undo: "stopped again and left out of rotation"})
+	}
+	p := newPlan(inv, obs, KindRepair, v, v, "", canVerify)
+	p.Hops = []Hop{{From: v, To: v}}
+	p.Settings.Batches = []fleet.BatchSize{{N: 1}}
+	p.Settings.PauseAfterCanary = false
+	p.Settings.OnFailure = fleet.OnFailurePause
+	acts := []Action{ActionStart, ActionHealth}
+	if inv.Template(fleet.CmdVersion) != nil {
+		acts = append(acts, ActionVersion)
+	}
+	acts = append(acts, ActionEnable)
+	if canVerify {
+		acts = append(acts, ActionVerify)
+	}
+	p.Actions = acts
+	lockHost := inv.Migrations.Host
+	p.add(Step{ID: "lock", Kind: StepLock, Hop: -1, Host: lockHost, Mutating: true})
+	p.Steps = append(p.Steps, steps...)
+	p.add(Step{ID: "unlock", Kind: StepUnlock, Hop: -1, Host: lockHost, Mutating: true})
+	p.Notes = append(p.Notes, fmt.Sprintf("brings %s back into service on the release each runs; switches nothing", strings.Join(hosts, ", ")))
+	return p, nil
+}
+
+// DropSettled returns a copy of rollback plan p without the hosts that obs
+// shows already on their rollback target (a host that never switched, or
+// that its own compensation sent back): a rollback touches only hosts it
+// takes back. It returns the hosts it dropped.
+func DropSettled(p *Plan, obs Observed) (*Plan, []string) {
+	q := *p
+	q.Steps = nil
+	var dropped []string
+	for _, s := range p.Steps {
+		if s.Kind == StepDeploy {
+			if st, ok := obs.State(s.Host); ok && st.Reachable && st.Version == s.To {
+				dropped = append(dropped, s.Host)
+				continue
+			}
+		}
+		q.Steps = append(q.Steps, s)
+	}
+	if len(dropped) > 0 {
+		q.Notes = append(slices.Clone(p.Notes), fmt.Sprintf("already on %s, not touched: %s", p.To, strings.Join(dropped, ", ")))
+	}
+	return &q, dropped
 }

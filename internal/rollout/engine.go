@@ -79,10 +79,18 @@ type Config struct {
 	ForceBalancer bool
 	// LockLease is how long the lock outlives a silent process (default 60s).
 	LockLease time.Duration
-	// CommandTimeout bounds stop, start, switch and staging commands (default 5m).
+	// CommandTimeout, when set, caps the inventory's stop, start, switch
+	// and upload timeouts (tests use it to keep a run short).
 	CommandTimeout time.Duration
 	// LockWait queues behind another run's lock for this long (0 = refuse at once).
 	LockWait time.Duration
+	// Force, when it is closed, forces the run to end (a second Ctrl-C):
+	// the action in flight is cut, the host in flight gets one attempt,
+	// bounded by ForceGrace, to go back into rotation, and the run ends.
+	Force <-chan struct{}
+	// ForceGrace bounds that attempt, and each closing call (unlock,
+	// balancer re-assert, audit) once forced (default 10s).
+	ForceGrace time.Duration
 }
 
 // Result is how a run ended.
@@ -122,6 +130,18 @@ type Engine struct {
 	failed     int
 	postDone   bool
 	start      time.Time
+	to         fleet.Timeouts // the inventory's timeouts, capped by CommandTimeout
+
+	// hard is the context of work that one interrupt does not stop (the
+	// host in flight, a migration); Force cancels it.
+	hard       context.Context
+	hardCancel context.CancelFunc
+	forced     chan struct{} // closed by Force
+	forceOnce  sync.Once
+	switched   map[string]bool // deploy steps whose switch completed
+	comped     map[string]bool // deploy steps handled by their own compensation
+	// rbFailed are the hosts a rollback could not take back, and why.
+	rbFailed map[string]string
 }
 
 // New prepares an engine.
@@ -129,26 +149,115 @@ func New(cfg Config) *Engine {
 	if cfg.LockLease == 0 {
 		cfg.LockLease = 60 * time.Second
 	}
-	if cfg.CommandTimeout == 0 {
-		cfg.CommandTimeout = 5 * time.Minute
-	}
 	if cfg.Gate == nil {
 		cfg.Gate = AutoApprove{}
+	}
+	if cfg.ForceGrace == 0 {
+		cfg.ForceGrace = 10 * time.Second
 	}
 	e := &Engine{
 		cfg: cfg, inv: cfg.Inventory, bus: cfg.Bus, plan: cfg.Plan,
 		hosts: map[string]fleet.Host{}, wake: make(chan struct{}, 1),
 		touched: map[string]bool{}, final: map[string]event.HostState{}, versions: map[string]string{}, wentBack: map[string]bool{}, reasons: map[string]string{}, reverted: map[string]bool{},
 		progress: plan.Progress{Started: map[string]bool{}, Finished: map[string]bool{}},
+		forced:   make(chan struct{}), switched: map[string]bool{}, comped: map[string]bool{}, rbFailed: map[string]string{},
 	}
+	e.to = cfg.Inventory.Timeouts
+	if c := cfg.CommandTimeout; c > 0 {
+		for _, d := range []*time.Duration{&e.to.Stop, &e.to.Start, &e.to.Switch, &e.to.Upload} {
+			*d = min(*d, c)
+		}
+	}
+	e.hard, e.hardCancel = context.WithCancel(context.Background())
+	// Every remote call of the run has a deadline, whatever its caller
+	// forgot: see bounded.
+	cfg.Hosts = bounded{Hosts: cfg.Hosts, def: e.to.Observe, upload: e.to.Upload}
+	e.cfg.Hosts = cfg.Hosts
 	for _, h := range cfg.Inventory.Hosts {
 		e.hosts[h.Name] = h
 	}
 	e.inRollback = cfg.Plan.Kind == plan.KindRollback
 	lockHost := cfg.Plan.Settings.MigrationsHost
-	e.lock = &Lock{Hosts: cfg.Hosts, Host: lockHost, Path: cfg.Inventory.HostPath(e.hosts[lockHost]), Lease: cfg.LockLease}
+	e.lock = &Lock{Hosts: bounded{Hosts: cfg.Hosts, def: e.to.Lock}, Host: lockHost, Path: cfg.Inventory.HostPath(e.hosts[lockHost]), Lease: cfg.LockLease}
 	e.lockInfo = LockInfo{Owner: cfg.Owner, RunID: cfg.RunID, Fingerprint: cfg.Plan.Basis.Fingerprint}
 	return e
+}
+
+// Force ends the run now (a second Ctrl-C): the action in flight is cut,
+// the host in flight gets one attempt, bounded by ForceGrace, to go back
+// into rotation, nothing else starts, and the run finishes with every host
+// not in service named. It is safe to call more than once.
+func (e *Engine) Force() {
+	e.forceOnce.Do(func() {
+		close(e.forced)
+		e.hardCancel()
+		e.mu.Lock()
+		if e.abortReq == "" {
+			e.abortReq = "forced by a second interrupt"
+		}
+		e.mu.Unlock()
+		e.bus.Emit(event.Event{Type: event.Control, Message: fmt.Sprintf("forced: cutting the command in flight; the host in flight gets one attempt (≤%s) to go back into rotation, then relctl exits", e.cfg.ForceGrace)})
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	})
+}
+
+func (e *Engine) isForced() bool {
+	select {
+	case <-e.forced:
+		return true
+	default:
+		return false
+	}
+}
+
+// graceCtx is the context of compensation and of the run's closing calls:
+// it is not cut by the first interrupt, and once the run is forced it ends
+// ForceGrace later.
+func (e *Engine) graceCtx() (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-e.forced:
+		case <-stop:
+			return
+		}
+		t := time.NewTimer(e.cfg.ForceGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-stop:
+		}
+	}()
+	return ctx, func() { close(stop); cancel() }
+}
+
+// closingCtx bounds one closing call (unlock, re-assert, audit): d
+// normally, ForceGrace once forced.
+func (e *Engine) closingCtx(d time.Duration) (context.Context, context.CancelFunc) {
+	if e.isForced() {
+		// Three closing calls (unlock, re-assert, audit) after the host's
+		// one attempt: together they stay within the 30 s an operator
+		// who forced the end may wait.
+		d = min(d, e.cfg.ForceGrace/2)
+	}
+	return context.WithTimeout(context.Background(), d)
+}
+
+func (e *Engine) markSwitched(id string) {
+	e.mu.Lock()
+	e.switched[id] = true
+	e.mu.Unlock()
+}
+
+func (e *Engine) markCompensated(id string) {
+	e.mu.Lock()
+	e.comped[id] = true
+	e.mu.Unlock()
 }
 
 // Pause asks the run to stop after the hosts in flight, until Resume.
@@ -184,9 +293,12 @@ func (e *Engine) control(f func(), msg string) {
 
 // errAbort and errRollback stop the step loop.
 var (
-	errAbort    = errors.New("aborted")
-	errRollback = errors.New("rollback requested")
-	errStopped  = errors.New("stopped, paused for the operator")
+	// errHopIncomplete ends a multi-hop run partially upgraded: the
+	// failure budget left hosts behind, so the next hop cannot start.
+	errHopIncomplete = errors.New("partially upgraded")
+	errAbort         = errors.New("aborted")
+	errRollback      = errors.New("rollback requested")
+	errStopped       = errors.New("stopped, paused for the operator")
 )
 
 // checkpoint is called between steps and batches: it honours the operator's
@@ -222,10 +334,22 @@ func (e *Engine) checkpoint(ctx context.Context) error {
 }
 
 // Run executes the plan and returns how it ended. It always ends with a
-// RunFinished event, the lock released (unless the run paused) and an audit
-// record on every host it touched.
+// RunFinished event, the lock released (unless the run paused, or its state
+// is stated) and an audit record on every host it touched.
 func (e *Engine) Run(ctx context.Context) Result {
 	e.start = time.Now()
+	defer e.hardCancel()
+	if e.cfg.Force != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			select {
+			case <-e.cfg.Force:
+				e.Force()
+			case <-stop:
+			}
+		}()
+	}
 	if e.cfg.Resume == nil {
 		e.bus.Emit(event.Event{Type: event.RunStarted, Plan: e.plan, Owner: e.cfg.Owner, Message: e.plan.Steps[0].String()})
 	} else {
@@ -240,10 +364,17 @@ func (e *Engine) Run(ctx context.Context) Result {
 	for _, s := range e.plan.Skipped {
 		e.bus.Emit(event.Event{Type: event.HostChanged, Host: s.Host, State: event.HostSkipped, Version: s.Version, Message: s.Reason})
 	}
-	err := e.runSteps(ctx, e.cfg.Resume)
+	var err error
+	if err = e.checkActions(); err == nil {
+		err = e.runSteps(ctx, e.cfg.Resume)
+	}
 	outcome := event.OutcomeSucceeded
 	switch {
 	case err == nil:
+		if e.inRollback && len(e.rbFailed) > 0 {
+			err = e.rollbackIncomplete()
+			outcome = event.OutcomeFailed
+		}
 	case errors.Is(err, errRollback):
 		err = e.rollback(ctx, "the operator asked for a rollback")
 		outcome = event.OutcomeRolledBack
@@ -254,6 +385,8 @@ func (e *Engine) Run(ctx context.Context) Result {
 		outcome = event.OutcomeAborted
 	case errors.Is(err, errStopped):
 		outcome = event.OutcomePaused
+	case errors.Is(err, errHopIncomplete):
+		outcome = event.OutcomePartial
 	default:
 		outcome = event.OutcomeFailed
 		var rb *rolledBack
@@ -261,7 +394,43 @@ func (e *Engine) Run(ctx context.Context) Result {
 			outcome = event.OutcomeRolledBack
 		}
 	}
+	if outcome == event.OutcomeSucceeded && e.cfg.Plan.Kind != plan.KindRollback {
+		if left := e.notOnTarget(); len(left) > 0 {
+			// The failure budget let the run go on: the fleet is on two
+			// versions. That is not "succeeded".
+			outcome = event.OutcomePartial
+			err = fmt.Errorf("partially upgraded: %s not on %s (within max_failed_hosts %d)", joinHosts(left), e.cfg.Plan.To, e.cfg.Plan.Settings.MaxFailedHosts)
+		}
+	}
 	return e.finish(ctx, outcome, err)
+}
+
+// notOnTarget lists the hosts of the plan that did not end on its target.
+func (e *Engine) notOnTarget() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for _, h := range e.cfg.Plan.DeployHosts() {
+		if e.final[h] != event.HostInService || e.versions[h] != e.cfg.Plan.To {
+			out = append(out, h)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// rollbackIncomplete names every host a rollback could not take back.
+func (e *Engine) rollbackIncomplete() error {
+	var hs []string
+	for h := range e.rbFailed {
+		hs = append(hs, h)
+	}
+	sort.Strings(hs)
+	var parts []string
+	for _, h := range hs {
+		parts = append(parts, h+": "+e.rbFailed[h])
+	}
+	return fmt.Errorf("rollback incomplete: %s could not be taken back (%s); every other switched host went back", joinHosts(hs), strings.Join(parts, "; "))
 }
 
 func outcomeOf(err error) event.Outcome {
@@ -306,6 +475,7 @@ func (e *Engine) runSteps(ctx context.Context, done *plan.Progress) error {
 				if g.Kind == plan.StepDeploy {
 					e.touched[g.Host] = true
 					e.final[g.Host] = event.HostInService
+					e.versions[g.Host] = g.To
 				}
 				if g.Kind == plan.StepLock {
 					// Take our own lock again (the lease may have lapsed).
@@ -324,6 +494,12 @@ func (e *Engine) runSteps(ctx context.Context, done *plan.Progress) error {
 			}
 		}
 		if err := e.runGroup(ctx, todo); err != nil {
+			var rb *rolledBack
+			if ctx.Err() != nil && !errors.As(err, &rb) && !errors.Is(err, errAbort) && !errors.Is(err, errRollback) && !errors.Is(err, errStopped) {
+				// Cut by the operator's interrupt (an upload, a wait):
+				// an abort, not a failure.
+				return fmt.Errorf("%w: interrupted: %v", errAbort, err)
+			}
 			return err
 		}
 		if s.Kind == plan.StepDeploy && i < len(steps) && steps[i].Kind == plan.StepDeploy && e.plan.Settings.WaitBetweenBatches > 0 {
@@ -339,6 +515,15 @@ func (e *Engine) runSteps(ctx context.Context, done *plan.Progress) error {
 
 func (e *Engine) runGroup(ctx context.Context, group []plan.Step) error {
 	s := group[0]
+	if s.Hop > 0 && s.Kind != plan.StepCleanup && s.Kind != plan.StepUnlock && !e.inRollback {
+		// A hop starts only from a fleet the previous hop left whole: a
+		// host the failure budget left behind would otherwise skip a
+		// required stop.
+		if behind := e.unverified(plan.Step{Hop: s.Hop - 1}); len(behind) > 0 {
+			prev := e.plan.Hops[s.Hop-1]
+			return fmt.Errorf("%w: %s not on %s, so the hop %s → %s did not start", errHopIncomplete, joinHosts(behind), prev.To, prev.To, e.plan.Hops[s.Hop].To)
+		}
+	}
 	switch s.Kind {
 	case plan.StepPreflight:
 		return e.step(ctx, s, e.preflight)
@@ -353,6 +538,14 @@ func (e *Engine) runGroup(ctx context.Context, group []plan.Step) error {
 	case plan.StepGate:
 		return e.gate(ctx, s)
 	case plan.StepPostMigrate:
+		if missing := e.unverified(s); len(missing) > 0 {
+			// Post-migrate never runs on a mixed fleet: the hosts left on
+			// the old version could not run on the schema it leaves.
+			msg := fmt.Sprintf("%v: %s not on %s; post-migrate not run (run it once every host runs %s)", errMixedFleet, joinHosts(missing), s.To, s.To)
+			e.bus.Emit(event.Event{Type: event.Warning, Step: s.ID, Host: s.Host, Message: msg})
+			e.bus.Emit(event.Event{Type: event.StepFinished, Step: s.ID, Host: s.Host, Status: event.StatusSkipped, Error: msg})
+			return nil
+		}
 		return e.step(ctx, s, e.postMigrate)
 	case plan.StepCleanup:
 		err := e.parallel(ctx, group, e.cfg.Plan.Settings.Parallel, e.cleanup)
@@ -446,6 +639,32 @@ func (e *Engine) batch(ctx context.Context, steps []plan.Step) error {
 	if err == nil {
 		return nil
 	}
+	if e.inRollback {
+		// A rollback goes as far as it can: a host it cannot take back is
+		// named and skipped, every other switched host still goes back.
+		e.mu.Lock()
+		for _, s := range steps {
+			if !e.progress.Finished[s.ID] {
+				why := e.reasons[s.Host]
+				if why == "" {
+					why = string(e.final[s.Host])
+				}
+				e.rbFailed[s.Host] = why
+			}
+		}
+		e.mu.Unlock()
+		e.bus.Emit(event.Event{Type: event.Warning, Message: "rollback goes on without " + err.Error()})
+		if e.isForced() {
+			return fmt.Errorf("%w: forced", errAbort)
+		}
+		return nil
+	}
+	if ctx.Err() != nil || e.isForced() {
+		// The operator interrupted: the hosts in flight were finished or
+		// reverted, and nothing new starts — not even the failure
+		// policy's rollback of other hosts.
+		return fmt.Errorf("%w: interrupted; %v", errAbort, err)
+	}
 	e.mu.Lock()
 	failed, budget := e.failed, e.plan.Settings.MaxFailedHosts
 	e.mu.Unlock()
@@ -488,12 +707,28 @@ func (e *Engine) onFailure(ctx context.Context, cause error) error {
 
 // rollback switches the run to the rollback plan of what it did so far.
 func (e *Engine) rollback(ctx context.Context, why string) error {
-	prog := plan.Progress{Started: e.progress.Started, Finished: e.progress.Finished, Reverted: map[string]bool{}}
+	prog := plan.Progress{Started: e.progress.Started, Finished: e.progress.Finished, Reverted: map[string]bool{}, Switched: map[string]bool{}}
+	e.mu.Lock()
 	for id := range e.progress.Started {
-		if s, ok := e.plan.Step(id); ok && s.Kind == plan.StepDeploy && e.reverted[id] {
-			prog.Reverted[id] = true // already back on its previous release
+		if s, ok := e.plan.Step(id); ok && s.Kind == plan.StepDeploy {
+			if e.comped[id] {
+				prog.Reverted[id] = true // its own compensation handled it
+			}
+			if e.switched[id] || e.progress.Finished[id] || (e.cfg.Resume != nil && e.cfg.Resume.Finished[id]) {
+				prog.Switched[id] = true
+			}
 		}
 	}
+	if e.cfg.Resume != nil {
+		// Steps started before the resume and not re-run: what they did
+		// is not known here, so they count as switched.
+		for id := range e.cfg.Resume.Started {
+			if !e.progress.Started[id] {
+				prog.Switched[id] = true
+			}
+		}
+	}
+	e.mu.Unlock()
 	rb, err := plan.Rollback(e.inv, e.plan, prog)
 	if err != nil {
 		e.bus.Emit(event.Event{Type: event.Warning, Message: "rollback refused: " + err.Error()})
@@ -512,23 +747,39 @@ func (e *Engine) rollback(ctx context.Context, why string) error {
 	e.failed = 0
 	e.bus.Emit(event.Event{Type: event.PlanChanged, Plan: rb, Message: why})
 	// Ctrl-C during a rollback does not stop it: a half-rolled-back fleet
-	// is worse than waiting for it. Abort still does.
-	return e.runSteps(context.WithoutCancel(ctx), nil)
+	// is worse than waiting for it. Abort and Force still do.
+	if err := e.runSteps(e.hard, nil); err != nil {
+		return err
+	}
+	if len(e.rbFailed) > 0 {
+		return e.rollbackIncomplete()
+	}
+	return nil
 }
 
-func (e *Engine) finish(ctx context.Context, outcome event.Outcome, err error) Result {
-	bg := context.WithoutCancel(ctx)
+func (e *Engine) finish(_ context.Context, outcome event.Outcome, err error) Result {
+	var lockState string
 	if e.lockHeld && outcome != event.OutcomePaused {
-		if uerr := e.releaseLock(bg); uerr != nil {
-			e.bus.Emit(event.Event{Type: event.Warning, Message: uerr.Error() + " — run `relctl lock break` once you have checked the fleet"})
+		ctx, cancel := e.closingCtx(e.to.Lock + 5*time.Second)
+		if uerr := e.releaseLock(ctx); uerr != nil {
+			lockState = fmt.Sprintf("still held on %s by run %s (%v): run `relctl lock break` once you have checked the fleet", e.lock.Host, e.cfg.RunID, uerr)
+			e.bus.Emit(event.Event{Type: event.Warning, Message: "the lock is " + lockState})
 		}
+		cancel()
+	} else if e.lockHeld {
+		lockState = fmt.Sprintf("held on %s by run %s while the run is paused: relctl resume continues it", e.lock.Host, e.cfg.RunID)
 	}
 	if e.stopRenew != nil {
 		e.stopRenew()
 	}
-	e.restoreBalancer(bg)
-	e.audit(bg, outcome)
+	ctx, cancel := e.closingCtx(e.enableBound())
+	e.restoreBalancer(ctx)
+	cancel()
+	ctx, cancel = e.closingCtx(e.to.Lock + 5*time.Second)
+	e.audit(ctx, outcome)
+	cancel()
 	sum := e.summary(err)
+	sum.Lock, sum.Forced = lockState, e.isForced()
 	e.bus.Emit(event.Event{Type: event.RunFinished, Outcome: outcome, Summary: &sum, Error: sum.Error})
 	return Result{Outcome: outcome, Summary: sum, Err: err}
 }

@@ -29,10 +29,22 @@ type fakeFleet struct {
 	failOn  map[string]error   // "web1 health 1.1.0" → error
 	up      map[string]bool    // server → in rotation
 	hook    func(string) error // optional, called with every log line
+	missing map[string]bool    // "web3 1.0.0": releases/1.0.0 is not on web3
+	hangOn  map[string]bool    // "web1 stop": hangs until its timeout or its context ends
+	verify  bool               // the balancer reads its state back (CanVerify)
+	// sessions are a server's open sessions as States reports them; each
+	// read closes one (-1: never closes).
+	sessions map[string]int
+	stuck    map[string]bool
+	outside  map[string]string // host → where current points, outside releases/
+	base     string            // the inventory's path ("" = /srv/shop)
+	// runHook, when it handles script, answers it with out (one line per
+	// line) and exit 0.
+	runHook func(host, script string) (out string, handled bool)
 }
 
 func newFake(t *testing.T, hosts []string, v string) *fakeFleet {
-	f := &fakeFleet{t: t, current: map[string]string{}, failOn: map[string]error{}, up: map[string]bool{}}
+	f := &fakeFleet{t: t, current: map[string]string{}, failOn: map[string]error{}, up: map[string]bool{}, missing: map[string]bool{}, hangOn: map[string]bool{}, outside: map[string]string{}, sessions: map[string]int{}, stuck: map[string]bool{}}
 	for _, h := range hosts {
 		f.current[h] = v
 		f.up[h] = true
@@ -40,15 +52,44 @@ func newFake(t *testing.T, hosts []string, v string) *fakeFleet {
 	return f
 }
 
-func (f *fakeFleet) record(s string) error {
+// hasRelease reports whether releases/v is on host: every version the
+// fleet started on, and every version unpacked there.
+func (f *fakeFleet) hasRelease(host, v string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.missing[host+" "+v] {
+		return false
+	}
+	return true
+}
+
+// rec logs s and applies what the test injected for it: a hook, a
+// failure, or a hang that lasts until the command's timeout or its context
+// ends, as a real host's hung command does under remote's deadlines.
+func (f *fakeFleet) rec(ctx context.Context, timeout time.Duration, s string) error {
 	f.mu.Lock()
 	f.log = append(f.log, s)
 	err := f.failOn[s]
+	hang := f.hangOn[s]
 	hook := f.hook
 	f.mu.Unlock()
 	if hook != nil {
 		if herr := hook(s); herr != nil {
 			return herr
+		}
+	}
+	if hang {
+		var tc <-chan time.Time
+		if timeout > 0 {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			tc = t.C
+		}
+		select {
+		case <-tc:
+			return fmt.Errorf("%s: %w after %s", s, remote.ErrTimeout, timeout)
+		case <-ctx.Done():
+			return fmt.Errorf("%s: command stopped: %w", s, ctx.Err())
 		}
 	}
 	return err
@@ -63,9 +104,40 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 			c.Stdout(l)
 		}
 	}
+	if f.runHook != nil {
+		if o, ok := f.runHook(host, s); ok {
+			if err := f.rec(ctx, c.Timeout, host+" "+s); err != nil {
+				return remote.Result{ExitCode: 1}, err
+			}
+			for _, l := range strings.Split(o, "\n") {
+				out(l)
+			}
+			return remote.Result{}, nil
+		}
+	}
 	var err error
 	switch {
 	case s == "true":
+		return remote.Result{}, nil
+	case strings.Contains(s, "need=present"):
+		// preflight: where current points, and whether releases/<need> is there.
+		f.mu.Lock()
+		v, elsewhere := f.current[host], f.outside[host]
+		f.mu.Unlock()
+		if elsewhere != "" {
+			out("current=" + elsewhere)
+		} else {
+			base := f.base
+			if base == "" {
+				base = "/srv/shop"
+			}
+			out("current=" + base + "/releases/" + v)
+		}
+		if m := regexp.MustCompile(`n='?([^';\n]*)'?\n`).FindStringSubmatch(s); m != nil && f.hasRelease(host, m[1]) {
+			out("need=present")
+		} else {
+			out("need=missing")
+		}
 		return remote.Result{}, nil
 	case strings.Contains(s, ".relctl/lock"):
 		f.mu.Lock()
@@ -94,33 +166,38 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 		return remote.Result{}, nil
 	case strings.Contains(s, "ln -sfn"):
 		v := relRe.FindStringSubmatch(s)[1]
-		err = f.record(host + " switch " + v)
+		err = f.rec(ctx, c.Timeout, host+" switch "+v)
 		if err == nil {
 			f.mu.Lock()
 			f.current[host] = v
 			f.mu.Unlock()
 		}
 	case strings.HasPrefix(s, "readlink"):
+		if err := f.rec(ctx, c.Timeout, host+" readlink"); err != nil {
+			return remote.Result{ExitCode: 1}, err
+		}
 		f.mu.Lock()
 		v := f.current[host]
 		f.mu.Unlock()
-		out("/srv/shop/releases/" + v)
+		// readlink '<path>/current': answer under the inventory's own path.
+		base := strings.TrimSuffix(strings.Trim(strings.TrimPrefix(s, "readlink "), "'"), "/current")
+		out(base + "/releases/" + v)
 		return remote.Result{}, nil
 	case strings.Contains(s, "history.jsonl"):
-		return remote.Result{}, f.record(host + " audit")
+		return remote.Result{}, f.rec(ctx, c.Timeout, host+" audit")
 	case strings.Contains(s, "tar -xzf"):
-		err = f.record(host + " unpack " + relRe.FindStringSubmatch(s)[1])
+		err = f.rec(ctx, c.Timeout, host+" unpack "+relRe.FindStringSubmatch(s)[1])
 	case strings.Contains(s, "pruned"):
-		err = f.record(host + " cleanup")
+		err = f.rec(ctx, c.Timeout, host+" cleanup")
 	case s == "stop-cmd", s == "start-cmd":
-		err = f.record(host + " " + strings.TrimSuffix(s, "-cmd"))
+		err = f.rec(ctx, c.Timeout, host+" "+strings.TrimSuffix(s, "-cmd"))
 	case s == "health-cmd":
 		f.mu.Lock()
 		v := f.current[host]
 		f.mu.Unlock()
-		err = f.record(host + " health " + v)
+		err = f.rec(ctx, c.Timeout, host+" health "+v)
 	case strings.HasPrefix(s, "migrate-cmd"), strings.HasPrefix(s, "post-cmd"):
-		err = f.record(host + " " + strings.Fields(s)[0] + " " + c.Env["RELCTL_VERSION"])
+		err = f.rec(ctx, c.Timeout, host+" "+strings.Fields(s)[0]+" "+c.Env["RELCTL_VERSION"])
 	default:
 		f.t.Errorf("unexpected command on %s: %q", host, s)
 		return remote.Result{ExitCode: 127}, &remote.ExitError{Host: host, Code: 127}
@@ -132,26 +209,32 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 }
 
 func (f *fakeFleet) Upload(ctx context.Context, host, local, remotePath, sha string) (bool, error) {
-	return false, f.record(host + " upload " + regexp.MustCompile(`-([0-9.]+)\.tar\.gz$`).FindStringSubmatch(remotePath)[1])
+	return false, f.rec(ctx, 0, host+" upload "+regexp.MustCompile(`-([0-9.]+)\.tar\.gz$`).FindStringSubmatch(remotePath)[1])
 }
 
-// Balancer side.
+// Balancer side. With verify set the fake reads its state back (CanVerify),
+// like haproxy or nginx; without it, like balancer none.
 func (f *fakeFleet) Kind() string     { return "fake" }
 func (f *fakeFleet) Describe() string { return "fake balancer" }
 func (f *fakeFleet) Preflight(ctx context.Context, servers []string, force bool) error {
-	return f.record("lb preflight")
+	if len(servers) == 1 {
+		if err := f.rec(ctx, 0, "lb preflight "+servers[0]); err != nil {
+			return err
+		}
+	}
+	return f.rec(ctx, 0, "lb preflight")
 }
 func (f *fakeFleet) Drain(ctx context.Context, server string) (lb.DrainResult, error) {
-	if err := f.record("lb drain " + server); err != nil {
+	if err := f.rec(ctx, 0, "lb drain "+server); err != nil {
 		return lb.DrainResult{}, err
 	}
 	f.mu.Lock()
 	f.up[server] = false
 	f.mu.Unlock()
-	return lb.DrainResult{Idle: true}, nil
+	return lb.DrainResult{Idle: true, Waited: time.Millisecond}, nil
 }
 func (f *fakeFleet) Enable(ctx context.Context, server string, timeout time.Duration) error {
-	if err := f.record("lb enable " + server); err != nil {
+	if err := f.rec(ctx, 0, "lb enable "+server); err != nil {
 		return err
 	}
 	f.mu.Lock()
@@ -159,13 +242,41 @@ func (f *fakeFleet) Enable(ctx context.Context, server string, timeout time.Dura
 	f.mu.Unlock()
 	return nil
 }
-func (f *fakeFleet) States(ctx context.Context) ([]lb.ServerState, error) { return nil, nil }
+func (f *fakeFleet) States(ctx context.Context) ([]lb.ServerState, error) {
+	if !f.verify {
+		return nil, nil
+	}
+	if err := f.rec(ctx, 0, "lb states"); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.verify {
+		return nil, nil
+	}
+	var out []lb.ServerState
+	for sv, up := range f.up {
+		st := lb.StatusDrain
+		if up {
+			st = lb.StatusUp
+		}
+		n := f.sessions[sv]
+		if n > 0 && !f.stuck[sv] {
+			f.sessions[sv] = n - 1
+		}
+		out = append(out, lb.ServerState{Server: sv, Status: st, Sessions: n, Endpoint: "fake"})
+	}
+	return out, nil
+}
 func (f *fakeFleet) Restore(ctx context.Context, servers []string) error {
-	return f.record("lb restore " + strings.Join(servers, ","))
+	return f.rec(ctx, 0, "lb restore "+strings.Join(servers, ","))
 }
 
-func (f *fakeFleet) CanVerify() bool { return false }
+func (f *fakeFleet) CanVerify() bool { return f.verify }
 func (f *fakeFleet) Verify(ctx context.Context, server string) error {
+	if err := f.rec(ctx, 0, "lb verify "+server); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.up[server] {
@@ -173,7 +284,24 @@ func (f *fakeFleet) Verify(ctx context.Context, server string) error {
 	}
 	return nil
 }
-func (f *fakeFleet) EnsureOut(ctx context.Context, server string) (string, error) { return "", nil }
+
+// EnsureOut re-drains a server a "reload" put back in rotation, as the
+// real drivers do, and says so.
+func (f *fakeFleet) EnsureOut(ctx context.Context, server string) (string, error) {
+	if err := f.rec(ctx, 0, "lb ensure-out "+server); err != nil {
+		return "", err
+	}
+	f.mu.Lock()
+	back := f.up[server]
+	f.mu.Unlock()
+	if !back {
+		return "", nil
+	}
+	if _, err := f.Drain(ctx, server); err != nil {
+		return "", err
+	}
+	return server + " was back in rotation on fake (UP): drained again, idle after 1ms", nil
+}
 
 var _ lb.Balancer = (*fakeFleet)(nil)
 
@@ -195,10 +323,16 @@ type harness struct {
 	fake   *fakeFleet
 	events []event.Event
 	mu     sync.Mutex
+	force  chan struct{} // Config.Force
+	grace  time.Duration // Config.ForceGrace
 }
 
 func newHarness(t *testing.T, extra string) *harness {
-	inv, err := fleet.Parse("fleet.yaml", []byte(fmt.Sprintf(testInventory, extra)))
+	return newHarnessText(t, fmt.Sprintf(testInventory, extra))
+}
+
+func newHarnessText(t *testing.T, text string) *harness {
+	inv, err := fleet.Parse("fleet.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,9 +345,18 @@ func (h *harness) run(t *testing.T, to string, gate Gate) Result {
 	for _, name := range []string{"web1", "web2", "web3"} {
 		obs.Hosts = append(obs.Hosts, plan.HostState{Name: name, Version: h.fake.current[name], Reachable: true})
 	}
-	p, err := plan.Build(h.inv, obs, plan.Options{To: to})
+	p, err := plan.Build(h.inv, obs, plan.Options{To: to, CanVerify: h.fake.verify})
 	if err != nil {
 		t.Fatal(err)
+	}
+	return h.runPlan(t, p, gate, nil)
+}
+
+// runPlan runs p; ctx nil means context.Background.
+func (h *harness) runPlan(t *testing.T, p *plan.Plan, gate Gate, ctx context.Context) Result {
+	t.Helper()
+	if ctx == nil {
+		ctx = context.Background()
 	}
 	bus := event.NewBus("run1", nil, event.SinkFunc(func(e event.Event) {
 		h.mu.Lock()
@@ -224,8 +367,21 @@ func (h *harness) run(t *testing.T, to string, gate Gate) Result {
 	for _, hop := range p.Hops {
 		arts[hop.To] = Artifact{Path: "/dist/shop-" + hop.To + ".tar.gz", SHA256: "abc"}
 	}
-	e := New(Config{Inventory: h.inv, Plan: p, Hosts: h.fake, Balancer: h.fake, Gate: gate, Bus: bus, Artifacts: arts, RunID: "run1", Owner: "me@here"})
-	return e.Run(context.Background())
+	e := New(Config{Inventory: h.inv, Plan: p, Hosts: h.fake, Balancer: h.fake, Gate: gate, Bus: bus, Artifacts: arts, RunID: "run1", Owner: "me@here", Force: h.force, ForceGrace: h.grace})
+	return e.Run(ctx)
+}
+
+// eventsOf returns the events of type typ, in order.
+func (h *harness) eventsOf(typ event.Type) []event.Event {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []event.Event
+	for _, e := range h.events {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // hostLog is the fake's log lines about host, without the host prefix.
@@ -385,8 +541,9 @@ func TestGateRollback(t *testing.T) {
 	got := slices.DeleteFunc(h.hostLog("web1"), func(s string) bool {
 		return s == "lock" || s == "unlock" || strings.HasPrefix(s, "migrate-cmd") || s == "upload 1.1.0" || s == "unpack 1.1.0"
 	})
+	// The rollback first reads what web1 runs: it never moves a host forward.
 	want := []string{"drain", "stop", "switch 1.1.0", "start", "health 1.1.0", "enable",
-		"drain", "stop", "switch 1.0.0", "start", "health 1.0.0", "enable", "audit"}
+		"readlink", "drain", "stop", "switch 1.0.0", "start", "health 1.0.0", "enable", "audit"}
 	if !slices.Equal(got, want) {
 		t.Errorf("web1: %v\nwant %v", got, want)
 	}

@@ -74,6 +74,7 @@ func TestLostLockStopsNewSteps(t *testing.T) {
 			}
 			hosts := []string{"web1", "web2", "web3"}
 			f := &realLockFleet{fakeFleet: newFake(t, hosts, "1.0.0")}
+			f.base = dir
 			obs := plan.Observed{}
 			for _, h := range hosts {
 				obs.Hosts = append(obs.Hosts, plan.HostState{Name: h, Version: "1.0.0", Reachable: true})

@@ -6,19 +6,28 @@ import (
 	"errors"
 	"fmt"
 	"os/user"
+	"path"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/remote"
 	"github.com/relctl/relctl/internal/shell"
+	"github.com/relctl/relctl/internal/version"
 )
 
-// preflight checks that every host is reachable (with a verified key), the
-// artifacts are at hand, and the balancer is reachable with every server UP.
+// preflight checks, before anything changes: the artifacts are at hand;
+// every host is reachable (with a verified key), runs a release under
+// releases/, and still has the release a rollback would need; the lock is
+// free; and the balancer is reachable with every server of the fleet in
+// rotation, the hosts the plan skips included (a host an earlier run left
+// drained is named, with the command that repairs it, never skipped
+// silently).
 func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 	var versions []string
 	for _, st := range e.plan.Steps {
@@ -32,10 +41,23 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 			return fmt.Errorf("artifact for %s is missing", v)
 		}
 	}
+	// need[h] is the release host h must still have: the one it goes back
+	// to if its step fails (upgrade, downgrade), or the one a rollback
+	// takes it to.
+	need := map[string]string{}
 	hosts := map[string]bool{e.plan.Settings.MigrationsHost: true}
 	var servers []string
 	for _, st := range e.plan.Steps {
-		if st.Kind == plan.StepDeploy && !hosts[st.Host] {
+		if st.Kind != plan.StepDeploy {
+			continue
+		}
+		if _, ok := need[st.Host]; !ok {
+			need[st.Host] = st.From
+			if e.plan.Kind == plan.KindRollback {
+				need[st.Host] = st.To
+			}
+		}
+		if !hosts[st.Host] {
 			hosts[st.Host] = true
 			servers = append(servers, e.host(st.Host).Server)
 		}
@@ -51,25 +73,105 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 	var errs []error
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(e.plan.Settings.Parallel, 1))
+	names := make([]string, 0, len(hosts))
 	for h := range hosts {
+		names = append(names, h)
+	}
+	sort.Strings(names)
+	for _, h := range names {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, err := e.cfg.Hosts.Run(ctx, h, remote.Command{Script: "true", Timeout: 30 * time.Second}); err != nil {
+			if err := e.checkHost(ctx, h, need[h]); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", h, err))
+				errs = append(errs, err)
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if err := e.cfg.Balancer.Preflight(ctx, servers, e.cfg.ForceBalancer); err != nil {
+	bctx, cancel := context.WithTimeout(ctx, e.drainBound())
+	defer cancel()
+	if err := e.cfg.Balancer.Preflight(bctx, servers, e.cfg.ForceBalancer); err != nil {
+		// Name the hosts whose servers the balancer complained about, with
+		// the command that repairs a host an earlier run left out.
+		var named []string
+		for h := range hosts {
+			if sv := e.host(h).Server; sv != "" && strings.Contains(err.Error(), sv) {
+				named = append(named, h)
+			}
+		}
+		sort.Strings(named)
+		if len(named) > 0 && errors.Is(err, lb.ErrNotUp) {
+			return fmt.Errorf("balancer: %w; %s not in service: if an earlier run left it out, `relctl repair %s` brings it back (--force deploys it as it is)",
+				err, joinHosts(named), strings.Join(named, " "))
+		}
 		return fmt.Errorf("balancer: %w", err)
+	}
+	// Skipped hosts already run the target and the plan will not touch
+	// them: they must be in rotation (never forced), or the run would end
+	// "succeeded" with a host out of service.
+	for _, sk := range e.plan.Skipped {
+		server := e.host(sk.Host).Server
+		if err := e.cfg.Balancer.Preflight(bctx, []string{server}, false); err != nil {
+			return fmt.Errorf("%w: %s (skipped: %s) is not in service: %v; an earlier run left it out of rotation: repair it with `relctl repair %s`, then run again",
+				ErrNotInService, sk.Host, sk.Reason, err, sk.Host)
+		}
+	}
+	return nil
+}
+
+// ErrNotInService means preflight found a host the plan would not touch
+// out of rotation: a run would end "succeeded" with it down.
+var ErrNotInService = errors.New("a host is not in service")
+
+// checkHost reads, in one bounded round trip, where current points and
+// whether releases/<need> is there.
+func (e *Engine) checkHost(ctx context.Context, name, need string) error {
+	h := e.host(name)
+	base := strings.TrimRight(e.inv.HostPath(h), "/")
+	script := fmt.Sprintf(`p=%s; n=%s
+echo "current=$(readlink "$p/current" 2>/dev/null)"
+if [ -n "$n" ] && [ -d "$p/releases/$n" ]; then echo need=present; else echo need=missing; fi`, shell.Quote(base), shell.Quote(need))
+	out, err := e.output(ctx, name, script, e.to.Observe)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var current, have string
+	for _, l := range strings.Split(out, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(l), "=")
+		switch k {
+		case "current":
+			current = v
+		case "need":
+			have = v
+		}
+	}
+	if need == "" {
+		return nil // the lock host, not deployed
+	}
+	rel := base + "/releases/"
+	switch {
+	case current == "":
+		return fmt.Errorf("%s: %s/current is missing: relctl cannot tell what it runs, nor roll it back; point it at a release (ln -sfn %s<version> %s/current) and run again", name, base, rel, base)
+	case !strings.HasPrefix(current, rel) && !strings.HasPrefix(current, "releases/"):
+		return fmt.Errorf("%s: current points to %s, outside %s: relctl could not roll it back; point it at a release under releases/ (ln -sfn %s<version> %s/current) and run again", name, current, strings.TrimSuffix(rel, "/"), rel, base)
+	}
+	if v := path.Base(current); version.Valid(v) != nil {
+		return fmt.Errorf("%s: current points to %s, which is not a valid version: %v", name, current, version.Valid(v))
+	}
+	if have != "present" {
+		what := "roll back"
+		if e.plan.Kind == plan.KindRollback {
+			what = "roll back (to)"
+		}
+		return fmt.Errorf("cannot %s %s: releases/%s missing (restage it, or plan from what the host has)", what, name, need)
 	}
 	return nil
 }
@@ -128,7 +230,7 @@ func (e *Engine) stage(ctx context.Context, s plan.Step) error {
 			r.emit(event.Event{Type: event.StepOutput, Stream: "stdout", Line: fmt.Sprintf("%s already uploaded (sha256 matches)", v)})
 		}
 		vals := e.inv.HostValues(h, "", v)
-		if err := r.script(ctx, unpackScript(base, v, tar, a.SHA256), vals, e.cfg.CommandTimeout); err != nil {
+		if err := r.script(ctx, unpackScript(base, v, tar, a.SHA256), vals, e.to.Upload); err != nil {
 			return fmt.Errorf("%s: unpack %s: %w", h.Name, v, err)
 		}
 	}
@@ -138,27 +240,32 @@ func (e *Engine) stage(ctx context.Context, s plan.Step) error {
 
 func unpackScript(base, v, tar, sha string) string {
 	return fmt.Sprintf(`set -e
-rel=%[1]s; tar=%[2]s; sha=%[3]s; base=%[4]s
-if [ -f "$rel/.relctl-sha256" ] && [ "$(cat "$rel/.relctl-sha256")" = "$sha" ]; then echo "release %[5]s already unpacked"; exit 0; fi
+rel=%[1]s; tar=%[2]s; sha=%[3]s; base=%[4]s; v=%[5]s
+if [ -f "$rel/.relctl-sha256" ] && [ "$(cat "$rel/.relctl-sha256")" = "$sha" ]; then echo "release $v already unpacked"; exit 0; fi
 if [ -d "$rel" ] && [ -e "$base/current" ] && [ "$(cd "$base/current" && pwd -P)" = "$(cd "$rel" && pwd -P)" ]; then
-  echo "releases/%[5]s is running and differs from the artifact (sha256 $sha): refusing to replace it" >&2; exit 4
+  echo "releases/$v is running and differs from the artifact (sha256 $sha): refusing to replace it" >&2; exit 4
 fi
 tmp="$rel.relctl-tmp.$$"; rm -rf "$tmp"; mkdir -p "$tmp"
 tar -xzf "$tar" -C "$tmp"
 printf '%%s\n' "$sha" > "$tmp/.relctl-sha256"
 rm -rf "$rel"; mv "$tmp" "$rel"
-echo "unpacked %[5]s"`, shell.Quote(fleet.ReleaseDir(base, v)), shell.Quote(tar), shell.Quote(sha), shell.Quote(strings.TrimRight(base, "/")), v)
+echo "unpacked $v"`, shell.Quote(fleet.ReleaseDir(base, v)), shell.Quote(tar), shell.Quote(sha), shell.Quote(strings.TrimRight(base, "/")), shell.Quote(v))
 }
 
 // migrate runs the migrate (or post_migrate) command once, on the
-// migrations host, from the new release's directory. An operator's
-// interrupt does not kill a migration half-way.
-func (e *Engine) migrate(ctx context.Context, s plan.Step, name string) error {
-	ctx = context.WithoutCancel(ctx)
+// migrations host, from the new release's directory. An operator's first
+// interrupt does not kill a migration half-way; its timeout
+// (timeouts.migrate, timeouts.post_migrate) and a forced end do.
+func (e *Engine) migrate(_ context.Context, s plan.Step, name string) error {
+	ctx := e.hard
 	h := e.host(s.Host)
 	r := &hostRun{e: e, step: s, h: h}
 	vals := e.inv.HostValues(h, s.From, s.To)
-	if err := r.cmd(ctx, name, vals, 0); err != nil {
+	timeout := e.to.Migrate
+	if name == fleet.CmdPostMigrate {
+		timeout = e.to.PostMigrate
+	}
+	if err := r.cmd(ctx, name, vals, timeout); err != nil {
 		return fmt.Errorf("%s: %s %s: %w", h.Name, strings.ReplaceAll(name, "_", "-"), s.To, err)
 	}
 	return nil
@@ -167,16 +274,8 @@ func (e *Engine) migrate(ctx context.Context, s plan.Step, name string) error {
 // postMigrate runs only when every host of the hop was verified on the
 // target in this run (or before its resume).
 func (e *Engine) postMigrate(ctx context.Context, s plan.Step) error {
-	var missing []string
-	e.mu.Lock()
-	for _, st := range e.plan.Steps {
-		if st.Kind == plan.StepDeploy && st.Hop == s.Hop && !e.progress.Finished[st.ID] {
-			missing = append(missing, st.Host)
-		}
-	}
-	e.mu.Unlock()
-	if len(missing) > 0 {
-		return fmt.Errorf("refusing post-migrate: %s not verified on %s", joinHosts(missing), s.To)
+	if missing := e.unverified(s); len(missing) > 0 {
+		return fmt.Errorf("%w: %s not verified on %s", errMixedFleet, joinHosts(missing), s.To)
 	}
 	if err := e.migrate(ctx, s, fleet.CmdPostMigrate); err != nil {
 		return err
@@ -185,24 +284,47 @@ func (e *Engine) postMigrate(ctx context.Context, s plan.Step) error {
 	return nil
 }
 
+// unverified lists the hosts of post-migrate step s's hop whose deploy did
+// not finish (in this run or before its resume).
+func (e *Engine) unverified(s plan.Step) []string {
+	var missing []string
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, st := range e.plan.Steps {
+		if st.Kind == plan.StepDeploy && st.Hop == s.Hop && !e.progress.Finished[st.ID] {
+			missing = append(missing, st.Host)
+		}
+	}
+	return missing
+}
+
+// errMixedFleet refuses post-migrate while some host of the hop is not on
+// its target.
+var errMixedFleet = errors.New("refusing post-migrate on a mixed fleet")
+
 // cleanup prunes releases beyond keep_releases, never the running one, the
-// one a rollback needs, or the target.
+// one a rollback needs, or the target. Release names are read one per line
+// and always quoted: a name is never split or globbed.
 func (e *Engine) cleanup(ctx context.Context, s plan.Step) error {
 	h := e.host(s.Host)
 	base := strings.TrimRight(e.inv.HostPath(h), "/")
-	script := fmt.Sprintf(`set -e
+	r := &hostRun{e: e, step: s, h: h}
+	return r.script(ctx, cleanupScript(base, e.inv.KeepReleases, s.From, s.To), e.inv.HostValues(h, s.From, s.To), e.to.Upload)
+}
+
+func cleanupScript(base string, keep int, from, to string) string {
+	return fmt.Sprintf(`set -e
 cd %[1]s/releases
 cur=$(basename "$(readlink ../current)")
-n=0
-for d in $(ls -1t); do
+keep=%[2]d; from=%[3]s; to=%[4]s
+ls -1t | { n=0; while IFS= read -r d; do
   case "$d" in .*|*.relctl-tmp.*) continue ;; esac
   n=$((n+1))
-  if [ "$n" -le %[2]d ] || [ "$d" = "$cur" ] || [ "$d" = %[3]s ] || [ "$d" = %[4]s ]; then continue; fi
-  rm -rf -- "$d" ".incoming/"*"-$d.tar.gz"
+  if [ "$n" -le "$keep" ] || [ "$d" = "$cur" ] || [ "$d" = "$from" ] || [ "$d" = "$to" ]; then continue; fi
+  rm -rf -- "./$d"
+  for t in .incoming/*; do case "$t" in *-"$d".tar.gz) rm -f -- "$t" ;; esac; done
   echo "pruned $d"
-done`, shell.Quote(base), e.inv.KeepReleases, shell.Quote(s.From), shell.Quote(s.To))
-	r := &hostRun{e: e, step: s, h: h}
-	return r.script(ctx, script, e.inv.HostValues(h, s.From, s.To), e.cfg.CommandTimeout)
+done; }`, shell.Quote(base), keep, shell.Quote(from), shell.Quote(to))
 }
 
 // HistoryRecord is one line of path/.relctl/history.jsonl on a host.
@@ -247,7 +369,7 @@ func (e *Engine) audit(ctx context.Context, outcome event.Outcome) {
 			b, _ := json.Marshal(rec)
 			dir := strings.TrimRight(e.inv.HostPath(e.host(name)), "/") + "/.relctl"
 			script := fmt.Sprintf("mkdir -p %s && printf '%%s\\n' %s >> %s", shell.Quote(dir), shell.Quote(string(b)), shell.Quote(dir+"/history.jsonl"))
-			if _, err := e.cfg.Hosts.Run(ctx, name, remote.Command{Script: script, Timeout: 30 * time.Second}); err != nil {
+			if _, err := e.cfg.Hosts.Run(ctx, name, remote.Command{Script: script, Timeout: e.to.Lock}); err != nil {
 				e.bus.Emit(event.Event{Type: event.Warning, Host: name, Message: "audit record not written: " + err.Error()})
 			}
 		}()

@@ -55,8 +55,11 @@ func PlainLine(e event.Event, output bool) string {
 	case event.StepStarted:
 		return fmt.Sprintf("%s\tstart\t%s", who, e.Message)
 	case event.StepFinished:
-		if e.Status == event.StatusOK {
+		switch e.Status {
+		case event.StatusOK:
 			return fmt.Sprintf("%s\tdone\t%s (%s)", who, e.Step, e.Duration.Round(time.Millisecond))
+		case event.StatusSkipped:
+			return fmt.Sprintf("%s\tNOT RUN\t%s: %s", who, e.Step, e.Error)
 		}
 		return fmt.Sprintf("%s\tFAILED\t%s: %s", who, e.Step, e.Error)
 	case event.StepSkipped:
@@ -140,7 +143,11 @@ func Summary(w io.Writer, outcome event.Outcome, s event.Summary) {
 			fmt.Fprintf(w, "on %s:\t%s\n", v, strings.Join(byV[v], ", "))
 		}
 	}
-	list("upgraded", s.Upgraded)
+	if s.Kind == "repair" {
+		list("repaired", s.Upgraded)
+	} else {
+		list("upgraded", s.Upgraded)
+	}
 	list("rolled back", s.RolledBack)
 	list("failed", s.Failed)
 	list("skipped", s.Skipped)
