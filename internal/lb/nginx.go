@@ -247,7 +247,9 @@ func (n *nginx) Preflight(ctx context.Context, servers []string, force bool) err
 			case st == nil:
 				errs = append(errs, fmt.Errorf("preflight %s on %s: upstream %s in %s has no `server %s`: %w", s, n.where(ep), n.cfg.Backend, n.cfg.UpstreamFile, refLabel(ref), ErrUnknownServer))
 			case st.Status != StatusUp && !force:
-				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (marked down in %s; force to proceed): %w", s, n.where(ep), s, st.Status, n.cfg.UpstreamFile, ErrNotUp))
+				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (marked down in %s), not in rotation; put it back: remove `down` from its `server %s` line in %s, then run `%s`; or force to proceed: %w",
+					s, n.where(ep), s, st.Status, n.cfg.UpstreamFile, st.Addr, n.cfg.UpstreamFile,
+					onHost(ep, n.cfg.NginxBinary+" -t && "+n.cfg.NginxBinary+" -s reload"), ErrNotUp))
 			}
 		}
 	}

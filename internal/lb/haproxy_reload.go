@@ -1,0 +1,195 @@
+package lb
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// This file holds the HAProxy driver's reload detection: a reload starts a
+// new process from the config file, which forgets every runtime `set server
+// ... state drain` unless the config loads a server-state file that was
+// dumped just before. `show info` names the answering process (Pid,
+// Start_time_sec); when it changes, every server the driver holds out of
+// rotation on that endpoint is drained again.
+
+// parseShowInfo reads Pid and Start_time_sec (or, on versions without it,
+// now - Uptime_sec) from `show info`.
+func parseShowInfo(reply string, now time.Time) (haproxyProc, error) {
+	var p haproxyProc
+	uptime := int64(-1)
+	for _, line := range strings.Split(reply, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch strings.TrimSpace(k) {
+		case "Pid":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return p, fmt.Errorf("show info: Pid %q is not a process id", v)
+			}
+			p.Pid = n
+		case "Start_time_sec":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return p, fmt.Errorf("show info: Start_time_sec %q is not a number", v)
+			}
+			p.Start = n
+		case "Uptime_sec":
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				uptime = n
+			}
+		}
+	}
+	if p.Pid == 0 {
+		return p, fmt.Errorf("show info: no Pid in reply %q", firstLine(reply))
+	}
+	if p.Start == 0 && uptime >= 0 {
+		p.Start = now.Unix() - uptime
+	}
+	return p, nil
+}
+
+// checkReload asks endpoint i which process answers and, when it is a new
+// one, drains again every server held out of rotation there. The first read
+// only records the process. It reports whether it saw a reload. An error
+// leaves the recorded process unchanged, so the next call retries the
+// re-drain.
+func (h *haproxy) checkReload(ctx context.Context, i int) error {
+	_, err := h.reloaded(ctx, i)
+	return err
+}
+
+func (h *haproxy) reloaded(ctx context.Context, i int) (bool, error) {
+	ep := h.cfg.Endpoints[i]
+	reply, err := h.command(ctx, ep, "show info")
+	if err != nil {
+		return false, fmt.Errorf("show info: %w", err)
+	}
+	cur, err := parseShowInfo(reply, time.Now())
+	if err != nil {
+		return false, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	last := h.procs[i]
+	switch {
+	case last.Pid == 0:
+		h.procs[i] = cur
+		return false, nil
+	case cur.Pid == last.Pid, h.retired[i][cur.Pid]:
+		return false, nil
+	case cur.Start != 0 && last.Start != 0 && cur.Start < last.Start:
+		// The old process still answers while the new one takes over.
+		return false, nil
+	}
+	return true, h.redrain(ctx, i, last, cur)
+}
+
+// redrain drains again, on endpoint i now answered by cur instead of last,
+// every server held there that cur does not have drained. Callers hold h.mu.
+func (h *haproxy) redrain(ctx context.Context, i int, last, cur haproxyProc) error {
+	ep := h.cfg.Endpoints[i]
+	held := make([]string, 0, len(h.held[i]))
+	for s := range h.held[i] {
+		held = append(held, s)
+	}
+	sort.Strings(held)
+	what := fmt.Sprintf("%s reloaded (pid %d → %d)", h.where(ep), last.Pid, cur.Pid)
+	if len(held) == 0 {
+		h.notes[""] = append(h.notes[""], what+"; relctl held no server out of rotation there")
+		h.retire(i, cur)
+		return nil
+	}
+	admins, err := h.admin(ctx, ep)
+	if err != nil {
+		return fmt.Errorf("%s; read server states to re-drain %s: %w", what, strings.Join(held, ", "), err)
+	}
+	var redrain, kept []string
+	for _, s := range held {
+		if adm, ok := findAdmin(admins, h.cfg.Backend, s); ok && adm.AdminStatus() != StatusUp {
+			kept = append(kept, s)
+			continue
+		}
+		if err := h.setState(ctx, ep, s, "drain"); err != nil {
+			return fmt.Errorf("%s and forgot that %s was drained; drain it again: %w", what, s, err)
+		}
+		redrain = append(redrain, s)
+	}
+	for _, s := range redrain {
+		h.notes[s] = append(h.notes[s], fmt.Sprintf("%s and forgot that %s was drained: drained it again", what, s))
+	}
+	for _, s := range kept {
+		h.notes[s] = append(h.notes[s], fmt.Sprintf("%s; %s is still drained there (server state kept across the reload)", what, s))
+	}
+	h.retire(i, cur)
+	return nil
+}
+
+// retire records cur as endpoint i's process. Callers hold h.mu.
+func (h *haproxy) retire(i int, cur haproxyProc) {
+	h.retired[i][h.procs[i].Pid] = true
+	h.procs[i] = cur
+}
+
+// checkReloads runs checkReload on every endpoint.
+func (h *haproxy) checkReloads(ctx context.Context) error {
+	for i, ep := range h.cfg.Endpoints {
+		if err := h.checkReload(ctx, i); err != nil {
+			return fmt.Errorf("on %s: %w", h.where(ep), err)
+		}
+	}
+	return nil
+}
+
+// setHeld sends `set server ... state <state>` to endpoint i and records
+// the result in held: drain adds server, ready removes it. Holding h.mu
+// across the command keeps a concurrent reload check from acting on a
+// held set that is about to change.
+func (h *haproxy) setHeld(ctx context.Context, i int, server, state string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.setState(ctx, h.cfg.Endpoints[i], server, state); err != nil {
+		return err
+	}
+	switch state {
+	case "drain":
+		h.held[i][server] = true
+	case "ready":
+		delete(h.held[i], server)
+	}
+	return nil
+}
+
+// takeNotes returns and forgets the reload notes about server and the
+// general ones.
+func (h *haproxy) takeNotes(server string) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	notes := append(h.notes[""], h.notes[server]...)
+	delete(h.notes, "")
+	delete(h.notes, server)
+	return strings.Join(notes, "; ")
+}
+
+// TakeNotes implements NoteTaker.
+func (h *haproxy) TakeNotes() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	keys := make([]string, 0, len(h.notes))
+	for k := range h.notes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		out = append(out, h.notes[k]...)
+	}
+	h.notes = map[string][]string{}
+	return out
+}
