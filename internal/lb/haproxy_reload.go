@@ -17,7 +17,10 @@ import (
 // rotation on that endpoint is drained again.
 
 // parseShowInfo reads Pid and Start_time_sec (or, on versions without it,
-// now - Uptime_sec) from `show info`.
+// now - Uptime_sec) from `show info`. Something that speaks the runtime API
+// without naming its process (the demo's minilb has no Pid) gives a zero
+// Pid, or a zero haproxyProc when it reports no uptime either: reloads
+// cannot be told there.
 func parseShowInfo(reply string, now time.Time) (haproxyProc, error) {
 	var p haproxyProc
 	uptime := int64(-1)
@@ -31,28 +34,37 @@ func parseShowInfo(reply string, now time.Time) (haproxyProc, error) {
 		case "Pid":
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
-				return p, fmt.Errorf("show info: Pid %q is not a process id", v)
+				return haproxyProc{}, fmt.Errorf("show info: Pid %q is not a process id", v)
 			}
 			p.Pid = n
 		case "Start_time_sec":
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
-				return p, fmt.Errorf("show info: Start_time_sec %q is not a number", v)
+				return haproxyProc{}, fmt.Errorf("show info: Start_time_sec %q is not a number", v)
 			}
 			p.Start = n
 		case "Uptime_sec":
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-				uptime = n
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return haproxyProc{}, fmt.Errorf("show info: Uptime_sec %q is not a number", v)
 			}
+			uptime = n
 		}
-	}
-	if p.Pid == 0 {
-		return p, fmt.Errorf("show info: no Pid in reply %q", firstLine(reply))
 	}
 	if p.Start == 0 && uptime >= 0 {
 		p.Start = now.Unix() - uptime
 	}
 	return p, nil
+}
+
+// sameOrOlder reports whether cur is the process last was, or an older one
+// still answering while a newer one takes over. Without pids, processes are
+// told apart by start time alone, with 2 s of slack (now - uptime jitters).
+func sameOrOlder(cur, last haproxyProc, retired map[int]bool) bool {
+	if cur.Pid != 0 && last.Pid != 0 {
+		return cur.Pid == last.Pid || retired[cur.Pid] || (cur.Start != 0 && last.Start != 0 && cur.Start < last.Start)
+	}
+	return cur.Start <= last.Start+2
 }
 
 // checkReload asks endpoint i which process answers and, when it is a new
@@ -75,17 +87,17 @@ func (h *haproxy) reloaded(ctx context.Context, i int) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	if cur == (haproxyProc{}) {
+		return false, nil // the endpoint does not say which process answers
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	last := h.procs[i]
 	switch {
-	case last.Pid == 0:
+	case last == (haproxyProc{}):
 		h.procs[i] = cur
 		return false, nil
-	case cur.Pid == last.Pid, h.retired[i][cur.Pid]:
-		return false, nil
-	case cur.Start != 0 && last.Start != 0 && cur.Start < last.Start:
-		// The old process still answers while the new one takes over.
+	case sameOrOlder(cur, last, h.retired[i]):
 		return false, nil
 	}
 	return true, h.redrain(ctx, i, last, cur)
@@ -101,6 +113,10 @@ func (h *haproxy) redrain(ctx context.Context, i int, last, cur haproxyProc) err
 	}
 	sort.Strings(held)
 	what := fmt.Sprintf("%s reloaded (pid %d → %d)", h.where(ep), last.Pid, cur.Pid)
+	if cur.Pid == 0 || last.Pid == 0 {
+		what = fmt.Sprintf("%s restarted (up since %s, was %s)", h.where(ep),
+			time.Unix(cur.Start, 0).UTC().Format(time.TimeOnly), time.Unix(last.Start, 0).UTC().Format(time.TimeOnly))
+	}
 	if len(held) == 0 {
 		h.notes[""] = append(h.notes[""], what+"; relctl held no server out of rotation there")
 		h.retire(i, cur)
@@ -133,7 +149,9 @@ func (h *haproxy) redrain(ctx context.Context, i int, last, cur haproxyProc) err
 
 // retire records cur as endpoint i's process. Callers hold h.mu.
 func (h *haproxy) retire(i int, cur haproxyProc) {
-	h.retired[i][h.procs[i].Pid] = true
+	if h.procs[i].Pid != 0 {
+		h.retired[i][h.procs[i].Pid] = true
+	}
 	h.procs[i] = cur
 }
 

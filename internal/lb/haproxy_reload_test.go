@@ -177,7 +177,15 @@ func TestParseShowInfo(t *testing.T) {
 	if err != nil || p != (haproxyProc{Pid: 12, Start: 1_800_000_000 - 100}) {
 		t.Fatalf("show info without Start_time_sec = %+v, %v", p, err)
 	}
-	for _, bad := range []string{"Unknown command.\n", "Pid: x\n", "Pid: 3\nStart_time_sec: soon\n"} {
+	// minilb (the demo) reports an uptime but no pid.
+	p, err = parseShowInfo("Name: minilb\nUptime_sec: 7\n", now)
+	if err != nil || p != (haproxyProc{Start: 1_800_000_000 - 7}) {
+		t.Fatalf("show info without Pid = %+v, %v", p, err)
+	}
+	if p, err := parseShowInfo("Name: other\n", now); err != nil || p != (haproxyProc{}) {
+		t.Fatalf("show info naming no process = %+v, %v", p, err)
+	}
+	for _, bad := range []string{"Pid: x\n", "Pid: 3\nStart_time_sec: soon\n", "Uptime_sec: -\n"} {
 		if _, err := parseShowInfo(bad, now); err == nil {
 			t.Errorf("parseShowInfo(%q) = nil error", bad)
 		}
@@ -451,5 +459,26 @@ func TestHAProxyPreflightRepairCommand(t *testing.T) {
 	}
 	if err := b.Preflight(ctx, []string{"web1", "web2"}, true); err != nil {
 		t.Errorf("Preflight forced = %v", err)
+	}
+}
+
+func TestSameOrOlder(t *testing.T) {
+	retired := map[int]bool{7: true}
+	tests := []struct {
+		cur, last haproxyProc
+		want      bool
+	}{
+		{haproxyProc{Pid: 9, Start: 100}, haproxyProc{Pid: 9, Start: 100}, true},
+		{haproxyProc{Pid: 10, Start: 100}, haproxyProc{Pid: 9, Start: 100}, false}, // reload in the same second
+		{haproxyProc{Pid: 10, Start: 105}, haproxyProc{Pid: 9, Start: 100}, false},
+		{haproxyProc{Pid: 7, Start: 100}, haproxyProc{Pid: 9, Start: 100}, true}, // a retired process still answering
+		{haproxyProc{Pid: 8, Start: 90}, haproxyProc{Pid: 9, Start: 100}, true},  // older than the one seen
+		{haproxyProc{Start: 101}, haproxyProc{Start: 100}, true},                 // uptime jitter, no pid
+		{haproxyProc{Start: 110}, haproxyProc{Start: 100}, false},                // restarted, no pid
+	}
+	for _, tt := range tests {
+		if got := sameOrOlder(tt.cur, tt.last, retired); got != tt.want {
+			t.Errorf("sameOrOlder(%+v, %+v) = %v, want %v", tt.cur, tt.last, got, tt.want)
+		}
 	}
 }
