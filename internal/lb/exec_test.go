@@ -3,8 +3,10 @@ package lb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -221,7 +223,7 @@ func TestExecErrorsReportOutput(t *testing.T) {
 
 func waitState(t *testing.T, bal lb.Balancer, server string, want lb.Status) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		sts, err := bal.States(context.Background())
 		if err != nil {
@@ -240,5 +242,73 @@ func waitState(t *testing.T, bal lb.Balancer, server string, want lb.Status) {
 			t.Fatalf("%s not %s: %+v", server, want, sts)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Preflight's refusal gives the enable command, rendered for the server and
+// the endpoint; run as written, it puts the server back. EnsureOut drains a
+// server put back behind relctl's back again.
+func TestExecPreflightRepairAndEnsureOut(t *testing.T) {
+	dir, cmds := fileLB(t, "web1", "web2")
+	ctx := context.Background()
+	remote, err := lb.New(lb.Config{Kind: "exec", Backend: "shop", Exec: cmds, Endpoints: []lb.Endpoint{{SSH: "lb1"}}}, &viaSSH{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := lb.New(lb.Config{Kind: "exec", Backend: "shop", Exec: cmds, DrainTimeout: 5 * time.Second, PollInterval: 20 * time.Millisecond}, lb.LocalConnector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "web2.status"), "DRAIN")
+	err = remote.Preflight(ctx, []string{"web1", "web2"}, false)
+	want := "preflight web2 on exec lb1: web2 is DRAIN, not in rotation; put it back with balancer.exec.enable: `ssh lb1 'echo UP > " + dir + "/web2.status'`, or force to proceed"
+	if !errors.Is(err, lb.ErrNotUp) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Preflight = %v\nwant %s", err, want)
+	}
+	err = local.Preflight(ctx, []string{"web1", "web2"}, false)
+	_, cmd, ok := strings.Cut(fmt.Sprint(err), "balancer.exec.enable: `")
+	cmd, _, _ = strings.Cut(cmd, "`")
+	if !ok || cmd != "echo UP > "+dir+"/web2.status" {
+		t.Fatalf("Preflight = %v, want the rendered enable command", err)
+	}
+	if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v %s", cmd, err, out)
+	}
+	if err := local.Preflight(ctx, []string{"web1", "web2"}, false); err != nil {
+		t.Fatalf("Preflight after the repair command: %v", err)
+	}
+
+	if !local.CanVerify() {
+		t.Fatal("exec with a state command: CanVerify = false")
+	}
+	if res, err := local.Drain(ctx, "web1"); err != nil || !res.Idle {
+		t.Fatalf("Drain = %+v, %v", res, err)
+	}
+	if note, err := local.EnsureOut(ctx, "web1"); note != "" || err != nil {
+		t.Fatalf("EnsureOut of drained web1 = %q, %v", note, err)
+	}
+	writeFile(t, filepath.Join(dir, "web1.status"), "UP")
+	note, err := local.EnsureOut(ctx, "web1")
+	if err != nil || !strings.Contains(note, "web1 was back in rotation on local (UP): drained again, idle after") {
+		t.Fatalf("EnsureOut of web1 put back = %q, %v", note, err)
+	}
+	waitState(t, local, "web1", lb.StatusDrain)
+	if err := local.Verify(ctx, "web1"); !errors.Is(err, lb.ErrNotUp) || !strings.Contains(err.Error(), "local: DRAIN") {
+		t.Fatalf("Verify of drained web1 = %v", err)
+	}
+	if err := local.Enable(ctx, "web1", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := local.Verify(ctx, "web1"); err != nil {
+		t.Fatalf("Verify after Enable: %v", err)
+	}
+
+	// Without a state command there is nothing to read back.
+	blind, _ := lb.New(lb.Config{Kind: "exec", Exec: lb.ExecCommands{Drain: cmds.Drain, Enable: cmds.Enable}}, lb.LocalConnector{})
+	if blind.CanVerify() {
+		t.Fatal("exec without a state command: CanVerify = true")
+	}
+	if err := blind.Verify(ctx, "web1"); err == nil {
+		t.Fatal("Verify without a state command = nil")
 	}
 }

@@ -40,6 +40,7 @@ type haproxy struct {
 	// read yet); retired[i] the pids it moved away from.
 	procs   []haproxyProc
 	retired []map[int]bool
+	reloads []int // reloads handled per endpoint
 	// held[i] is the set of servers this driver drained on endpoint i and
 	// has not put back.
 	held []map[string]bool
@@ -88,6 +89,7 @@ func newHAProxy(cfg Config, c Connector) (*haproxy, error) {
 	h := &haproxy{cfg: cfg, c: c,
 		procs:   make([]haproxyProc, len(cfg.Endpoints)),
 		retired: make([]map[int]bool, len(cfg.Endpoints)),
+		reloads: make([]int, len(cfg.Endpoints)),
 		held:    make([]map[string]bool, len(cfg.Endpoints)),
 		notes:   map[string][]string{},
 	}
@@ -284,6 +286,7 @@ func (h *haproxy) drain(ctx context.Context, server string, start time.Time) (Dr
 	for {
 		remaining := 0
 		for i, ep := range h.cfg.Endpoints {
+			seen := h.reloadCount(i)
 			if err := h.checkReload(ctx, i); err != nil {
 				return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: %w", server, h.where(ep), err)
 			}
@@ -296,11 +299,12 @@ func (h *haproxy) drain(ctx context.Context, server string, start time.Time) (Dr
 				return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: server vanished from show stat: %w", server, h.where(ep), ErrUnknownServer)
 			}
 			if st.Status == StatusUp || st.Status == StatusNoLB {
-				// A reload between the check above and show stat: drained
-				// again now, so keep waiting.
-				if again, err := h.reloaded(ctx, i); err != nil {
+				// A reload just before show stat, handled by now (here or
+				// by a concurrent call) with a re-drain: keep waiting.
+				if err := h.checkReload(ctx, i); err != nil {
 					return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: %w", server, h.where(ep), err)
-				} else if again {
+				}
+				if h.reloadCount(i) != seen {
 					remaining++
 					continue
 				}

@@ -69,26 +69,20 @@ func sameOrOlder(cur, last haproxyProc, retired map[int]bool) bool {
 
 // checkReload asks endpoint i which process answers and, when it is a new
 // one, drains again every server held out of rotation there. The first read
-// only records the process. It reports whether it saw a reload. An error
-// leaves the recorded process unchanged, so the next call retries the
-// re-drain.
+// only records the process. An error leaves the recorded process unchanged,
+// so the next call retries the re-drain.
 func (h *haproxy) checkReload(ctx context.Context, i int) error {
-	_, err := h.reloaded(ctx, i)
-	return err
-}
-
-func (h *haproxy) reloaded(ctx context.Context, i int) (bool, error) {
 	ep := h.cfg.Endpoints[i]
 	reply, err := h.command(ctx, ep, "show info")
 	if err != nil {
-		return false, fmt.Errorf("show info: %w", err)
+		return fmt.Errorf("show info: %w", err)
 	}
 	cur, err := parseShowInfo(reply, time.Now())
 	if err != nil {
-		return false, err
+		return err
 	}
 	if cur == (haproxyProc{}) {
-		return false, nil // the endpoint does not say which process answers
+		return nil // the endpoint does not say which process answers
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -96,11 +90,11 @@ func (h *haproxy) reloaded(ctx context.Context, i int) (bool, error) {
 	switch {
 	case last == (haproxyProc{}):
 		h.procs[i] = cur
-		return false, nil
+		return nil
 	case sameOrOlder(cur, last, h.retired[i]):
-		return false, nil
+		return nil
 	}
-	return true, h.redrain(ctx, i, last, cur)
+	return h.redrain(ctx, i, last, cur)
 }
 
 // redrain drains again, on endpoint i now answered by cur instead of last,
@@ -153,6 +147,16 @@ func (h *haproxy) retire(i int, cur haproxyProc) {
 		h.retired[i][h.procs[i].Pid] = true
 	}
 	h.procs[i] = cur
+	h.reloads[i]++
+}
+
+// reloadCount is how many reloads of endpoint i were handled so far (by
+// any call): a change tells a caller that a state it read may predate a
+// re-drain.
+func (h *haproxy) reloadCount(i int) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reloads[i]
 }
 
 // checkReloads runs checkReload on every endpoint.
