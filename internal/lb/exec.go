@@ -319,5 +319,10 @@ func (e *execBalancer) EnsureOut(ctx context.Context, server string) (string, er
 	if e.state == nil {
 		return "", nil
 	}
-	return ensureOut(ctx, e, e.endpoints, server)
+	note, err := ensureOut(ctx, e, e.endpoints, server)
+	if err != nil || note != "" || e.idle == nil {
+		return note, err
+	}
+	// idle_check decides idleness over the state command's count.
+	return ensureIdle(ctx, e.c, e.endpoints, e.cfg, e.idle, server)
 }

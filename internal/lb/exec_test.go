@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/internal/lb"
+	"github.com/relctl/relctl/internal/testkit/lbtest"
 )
 
 // recorder is a Connector that records scripts and answers from a func.
@@ -310,5 +311,65 @@ func TestExecPreflightRepairAndEnsureOut(t *testing.T) {
 	}
 	if err := blind.Verify(ctx, "web1"); err == nil {
 		t.Fatal("Verify without a state command = nil")
+	}
+}
+
+// With an idle_check, a server already out of rotation must also be idle
+// before its app stops: EnsureOut waits for the check (or reports
+// ErrNotIdle after the drain timeout) and says so.
+func TestExecEnsureOutWaitsForIdleCheck(t *testing.T) {
+	dir, cmds := fileLB(t, "web1")
+	busy := filepath.Join(dir, "web1.busy")
+	writeFile(t, busy, "0")
+	cfg := lb.Config{Kind: "exec", Exec: cmds, DrainTimeout: 10 * time.Second, PollInterval: 20 * time.Millisecond,
+		IdleCheck: "echo >> " + dir + "/checks; test \"$(cat " + dir + "/{{.Server}}.busy)\" = 0"}
+	checks := func() int {
+		b, _ := os.ReadFile(filepath.Join(dir, "checks"))
+		return len(b)
+	}
+	bal, err := lb.New(cfg, lb.LocalConnector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if res, err := bal.Drain(ctx, "web1"); err != nil || !res.Idle {
+		t.Fatalf("Drain = %+v, %v", res, err)
+	}
+	if note, err := bal.EnsureOut(ctx, "web1"); note != "" || err != nil {
+		t.Fatalf("EnsureOut of a drained, idle web1 = %q, %v", note, err)
+	}
+
+	writeFile(t, busy, "1")
+	type out struct {
+		note string
+		err  error
+	}
+	done := make(chan out, 1)
+	go func() {
+		note, err := bal.EnsureOut(ctx, "web1")
+		done <- out{note, err}
+	}()
+	// It is still waiting after the failing check has run several times.
+	before := checks()
+	lbtest.Eventually(t, 10*time.Second, "EnsureOut polling the idle check", func() (bool, string) {
+		select {
+		case o := <-done:
+			t.Fatalf("EnsureOut returned %q, %v while the idle check failed", o.note, o.err)
+		default:
+		}
+		return checks() >= before+5, fmt.Sprintf("%d checks", checks()-before)
+	})
+	writeFile(t, busy, "0")
+	o := <-done
+	if o.err != nil || !strings.Contains(o.note, "web1 was still busy on local (idle_check failed): waited, idle after") {
+		t.Fatalf("EnsureOut = %q, %v", o.note, o.err)
+	}
+
+	// Still busy at the drain timeout: the app must not stop.
+	cfg.DrainTimeout = 300 * time.Millisecond
+	short, _ := lb.New(cfg, lb.LocalConnector{})
+	writeFile(t, busy, "1")
+	if note, err := short.EnsureOut(ctx, "web1"); !errors.Is(err, lb.ErrNotIdle) || !strings.Contains(err.Error(), "web1 was still busy on local") {
+		t.Fatalf("EnsureOut busy past the timeout = %q, %v; want ErrNotIdle", note, err)
 	}
 }

@@ -372,7 +372,13 @@ func (n *nginx) Verify(ctx context.Context, server string) error {
 	return verifyUp(ctx, n, n.endpoints, server)
 }
 
-// EnsureOut implements Balancer.
+// EnsureOut implements Balancer. nginx cannot count sessions: with an
+// idle_check, a server already marked down must also pass it (a re-drain
+// waits for it anyway); without one, being marked down is all relctl knows.
 func (n *nginx) EnsureOut(ctx context.Context, server string) (string, error) {
-	return ensureOut(ctx, n, n.endpoints, server)
+	note, err := ensureOut(ctx, n, n.endpoints, server)
+	if err != nil || note != "" || n.idle == nil {
+		return note, err
+	}
+	return ensureIdle(ctx, n.c, n.endpoints, n.cfg, n.idle, server)
 }

@@ -132,3 +132,38 @@ func onHost(ep Endpoint, cmd string) string {
 	}
 	return "ssh " + shell.Quote(ep.SSH) + " " + shell.Quote(cmd)
 }
+
+// ensureIdle is EnsureOut's second half for drivers that cannot count
+// sessions but have an idle_check command (nginx, exec): once the server is
+// out of rotation everywhere, the command must pass on every endpoint; if
+// it does not, wait for it as a drain does (pollIdle), and say so.
+func ensureIdle(ctx context.Context, c Connector, eps []Endpoint, cfg Config, idle *cmdTemplate, server string) (string, error) {
+	script, err := idle.render(server, cfg.Backend, addressOf(cfg, server))
+	if err != nil {
+		return "", fmt.Errorf("re-check %s before stop: %w", server, err)
+	}
+	var busy []string
+	for _, ep := range eps {
+		cctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+		_, err := c.RunOn(cctx, ep.SSH, script)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", fmt.Errorf("re-check %s before stop: %w", server, ctx.Err())
+			}
+			busy = append(busy, ep.String())
+		}
+	}
+	if len(busy) == 0 {
+		return "", nil
+	}
+	was := fmt.Sprintf("%s was still busy on %s (idle_check failed)", server, strings.Join(busy, ", "))
+	res, err := pollIdle(ctx, c, eps, script, time.Now(), cfg)
+	if err != nil {
+		return "", fmt.Errorf("%s; waiting for idle before stop: %w", was, err)
+	}
+	if !res.Idle {
+		return "", fmt.Errorf("%s; still busy after %s: %w", was, res.Waited.Round(time.Millisecond), ErrNotIdle)
+	}
+	return fmt.Sprintf("%s: waited, idle after %s", was, res.Waited.Round(time.Millisecond)), nil
+}

@@ -3,7 +3,10 @@ package lb
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -203,5 +206,54 @@ func TestEnsureOut(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// scriptConn answers RunOn from a func; it cannot dial.
+type scriptConn func(script string) (string, error)
+
+func (f scriptConn) DialVia(context.Context, string, string, string) (net.Conn, error) {
+	return nil, errors.New("scriptConn cannot dial")
+}
+func (f scriptConn) RunOn(_ context.Context, _, script string) (string, error) { return f(script) }
+
+// nginx cannot count sessions: a server marked down must also pass the
+// idle_check before EnsureOut lets its app stop.
+func TestNginxEnsureOutRunsIdleCheck(t *testing.T) {
+	var mu sync.Mutex
+	fails := 3
+	conn := scriptConn(func(script string) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case strings.HasPrefix(script, "cat -- "):
+			return "upstream shop {\n  server 10.0.0.11:80 down;\n  server 10.0.0.12:80;\n}\n", nil
+		case strings.HasPrefix(script, "idle "):
+			if fails > 0 {
+				fails--
+				return "", errors.New("exit status 1")
+			}
+			return "", nil
+		}
+		return "", fmt.Errorf("unexpected script %q", script)
+	})
+	b, err := New(Config{Kind: KindNginx, Backend: "shop", UpstreamFile: "/etc/nginx/up.conf", IdleCheck: "idle {{.Address}}",
+		DrainTimeout: 5 * time.Second, PollInterval: time.Millisecond, Endpoints: []Endpoint{{SSH: "lb1"}},
+		Addresses: map[string]string{"web1": "10.0.0.11:80", "web2": "10.0.0.12:80"}}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	note, err := b.EnsureOut(context.Background(), "web1")
+	if err != nil || !strings.Contains(note, "web1 was still busy on lb1 (idle_check failed): waited, idle after") {
+		t.Fatalf("EnsureOut = %q, %v", note, err)
+	}
+	if note, err := b.EnsureOut(context.Background(), "web1"); note != "" || err != nil {
+		t.Fatalf("EnsureOut once idle = %q, %v", note, err)
+	}
+	if err := b.Verify(context.Background(), "web2"); err != nil {
+		t.Fatalf("Verify web2 = %v", err)
+	}
+	if err := b.Verify(context.Background(), "web1"); !errors.Is(err, ErrNotUp) || !strings.Contains(err.Error(), "lb1: DRAIN") {
+		t.Fatalf("Verify web1 = %v", err)
 	}
 }
