@@ -42,8 +42,10 @@ type haproxy struct {
 	retired []map[int]bool
 	reloads []int // reloads handled per endpoint
 	// held[i] is the set of servers this driver drained on endpoint i and
-	// has not put back.
+	// has not put back; lost[i] those of them a reload put back in
+	// rotation and whose re-drain failed (retried by every call).
 	held []map[string]bool
+	lost []map[string]bool
 	// notes are reload reports not yet returned, by server ("" = none).
 	notes map[string][]string
 }
@@ -91,11 +93,13 @@ func newHAProxy(cfg Config, c Connector) (*haproxy, error) {
 		retired: make([]map[int]bool, len(cfg.Endpoints)),
 		reloads: make([]int, len(cfg.Endpoints)),
 		held:    make([]map[string]bool, len(cfg.Endpoints)),
+		lost:    make([]map[string]bool, len(cfg.Endpoints)),
 		notes:   map[string][]string{},
 	}
 	for i := range cfg.Endpoints {
 		h.retired[i] = map[int]bool{}
 		h.held[i] = map[string]bool{}
+		h.lost[i] = map[string]bool{}
 	}
 	return h, nil
 }
@@ -360,7 +364,7 @@ func (h *haproxy) Enable(ctx context.Context, server string, timeout time.Durati
 			return fmt.Errorf("enable %s on %s: backend %s has no server %s: %w", server, h.where(ep), h.cfg.Backend, server, ErrUnknownServer)
 		}
 		if adm.AdminState&adminForcedMaint != 0 {
-			if err := h.setState(ctx, ep, server, "drain"); err != nil {
+			if err := h.setHeld(ctx, i, server, "drain"); err != nil {
 				return fmt.Errorf("enable %s on %s: leave maint for drain: %w", server, h.where(ep), err)
 			}
 		}
@@ -376,6 +380,11 @@ func (h *haproxy) Enable(ctx context.Context, server string, timeout time.Durati
 		for i, ep := range h.cfg.Endpoints {
 			if !checked[i] {
 				continue
+			}
+			// A reload now would put the server in rotation before its
+			// check passed: it is still held, so this drains it again.
+			if err := h.checkReload(ctx, i); err != nil {
+				return fmt.Errorf("enable %s on %s: %w", server, h.where(ep), err)
 			}
 			rows, err := h.stats(ctx, ep)
 			if err != nil {

@@ -2,6 +2,7 @@ package lb
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -92,9 +93,27 @@ func (h *haproxy) checkReload(ctx context.Context, i int) error {
 		h.procs[i] = cur
 		return nil
 	case sameOrOlder(cur, last, h.retired[i]):
-		return nil
+		return h.retryLost(ctx, i)
 	}
 	return h.redrain(ctx, i, last, cur)
+}
+
+// retryLost retries the re-drains that failed after an earlier reload of
+// endpoint i. Callers hold h.mu.
+func (h *haproxy) retryLost(ctx context.Context, i int) error {
+	lost := make([]string, 0, len(h.lost[i]))
+	for s := range h.lost[i] {
+		lost = append(lost, s)
+	}
+	sort.Strings(lost)
+	for _, s := range lost {
+		if err := h.setState(ctx, h.cfg.Endpoints[i], s, "drain"); err != nil {
+			return fmt.Errorf("%s is still in rotation on %s since a reload; drain it again: %w", s, h.where(h.cfg.Endpoints[i]), err)
+		}
+		delete(h.lost[i], s)
+		h.notes[s] = append(h.notes[s], fmt.Sprintf("%s forgot at a reload that %s was drained: drained it again", h.where(h.cfg.Endpoints[i]), s))
+	}
+	return nil
 }
 
 // redrain drains again, on endpoint i now answered by cur instead of last,
@@ -120,25 +139,22 @@ func (h *haproxy) redrain(ctx context.Context, i int, last, cur haproxyProc) err
 	if err != nil {
 		return fmt.Errorf("%s; read server states to re-drain %s: %w", what, strings.Join(held, ", "), err)
 	}
-	var redrain, kept []string
+	var errs []error
 	for _, s := range held {
 		if adm, ok := findAdmin(admins, h.cfg.Backend, s); ok && adm.AdminStatus() != StatusUp {
-			kept = append(kept, s)
+			h.notes[s] = append(h.notes[s], fmt.Sprintf("%s; %s is still drained there (server state kept across the reload)", what, s))
 			continue
 		}
 		if err := h.setState(ctx, ep, s, "drain"); err != nil {
-			return fmt.Errorf("%s and forgot that %s was drained; drain it again: %w", what, s, err)
+			// Retried by every later call until it works or s is enabled.
+			h.lost[i][s] = true
+			errs = append(errs, fmt.Errorf("%s and forgot that %s was drained; drain it again: %w", what, s, err))
+			continue
 		}
-		redrain = append(redrain, s)
-	}
-	for _, s := range redrain {
 		h.notes[s] = append(h.notes[s], fmt.Sprintf("%s and forgot that %s was drained: drained it again", what, s))
 	}
-	for _, s := range kept {
-		h.notes[s] = append(h.notes[s], fmt.Sprintf("%s; %s is still drained there (server state kept across the reload)", what, s))
-	}
 	h.retire(i, cur)
-	return nil
+	return errors.Join(errs...)
 }
 
 // retire records cur as endpoint i's process. Callers hold h.mu.
@@ -159,16 +175,6 @@ func (h *haproxy) reloadCount(i int) int {
 	return h.reloads[i]
 }
 
-// checkReloads runs checkReload on every endpoint.
-func (h *haproxy) checkReloads(ctx context.Context) error {
-	for i, ep := range h.cfg.Endpoints {
-		if err := h.checkReload(ctx, i); err != nil {
-			return fmt.Errorf("on %s: %w", h.where(ep), err)
-		}
-	}
-	return nil
-}
-
 // setHeld sends `set server ... state <state>` to endpoint i and records
 // the result in held: drain adds server, ready removes it. Holding h.mu
 // across the command keeps a concurrent reload check from acting on a
@@ -185,6 +191,7 @@ func (h *haproxy) setHeld(ctx context.Context, i int, server, state string) erro
 	case "ready":
 		delete(h.held[i], server)
 	}
+	delete(h.lost[i], server)
 	return nil
 }
 

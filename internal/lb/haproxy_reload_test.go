@@ -23,15 +23,17 @@ type fakeHAProxy struct {
 	start     int64
 	admin     map[string]int // server → srv_admin_state bits
 	sessions  map[string]int
+	check     map[string]string // check_status; "" = L7OK
 	servers   []string
-	failSet   bool // `set server` answers an error
+	failSet   bool   // `set server` answers an error
+	failFor   string // ... for this server only
 	answerPid int  // when set, the next show info answers this (an old process)
 	cmds      []string
 	onStat    func(f *fakeHAProxy) // called (locked) on each show stat
 }
 
 func newFakeHAProxy(pid int, servers ...string) *fakeHAProxy {
-	return &fakeHAProxy{pid: pid, start: 1_700_000_000, admin: map[string]int{}, sessions: map[string]int{}, servers: servers}
+	return &fakeHAProxy{pid: pid, start: 1_700_000_000, admin: map[string]int{}, sessions: map[string]int{}, check: map[string]string{}, servers: servers}
 }
 
 // reload is `haproxy -sf <pid>`: a new process from the config file.
@@ -82,7 +84,11 @@ func (f *fakeHAProxy) answer(cmd string) string {
 			case a&adminDrainMask != 0:
 				st = "DRAIN"
 			}
-			fmt.Fprintf(&b, "shop,%s,0,%d,%s,1,L7OK,127.0.0.1:80\n", s, f.sessions[s], st)
+			check := f.check[s]
+			if check == "" {
+				check = "L7OK"
+			}
+			fmt.Fprintf(&b, "shop,%s,0,%d,%s,1,%s,127.0.0.1:80\n", s, f.sessions[s], st, check)
 		}
 		return b.String() + "\n"
 	case strings.HasPrefix(cmd, "show servers state "):
@@ -93,11 +99,11 @@ func (f *fakeHAProxy) answer(cmd string) string {
 		}
 		return b.String() + "\n"
 	case strings.HasPrefix(cmd, "set server shop/"):
-		if f.failSet {
-			return "Permission denied\n"
-		}
 		rest := strings.TrimPrefix(cmd, "set server shop/")
 		server, state, _ := strings.Cut(rest, " state ")
+		if f.failSet || server == f.failFor {
+			return "Permission denied\n"
+		}
 		if !slices.Contains(f.servers, server) {
 			return "No such server.\n"
 		}
@@ -479,6 +485,81 @@ func TestSameOrOlder(t *testing.T) {
 	for _, tt := range tests {
 		if got := sameOrOlder(tt.cur, tt.last, retired); got != tt.want {
 			t.Errorf("sameOrOlder(%+v, %+v) = %v, want %v", tt.cur, tt.last, got, tt.want)
+		}
+	}
+}
+
+// A reload while Enable waits for the server's check would put it in
+// rotation before the check passed: it is still held, so it is drained
+// again, and set ready only once the check passes.
+func TestHAProxyReloadDuringEnable(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeHAProxy(100, "web1", "web2")
+	h := newFakeDriver(t, fakeConn{"lb:1": f}, "lb:1")
+	if _, err := h.Drain(ctx, "web1"); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	f.check["web1"] = "L7STS"
+	polls := 0
+	f.onStat = func(f *fakeHAProxy) {
+		polls++
+		switch polls {
+		case 2: // Enable is waiting for the check
+			f.pid, f.start, f.admin = 200, f.start+1, map[string]int{}
+		case 6:
+			f.check["web1"] = "L7OK"
+		}
+	}
+	f.mu.Unlock()
+	if err := h.Enable(ctx, "web1", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"set server shop/web1 state drain", "set server shop/web1 state drain", "set server shop/web1 state ready"}
+	if got := f.sets(); !slices.Equal(got, want) {
+		t.Fatalf("set commands = %q, want %q (re-drained while its check failed)", got, want)
+	}
+	if notes := h.TakeNotes(); len(notes) != 1 || !strings.Contains(notes[0], "forgot that web1 was drained: drained it again") {
+		t.Fatalf("TakeNotes = %q", notes)
+	}
+}
+
+// One held server's re-drain fails: the others are re-drained and reported,
+// the failure is an error naming it, and every later call retries it until
+// it works (reported as re-drained, not as "kept").
+func TestHAProxyReloadPartialRedrain(t *testing.T) {
+	ctx := context.Background()
+	f := newFakeHAProxy(100, "web1", "web2", "web3")
+	h := newFakeDriver(t, fakeConn{"lb:1": f}, "lb:1")
+	for _, s := range []string{"web1", "web2"} {
+		if _, err := h.Drain(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.reload(200, false)
+	f.mu.Lock()
+	f.failFor = "web2"
+	f.mu.Unlock()
+	_, err := h.States(ctx)
+	if err == nil || !strings.Contains(err.Error(), "forgot that web2 was drained; drain it again: Permission denied") || strings.Contains(err.Error(), "web1") {
+		t.Fatalf("States = %v, want web2's re-drain failure only", err)
+	}
+	if notes := h.TakeNotes(); len(notes) != 1 || !strings.Contains(notes[0], "forgot that web1 was drained: drained it again") {
+		t.Fatalf("TakeNotes = %q, want web1 re-drained", notes)
+	}
+	if _, err := h.EnsureOut(ctx, "web2"); err == nil || !strings.Contains(err.Error(), "web2 is still in rotation on haproxy lb:1 since a reload") {
+		t.Fatalf("EnsureOut web2 while its re-drain fails = %v", err)
+	}
+	f.mu.Lock()
+	f.failFor = ""
+	f.mu.Unlock()
+	note, err := h.EnsureOut(ctx, "web2")
+	if err != nil || !strings.Contains(note, "haproxy lb:1 forgot at a reload that web2 was drained: drained it again") {
+		t.Fatalf("EnsureOut web2 once the socket accepts = %q, %v", note, err)
+	}
+	for _, s := range []string{"web1", "web2"} {
+		if st := statusOn(t, h, s, "lb:1"); st != StatusDrain {
+			t.Errorf("%s = %s, want DRAIN", s, st)
 		}
 	}
 }
