@@ -27,7 +27,7 @@ type fakeHAProxy struct {
 	servers   []string
 	failSet   bool   // `set server` answers an error
 	failFor   string // ... for this server only
-	answerPid int  // when set, the next show info answers this (an old process)
+	answerPid int    // when set, the next show info answers this (an old process)
 	cmds      []string
 	onStat    func(f *fakeHAProxy) // called (locked) on each show stat
 }
