@@ -59,7 +59,10 @@ func (LocalConnector) RunOn(ctx context.Context, sshHost, script string) (string
 		return stdout.String(), fmt.Errorf("%w (local command killed with its process group: %v)", ctxErr, err)
 	}
 	if errors.Is(err, exec.ErrWaitDelay) {
-		return stdout.String(), fmt.Errorf("%w: the command exited but a child it started still holds its output open", err)
+		// A child still holds the output: it belongs to this command, and
+		// must not outlive it.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		return stdout.String(), fmt.Errorf("%w: the command exited but a child it started still held its output open (killed with its process group)", err)
 	}
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())

@@ -43,6 +43,22 @@ func alive(pid int) bool {
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
+// killSleep kills, by the PID in pidFile, the sleep a test script started,
+// if it still runs (and is still a sleep: a PID can be reused).
+func killSleep(pidFile string) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 || !alive(pid) {
+		return
+	}
+	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
 // A command that forks a child holding the stdout pipe used to keep RunOn
 // waiting for the child long after its timeout (issue 12: a 1 s timeout
 // returned after 6 s). The whole process group is killed now.
@@ -79,12 +95,7 @@ func TestLocalRunOnBoundedWhenChildLeavesGroup(t *testing.T) {
 	t.Parallel()
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	t.Cleanup(func() {
-		// By PID: only the process this test started.
-		if b, err := os.ReadFile(pidFile); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		killSleep(pidFile)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
@@ -106,20 +117,20 @@ func TestLocalRunOnChildOutlivesScript(t *testing.T) {
 	t.Parallel()
 	pidFile := filepath.Join(t.TempDir(), "child.pid")
 	t.Cleanup(func() {
-		if b, err := os.ReadFile(pidFile); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+		killSleep(pidFile)
 	})
 	start := time.Now()
 	_, err := lb.LocalConnector{}.RunOn(context.Background(), "", "sleep 30 & echo $! > "+pidFile)
-	if err == nil || !strings.Contains(err.Error(), "still holds its output") {
+	if err == nil || !strings.Contains(err.Error(), "still held its output open") {
 		t.Fatalf("RunOn = %v, want the leaked child reported", err)
 	}
 	if took := time.Since(start); took > 12*time.Second {
 		t.Fatalf("RunOn took %s", took)
 	}
+	child := readPID(t, pidFile)
+	lbtest.Eventually(t, 10*time.Second, "the child holding the output gone", func() (bool, string) {
+		return !alive(child), "pid " + strconv.Itoa(child) + " still runs"
+	})
 }
 
 func TestLocalRunOnErrors(t *testing.T) {
