@@ -158,11 +158,12 @@ type Balancer interface {
 	Describe() string
 	// Preflight checks that every endpoint is reachable and each server exists
 	// and is UP; DRAIN/MAINT is refused unless force (the error names the
-	// server and its state). DOWN is always refused.
+	// server, the endpoint, its state and the command that puts it back).
+	// DOWN is always refused: the balancer's own check fails.
 	Preflight(ctx context.Context, servers []string, force bool) error
 	// Drain takes server out of rotation on every endpoint and waits until it
 	// is idle or DrainTimeout passes. A timeout is not an error: see
-	// DrainResult. On error the server may already be drained on some
+	// DrainResult (whose Note reports a reload noticed meanwhile). On error the server may already be drained on some
 	// endpoints: compensate with Enable (or Restore), never assume nothing
 	// happened.
 	Drain(ctx context.Context, server string) (DrainResult, error)
