@@ -120,9 +120,14 @@ func ShortTempDir(t testing.TB, prefix string) string {
 
 // StartProcess starts cmd with output captured to a file in dir, and stops
 // it by PID at cleanup: SIGTERM (nginx's master then stops its workers),
-// SIGKILL after 5s. It returns a function that reads the output so far.
+// SIGKILL after 5s. The process also gets SIGTERM if the test binary dies
+// first (a test timeout panics without running cleanups). It returns a
+// function that reads the output so far.
 func StartProcess(t testing.TB, dir, name string, cmd *exec.Cmd) func() string {
 	t.Helper()
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	}
 	logPath := dir + "/" + name + ".log"
 	f, err := os.Create(logPath)
 	if err != nil {
