@@ -8,6 +8,8 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // LocalConnector is a Connector for balancers on this machine (the demo,
@@ -15,6 +17,11 @@ import (
 type LocalConnector struct{}
 
 var _ Connector = LocalConnector{}
+
+// localWaitDelay bounds how long RunOn waits for the output pipes after the
+// process group was killed: a child that left the group (setsid) and still
+// holds stdout must not keep RunOn past its deadline.
+const localWaitDelay = 2 * time.Second
 
 // DialVia dials network addr locally; sshHost must be "".
 func (LocalConnector) DialVia(ctx context.Context, sshHost, network, addr string) (net.Conn, error) {
@@ -25,15 +32,39 @@ func (LocalConnector) DialVia(ctx context.Context, sshHost, network, addr string
 	return d.DialContext(ctx, network, addr)
 }
 
-// RunOn runs script with `sh -c` locally; sshHost must be "".
+// RunOn runs script with `sh -c` locally; sshHost must be "". The script
+// runs in its own process group: when ctx ends, the whole group is killed
+// (a forked child would otherwise keep the stdout pipe, and RunOn, open),
+// and RunOn returns within localWaitDelay with an error wrapping ctx.Err().
 func (LocalConnector) RunOn(ctx context.Context, sshHost, script string) (string, error) {
 	if sshHost != "" {
 		return "", fmt.Errorf("run on %s: local connector cannot use ssh", sshHost)
 	}
 	cmd := exec.CommandContext(ctx, "sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		// The group's id is the shell's pid (Setpgid with Pgid 0).
+		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		return err
+	}
+	cmd.WaitDelay = localWaitDelay
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	if ctxErr := ctx.Err(); err != nil && ctxErr != nil {
+		// Killed because ctx ended: say so, whatever Wait saw.
+		return stdout.String(), fmt.Errorf("%w (local command killed with its process group: %v)", ctxErr, err)
+	}
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// A child still holds the output: it belongs to this command, and
+		// must not outlive it.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		return stdout.String(), fmt.Errorf("%w: the command exited but a child it started still held its output open (killed with its process group)", err)
+	}
+	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && msg != "" {

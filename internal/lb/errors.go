@@ -20,3 +20,7 @@ var ErrUnreachable = errors.New("balancer unreachable")
 // ErrUnknownBackend means the balancer does not know the configured backend
 // (HAProxy) or upstream (nginx).
 var ErrUnknownBackend = errors.New("unknown backend")
+
+// ErrNotIdle means EnsureOut found a server still serving requests and
+// they did not end within the drain timeout: its app must not be stopped.
+var ErrNotIdle = errors.New("server not idle")

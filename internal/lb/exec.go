@@ -175,14 +175,25 @@ func (e *execBalancer) Preflight(ctx context.Context, servers []string, force bo
 				errs = append(errs, fmt.Errorf("preflight %s on %s: the state command does not list %s: %w", s, e.where(ep), s, ErrUnknownServer))
 			case st.Status == StatusDrain || st.Status == StatusMaint:
 				if !force {
-					errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (force to proceed): %w", s, e.where(ep), s, st.Status, ErrNotUp))
+					errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s, not in rotation; put it back with balancer.exec.enable: `%s`, or force to proceed: %w",
+						s, e.where(ep), s, st.Status, e.repair(ep, s), ErrNotUp))
 				}
 			case st.Status != StatusUp:
-				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s: %w", s, e.where(ep), s, st.Status, ErrNotUp))
+				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s, not in rotation (force does not override this: fix the app, or put it back with balancer.exec.enable: `%s`): %w",
+					s, e.where(ep), s, st.Status, e.repair(ep, s), ErrNotUp))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// repair renders the enable command for server as ep's operator would run it.
+func (e *execBalancer) repair(ep Endpoint, server string) string {
+	script, err := e.enable.render(server, e.cfg.Backend, addressOf(e.cfg, server))
+	if err != nil {
+		return "balancer.exec.enable for " + server
+	}
+	return onHost(ep, script)
 }
 
 func (e *execBalancer) Drain(ctx context.Context, server string) (DrainResult, error) {
@@ -308,5 +319,10 @@ func (e *execBalancer) EnsureOut(ctx context.Context, server string) (string, er
 	if e.state == nil {
 		return "", nil
 	}
-	return ensureOut(ctx, e, e.endpoints, server)
+	note, err := ensureOut(ctx, e, e.endpoints, server)
+	if err != nil || note != "" || e.idle == nil {
+		return note, err
+	}
+	// idle_check decides idleness over the state command's count.
+	return ensureIdle(ctx, e.c, e.endpoints, e.cfg, e.idle, server)
 }

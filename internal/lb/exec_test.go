@@ -3,8 +3,10 @@ package lb_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/internal/lb"
+	"github.com/relctl/relctl/internal/testkit/lbtest"
 )
 
 // recorder is a Connector that records scripts and answers from a func.
@@ -221,7 +224,7 @@ func TestExecErrorsReportOutput(t *testing.T) {
 
 func waitState(t *testing.T, bal lb.Balancer, server string, want lb.Status) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		sts, err := bal.States(context.Background())
 		if err != nil {
@@ -240,5 +243,133 @@ func waitState(t *testing.T, bal lb.Balancer, server string, want lb.Status) {
 			t.Fatalf("%s not %s: %+v", server, want, sts)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Preflight's refusal gives the enable command, rendered for the server and
+// the endpoint; run as written, it puts the server back. EnsureOut drains a
+// server put back behind relctl's back again.
+func TestExecPreflightRepairAndEnsureOut(t *testing.T) {
+	dir, cmds := fileLB(t, "web1", "web2")
+	ctx := context.Background()
+	remote, err := lb.New(lb.Config{Kind: "exec", Backend: "shop", Exec: cmds, Endpoints: []lb.Endpoint{{SSH: "lb1"}}}, &viaSSH{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := lb.New(lb.Config{Kind: "exec", Backend: "shop", Exec: cmds, DrainTimeout: 5 * time.Second, PollInterval: 20 * time.Millisecond}, lb.LocalConnector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "web2.status"), "DRAIN")
+	err = remote.Preflight(ctx, []string{"web1", "web2"}, false)
+	want := "preflight web2 on exec lb1: web2 is DRAIN, not in rotation; put it back with balancer.exec.enable: `ssh lb1 'echo UP > " + dir + "/web2.status'`, or force to proceed"
+	if !errors.Is(err, lb.ErrNotUp) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Preflight = %v\nwant %s", err, want)
+	}
+	err = local.Preflight(ctx, []string{"web1", "web2"}, false)
+	_, cmd, ok := strings.Cut(fmt.Sprint(err), "balancer.exec.enable: `")
+	cmd, _, _ = strings.Cut(cmd, "`")
+	if !ok || cmd != "echo UP > "+dir+"/web2.status" {
+		t.Fatalf("Preflight = %v, want the rendered enable command", err)
+	}
+	if out, err := exec.Command("sh", "-c", cmd).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v %s", cmd, err, out)
+	}
+	if err := local.Preflight(ctx, []string{"web1", "web2"}, false); err != nil {
+		t.Fatalf("Preflight after the repair command: %v", err)
+	}
+
+	if !local.CanVerify() {
+		t.Fatal("exec with a state command: CanVerify = false")
+	}
+	if res, err := local.Drain(ctx, "web1"); err != nil || !res.Idle {
+		t.Fatalf("Drain = %+v, %v", res, err)
+	}
+	if note, err := local.EnsureOut(ctx, "web1"); note != "" || err != nil {
+		t.Fatalf("EnsureOut of drained web1 = %q, %v", note, err)
+	}
+	writeFile(t, filepath.Join(dir, "web1.status"), "UP")
+	note, err := local.EnsureOut(ctx, "web1")
+	if err != nil || !strings.Contains(note, "web1 was back in rotation on local (UP): drained again, idle after") {
+		t.Fatalf("EnsureOut of web1 put back = %q, %v", note, err)
+	}
+	waitState(t, local, "web1", lb.StatusDrain)
+	if err := local.Verify(ctx, "web1"); !errors.Is(err, lb.ErrNotUp) || !strings.Contains(err.Error(), "local: DRAIN") {
+		t.Fatalf("Verify of drained web1 = %v", err)
+	}
+	if err := local.Enable(ctx, "web1", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := local.Verify(ctx, "web1"); err != nil {
+		t.Fatalf("Verify after Enable: %v", err)
+	}
+
+	// Without a state command there is nothing to read back.
+	blind, _ := lb.New(lb.Config{Kind: "exec", Exec: lb.ExecCommands{Drain: cmds.Drain, Enable: cmds.Enable}}, lb.LocalConnector{})
+	if blind.CanVerify() {
+		t.Fatal("exec without a state command: CanVerify = true")
+	}
+	if err := blind.Verify(ctx, "web1"); err == nil {
+		t.Fatal("Verify without a state command = nil")
+	}
+}
+
+// With an idle_check, a server already out of rotation must also be idle
+// before its app stops: EnsureOut waits for the check (or reports
+// ErrNotIdle after the drain timeout) and says so.
+func TestExecEnsureOutWaitsForIdleCheck(t *testing.T) {
+	dir, cmds := fileLB(t, "web1")
+	busy := filepath.Join(dir, "web1.busy")
+	writeFile(t, busy, "0")
+	cfg := lb.Config{Kind: "exec", Exec: cmds, DrainTimeout: 10 * time.Second, PollInterval: 20 * time.Millisecond,
+		IdleCheck: "echo >> " + dir + "/checks; test \"$(cat " + dir + "/{{.Server}}.busy)\" = 0"}
+	checks := func() int {
+		b, _ := os.ReadFile(filepath.Join(dir, "checks"))
+		return len(b)
+	}
+	bal, err := lb.New(cfg, lb.LocalConnector{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if res, err := bal.Drain(ctx, "web1"); err != nil || !res.Idle {
+		t.Fatalf("Drain = %+v, %v", res, err)
+	}
+	if note, err := bal.EnsureOut(ctx, "web1"); note != "" || err != nil {
+		t.Fatalf("EnsureOut of a drained, idle web1 = %q, %v", note, err)
+	}
+
+	writeFile(t, busy, "1")
+	type out struct {
+		note string
+		err  error
+	}
+	done := make(chan out, 1)
+	go func() {
+		note, err := bal.EnsureOut(ctx, "web1")
+		done <- out{note, err}
+	}()
+	// It is still waiting after the failing check has run several times.
+	before := checks()
+	lbtest.Eventually(t, 10*time.Second, "EnsureOut polling the idle check", func() (bool, string) {
+		select {
+		case o := <-done:
+			t.Fatalf("EnsureOut returned %q, %v while the idle check failed", o.note, o.err)
+		default:
+		}
+		return checks() >= before+5, fmt.Sprintf("%d checks", checks()-before)
+	})
+	writeFile(t, busy, "0")
+	o := <-done
+	if o.err != nil || !strings.Contains(o.note, "web1 was still busy on local (idle_check failed): waited, idle after") {
+		t.Fatalf("EnsureOut = %q, %v", o.note, o.err)
+	}
+
+	// Still busy at the drain timeout: the app must not stop.
+	cfg.DrainTimeout = 300 * time.Millisecond
+	short, _ := lb.New(cfg, lb.LocalConnector{})
+	writeFile(t, busy, "1")
+	if note, err := short.EnsureOut(ctx, "web1"); !errors.Is(err, lb.ErrNotIdle) || !strings.Contains(err.Error(), "web1 was still busy on local") {
+		t.Fatalf("EnsureOut busy past the timeout = %q, %v; want ErrNotIdle", note, err)
 	}
 }

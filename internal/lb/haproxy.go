@@ -8,7 +8,10 @@ import (
 	"net"
 	"path"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/relctl/relctl/internal/shell"
 )
 
 // haproxy drives HAProxy through its runtime API (the "stats socket" with
@@ -16,9 +19,41 @@ import (
 // non-interactive mode HAProxy answers one command and closes, which keeps
 // the driver free of prompt-mode parsing; a local or SSH-forwarded
 // connection costs well under a millisecond.
+//
+// HAProxy forgets runtime states when it reloads (a new process reads the
+// config file). The driver therefore remembers, per endpoint, which servers
+// it drained and has not put back ("held"), and the process (pid, start
+// time) each endpoint answered from. Every Preflight, Drain, Enable,
+// Restore, States, Verify and EnsureOut first asks `show info`; when the
+// process changed, it re-drains every held server the new process does not
+// have drained, and reports it (DrainResult.Note, EnsureOut's note,
+// TakeNotes).
 type haproxy struct {
 	cfg Config
 	c   Connector
+
+	// mu serialises reload checks with the state changes that add or
+	// remove held servers, so a re-drain can never undo a concurrent
+	// Enable, nor miss a concurrent Drain. It also guards the fields below.
+	mu sync.Mutex
+	// procs[i] is the process endpoint i answered from last (zero: not
+	// read yet); retired[i] the pids it moved away from.
+	procs   []haproxyProc
+	retired []map[int]bool
+	reloads []int // reloads handled per endpoint
+	// held[i] is the set of servers this driver drained on endpoint i and
+	// has not put back; lost[i] those of them a reload put back in
+	// rotation and whose re-drain failed (retried by every call).
+	held []map[string]bool
+	lost []map[string]bool
+	// notes are reload reports not yet returned, by server ("" = none).
+	notes map[string][]string
+}
+
+// haproxyProc identifies the HAProxy process behind an admin socket.
+type haproxyProc struct {
+	Pid   int
+	Start int64 // Start_time_sec (unix seconds)
 }
 
 var _ Balancer = (*haproxy)(nil)
@@ -53,8 +88,23 @@ func newHAProxy(cfg Config, c Connector) (*haproxy, error) {
 	if cfg.UpstreamFile != "" || cfg.IdleCheck != "" || cfg.Exec != (ExecCommands{}) {
 		return nil, errors.New("balancer: upstream_file, idle_check and exec do not apply to kind haproxy")
 	}
-	return &haproxy{cfg: cfg, c: c}, nil
+	h := &haproxy{cfg: cfg, c: c,
+		procs:   make([]haproxyProc, len(cfg.Endpoints)),
+		retired: make([]map[int]bool, len(cfg.Endpoints)),
+		reloads: make([]int, len(cfg.Endpoints)),
+		held:    make([]map[string]bool, len(cfg.Endpoints)),
+		lost:    make([]map[string]bool, len(cfg.Endpoints)),
+		notes:   map[string][]string{},
+	}
+	for i := range cfg.Endpoints {
+		h.retired[i] = map[int]bool{}
+		h.held[i] = map[string]bool{}
+		h.lost[i] = map[string]bool{}
+	}
+	return h, nil
 }
+
+var _ NoteTaker = (*haproxy)(nil)
 
 func (h *haproxy) Kind() string { return KindHAProxy }
 
@@ -63,7 +113,7 @@ func (h *haproxy) Describe() string {
 	for i, ep := range h.cfg.Endpoints {
 		names[i] = ep.String()
 	}
-	return fmt.Sprintf("haproxy backend %s via %s (%s), drain up to %s",
+	return fmt.Sprintf("haproxy backend %s via %s (%s), drain up to %s; a reload (new pid in show info) is noticed and drained servers are drained again",
 		h.cfg.Backend, plural(len(names), "endpoint", "endpoints"), strings.Join(names, ", "), h.cfg.DrainTimeout)
 }
 
@@ -142,6 +192,21 @@ func (h *haproxy) setState(ctx context.Context, ep Endpoint, server, state strin
 	return parseSetReply(reply)
 }
 
+// runtimeCmd is the shell command an operator runs to send cmd to ep's
+// admin socket, e.g. `echo 'set server shop/web2 state ready' | ssh lb1
+// 'socat stdio /run/haproxy/admin.sock'`.
+func (h *haproxy) runtimeCmd(ep Endpoint, cmd string) string {
+	addr := shell.Quote(ep.Socket)
+	if ep.Socket == "" {
+		addr = shell.Quote("tcp:" + ep.TCP)
+	}
+	sock := "socat stdio " + addr
+	if ep.SSH != "" {
+		sock = "ssh " + shell.Quote(ep.SSH) + " " + shell.Quote(sock)
+	}
+	return "echo " + shell.Quote(cmd) + " | " + sock
+}
+
 func (h *haproxy) checkServer(server string) error {
 	if !validName(server) {
 		return fmt.Errorf("server name %q: use letters, digits and .-_: only: %w", server, ErrUnknownServer)
@@ -151,7 +216,11 @@ func (h *haproxy) checkServer(server string) error {
 
 func (h *haproxy) Preflight(ctx context.Context, servers []string, force bool) error {
 	var errs []error
-	for _, ep := range h.cfg.Endpoints {
+	for i, ep := range h.cfg.Endpoints {
+		if err := h.checkReload(ctx, i); err != nil {
+			errs = append(errs, fmt.Errorf("preflight on %s: %w", h.where(ep), err))
+			continue
+		}
 		stats, err := h.stats(ctx, ep)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("preflight on %s: %w", h.where(ep), err))
@@ -179,12 +248,17 @@ func (h *haproxy) Preflight(ctx context.Context, servers []string, force bool) e
 			}
 			if as := adm.AdminStatus(); as != StatusUp {
 				if !force {
-					errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (set by an operator or an earlier run; force to proceed): %w", s, h.where(ep), s, as, ErrNotUp))
+					errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (set by an operator or an earlier run), not in rotation; put it back with `%s`, or force to proceed: %w",
+						s, h.where(ep), s, as, h.runtimeCmd(ep, "set server "+h.cfg.Backend+"/"+s+" state ready"), ErrNotUp))
 				}
 				continue
 			}
 			if st.Status != StatusUp {
-				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (check %s): %w", s, h.where(ep), s, st.Status, orNone(st.CheckStatus), ErrNotUp))
+				// Not an admin state: HAProxy's own check keeps it out, and
+				// force cannot help; it comes back by itself once the app
+				// answers the check.
+				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (check %s): HAProxy's health check fails, so the app is not answering; fix the app on that host (HAProxy puts it back by itself once the check passes; watch with `%s`): %w",
+					s, h.where(ep), s, st.Status, orNone(st.CheckStatus), h.runtimeCmd(ep, "show stat "+h.cfg.Backend+" 4 -1"), ErrNotUp))
 			}
 		}
 	}
@@ -196,15 +270,30 @@ func (h *haproxy) Drain(ctx context.Context, server string) (DrainResult, error)
 		return DrainResult{}, fmt.Errorf("drain %s on haproxy: %w", server, err)
 	}
 	start := time.Now()
-	for _, ep := range h.cfg.Endpoints {
-		if err := h.setState(ctx, ep, server, "drain"); err != nil {
+	res, err := h.drain(ctx, server, start)
+	res.Note = h.takeNotes(server)
+	return res, err
+}
+
+// drain is Drain without the notes. A reload noticed while waiting (on
+// every poll) re-drains the server, which is held from the first `set`.
+func (h *haproxy) drain(ctx context.Context, server string, start time.Time) (DrainResult, error) {
+	for i, ep := range h.cfg.Endpoints {
+		if err := h.checkReload(ctx, i); err != nil {
+			return DrainResult{}, fmt.Errorf("drain %s on %s: %w", server, h.where(ep), err)
+		}
+		if err := h.setHeld(ctx, i, server, "drain"); err != nil {
 			return DrainResult{}, fmt.Errorf("drain %s on %s: %w", server, h.where(ep), err)
 		}
 	}
 	deadline := start.Add(h.cfg.DrainTimeout)
 	for {
 		remaining := 0
-		for _, ep := range h.cfg.Endpoints {
+		for i, ep := range h.cfg.Endpoints {
+			seen := h.reloadCount(i)
+			if err := h.checkReload(ctx, i); err != nil {
+				return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: %w", server, h.where(ep), err)
+			}
 			rows, err := h.stats(ctx, ep)
 			if err != nil {
 				return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: %w", server, h.where(ep), err)
@@ -214,8 +303,17 @@ func (h *haproxy) Drain(ctx context.Context, server string) (DrainResult, error)
 				return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: server vanished from show stat: %w", server, h.where(ep), ErrUnknownServer)
 			}
 			if st.Status == StatusUp || st.Status == StatusNoLB {
-				// Someone set it ready, or HAProxy reloaded and lost the drain.
-				return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: server is %s again (reload or another operator?)", server, h.where(ep), st.Status)
+				// A reload just before show stat, handled by now (here or
+				// by a concurrent call) with a re-drain: keep waiting.
+				if err := h.checkReload(ctx, i); err != nil {
+					return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: %w", server, h.where(ep), err)
+				}
+				if h.reloadCount(i) != seen {
+					remaining++
+					continue
+				}
+				// Not a reload: another operator set it ready.
+				return DrainResult{Waited: time.Since(start)}, fmt.Errorf("drain %s on %s: server is %s again (set ready by another operator or tool?)", server, h.where(ep), st.Status)
 			}
 			remaining += st.Sessions + st.Queued
 		}
@@ -254,6 +352,9 @@ func (h *haproxy) Enable(ctx context.Context, server string, timeout time.Durati
 	// to DRAIN first (still no traffic). Note which endpoints check at all.
 	checked := make([]bool, len(h.cfg.Endpoints))
 	for i, ep := range h.cfg.Endpoints {
+		if err := h.checkReload(ctx, i); err != nil {
+			return fmt.Errorf("enable %s on %s: %w", server, h.where(ep), err)
+		}
 		admins, err := h.admin(ctx, ep)
 		if err != nil {
 			return fmt.Errorf("enable %s on %s: %w", server, h.where(ep), err)
@@ -263,7 +364,7 @@ func (h *haproxy) Enable(ctx context.Context, server string, timeout time.Durati
 			return fmt.Errorf("enable %s on %s: backend %s has no server %s: %w", server, h.where(ep), h.cfg.Backend, server, ErrUnknownServer)
 		}
 		if adm.AdminState&adminForcedMaint != 0 {
-			if err := h.setState(ctx, ep, server, "drain"); err != nil {
+			if err := h.setHeld(ctx, i, server, "drain"); err != nil {
 				return fmt.Errorf("enable %s on %s: leave maint for drain: %w", server, h.where(ep), err)
 			}
 		}
@@ -279,6 +380,11 @@ func (h *haproxy) Enable(ctx context.Context, server string, timeout time.Durati
 		for i, ep := range h.cfg.Endpoints {
 			if !checked[i] {
 				continue
+			}
+			// A reload now would put the server in rotation before its
+			// check passed: it is still held, so this drains it again.
+			if err := h.checkReload(ctx, i); err != nil {
+				return fmt.Errorf("enable %s on %s: %w", server, h.where(ep), err)
 			}
 			rows, err := h.stats(ctx, ep)
 			if err != nil {
@@ -306,8 +412,8 @@ func (h *haproxy) Enable(ctx context.Context, server string, timeout time.Durati
 	}
 
 	// 3. Ready on every endpoint.
-	for _, ep := range h.cfg.Endpoints {
-		if err := h.setState(ctx, ep, server, "ready"); err != nil {
+	for i, ep := range h.cfg.Endpoints {
+		if err := h.setHeld(ctx, i, server, "ready"); err != nil {
 			return fmt.Errorf("enable %s on %s: %w", server, h.where(ep), err)
 		}
 	}
@@ -343,12 +449,27 @@ func (h *haproxy) Enable(ctx context.Context, server string, timeout time.Durati
 	}
 }
 
+// States implements Balancer. It first checks for a reload (re-draining
+// held servers), then reads `show stat` and `show servers state`, so Admin
+// tells a drained server whose app is stopped (DOWN) from one in rotation.
 func (h *haproxy) States(ctx context.Context) ([]ServerState, error) {
 	var out []ServerState
-	for _, ep := range h.cfg.Endpoints {
+	for i, ep := range h.cfg.Endpoints {
+		if err := h.checkReload(ctx, i); err != nil {
+			return out, fmt.Errorf("states on %s: %w", h.where(ep), err)
+		}
 		rows, err := h.stats(ctx, ep)
 		if err != nil {
 			return out, fmt.Errorf("states on %s: %w", h.where(ep), err)
+		}
+		admins, err := h.admin(ctx, ep)
+		if err != nil {
+			return out, fmt.Errorf("states on %s: %w", h.where(ep), err)
+		}
+		for j := range rows {
+			if adm, ok := findAdmin(admins, h.cfg.Backend, rows[j].Server); ok {
+				rows[j].Admin = adm.AdminStatus()
+			}
 		}
 		out = append(out, rows...)
 	}
@@ -357,13 +478,17 @@ func (h *haproxy) States(ctx context.Context) ([]ServerState, error) {
 
 func (h *haproxy) Restore(ctx context.Context, servers []string) error {
 	var errs []error
-	for _, ep := range h.cfg.Endpoints {
+	for i, ep := range h.cfg.Endpoints {
+		if err := h.checkReload(ctx, i); err != nil {
+			// Still try: restoring is the point of the call.
+			errs = append(errs, fmt.Errorf("restore on %s: %w", h.where(ep), err))
+		}
 		for _, s := range servers {
 			if err := h.checkServer(s); err != nil {
 				errs = append(errs, fmt.Errorf("restore %s on %s: %w", s, h.where(ep), err))
 				continue
 			}
-			if err := h.setState(ctx, ep, s, "ready"); err != nil {
+			if err := h.setHeld(ctx, i, s, "ready"); err != nil {
 				errs = append(errs, fmt.Errorf("restore %s on %s: %w", s, h.where(ep), err))
 				if errors.Is(err, ErrUnreachable) {
 					break // the rest would fail the same way
@@ -402,5 +527,8 @@ func (h *haproxy) Verify(ctx context.Context, server string) error {
 
 // EnsureOut implements Balancer.
 func (h *haproxy) EnsureOut(ctx context.Context, server string) (string, error) {
-	return ensureOut(ctx, h, h.cfg.Endpoints, server)
+	note, err := ensureOut(ctx, h, h.cfg.Endpoints, server)
+	// A reload seen by the States read that found the server already
+	// re-drained and idle left its note pending.
+	return joinNotes(h.takeNotes(server), note), err
 }

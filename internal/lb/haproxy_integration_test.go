@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,17 @@ type haproxyProc struct {
 	TCP    string // TCP admin socket
 	Front  string // HTTP frontend
 	log    func() string
+
+	dir, cfgPath string
+	// StateFile is the server-state file the config loads at start
+	// (load-server-state-from-file global); "" when it loads none.
+	StateFile string
+	reloads   int
+}
+
+// haproxyOpts vary the test config.
+type haproxyOpts struct {
+	stateFile bool // server-state-file + load-server-state-from-file global
 }
 
 // startHAProxy runs `haproxy -f cfg -db` for backend "shop" over backends,
@@ -38,38 +50,57 @@ func startHAProxy(t *testing.T, backends []*lbtest.Backend) *haproxyProc {
 
 func startHAProxyTB(t testing.TB, backends []*lbtest.Backend) *haproxyProc {
 	t.Helper()
+	return startHAProxyOpts(t, backends, haproxyOpts{})
+}
+
+// startHAProxyOpts is startHAProxy with options. The unix socket exposes
+// the listeners (expose-fd listeners) so that reload can hand them to the
+// new process with -x, as a seamless production reload does.
+func startHAProxyOpts(t testing.TB, backends []*lbtest.Backend, opts haproxyOpts) *haproxyProc {
+	t.Helper()
 	lbtest.RequireBinary(t, haproxyBin)
 	dir := lbtest.ShortTempDir(t, "lbhap")
 	p := &haproxyProc{
-		Socket: filepath.Join(dir, "admin.sock"),
-		TCP:    lbtest.FreeAddr(t, "127.0.0.1"),
-		Front:  lbtest.FreeAddr(t, "127.0.0.1"),
+		Socket:  filepath.Join(dir, "admin.sock"),
+		TCP:     lbtest.FreeAddr(t, "127.0.0.1"),
+		Front:   lbtest.FreeAddr(t, "127.0.0.1"),
+		dir:     dir,
+		cfgPath: filepath.Join(dir, "haproxy.cfg"),
 	}
 	var servers strings.Builder
 	for _, b := range backends {
 		fmt.Fprintf(&servers, "    server %s %s check\n", b.Name, b.Addr)
 	}
+	stateGlobal, stateDefaults := "", ""
+	if opts.stateFile {
+		p.StateFile = filepath.Join(dir, "servers.state")
+		stateGlobal = "    server-state-file " + p.StateFile + "\n"
+		stateDefaults = "    load-server-state-from-file global\n"
+	}
 	cfg := fmt.Sprintf(`global
-    stats socket %s mode 600 level admin
+    stats socket %s mode 600 level admin expose-fd listeners
     stats socket ipv4@%s level admin
-defaults
+%sdefaults
     mode http
     timeout connect 1s
     timeout client 10s
     timeout server 10s
-frontend fe
+    # Checks every 100ms, but a check answered within 2s passes: on a
+    # loaded machine the test backends answer slowly, and a check timeout
+    # of 100ms would take every server DOWN.
+    timeout check 2s
+%sfrontend fe
     bind %s
     default_backend shop
 backend shop
     balance roundrobin
     option httpchk GET /health
     default-server inter 100ms fastinter 100ms downinter 100ms rise 2 fall 2
-%s`, p.Socket, p.TCP, p.Front, servers.String())
-	cfgPath := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+%s`, p.Socket, p.TCP, stateGlobal, stateDefaults, p.Front, servers.String())
+	if err := os.WriteFile(p.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p.log = lbtest.StartProcess(t, dir, "haproxy", exec.Command(haproxyBin, "-f", cfgPath, "-db"))
+	p.log = lbtest.StartProcess(t, dir, "haproxy", exec.Command(haproxyBin, "-f", p.cfgPath, "-db"))
 	lbtest.Eventually(t, 10*time.Second, "haproxy admin socket", func() (bool, string) {
 		reply, err := p.raw("unix", p.Socket, "show info")
 		if err == nil && strings.Contains(reply, "Name: HAProxy") {
@@ -78,6 +109,45 @@ backend shop
 		return false, fmt.Sprintf("%v; log: %s", err, p.log())
 	})
 	return p
+}
+
+// pid is the pid of the process answering the admin socket.
+func (p *haproxyProc) pid(t testing.TB) int {
+	t.Helper()
+	reply, err := p.raw("unix", p.Socket, "show info")
+	if err != nil {
+		t.Fatalf("show info: %v", err)
+	}
+	for _, line := range strings.Split(reply, "\n") {
+		if v, ok := strings.CutPrefix(line, "Pid: "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err == nil {
+				return n
+			}
+		}
+	}
+	t.Fatalf("show info has no Pid: %q", reply)
+	return 0
+}
+
+// reload does what a config reload does in production: a new process
+// from the same config file takes the listeners over from the old one
+// (-x, seamless) and tells it to finish its connections and exit (-sf).
+// It returns the old and new pids once the new process answers.
+func (p *haproxyProc) reload(t testing.TB) (oldPid, newPid int) {
+	t.Helper()
+	oldPid = p.pid(t)
+	p.reloads++
+	cmd := exec.Command(haproxyBin, "-f", p.cfgPath, "-db", "-x", p.Socket, "-sf", strconv.Itoa(oldPid))
+	log := lbtest.StartProcess(t, p.dir, fmt.Sprintf("haproxy-reload%d", p.reloads), cmd)
+	newPid = cmd.Process.Pid
+	lbtest.Eventually(t, 10*time.Second, "the reloaded haproxy answers", func() (bool, string) {
+		reply, err := p.raw("unix", p.Socket, "show info")
+		return err == nil && strings.Contains(reply, fmt.Sprintf("Pid: %d\n", newPid)), fmt.Sprintf("%v; log: %s", err, log())
+	})
+	before := p.log
+	p.log = func() string { return before() + log() }
+	return oldPid, newPid
 }
 
 // raw sends one command to an admin socket, like socat would.

@@ -113,6 +113,17 @@ type ServerState struct {
 	Weight      int
 	Endpoint    string // Endpoint.String() of the endpoint that reported it
 	Addr        string // server address when the balancer reports it
+	// Admin is the out-of-rotation state an operator or relctl set (DRAIN,
+	// MAINT; UP when none), when the balancer reports it apart from health:
+	// HAProxy shows a drained server whose app is stopped as Status DOWN,
+	// Admin DRAIN. Empty when the driver cannot tell them apart.
+	Admin Status
+}
+
+// OutOfRotation reports whether the server is held out of rotation by an
+// admin state (DRAIN or MAINT), whatever its health.
+func (s ServerState) OutOfRotation() bool {
+	return s.Status == StatusDrain || s.Status == StatusMaint || s.Admin == StatusDrain || s.Admin == StatusMaint
 }
 
 // DrainResult tells how a drain ended.
@@ -124,6 +135,20 @@ type DrainResult struct {
 	// means a fixed wait (nginx without IdleCheck, exec without a count)
 	// has passed.
 	Assumed bool
+	// Note says what the driver did on its own during the call, one
+	// sentence per event joined by "; ", e.g. "haproxy lb1:/run/haproxy/admin.sock
+	// reloaded (pid 812 → 9140) and forgot that web2 was drained: drained
+	// it again". Empty when nothing happened.
+	Note string
+}
+
+// NoteTaker is implemented by drivers that act between calls on their own:
+// the HAProxy driver re-drains the servers it holds out of rotation when it
+// notices a reload. TakeNotes returns, once, what happened that no Drain
+// or EnsureOut result has reported yet (a reload noticed during Enable,
+// Verify or States). The executor calls it after each balancer action.
+type NoteTaker interface {
+	TakeNotes() []string
 }
 
 // Balancer is one driver bound to its configuration and endpoints.
@@ -133,11 +158,12 @@ type Balancer interface {
 	Describe() string
 	// Preflight checks that every endpoint is reachable and each server exists
 	// and is UP; DRAIN/MAINT is refused unless force (the error names the
-	// server and its state). DOWN is always refused.
+	// server, the endpoint, its state and the command that puts it back).
+	// DOWN is always refused: the balancer's own check fails.
 	Preflight(ctx context.Context, servers []string, force bool) error
 	// Drain takes server out of rotation on every endpoint and waits until it
 	// is idle or DrainTimeout passes. A timeout is not an error: see
-	// DrainResult. On error the server may already be drained on some
+	// DrainResult (whose Note reports a reload noticed meanwhile). On error the server may already be drained on some
 	// endpoints: compensate with Enable (or Restore), never assume nothing
 	// happened.
 	Drain(ctx context.Context, server string) (DrainResult, error)

@@ -247,7 +247,9 @@ func (n *nginx) Preflight(ctx context.Context, servers []string, force bool) err
 			case st == nil:
 				errs = append(errs, fmt.Errorf("preflight %s on %s: upstream %s in %s has no `server %s`: %w", s, n.where(ep), n.cfg.Backend, n.cfg.UpstreamFile, refLabel(ref), ErrUnknownServer))
 			case st.Status != StatusUp && !force:
-				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (marked down in %s; force to proceed): %w", s, n.where(ep), s, st.Status, n.cfg.UpstreamFile, ErrNotUp))
+				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (marked down in %s), not in rotation; put it back: remove `down` from its `server %s` line in %s, then run `%s`; or force to proceed: %w",
+					s, n.where(ep), s, st.Status, n.cfg.UpstreamFile, st.Addr, n.cfg.UpstreamFile,
+					onHost(ep, n.cfg.NginxBinary+" -t && "+n.cfg.NginxBinary+" -s reload"), ErrNotUp))
 			}
 		}
 	}
@@ -370,7 +372,13 @@ func (n *nginx) Verify(ctx context.Context, server string) error {
 	return verifyUp(ctx, n, n.endpoints, server)
 }
 
-// EnsureOut implements Balancer.
+// EnsureOut implements Balancer. nginx cannot count sessions: with an
+// idle_check, a server already marked down must also pass it (a re-drain
+// waits for it anyway); without one, being marked down is all relctl knows.
 func (n *nginx) EnsureOut(ctx context.Context, server string) (string, error) {
-	return ensureOut(ctx, n, n.endpoints, server)
+	note, err := ensureOut(ctx, n, n.endpoints, server)
+	if err != nil || note != "" || n.idle == nil {
+		return note, err
+	}
+	return ensureIdle(ctx, n.c, n.endpoints, n.cfg, n.idle, server)
 }

@@ -188,6 +188,11 @@ func TestNginxDrainEnable(t *testing.T) {
 	if !errors.Is(err, lb.ErrNotUp) || !strings.Contains(err.Error(), "web1 is DRAIN") {
 		t.Fatalf("Preflight drained = %v", err)
 	}
+	repair := "put it back: remove `down` from its `server " + web1.Addr + "` line in " + p.Upstream +
+		", then run `ssh lb1.example.test '" + p.Binary + " -t && " + p.Binary + " -s reload'`; or force to proceed"
+	if !strings.Contains(err.Error(), "preflight web1 on nginx lb1.example.test: ") || !strings.Contains(err.Error(), repair) {
+		t.Fatalf("Preflight drained = %v\nwant it to name the endpoint and say %s", err, repair)
+	}
 	if err := bal.Preflight(ctx, []string{"web1"}, true); err != nil {
 		t.Fatalf("Preflight force: %v", err)
 	}
@@ -252,4 +257,45 @@ func TestNginxDrainEnable(t *testing.T) {
 	if conn.count("lb1.example.test") == 0 {
 		t.Error("no command went via lb1.example.test")
 	}
+}
+
+func TestNginxVerifyEnsureOut(t *testing.T) {
+	lbtest.RequireBinary(t, nginxBin)
+	t.Parallel()
+	backends := startBackends(t, 3)
+	p := startNginx(t, backends)
+	addrs := map[string]string{}
+	for _, b := range backends {
+		addrs[b.Name] = b.Addr
+	}
+	bal, err := lb.New(lb.Config{
+		Kind: "nginx", Backend: "shop", UpstreamFile: p.Upstream, NginxBinary: p.Binary,
+		DrainTimeout: 10 * time.Second, PollInterval: 20 * time.Millisecond,
+		Endpoints: []lb.Endpoint{{SSH: "lb1.example.test"}},
+		Addresses: addrs,
+		IdleCheck: `test "$(curl -fsS http://{{.Address}}/inflight)" = 0`,
+	}, &viaSSH{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbtest.RunVerifyScenario(t, lbtest.VerifyScenario{
+		Balancer: bal, Front: p.Front, Backends: backends, Endpoints: []string{"lb1.example.test"},
+		// Config management puts the file back and reloads nginx.
+		PutBack: func(server string) {
+			b, err := os.ReadFile(p.Upstream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			line := "server " + addrs[server] + " max_fails=0 down;"
+			if !strings.Contains(string(b), line) {
+				t.Fatalf("%s has no %q:\n%s", p.Upstream, line, b)
+			}
+			if err := os.WriteFile(p.Upstream, []byte(strings.Replace(string(b), line, "server "+addrs[server]+" max_fails=0;", 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("sh", "-c", p.Binary+" -s reload").CombinedOutput(); err != nil {
+				t.Fatalf("nginx -s reload: %v %s", err, out)
+			}
+		},
+	})
 }

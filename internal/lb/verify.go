@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/relctl/relctl/internal/shell"
 )
 
 // This file holds the checks every driver shares: Verify (the server is in
@@ -62,36 +65,105 @@ func ensureOut(ctx context.Context, b Balancer, endpoints []Endpoint, server str
 		return "", fmt.Errorf("re-check %s before stop: %w", server, err)
 	}
 	rows, missing := serverRows(sts, endpoints, server)
-	var back, busy []string
-	for _, ep := range endpoints {
-		st, ok := rows[ep.String()]
-		if !ok {
-			continue
-		}
-		switch {
-		case st.Status != StatusDrain && st.Status != StatusMaint:
-			back = append(back, fmt.Sprintf("%s (%s)", ep.String(), st.Status))
-		case st.Sessions+st.Queued > 0:
-			busy = append(busy, fmt.Sprintf("%s (%d sessions)", ep.String(), st.Sessions+st.Queued))
-		}
-	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
 		return "", fmt.Errorf("re-check %s before stop: not reported by %s", server, strings.Join(missing, ", "))
 	}
-	if len(back) == 0 && len(busy) == 0 {
+	var back, notOut, busy []string
+	for _, ep := range endpoints {
+		st := rows[ep.String()]
+		switch {
+		case st.Status == StatusUp || st.Status == StatusNoLB:
+			back = append(back, fmt.Sprintf("%s (%s)", ep.String(), st.Status))
+		case !st.OutOfRotation():
+			// DOWN or UNKNOWN without an admin drain: no traffic now, but
+			// back in rotation as soon as a check passes.
+			notOut = append(notOut, fmt.Sprintf("%s (%s)", ep.String(), st.Status))
+		case st.Sessions+st.Queued > 0:
+			busy = append(busy, fmt.Sprintf("%s (%d sessions)", ep.String(), st.Sessions+st.Queued))
+		}
+	}
+	if len(back)+len(notOut)+len(busy) == 0 {
 		return "", nil
 	}
+	var why []string
+	if len(back) > 0 {
+		why = append(why, "back in rotation on "+strings.Join(back, ", "))
+	}
+	if len(notOut) > 0 {
+		why = append(why, "not drained on "+strings.Join(notOut, ", "))
+	}
+	if len(busy) > 0 {
+		why = append(why, "still busy on "+strings.Join(busy, ", "))
+	}
+	was := server + " was " + strings.Join(why, " and ")
 	res, err := b.Drain(ctx, server)
 	if err != nil {
-		return "", fmt.Errorf("re-drain %s before stop: %w", server, err)
+		return res.Note, fmt.Errorf("%s; re-drain before stop: %w", was, err)
 	}
-	why := "still busy on " + strings.Join(busy, ", ")
-	if len(back) > 0 {
-		why = "back in rotation on " + strings.Join(back, ", ")
+	var mine string
+	switch {
+	case !res.Idle && !res.Assumed:
+		return res.Note, fmt.Errorf("%s; drained again but %d session(s) remain after %s: %w", was, res.Remaining, res.Waited.Round(time.Millisecond), ErrNotIdle)
+	case res.Assumed:
+		mine = fmt.Sprintf("%s: drained again, waited %s (sessions not counted)", was, res.Waited.Round(time.Millisecond))
+	default:
+		mine = fmt.Sprintf("%s: drained again, idle after %s", was, res.Waited.Round(time.Millisecond))
 	}
-	if !res.Idle && !res.Assumed {
-		return "", fmt.Errorf("%s was %s; drained again but %d session(s) remain after %s", server, why, res.Remaining, res.Waited.Round(1e6))
+	return joinNotes(res.Note, mine), nil
+}
+
+// joinNotes joins the non-empty notes with "; ".
+func joinNotes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n != "" {
+			out = append(out, n)
+		}
 	}
-	return fmt.Sprintf("%s was %s: drained again, idle after %s", server, why, res.Waited.Round(1e6)), nil
+	return strings.Join(out, "; ")
+}
+
+// onHost runs cmd on ep's SSH host when it has one: the form a repair hint
+// takes in a preflight error. cmd is already a shell command line.
+func onHost(ep Endpoint, cmd string) string {
+	if ep.SSH == "" {
+		return cmd
+	}
+	return "ssh " + shell.Quote(ep.SSH) + " " + shell.Quote(cmd)
+}
+
+// ensureIdle is EnsureOut's second half for drivers that cannot count
+// sessions but have an idle_check command (nginx, exec): once the server is
+// out of rotation everywhere, the command must pass on every endpoint; if
+// it does not, wait for it as a drain does (pollIdle), and say so.
+func ensureIdle(ctx context.Context, c Connector, eps []Endpoint, cfg Config, idle *cmdTemplate, server string) (string, error) {
+	script, err := idle.render(server, cfg.Backend, addressOf(cfg, server))
+	if err != nil {
+		return "", fmt.Errorf("re-check %s before stop: %w", server, err)
+	}
+	var busy []string
+	for _, ep := range eps {
+		cctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+		_, err := c.RunOn(cctx, ep.SSH, script)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", fmt.Errorf("re-check %s before stop: %w", server, ctx.Err())
+			}
+			busy = append(busy, ep.String())
+		}
+	}
+	if len(busy) == 0 {
+		return "", nil
+	}
+	was := fmt.Sprintf("%s was still busy on %s (idle_check failed)", server, strings.Join(busy, ", "))
+	res, err := pollIdle(ctx, c, eps, script, time.Now(), cfg)
+	if err != nil {
+		return "", fmt.Errorf("%s; waiting for idle before stop: %w", was, err)
+	}
+	if !res.Idle {
+		return "", fmt.Errorf("%s; still busy after %s: %w", was, res.Waited.Round(time.Millisecond), ErrNotIdle)
+	}
+	return fmt.Sprintf("%s: waited, idle after %s", was, res.Waited.Round(time.Millisecond)), nil
 }

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,4 +161,84 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (b
 // which the backends here answer as the demo app does.
 func Get(ctx context.Context, c *http.Client, url string) (int, string, error) {
 	return demoapp.Get(ctx, c, url)
+}
+
+// Stop stops the backend as a stopped app would: the listener closes (new
+// connections are refused) once the requests in flight have ended.
+func (b *Backend) Stop() { b.srv.Close() }
+
+// Load is a small, bounded HTTP load on loopback: Workers goroutines, each
+// with its own keep-alive client, GET the same URL back to back until Stop,
+// a deadline, or MaxRequests in all.
+type Load struct {
+	OK, Failed atomic.Int64
+	mu         sync.Mutex
+	samples    []string // the first failures, for the test's message
+	stop       chan struct{}
+	done       sync.WaitGroup
+}
+
+// StartLoad starts workers clients on url for at most d or max requests.
+// A request fails on a transport error or any status but 200.
+func StartLoad(t testing.TB, url string, workers int, d time.Duration, max int64) *Load {
+	t.Helper()
+	l := &Load{stop: make(chan struct{})}
+	deadline := time.Now().Add(d)
+	var sent atomic.Int64
+	for i := 0; i < workers; i++ {
+		l.done.Add(1)
+		go func() {
+			defer l.done.Done()
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer c.CloseIdleConnections()
+			for time.Now().Before(deadline) && sent.Add(1) <= max {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				code, body, err := Get(context.Background(), c, url)
+				if err == nil && code == http.StatusOK {
+					l.OK.Add(1)
+					continue
+				}
+				l.Failed.Add(1)
+				l.mu.Lock()
+				if len(l.samples) < 5 {
+					l.samples = append(l.samples, fmt.Sprintf("%s: %d %q %v", time.Now().Format(time.StampMilli), code, body, err))
+				}
+				l.mu.Unlock()
+			}
+		}()
+	}
+	t.Cleanup(l.Stop)
+	return l
+}
+
+// WaitOK waits until at least n more requests than now have succeeded.
+func (l *Load) WaitOK(t testing.TB, n int64, timeout time.Duration) {
+	t.Helper()
+	want := l.OK.Load() + n
+	Eventually(t, timeout, fmt.Sprintf("%d more requests answered", n), func() (bool, string) {
+		return l.OK.Load() >= want, fmt.Sprintf("%d of %d answered, %d failed", l.OK.Load(), want, l.Failed.Load())
+	})
+}
+
+// Stop ends the load and waits for the workers (idempotent).
+func (l *Load) Stop() {
+	l.mu.Lock()
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.mu.Unlock()
+	l.done.Wait()
+}
+
+// Failures returns the first failures seen.
+func (l *Load) Failures() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.samples...)
 }
