@@ -1,8 +1,10 @@
 // Package rollout executes a Plan: step by step, staging in parallel, batches
-// in order with their hosts in parallel, each host drained, switched,
-// health-checked and put back. It emits one event stream, keeps the lock,
-// compensates every failure so that no host is left drained without saying
-// so, and applies the failure policy.
+// in order with their hosts in parallel. Each host runs exactly the plan's
+// action list, walked through one table of runners (deploy.go), each with
+// the undo that compensation unwinds in reverse. It emits one event stream,
+// keeps the lock, gives every remote call a deadline (the inventory's
+// timeouts), compensates every failure so that no host is left drained
+// without saying so, and applies the failure policy.
 //
 // It never formats output: views consume its events.
 package rollout
