@@ -107,8 +107,23 @@ type Plan struct {
 	Steps   []Step   `json:"steps"`
 	Skipped []Skip   `json:"skipped,omitempty"`
 	Basis   Basis    `json:"basis"`
+	// Inputs are what the plan was built from besides Basis, so that a
+	// saved plan can be rebuilt and compared before it runs.
+	Inputs *Inputs `json:"inputs,omitempty"`
 	// Notes are things the operator should know that are not steps.
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Inputs are a plan's inputs other than the observed basis: with Basis and
+// To they determine the plan (Build is pure), so apply --plan rebuilds it
+// from them and refuses any difference.
+type Inputs struct {
+	// Inventory is the sha256 of the inventory file the plan was built from.
+	Inventory string `json:"inventory_sha256"`
+	// Upfrom is --upfrom, when given.
+	Upfrom string `json:"upfrom,omitempty"`
+	// CanVerify is Options.CanVerify.
+	CanVerify bool `json:"can_verify"`
 }
 
 // Hop is one full pass from one version to the next (an upgrade across a

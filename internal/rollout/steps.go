@@ -65,7 +65,7 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 	// Another run holding the lock is the first thing a second operator
 	// must hear, before anything it may have left drained.
 	if e.cfg.LockWait == 0 {
-		if info, err := e.lock.Read(ctx); err == nil && info != nil && info.RunID != e.cfg.RunID {
+		if info, err := e.lock.Read(ctx); err == nil && info != nil && info.RunID != e.cfg.RunID && !e.takesOver(*info) {
 			return &LockError{Holder: *info}
 		}
 	}
@@ -183,6 +183,12 @@ func (e *Engine) acquireLock(ctx context.Context, s plan.Step) error {
 		sent = time.Now()
 		err := e.lock.Acquire(ctx, e.lockInfo)
 		var le *LockError
+		if errors.As(err, &le) && e.takesOver(le.Holder) {
+			// The rollback of a dead run continues under its lock.
+			if err = e.lock.TakeOver(ctx, le.Holder, e.lockInfo); err == nil {
+				e.bus.Emit(event.Event{Type: event.Control, Message: fmt.Sprintf("took over the lock of run %s (audited in %s/.relctl/history.jsonl on %s)", le.Holder.RunID, strings.TrimRight(e.lock.Path, "/"), e.lock.Host)})
+			}
+		}
 		if err == nil {
 			break
 		}
@@ -198,7 +204,18 @@ func (e *Engine) acquireLock(ctx context.Context, s plan.Step) error {
 	}
 	e.lockHeld = true
 	e.keepLock(sent)
+	if f := e.cfg.OnLocked; f != nil {
+		e.cfg.OnLocked = nil
+		f()
+	}
 	return nil
+}
+
+// takesOver reports whether holder is the lock of the dead run this run
+// was told to take over (Config.TakeOver).
+func (e *Engine) takesOver(holder LockInfo) bool {
+	t := e.cfg.TakeOver
+	return t != nil && holder.RunID == t.RunID && holder.Started == t.Started
 }
 
 func (e *Engine) releaseLock(ctx context.Context) error {
