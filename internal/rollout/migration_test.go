@@ -1,0 +1,155 @@
+package rollout
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The migration wrapper on real sh: a migration runs once per run, whatever
+// happens to the relctl process that started it.
+func TestMigrationWrapperRunsOnce(t *testing.T) {
+	dir := t.TempDir()
+	count := filepath.Join(dir, "ran")
+	rec := migrationDir(filepath.Join(dir, "app dir"), "20261129T000000Z-ab", "migrate@1.1.0")
+	run := func(script string) (int, string) {
+		out, err := exec.Command("sh", "-c", migrationWrapper(rec, script)).CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	ran := func() int {
+		b, _ := os.ReadFile(count)
+		return strings.Count(string(b), "x")
+	}
+	migrate := "echo x >> '" + count + "'; exit 5"
+
+	if code, out := run(migrate); code != 5 || ran() != 1 {
+		t.Fatalf("first run: exit %d, ran %d: %s", code, ran(), out)
+	}
+	// The status is the result: not run again, even though it failed.
+	if code, out := run(migrate); code != 5 || ran() != 1 || !strings.Contains(out, "already ran") {
+		t.Fatalf("second run: exit %d, ran %d: %s", code, ran(), out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(rec, "status")); strings.TrimSpace(string(got)) != "5" {
+		t.Errorf("status file %q", got)
+	}
+}
+
+func TestMigrationWrapperWaitsForTheRunningOne(t *testing.T) {
+	dir := t.TempDir()
+	count := filepath.Join(dir, "ran")
+	gate := filepath.Join(dir, "gate")
+	rec := migrationDir(dir, "run", "migrate")
+	migrate := "echo x >> '" + count + "'; while [ ! -f '" + gate + "' ]; do sleep 0.05; done"
+	// The first process's migration: started, then its relctl "dies"
+	// (nobody waits on it); the host keeps it running.
+	first := exec.Command("sh", "-c", migrationWrapper(rec, migrate))
+	first.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-first.Process.Pid, syscall.SIGKILL); _ = first.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(rec, "pid")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the wrapper recorded no pid")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The resume: it must wait for the running migration, not start one.
+	second := exec.Command("sh", "-c", migrationWrapper(rec, migrate))
+	out := &lockedBuf{}
+	second.Stdout, second.Stderr = out, out
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(out.String(), "still running") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the resume did not wait: %s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Fatalf("resume's wrapper: %v: %s", err, out.String())
+	}
+	if b, _ := os.ReadFile(count); strings.Count(string(b), "x") != 1 {
+		t.Fatalf("the migration ran %d times", strings.Count(string(b), "x"))
+	}
+}
+
+// lockedBuf is a buffer a child process writes while the test reads it.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestMigrationWrapperRefusesAnUnknownEnd(t *testing.T) {
+	dir := t.TempDir()
+	rec := migrationDir(dir, "run", "post-migrate")
+	if err := os.MkdirAll(rec, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A pid that ended without a status (the wrapper itself was KILLed).
+	if err := os.WriteFile(filepath.Join(rec, "pid"), []byte("4194000 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("sh", "-c", migrationWrapper(rec, "echo ran")).CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 3 || strings.Contains(string(out), "\nran") || !strings.Contains(string(out), "remove "+rec) {
+		t.Fatalf("err %v: %s", err, out)
+	}
+}
+
+func TestMigrationWrapperRecordsTERM(t *testing.T) {
+	dir := t.TempDir()
+	rec := migrationDir(dir, "run", "migrate")
+	c := exec.Command("sh", "-c", migrationWrapper(rec, "sleep 30"))
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(rec, "pid")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pid recorded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The step's timeout: TERM to the process group.
+	_ = syscall.Kill(-c.Process.Pid, syscall.SIGTERM)
+	_ = c.Wait()
+	if got, _ := os.ReadFile(filepath.Join(rec, "status")); strings.TrimSpace(string(got)) != "143" {
+		t.Fatalf("status after TERM %q, want 143", got)
+	}
+}
