@@ -114,7 +114,7 @@ func (l *lockedBuf) String() string {
 func TestMigrationWrapperRefusesAnUnknownEnd(t *testing.T) {
 	dir := t.TempDir()
 	rec := migrationDir(dir, "run", "post-migrate")
-	if err := os.MkdirAll(rec, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(rec, "claim"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	// A pid that ended without a status (the wrapper itself was KILLed).
@@ -151,5 +151,31 @@ func TestMigrationWrapperRecordsTERM(t *testing.T) {
 	_ = c.Wait()
 	if got, _ := os.ReadFile(filepath.Join(rec, "status")); strings.TrimSpace(string(got)) != "143" {
 		t.Fatalf("status after TERM %q, want 143", got)
+	}
+}
+
+// Two wrappers of the same run started at once (a resume racing the
+// original's command still on its way): one runs the migration, the other
+// waits for it.
+func TestMigrationWrapperClaimIsAtomic(t *testing.T) {
+	dir := t.TempDir()
+	count := filepath.Join(dir, "ran")
+	rec := migrationDir(dir, "run", "migrate")
+	migrate := "echo x >> '" + count + "'; sleep 0.5"
+	var cmds []*exec.Cmd
+	for range 4 {
+		c := exec.Command("sh", "-c", migrationWrapper(rec, migrate))
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds = append(cmds, c)
+	}
+	for _, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Errorf("a wrapper: %v", err)
+		}
+	}
+	if b, _ := os.ReadFile(count); strings.Count(string(b), "x") != 1 {
+		t.Fatalf("the migration ran %d times", strings.Count(string(b), "x"))
 	}
 }

@@ -305,18 +305,18 @@ func migrationDir(base, runID, stepID string) string {
 }
 
 // migrationWrapper runs a migration exactly once per run across crashes of
-// relctl. It records in dir the pid (and start time) of the shell that
-// runs the migration before starting it, and its exit status when it
-// ends, each written to a temporary file and renamed. A later process of
-// the same run (resume) finds:
+// relctl. The first wrapper to create dir/claim (mkdir is atomic) owns the
+// migration: it records the pid (and start time) of the shell that runs
+// it before starting it, and its exit status when it ends, each written to
+// a temporary file and renamed. Any later wrapper of the same run (resume)
+// finds:
 //   - a status: the migration ran; its status is the result, it does not
 //     run again;
 //   - a pid still alive: the migration is still running (relctl was killed,
 //     the host kept going); it waits for it (bounded by the step's timeout)
 //     and takes its status;
 //   - a pid that ended without a status: the migration may have run in
-//     part; it refuses (exit 3), naming dir, rather than run it twice;
-//   - nothing: it provably never started, and runs it.
+//     part; it refuses (exit 3), naming dir, rather than run it twice.
 //
 // A TERM (the step's timeout, a forced end) is recorded as status 143.
 func migrationWrapper(dir, script string) string {
@@ -324,15 +324,25 @@ func migrationWrapper(dir, script string) string {
 mkdir -p "$d" || exit 1
 starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
 alive() { kill -0 "$1" 2>/dev/null && { [ -z "$2" ] || [ "$(starttime "$1")" = "$2" ]; }; }
+if mkdir "$d/claim" 2>/dev/null; then
+  printf '%%s %%s\n' "$$" "$(starttime $$)" > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid" || exit 1
+  record() { printf '%%s\n' "$1" > "$d/status.tmp" && mv "$d/status.tmp" "$d/status"; }
+  trap 'record 143; exit 143' TERM
+  sh -c %[2]s &
+  child=$!
+  wait "$child"
+  s=$?
+  trap - TERM
+  record "$s"
+  exit "$s"
+fi
+i=0
+while [ ! -f "$d/pid" ] && [ ! -f "$d/status" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 if [ ! -f "$d/status" ] && [ -f "$d/pid" ]; then
   read -r pid st < "$d/pid"
   if alive "$pid" "$st"; then
     echo "relctl: the migration an earlier relctl process started (pid $pid) is still running: waiting for it to end"
     while alive "$pid" "$st" && [ ! -f "$d/status" ]; do sleep 0.2; done
-  fi
-  if [ ! -f "$d/status" ]; then
-    echo "relctl: the migration started by an earlier relctl process (pid $pid) ended without recording its exit status: it may have run in part; check it, then remove $d to let relctl run it again" >&2
-    exit 3
   fi
 fi
 if [ -f "$d/status" ]; then
@@ -340,18 +350,8 @@ if [ -f "$d/status" ]; then
   echo "relctl: the migration already ran in this run (an earlier relctl process started it): exit status $s"
   exit "$s"
 fi
-printf '%%s %%s
-' "$$" "$(starttime $$)" > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid" || exit 1
-record() { printf '%%s
-' "$1" > "$d/status.tmp" && mv "$d/status.tmp" "$d/status"; }
-trap 'record 143; exit 143' TERM
-sh -c %[2]s &
-child=$!
-wait "$child"
-s=$?
-trap - TERM
-record "$s"
-exit "$s"`, shell.Quote(dir), shell.Quote(script))
+echo "relctl: the migration started by an earlier relctl process ended without recording its exit status: it may have run in part; check it, then remove $d to let relctl run it again" >&2
+exit 3`, shell.Quote(dir), shell.Quote(script))
 }
 
 // postMigrate runs only when every host of the hop was verified on the
