@@ -325,9 +325,9 @@ mkdir -p "$d" || exit 1
 starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
 alive() { kill -0 "$1" 2>/dev/null && { [ -z "$2" ] || [ "$(starttime "$1")" = "$2" ]; }; }
 if mkdir "$d/claim" 2>/dev/null; then
-  printf '%%s %%s\n' "$$" "$(starttime $$)" > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid" || exit 1
   record() { printf '%%s\n' "$1" > "$d/status.tmp" && mv "$d/status.tmp" "$d/status"; }
   trap 'record 143; exit 143' TERM
+  printf '%%s %%s\n' "$$" "$(starttime $$)" > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid" || exit 1
   sh -c %[2]s &
   child=$!
   wait "$child"
