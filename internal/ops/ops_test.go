@@ -378,3 +378,57 @@ func mustLatest(t *testing.T, dir string) string {
 	}
 	return r.ID
 }
+
+// A version rebuilt under the same number is refused, never "nothing to
+// do": the sha256 a host recorded for its release differs from the local
+// artifact's.
+func TestImmutableRelease(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		remote string // the host's releases/1.4.0/.relctl-sha256 ("" = none)
+		same   bool   // remote is the local artifact's sha256
+		code   int
+		want   string
+	}{
+		{"rebuilt", "0000000000000000000000000000000000000000000000000000000000000000", false, 2,
+			"1.4.0 on web1 differs from dist/shop-1.4.0.tar.gz: a release version is immutable — build 1.4.1"},
+		{"same artifact", "", true, 0, "nothing to do: every host runs 1.4.0"},
+		{"deployed by other means", "", false, 0, "nothing to do: every host runs 1.4.0"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			dist := filepath.Join(filepath.Dir(f.env.Inv.File), "dist")
+			if err := os.MkdirAll(dist, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			art := filepath.Join(dist, "shop-1.4.0.tar.gz")
+			if err := os.WriteFile(art, []byte("release 1.4.0, rebuilt"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			local, _ := SHA256File(art)
+			remote := c.remote
+			if c.same {
+				remote = local
+			}
+			var asked []string
+			f.env.RemoteOutput = func(_ context.Context, host, script string) (string, error) {
+				if strings.Contains(script, "releases/1.4.0/.relctl-sha256") {
+					asked = append(asked, host)
+				}
+				return remote + "\n", nil
+			}
+			for h := range f.versions {
+				f.versions[h] = "1.4.0"
+			}
+			code, got := describe(f.env.PlanUpgrade(ctx, UpgradeOptions{To: "1.4.0"}))
+			if code != c.code || !strings.Contains(got, c.want) {
+				t.Fatalf("exit %d %q; want exit %d and %q", code, got, c.code, c.want)
+			}
+			if len(asked) != 5 {
+				t.Errorf("read the recorded sha256 on %v, want every host", asked)
+			}
+		})
+	}
+}

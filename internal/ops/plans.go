@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
 	"github.com/relctl/relctl/internal/shell"
+	"github.com/relctl/relctl/internal/version"
 	"github.com/relctl/relctl/internal/view"
 )
 
@@ -129,7 +131,7 @@ func (e *Env) stampInputs(p *plan.Plan, upfrom string) error {
 	if err != nil {
 		return fail(view.ExitUsage, err)
 	}
-	p.Inputs = &plan.Inputs{Inventory: d, Upfrom: upfrom, CanVerify: CanVerify(e.Inv)}
+	p.Inputs = &plan.Inputs{Inventory: d, To: p.To, Upfrom: upfrom, CanVerify: CanVerify(e.Inv)}
 	return nil
 }
 
@@ -185,8 +187,11 @@ func (e *Env) CheckImmutable(ctx context.Context, p *plan.Plan, obs plan.Observe
 			continue
 		}
 		path, _ := ArtifactPath(e.Inv, h.Version)
-		errs = append(errs, fmt.Errorf("%w: %s on %s differs from %s (sha256 %.12s on the host, %.12s here) — build %s",
-			ErrImmutable, h.Version, h.Name, path, remote, local, nextPatch(h.Version)))
+		if rel, err := filepath.Rel(filepath.Dir(e.Inv.File), path); err == nil && !strings.HasPrefix(rel, "..") {
+			path = rel
+		}
+		errs = append(errs, fmt.Errorf("%s on %s differs from %s: %w — build %s (sha256 %.12s… on the host, %.12s… here)",
+			h.Version, h.Name, path, ErrImmutable, nextPatch(h.Version), remote, local))
 	}
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
@@ -223,7 +228,10 @@ func (e *Env) LoadPlan(ctx context.Context, data []byte, source string) (*Prepar
 		return nil, fail(view.ExitUsage, fmt.Errorf("%s: %w: the inventory %s changed since the plan was made (sha256 %.12s then, %.12s now): run relctl plan again", source, plan.ErrStalePlan, e.Inv.File, p.Inputs.Inventory, d))
 	}
 	basis := plan.Observed{Offline: p.Basis.Offline, Hosts: p.Basis.Hosts}
-	q, err := plan.Build(e.Inv, basis, plan.Options{To: p.To, Upfrom: p.Inputs.Upfrom, CanVerify: p.Inputs.CanVerify})
+	if err := version.Valid(p.Inputs.To); err != nil {
+		return nil, fail(view.ExitUsage, fmt.Errorf("%s: inputs.to: %w", source, err))
+	}
+	q, err := plan.Build(e.Inv, basis, plan.Options{To: p.Inputs.To, Upfrom: p.Inputs.Upfrom, CanVerify: p.Inputs.CanVerify})
 	if err != nil {
 		return nil, fail(view.ExitUsage, fmt.Errorf("%s: the plan cannot be rebuilt from its inputs: %w", source, err))
 	}

@@ -114,12 +114,14 @@ type Plan struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-// Inputs are a plan's inputs other than the observed basis: with Basis and
-// To they determine the plan (Build is pure), so apply --plan rebuilds it
+// Inputs are a plan's inputs other than the observed basis: with Basis
+// they determine the plan (Build is pure), so apply --plan rebuilds it
 // from them and refuses any difference.
 type Inputs struct {
 	// Inventory is the sha256 of the inventory file the plan was built from.
 	Inventory string `json:"inventory_sha256"`
+	// To is --to: the target asked for.
+	To string `json:"to"`
 	// Upfrom is --upfrom, when given.
 	Upfrom string `json:"upfrom,omitempty"`
 	// CanVerify is Options.CanVerify.
