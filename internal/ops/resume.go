@@ -59,7 +59,14 @@ func (e *Env) PlanResume(ctx context.Context, rollback bool) (*Prepared, error) 
 		return &Prepared{Settle: run, TakeOver: held, Observed: obs,
 			Nothing: fmt.Sprintf("nothing to roll back: run %s switched no host", run.ID)}, nil
 	}
-	return &Prepared{Plan: rb, Observed: obs, Supersedes: run, TakeOver: held,
+	// A host in flight when the run died may be drained: that is what the
+	// rollback repairs, so the balancer's preflight does not refuse it
+	// (the rollback's servers only; hosts it skips must be in rotation).
+	inFlight := false
+	for _, s := range run.Plan.Steps {
+		inFlight = inFlight || s.Kind == plan.StepDeploy && run.Progress.Started[s.ID] && !run.Progress.Finished[s.ID]
+	}
+	return &Prepared{Plan: rb, Observed: obs, Supersedes: run, TakeOver: held, Force: inFlight,
 		Question: fmt.Sprintf("roll run %s back: %s back to %s?", run.ID, plural(len(rb.DeployHosts()), "host"), rb.To)}, nil
 }
 

@@ -99,7 +99,7 @@ var relRe = regexp.MustCompile(`releases/([0-9.]+)`)
 
 // wrappedRe finds the command a migration wrapper runs (see
 // migrationWrapper); the fake runs the command itself.
-var wrappedRe = regexp.MustCompile(`\n\s*sh -c '?([^'\n]*)'? &\n`)
+var wrappedRe = regexp.MustCompile(`\n\s*sh -c '?([^'\n]*)'? > `)
 
 func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (remote.Result, error) {
 	s := c.Script

@@ -179,3 +179,52 @@ func TestMigrationWrapperClaimIsAtomic(t *testing.T) {
 		t.Fatalf("the migration ran %d times", strings.Count(string(b), "x"))
 	}
 }
+
+// The migration outlives the session of the relctl that started it: its
+// output goes to files, so a closed session is no broken pipe for it.
+func TestMigrationWrapperSurvivesAClosedSession(t *testing.T) {
+	dir := t.TempDir()
+	rec := migrationDir(dir, "run", "migrate")
+	gate := filepath.Join(dir, "gate")
+	migrate := "while [ ! -f '" + gate + "' ]; do sleep 0.05; done; for i in 1 2 3 4 5; do echo line $i; done; echo err >&2"
+	c := exec.Command("sh", "-c", migrationWrapper(rec, migrate))
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stdout, c.Stderr = w, w
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(rec, "pid")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pid recorded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r.Close() // relctl died: nobody reads the session any more
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Wait()
+	if got, _ := os.ReadFile(filepath.Join(rec, "status")); strings.TrimSpace(string(got)) != "0" {
+		t.Fatalf("status %q, want 0 (the migration must not die of the closed pipe)", got)
+	}
+	if out, _ := os.ReadFile(filepath.Join(rec, "stdout")); !strings.Contains(string(out), "line 5") {
+		t.Fatalf("output kept: %q", out)
+	}
+}
+
+// Its output still reaches relctl while it runs.
+func TestMigrationWrapperStreamsOutput(t *testing.T) {
+	rec := migrationDir(t.TempDir(), "run", "migrate")
+	out, err := exec.Command("sh", "-c", migrationWrapper(rec, "echo to-stdout; echo to-stderr >&2; exit 2")).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "to-stdout") || !strings.Contains(string(out), "to-stderr") {
+		t.Fatalf("err %v: %q", err, out)
+	}
+}

@@ -318,7 +318,10 @@ func migrationDir(base, runID, stepID string) string {
 //   - a pid that ended without a status: the migration may have run in
 //     part; it refuses (exit 3), naming dir, rather than run it twice.
 //
-// A TERM (the step's timeout, a forced end) is recorded as status 143.
+// The migration's output goes to dir/stdout and dir/stderr, which the
+// wrapper follows: a migration whose relctl died (and its session with it)
+// is not killed by a broken pipe. A TERM (the step's timeout, a forced
+// end) is recorded as status 143.
 func migrationWrapper(dir, script string) string {
 	return fmt.Sprintf(`d=%[1]s
 mkdir -p "$d" || exit 1
@@ -328,10 +331,14 @@ if mkdir "$d/claim" 2>/dev/null; then
   record() { printf '%%s\n' "$1" > "$d/status.tmp" && mv "$d/status.tmp" "$d/status"; }
   trap 'record 143; exit 143' TERM
   printf '%%s %%s\n' "$$" "$(starttime $$)" > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid" || exit 1
-  sh -c %[2]s &
+  : > "$d/stdout"; : > "$d/stderr"
+  sh -c %[2]s > "$d/stdout" 2> "$d/stderr" < /dev/null &
   child=$!
+  tail --pid="$child" -n +1 -f "$d/stdout" 2>/dev/null &
+  tail --pid="$child" -n +1 -f "$d/stderr" >&2 2>/dev/null &
   wait "$child"
   s=$?
+  wait
   trap - TERM
   record "$s"
   exit "$s"
