@@ -38,6 +38,10 @@ type HostConfig struct {
 	Jump           string        // optional "[user@]host[:port]" jump host (same identity/known_hosts)
 	UseSSHConfig   bool          // ~/.ssh/config as fallback for HostName, User, Port, IdentityFile, ProxyJump
 	ConnectTimeout time.Duration // TCP connect + handshake, default 10s
+
+	// A jump host's user and identity when neither its spec nor ssh_config
+	// gives one: the target's (see jumpConfig).
+	fallbackUser, fallbackIdentity string
 }
 
 // Options are the pool-wide settings.
@@ -248,6 +252,12 @@ func (p *Pool) resolve(h HostConfig, isJump bool) (target, error) {
 				}
 			}
 		}
+	}
+	if t.user == "" {
+		t.user = h.fallbackUser
+	}
+	if identity == "" {
+		identity = h.fallbackIdentity
 	}
 	if strings.Contains(t.jump, ",") {
 		return t, fmt.Errorf("%s: jump %q: only one jump host is supported", h.Name, t.jump)
