@@ -109,9 +109,22 @@ func TestCrashThenResume(t *testing.T) {
 		t.Run(point, func(t *testing.T) {
 			s := newCrashStage(t)
 			id := killAt(t, s, point)
+			if point == "stage" {
+				// A kill mid-write leaves a torn last line: resume repairs
+				// it and tells the operator.
+				f, err := os.OpenFile(s.latestRun().Path, os.O_WRONLY|os.O_APPEND, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, _ = f.WriteString(`{"v":1,"type":"step_fin`)
+				f.Close()
+			}
 			code, out, errs := s.relctl("resume", "--yes", "--plain")
 			if code != 0 {
 				t.Fatalf("resume exit %d\n%s\n%s", code, out, errs)
+			}
+			if point == "stage" && !strings.Contains(errs, "repaired: dropped a torn last line") {
+				t.Errorf("resume did not tell the journal's repair:\n%s", errs)
 			}
 			s.wantAll("1.1.0")
 			inService(t, s)

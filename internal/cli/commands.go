@@ -353,8 +353,11 @@ func newHistoryCmd(ios *IO, g *globals) *cobra.Command {
 				fmt.Fprintln(tw, "TIME\tHOST\tRUN\tOWNER\tWHAT\tRESULT")
 				for _, r := range recs {
 					what := fmt.Sprintf("%s %s → %s", r.Kind, r.From, r.To)
-					if r.Kind == "lock-break" {
-						what = "lock break"
+					switch r.Kind {
+					case "lock-break":
+						what = "lock break of run " + r.PrevRun
+					case "lock-takeover":
+						what = "lock takeover from run " + r.PrevRun
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), r.Host, r.RunID, r.Owner, what, r.Result)
 				}

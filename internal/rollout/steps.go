@@ -429,6 +429,10 @@ type HistoryRecord struct {
 	Result  string    `json:"result"`
 	Outcome string    `json:"outcome"`
 	Reason  string    `json:"reason,omitempty"`
+	// PrevRun and PrevOwner name the run whose lock a takeover or a break
+	// replaced (kinds lock-takeover and lock-break).
+	PrevRun   string `json:"prev_run,omitempty"`
+	PrevOwner string `json:"prev_owner,omitempty"`
 }
 
 // audit appends a history record on every host the run touched.
