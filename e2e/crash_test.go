@@ -318,3 +318,55 @@ func TestEditedPlanFileIsRefused(t *testing.T) {
 	}
 	s.wantAll("1.1.0")
 }
+
+// A run paused after a failure (on_failure: pause, nobody at the keyboard)
+// is rolled back by resume --rollback under its lock: web1, switched, goes
+// back; web2, reverted by its own compensation, is not touched again.
+// Resuming it instead (after the cause is fixed) finishes it.
+func TestPausedRunResumedOrRolledBack(t *testing.T) {
+	for _, rollback := range []bool{true, false} {
+		name := "resume"
+		if rollback {
+			name = "resume --rollback"
+		}
+		t.Run(name, func(t *testing.T) {
+			failing := `health: 'if [ {{.Host}} = web2 ] && [ {{.Version}} = 1.1.0 ] && [ ! -f {{.Path}}/fixed ]; then exit 1; fi; {{.Path}}/current/bin/demoapp check`
+			s := newStage(t, 3, "haproxy",
+				"rollout:\n  batches: [1]\n  pause_after_canary: false\n  on_failure: pause\nhealth:\n  timeout: 3s\n  interval: 200ms\n  stable_for: 500ms\n",
+				replaceOrFail(t, `health: '{{.Path}}/current/bin/demoapp check`, failing))
+			code, out, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
+			if code != 6 || !strings.Contains(out, "paused") {
+				t.Fatalf("apply: exit %d, want 6 (paused)\n%s\n%s", code, out, errs)
+			}
+			paused := s.latestRun()
+			if got := s.versions(); got[0] != "1.1.0" || got[1] != "1.0.0" || got[2] != "1.0.0" {
+				t.Fatalf("paused with versions %v", got)
+			}
+			if rollback {
+				code, out, errs = s.relctl("resume", "--rollback", "--yes", "--plain")
+				if code != 0 || !strings.Contains(out, "rolled back:\tweb1") {
+					t.Fatalf("resume --rollback: exit %d\n%s\n%s", code, out, errs)
+				}
+				s.wantAll("1.0.0")
+				if r := s.latestRun(); r.ID == paused.ID || r.Plan.Kind != "rollback" {
+					t.Errorf("the rollback ran as %s (%s)", r.ID, r.Plan.Kind)
+				}
+			} else {
+				// The operator fixed the cause on web2.
+				if err := os.WriteFile(filepath.Join(s.f.Hosts[1].Path, "fixed"), nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				code, out, errs = s.relctl("resume", "--yes", "--plain")
+				if code != 0 || !strings.Contains(out, "upgraded:\tweb1, web2, web3") {
+					t.Fatalf("resume: exit %d\n%s\n%s", code, out, errs)
+				}
+				s.wantAll("1.1.0")
+			}
+			inService(t, s)
+			lockFree(t, s)
+			if code, out, _ := s.relctl("resume", "--yes", "--plain"); code != 0 || !strings.Contains(out, "no unfinished run") {
+				t.Errorf("resume afterwards: exit %d: %s", code, out)
+			}
+		})
+	}
+}

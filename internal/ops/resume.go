@@ -62,11 +62,7 @@ func (e *Env) PlanResume(ctx context.Context, rollback bool) (*Prepared, error) 
 	// A host in flight when the run died may be drained: that is what the
 	// rollback repairs, so the balancer's preflight does not refuse it
 	// (the rollback's servers only; hosts it skips must be in rotation).
-	inFlight := false
-	for _, s := range run.Plan.Steps {
-		inFlight = inFlight || s.Kind == plan.StepDeploy && run.Progress.Started[s.ID] && !run.Progress.Finished[s.ID]
-	}
-	return &Prepared{Plan: rb, Observed: obs, Supersedes: run, TakeOver: held, Force: inFlight,
+	return &Prepared{Plan: rb, Observed: obs, Supersedes: run, TakeOver: held, Force: len(hostsInFlight(run)) > 0,
 		Question: fmt.Sprintf("roll run %s back: %s back to %s?", run.ID, plural(len(rb.DeployHosts()), "host"), rb.To)}, nil
 }
 
@@ -96,12 +92,7 @@ func (e *Env) checkHolder(ctx context.Context, run *journal.Run) (*rollout.LockI
 // be drained or stopped on its old release, and the rollback's sequence
 // (idempotent) brings it back into service.
 func keepInFlight(rb *plan.Plan, run *journal.Run, obs plan.Observed) *plan.Plan {
-	inFlight := map[string]bool{}
-	for _, s := range run.Plan.Steps {
-		if s.Kind == plan.StepDeploy && run.Progress.Started[s.ID] && !run.Progress.Finished[s.ID] && !run.Progress.Reverted[s.ID] {
-			inFlight[s.Host] = true
-		}
-	}
+	inFlight := hostsInFlight(run)
 	q, dropped := plan.DropSettled(rb, obs)
 	var back []string
 	for _, h := range dropped {
@@ -213,4 +204,18 @@ func earlierStepTouches(run *journal.Run, s plan.Step) bool {
 		}
 	}
 	return false
+}
+
+// hostsInFlight are the hosts whose deploy step started and did not finish
+// and that the run did not settle itself (back in service after its own
+// compensation, or failed and reverted): relctl died in the middle of them.
+func hostsInFlight(run *journal.Run) map[string]bool {
+	settled := map[event.HostState]bool{event.HostInService: true, event.HostFailed: true, event.HostRolledBack: true, event.HostSkipped: true}
+	out := map[string]bool{}
+	for _, s := range run.Plan.Steps {
+		if s.Kind == plan.StepDeploy && run.Progress.Started[s.ID] && !run.Progress.Finished[s.ID] && !run.Progress.Reverted[s.ID] && !settled[run.Hosts[s.Host]] {
+			out[s.Host] = true
+		}
+	}
+	return out
 }
