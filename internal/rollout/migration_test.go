@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/plan"
 )
 
 // The migration wrapper on real sh: a migration runs once per run, whatever
@@ -226,5 +229,27 @@ func TestMigrationWrapperStreamsOutput(t *testing.T) {
 	out, err := exec.Command("sh", "-c", migrationWrapper(rec, "echo to-stdout; echo to-stderr >&2; exit 2")).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "to-stdout") || !strings.Contains(string(out), "to-stderr") {
 		t.Fatalf("err %v: %q", err, out)
+	}
+}
+
+// A rollback plan with no steps (a run that switched nothing) runs without
+// panicking, touches nothing and succeeds.
+func TestEmptyRollbackPlanRunsNothing(t *testing.T) {
+	h := newHarness(t, "")
+	obs := plan.Observed{}
+	for _, name := range []string{"web1", "web2", "web3"} {
+		obs.Hosts = append(obs.Hosts, plan.HostState{Name: name, Version: "1.0.0", Reachable: true})
+	}
+	up, err := plan.Build(h.inv, obs, plan.Options{To: "1.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := plan.Rollback(h.inv, up, plan.Progress{Started: map[string]bool{}, Finished: map[string]bool{}})
+	if err != nil || len(rb.Steps) != 0 {
+		t.Fatalf("rollback plan %v, %v", rb, err)
+	}
+	res := h.runPlan(t, rb, nil, nil)
+	if res.Outcome != event.OutcomeSucceeded || res.Err != nil || len(h.fake.log) != 0 {
+		t.Fatalf("outcome %s err %v, commands %v", res.Outcome, res.Err, h.fake.log)
 	}
 }
