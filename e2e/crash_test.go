@@ -237,6 +237,10 @@ func TestResumeRefusedWhileOriginalRuns(t *testing.T) {
 	if code != 4 {
 		t.Errorf("resume --rollback during the run: exit %d: %s", code, errs)
 	}
+	// status says the run is going on, not "unfinished".
+	if _, st, _ := s.relctl("status"); !strings.Contains(st, "running: "+run.ID) {
+		t.Errorf("status during the run:\n%s", st)
+	}
 	if err := c.Wait(); err != nil {
 		t.Fatalf("the original run: %v\n%s", err, buf.String())
 	}

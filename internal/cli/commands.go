@@ -1,131 +1,98 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/internal/demo/demoapp"
 	"github.com/relctl/relctl/internal/fleet"
-	"github.com/relctl/relctl/internal/journal"
-	"github.com/relctl/relctl/internal/lb"
-	"github.com/relctl/relctl/internal/observe"
 	"github.com/relctl/relctl/internal/ops"
-	"github.com/relctl/relctl/internal/rollout"
-	"github.com/relctl/relctl/internal/shell"
 	"github.com/relctl/relctl/internal/tui"
 )
 
+// StatusOptions are status's flags.
+type StatusOptions struct {
+	Conn connFlags
+	JSON bool
+}
+
 func newStatusCmd(ios *IO, g *globals) *cobra.Command {
-	var cf connFlags
-	var asJSON bool
+	o := &StatusOptions{}
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show every host's version, health, balancer state, and the lock",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := loadFleet(g)
-			if err != nil {
-				return err
-			}
-			conn := connect(ios, inv, cf)
-			defer conn.Pool.Close()
-			ctx := cmd.Context()
-			var (
-				hosts  []observe.Host
-				states []lb.ServerState
-				lbErr  error
-				lock   *rollout.LockInfo
-				lkErr  error
-				wg     sync.WaitGroup
-			)
-			wg.Add(2)
-			go func() { defer wg.Done(); hosts, _ = observe.Fleet(ctx, inv, conn, observe.Options{Health: true}) }()
-			go func() {
-				defer wg.Done()
-				if bal, err := balancer(inv, conn); err != nil {
-					lbErr = err
-				} else {
-					sctx, cancel := context.WithTimeout(ctx, inv.Timeouts.Observe)
-					defer cancel()
-					states, lbErr = bal.States(sctx)
-				}
-			}()
-			wg.Wait()
-			env := &ops.Env{Inv: inv, Conn: conn}
-			lock, lkErr = env.ReadLockInfo(ctx)
-			byServer := map[string][]string{}
-			for _, s := range states {
-				x := string(s.Status)
-				if s.Sessions > 0 {
-					x += fmt.Sprintf(" (%d sess)", s.Sessions)
-				}
-				byServer[s.Server] = append(byServer[s.Server], x)
-			}
-			if asJSON {
-				return json.NewEncoder(ios.Out).Encode(map[string]any{"hosts": hosts, "balancer": states, "lock": lock})
-			}
-			tw := table(ios.Out)
-			fmt.Fprintln(tw, "HOST\tVERSION\tHEALTH\tBALANCER\tRELEASES")
-			unreachable := 0
-			for i, h := range hosts {
-				v, health := h.Version, h.Health
-				if !h.Reachable {
-					unreachable++
-					v, health = "?", "unreachable: "+h.Error
-				}
-				lbs := strings.Join(byServer[inv.Hosts[i].Server], ",")
-				if lbs == "" {
-					lbs = "-"
-					if inv.Balancer.Kind == fleet.BalancerNone {
-						lbs = "(none)"
-					}
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, v, health, lbs, strings.Join(h.Releases, " "))
-			}
-			tw.Flush()
-			switch {
-			case lkErr != nil:
-				fmt.Fprintf(ios.Out, "lock: unknown: %v\n", lkErr)
-			case lock == nil:
-				fmt.Fprintln(ios.Out, "lock: free")
-			default:
-				fmt.Fprintf(ios.Out, "lock: %s\n", lock)
-			}
-			if lbErr != nil {
-				fmt.Fprintf(ios.Out, "balancer: %v\n", lbErr)
-			}
-			if dir, err := journalDir(inv); err == nil {
-				r, jerr := journal.Unfinished(dir)
-				switch {
-				case jerr != nil:
-					fmt.Fprintf(ios.Out, "journal: %v\n", jerr)
-				case r != nil:
-					live := ""
-					if lock != nil && lock.RunID == r.ID {
-						if lv := lock.Liveness(); lv.Alive {
-							live = " — still running: " + lv.Why
-						}
-					}
-					fmt.Fprintf(ios.Out, "unfinished run: %s by %s (%s %s → %s): relctl resume, or relctl resume --rollback%s\n", r.ID, r.Owner, r.Plan.Kind, r.Plan.From, r.Plan.To, live)
-				}
-			}
-			if unreachable > 0 {
-				return withCode(ExitError, fmt.Errorf("%s unreachable", plural(unreachable, "host")))
-			}
-			return nil
+			return withEnv(ios, g, o.Conn, func(env *ops.Env) error {
+				return showStatus(ios, env.Inv, env.Status(cmd.Context()), o.JSON)
+			})
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.Flags().BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
+	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&o.Conn.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	return cmd
+}
+
+// showStatus is status's view.
+func showStatus(ios *IO, inv *fleet.Inventory, st ops.Status, asJSON bool) error {
+	byServer := map[string][]string{}
+	for _, s := range st.Balancer {
+		x := string(s.Status)
+		if s.Sessions > 0 {
+			x += fmt.Sprintf(" (%d sess)", s.Sessions)
+		}
+		byServer[s.Server] = append(byServer[s.Server], x)
+	}
+	if asJSON {
+		return json.NewEncoder(ios.Out).Encode(map[string]any{"hosts": st.Hosts, "balancer": st.Balancer, "lock": st.Lock})
+	}
+	tw := table(ios.Out)
+	fmt.Fprintln(tw, "HOST\tVERSION\tHEALTH\tBALANCER\tRELEASES")
+	unreachable := 0
+	for i, h := range st.Hosts {
+		v, health := h.Version, h.Health
+		if !h.Reachable {
+			unreachable++
+			v, health = "?", "unreachable: "+h.Error
+		}
+		lbs := strings.Join(byServer[inv.Hosts[i].Server], ",")
+		if lbs == "" {
+			lbs = "-"
+			if inv.Balancer.Kind == fleet.BalancerNone {
+				lbs = "(none)"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, v, health, lbs, strings.Join(h.Releases, " "))
+	}
+	tw.Flush()
+	switch {
+	case st.LockErr != nil:
+		fmt.Fprintf(ios.Out, "lock: unknown (%v)\n", st.LockErr)
+	case st.Lock == nil:
+		fmt.Fprintln(ios.Out, "lock: free")
+	default:
+		fmt.Fprintf(ios.Out, "lock: %s\n", st.Lock)
+	}
+	if st.LBErr != nil {
+		fmt.Fprintf(ios.Out, "balancer: %v\n", st.LBErr)
+	}
+	switch r := st.Unfinished; {
+	case st.JournalErr != nil:
+		fmt.Fprintf(ios.Out, "journal: %v\n", st.JournalErr)
+	case r != nil && st.Alive != nil && st.Alive.Alive:
+		fmt.Fprintf(ios.Out, "running: %s by %s (%s %s → %s): %s\n", r.ID, r.Owner, r.Plan.Kind, r.Plan.From, r.Plan.To, st.Alive.Why)
+	case r != nil:
+		fmt.Fprintf(ios.Out, "unfinished run: %s by %s (%s %s → %s): relctl resume, or relctl resume --rollback\n", r.ID, r.Owner, r.Plan.Kind, r.Plan.From, r.Plan.To)
+	}
+	if unreachable > 0 {
+		return withCode(ExitError, fmt.Errorf("%s unreachable", plural(unreachable, "host")))
+	}
+	return nil
 }
 
 // RollbackOptions are rollback's flags.
@@ -336,10 +303,12 @@ func newHistoryCmd(ios *IO, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			conn := connect(ios, inv, cf)
-			defer conn.Pool.Close()
-			recs, errs := readHistory(cmd.Context(), inv, conn)
-			sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.After(recs[j].Time) })
+			env, err := newEnv(ios, inv, cf)
+			if err != nil {
+				return err
+			}
+			defer env.Conn.Pool.Close()
+			recs, errs := env.History(cmd.Context())
 			if limit > 0 && len(recs) > limit {
 				recs = recs[:limit]
 			}
@@ -373,45 +342,6 @@ func newHistoryCmd(ios *IO, g *globals) *cobra.Command {
 	cmd.Flags().IntVarP(&limit, "limit", "n", 50, "at most this many records (0 = all)")
 	cmd.Flags().BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	return cmd
-}
-
-func readHistory(ctx context.Context, inv *fleet.Inventory, conn *rollout.SSH) ([]rollout.HistoryRecord, []error) {
-	var mu sync.Mutex
-	var recs []rollout.HistoryRecord
-	var errs []error
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, inv.SSH.MaxParallel)
-	for _, h := range inv.Hosts {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			f := strings.TrimRight(inv.HostPath(h), "/") + "/.relctl/history.jsonl"
-			hctx, cancel := context.WithTimeout(ctx, inv.Timeouts.Observe)
-			defer cancel()
-			out, err := conn.Output(hctx, h.Name, fmt.Sprintf("[ -f %[1]s ] && cat %[1]s || true", shell.Quote(f)))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", h.Name, err))
-				return
-			}
-			for i, line := range strings.Split(out, "\n") {
-				if strings.TrimSpace(line) == "" {
-					continue
-				}
-				var r rollout.HistoryRecord
-				if err := json.Unmarshal([]byte(line), &r); err != nil {
-					errs = append(errs, fmt.Errorf("%s: %s:%d: %v", h.Name, f, i+1, err))
-					continue
-				}
-				recs = append(recs, r)
-			}
-		}()
-	}
-	wg.Wait()
-	return recs, errs
 }
 
 // newDemoappCmd runs the demo application the demo fleet deploys (its
