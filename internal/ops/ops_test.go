@@ -432,3 +432,44 @@ func TestImmutableRelease(t *testing.T) {
 		})
 	}
 }
+
+// The rollback of a dead run that itself died before it held that run's
+// lock is resumed as the rollback: it takes the original's lock over and
+// closes the original once it holds it.
+func TestResumeOfARollbackThatDiedBeforeTheLock(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	orig := runID(f.journalState(f.upgrade(), plan.StepGate, ""))
+	pr, err := f.env.PlanResume(ctx, true)
+	if err != nil || pr.Supersedes == nil {
+		t.Fatalf("%v %+v", err, pr)
+	}
+	if pr.Plan.RollsBack != orig {
+		t.Fatalf("rollback plan rolls back %q, want %q", pr.Plan.RollsBack, orig)
+	}
+	// The rollback run starts, and dies in its preflight.
+	id := journal.NewRunID(time.Now().Add(time.Hour))
+	w, err := journal.Create(f.env.JournalDir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := event.NewBus(id, nil, w)
+	bus.Emit(event.Event{Type: event.RunStarted, Plan: pr.Plan, Owner: "op@box"})
+	bus.Emit(event.Event{Type: event.StepStarted, Step: "preflight"})
+	w.Close()
+	f.lock = deadLock(orig)
+	for _, rollback := range []bool{false, true} {
+		pr, err := f.env.PlanResume(ctx, rollback)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pr.Resume == nil || pr.Resume.ID != id || pr.TakeOver == nil || pr.TakeOver.RunID != orig || pr.Supersedes == nil || pr.Supersedes.ID != orig {
+			t.Fatalf("rollback %v: resume %v, take over %v, supersedes %v", rollback, pr.Resume, pr.TakeOver, pr.Supersedes)
+		}
+	}
+	// While the original's process lives, it is refused.
+	f.lock = liveLock(orig)
+	if _, err := f.env.PlanResume(ctx, false); Code(err) != view.ExitLocked {
+		t.Fatalf("with the original alive: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/relctl/relctl/internal/event"
@@ -46,14 +47,26 @@ func (e *Env) PlanResume(ctx context.Context, rollback bool) (*Prepared, error) 
 	if !rollback || run.Plan.Kind == plan.KindRollback {
 		// A run already rolling back (its plan changed to the rollback)
 		// is finished by resuming it.
-		return &Prepared{Plan: run.Plan, Observed: obs, Resume: run, Force: run.Plan.Kind == plan.KindDowngrade || run.Plan.Kind == plan.KindRepair,
-			Question: fmt.Sprintf("resume run %s by %s (%s %s → %s, %d of %d steps done)?", run.ID, run.Owner, run.Plan.Kind, run.Plan.From, run.Plan.To, done, len(run.Plan.Steps))}, nil
+		pr := &Prepared{Plan: run.Plan, Observed: obs, Resume: run, Force: run.Plan.Kind == plan.KindDowngrade || run.Plan.Kind == plan.KindRepair,
+			Question: fmt.Sprintf("resume run %s by %s (%s %s → %s, %d of %d steps done)?", run.ID, run.Owner, run.Plan.Kind, run.Plan.From, run.Plan.To, done, len(run.Plan.Steps))}
+		if id := run.Plan.RollsBack; id != "" {
+			// The rollback of a dead run died before it held that run's
+			// lock: it still takes it over, and closes that run.
+			if held != nil && held.RunID == id {
+				pr.TakeOver = held
+			}
+			if orig, err := journal.Read(filepath.Join(e.JournalDir, id+".jsonl")); err == nil && orig.Resumable() {
+				pr.Supersedes = orig
+			}
+		}
+		return pr, nil
 	}
 	rb, err := plan.Rollback(e.Inv, run.Plan, run.Progress)
 	if err != nil {
 		return nil, fail(view.ExitUsage, err)
 	}
 	rb.Basis = plan.Basis{Fingerprint: obs.Fingerprint(), Hosts: obs.Hosts}
+	rb.RollsBack = run.ID
 	rb = keepInFlight(rb, run, obs)
 	if rb.Empty() {
 		return &Prepared{Settle: run, TakeOver: held, Observed: obs,
@@ -78,7 +91,7 @@ func (e *Env) checkHolder(ctx context.Context, run *journal.Run) (*rollout.LockI
 	if info == nil {
 		return nil, nil
 	}
-	if info.RunID != run.ID && info.TakenFrom != run.ID {
+	if info.RunID != run.ID && info.TakenFrom != run.ID && (run.Plan.RollsBack == "" || info.RunID != run.Plan.RollsBack) {
 		return nil, &rollout.LockError{Holder: *info, Why: fmt.Sprintf("another run holds the lock, not the unfinished run %s", run.ID)}
 	}
 	if lv := info.Liveness(); lv.Alive {

@@ -50,13 +50,18 @@ func (e *Env) Start(ctx context.Context, pr *Prepared, o StartOptions) (*Run, er
 	if err := plan.CheckBasis(p, obs); err != nil {
 		return nil, fail(view.ExitError, err)
 	}
-	own := ""
-	switch {
-	case pr.Resume != nil:
-		own = pr.Resume.ID
-	case pr.Supersedes != nil:
-		own = pr.Supersedes.ID
-	default:
+	// own are the runs whose (dead) lock this start may continue under.
+	own := map[string]bool{}
+	if pr.Resume != nil {
+		own[pr.Resume.ID] = true
+	}
+	if pr.Supersedes != nil {
+		own[pr.Supersedes.ID] = true
+	}
+	if pr.TakeOver != nil {
+		own[pr.TakeOver.RunID] = true
+	}
+	if len(own) == 0 {
 		if err := e.RefuseUnfinished(); err != nil {
 			return nil, err
 		}
@@ -64,7 +69,7 @@ func (e *Env) Start(ctx context.Context, pr *Prepared, o StartOptions) (*Run, er
 	// The lock, before any journal is written: a second operator is
 	// refused (exit 4) with nothing left behind.
 	if info, err := e.ReadLockInfo(ctx); err == nil && info != nil {
-		if info.RunID == own {
+		if own[info.RunID] {
 			if lv := info.Liveness(); lv.Alive {
 				return nil, &rollout.LockError{Holder: *info, Why: lv.Why}
 			}

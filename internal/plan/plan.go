@@ -101,6 +101,9 @@ type Plan struct {
 	To       string   `json:"to"`
 	Hops     []Hop    `json:"hops"`
 	Reason   string   `json:"reason,omitempty"` // downgrades: why, for the audit
+	// RollsBack is the unfinished run a rollback plan undoes (resume
+	// --rollback): the rollback continues under that run's lock.
+	RollsBack string `json:"rolls_back,omitempty"`
 	Settings Settings `json:"settings"`
 	// Actions is the per-host sequence every deploy and rollback step runs.
 	Actions []Action `json:"actions"`
