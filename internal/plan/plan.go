@@ -94,17 +94,17 @@ func (d Duration) String() string { return time.Duration(d).String() }
 //   - only post-migrate steps are points of no return;
 //   - Basis.Fingerprint is Observed.Fingerprint of the state it was built from.
 type Plan struct {
-	Schema   int      `json:"schema"`
-	App      string   `json:"app"`
-	Kind     Kind     `json:"kind"`
-	From     string   `json:"from"`
-	To       string   `json:"to"`
-	Hops     []Hop    `json:"hops"`
-	Reason   string   `json:"reason,omitempty"` // downgrades: why, for the audit
+	Schema int    `json:"schema"`
+	App    string `json:"app"`
+	Kind   Kind   `json:"kind"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Hops   []Hop  `json:"hops"`
+	Reason string `json:"reason,omitempty"` // downgrades: why, for the audit
 	// RollsBack is the unfinished run a rollback plan undoes (resume
 	// --rollback): the rollback continues under that run's lock.
-	RollsBack string `json:"rolls_back,omitempty"`
-	Settings Settings `json:"settings"`
+	RollsBack string   `json:"rolls_back,omitempty"`
+	Settings  Settings `json:"settings"`
 	// Actions is the per-host sequence every deploy and rollback step runs.
 	Actions []Action `json:"actions"`
 	Steps   []Step   `json:"steps"`
