@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -20,6 +21,10 @@ type Client struct {
 	conn *ssh.Client
 	opts *Options
 
+	aliveEvery time.Duration // ServerAliveInterval
+	aliveMax   int           // ServerAliveCountMax
+	answered   atomic.Int64  // keepalives answered (tests read it)
+
 	sem     chan struct{} // session slots
 	killSem chan struct{} // one slot kept for kill sessions, beyond sem
 
@@ -30,15 +35,17 @@ type Client struct {
 	wg        sync.WaitGroup
 }
 
-func newClient(host, addr string, conn *ssh.Client, opts *Options) *Client {
+func newClient(t target, conn *ssh.Client, opts *Options) *Client {
 	c := &Client{
-		host:    host,
-		addr:    addr,
-		conn:    conn,
-		opts:    opts,
-		sem:     make(chan struct{}, opts.MaxSessionsPerHost),
-		killSem: make(chan struct{}, 1),
-		dead:    make(chan struct{}),
+		host:       t.name,
+		addr:       t.addr,
+		conn:       conn,
+		opts:       opts,
+		aliveEvery: t.aliveEvery,
+		aliveMax:   t.aliveMax,
+		sem:        make(chan struct{}, opts.MaxSessionsPerHost),
+		killSem:    make(chan struct{}, 1),
+		dead:       make(chan struct{}),
 	}
 	c.wg.Add(2)
 	go func() {
@@ -125,41 +132,50 @@ func (c *Client) waitDead(d time.Duration) bool {
 	}
 }
 
-// keepalive sends keepalive@openssh.com every KeepAlive. Any answer, even a
-// failure (which is what OpenSSH sends), means alive; no answer within
-// KeepAlive, or an error, means dead: the connection is closed, everything
-// in flight fails with ErrConnectionLost and the next Get redials.
+// keepalive follows OpenSSH's ServerAliveInterval/ServerAliveCountMax:
+// every interval it checks whether the keepalive@openssh.com request sent
+// at the previous tick has been answered. Any answer, even a failure (which
+// is what OpenSSH sends), means alive and resets the count; the host is
+// declared dead only after aliveMax intervals in a row without an answer
+// (15 s × 3 by default), or when sending fails. Then the connection is
+// closed, everything in flight fails with ErrConnectionLost and the next
+// Get redials. One slow reply from a loaded host is not a death.
 func (c *Client) keepalive() {
-	every := c.opts.KeepAlive
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(c.aliveEvery)
 	defer tick.Stop()
+	var reply chan error // the request in flight, nil when none
+	missed := 0
 	for {
 		select {
 		case <-c.dead:
 			return
-		case <-tick.C:
-		}
-		reply := make(chan error, 1)
-		go func() {
-			// Blocks on a dead TCP connection; ends when the conn closes.
-			_, _, err := c.conn.SendRequest("keepalive@openssh.com", true, nil)
-			reply <- err
-		}()
-		t := time.NewTimer(every)
-		select {
 		case err := <-reply:
-			t.Stop()
+			reply = nil
 			if err != nil {
 				c.kill(fmt.Errorf("keepalive: %w", err))
 				return
 			}
-		case <-t.C:
-			c.kill(fmt.Errorf("no answer to keepalive within %s", every))
-			return
-		case <-c.dead:
-			t.Stop()
-			return
+			c.answered.Add(1)
+			missed = 0
+			continue
+		case <-tick.C:
 		}
+		if reply != nil {
+			// The request sent at an earlier tick is still unanswered
+			// (x/crypto/ssh serialises global requests: one at a time).
+			missed++
+			if missed >= c.aliveMax {
+				c.kill(fmt.Errorf("no answer to %d keepalives in a row (every %s)", missed, c.aliveEvery))
+				return
+			}
+			continue
+		}
+		reply = make(chan error, 1)
+		go func(reply chan<- error) {
+			// Blocks on a dead TCP connection; ends when the conn closes.
+			_, _, err := c.conn.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		}(reply)
 	}
 }
 

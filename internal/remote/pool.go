@@ -38,13 +38,21 @@ type HostConfig struct {
 	Jump           string        // optional "[user@]host[:port]" jump host (same identity/known_hosts)
 	UseSSHConfig   bool          // ~/.ssh/config as fallback for HostName, User, Port, IdentityFile, ProxyJump
 	ConnectTimeout time.Duration // TCP connect + handshake, default 10s
+
+	// ServerAliveInterval and ServerAliveCountMax have OpenSSH's meaning:
+	// a keepalive every interval, and the host is dead after CountMax of
+	// them in a row go unanswered. Zero: ssh_config's value when
+	// UseSSHConfig, else Options.KeepAlive and Options.KeepAliveCountMax.
+	ServerAliveInterval time.Duration
+	ServerAliveCountMax int
 }
 
 // Options are the pool-wide settings.
 type Options struct {
 	AcceptNewHostKeys  bool                             // unknown keys are accepted AND appended to the first known_hosts file
 	MaxSessionsPerHost int                              // default 8 (OpenSSH MaxSessions is 10)
-	KeepAlive          time.Duration                    // default 15s; a host that does not answer within it is marked dead
+	KeepAlive          time.Duration                    // default ServerAliveInterval, 15s
+	KeepAliveCountMax  int                              // default ServerAliveCountMax, 3: dead after 3 unanswered keepalives in a row
 	SSHConfigPath      string                           // default ~/.ssh/config (tests override)
 	Warnf              func(format string, args ...any) // e.g. unparsable ssh_config, accepted host key; may be nil
 
@@ -78,6 +86,8 @@ type poolKey struct {
 	Port                                                int
 	UseSSHConfig                                        bool
 	ConnectTimeout                                      time.Duration
+	AliveInterval                                       time.Duration
+	AliveCountMax                                       int
 	isJump                                              bool
 }
 
@@ -93,6 +103,9 @@ func NewPool(opts Options) *Pool {
 	}
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = 15 * time.Second
+	}
+	if opts.KeepAliveCountMax <= 0 {
+		opts.KeepAliveCountMax = 3
 	}
 	if opts.KillGrace <= 0 {
 		opts.KillGrace = 2 * time.Second
@@ -117,7 +130,8 @@ func (p *Pool) get(ctx context.Context, h HostConfig, isJump bool) (*Client, err
 	key := poolKey{
 		Name: h.Name, Address: h.Address, User: h.User, IdentityFile: h.IdentityFile,
 		KnownHosts: strings.Join(h.KnownHosts, "\x00"), Jump: h.Jump, Port: h.Port,
-		UseSSHConfig: h.UseSSHConfig, ConnectTimeout: h.ConnectTimeout, isJump: isJump,
+		UseSSHConfig: h.UseSSHConfig, ConnectTimeout: h.ConnectTimeout,
+		AliveInterval: h.ServerAliveInterval, AliveCountMax: h.ServerAliveCountMax, isJump: isJump,
 	}
 	p.mu.Lock()
 	if p.closed {
@@ -195,10 +209,13 @@ type target struct {
 	knownHosts []string
 	jump       string
 	timeout    time.Duration
+	aliveEvery time.Duration // keepalive interval
+	aliveMax   int           // unanswered keepalives in a row before the host is dead
 }
 
 func (p *Pool) resolve(h HostConfig, isJump bool) (target, error) {
-	t := target{name: h.Name, user: h.User, jump: h.Jump, timeout: h.ConnectTimeout}
+	t := target{name: h.Name, user: h.User, jump: h.Jump, timeout: h.ConnectTimeout,
+		aliveEvery: h.ServerAliveInterval, aliveMax: h.ServerAliveCountMax}
 	host, port := h.Address, h.Port
 	if host == "" {
 		host = h.Name
@@ -242,6 +259,26 @@ func (p *Pool) resolve(h HostConfig, isJump bool) (target, error) {
 			if identity == "" {
 				identity = get("IdentityFile")
 			}
+			if t.aliveEvery <= 0 {
+				if v := get("ServerAliveInterval"); v != "" {
+					// Seconds, as OpenSSH reads it (0 there disables
+					// keepalives; relctl always keeps them).
+					if n, err := strconv.Atoi(v); err == nil && n > 0 {
+						t.aliveEvery = time.Duration(n) * time.Second
+					} else {
+						p.warnf("%s: ssh_config ServerAliveInterval %q is not a positive number of seconds; using %s", h.Name, v, p.opts.KeepAlive)
+					}
+				}
+			}
+			if t.aliveMax <= 0 {
+				if v := get("ServerAliveCountMax"); v != "" {
+					if n, err := strconv.Atoi(v); err == nil && n > 0 {
+						t.aliveMax = n
+					} else {
+						p.warnf("%s: ssh_config ServerAliveCountMax %q is not a positive number; using %d", h.Name, v, p.opts.KeepAliveCountMax)
+					}
+				}
+			}
 			if t.jump == "" && !isJump {
 				if j := get("ProxyJump"); j != "" && !strings.EqualFold(j, "none") {
 					t.jump = j
@@ -260,6 +297,12 @@ func (p *Pool) resolve(h HostConfig, isJump bool) (target, error) {
 	}
 	if t.timeout <= 0 {
 		t.timeout = 10 * time.Second
+	}
+	if t.aliveEvery <= 0 {
+		t.aliveEvery = p.opts.KeepAlive
+	}
+	if t.aliveMax <= 0 {
+		t.aliveMax = p.opts.KeepAliveCountMax
 	}
 	t.addr = net.JoinHostPort(host, strconv.Itoa(port))
 	if identity != "" {

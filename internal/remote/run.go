@@ -24,8 +24,14 @@ type Command struct {
 	Script  string            // run as: sh -c <quoted script>; the caller has already shell-quoted template values
 	Env     map[string]string // exported for the script (sent on stdin, never in the command line); keys [A-Z_][A-Z0-9_]*
 	Timeout time.Duration     // 0 = none; when it passes the remote process group is killed
-	Stdout  func(line string) // called per line, may be nil
-	Stderr  func(line string) // called per line, may be nil
+	Stdout  func(line string) // called per line (sanitized, see Sanitize), may be nil
+	Stderr  func(line string) // called per line (sanitized, see Sanitize), may be nil
+
+	// MaxOutput caps the bytes of output (both streams, one byte per
+	// newline) handed to Stdout/Stderr: 0 means DefaultMaxOutput (1 MiB),
+	// negative means no cap. Lines past it are dropped, and a last line
+	// per stream ("… N bytes of output cut") says how much.
+	MaxOutput int
 }
 
 // Result is how a command ended.
@@ -44,7 +50,8 @@ const (
 
 // Run runs cmd on the host and waits for it. Stdout and Stderr are called
 // once per line, never concurrently with each other and never after Run
-// returns. Errors, all prefixed with the host name:
+// returns; terminal control sequences are removed from each line first
+// (Sanitize) and the output is capped (Command.MaxOutput). Errors, all prefixed with the host name:
 //   - exit status 0: nil;
 //   - non-zero exit or death by signal: *ExitError;
 //   - Timeout passed: wraps ErrTimeout; ctx ended: wraps ctx.Err(). In both
@@ -84,9 +91,8 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 		return res, fmt.Errorf("%s: run: %w", c.host, err)
 	}
 
-	gate := &callbackGate{}
+	out := newOutput(cmd)
 	pidc := make(chan remotePID, 1)
-	tail := &tailBuffer{max: stderrTailBytes}
 	marker := "relctl-pid:" + nonce + " "
 	var readers sync.WaitGroup
 	readers.Add(2)
@@ -101,20 +107,17 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 					return
 				}
 			}
-			gate.call(cmd.Stdout, line)
+			out.line(false, line)
 		})
 	}()
 	go func() {
 		defer readers.Done()
-		readLines(stderr, func(line string) {
-			tail.add(line)
-			gate.call(cmd.Stderr, line)
-		})
+		readLines(stderr, func(line string) { out.line(true, line) })
 	}()
 
 	if err := sess.Start(wrapper); err != nil {
 		sess.Close()
-		gate.close()
+		out.finish()
 		if !c.Alive() || c.waitDead(50*time.Millisecond) {
 			return res, c.lost("run")
 		}
@@ -164,7 +167,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	} else {
 		waitReaders(&readers, 2*time.Second)
 	}
-	gate.close()
+	out.finish()
 	res.Duration = time.Since(start)
 
 	var exitErr *ssh.ExitError
@@ -183,7 +186,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	case werr == nil:
 		return res, nil
 	case exitErr != nil:
-		return res, &ExitError{Host: c.host, Code: res.ExitCode, Signal: res.Signal, StderrTail: tail.String()}
+		return res, &ExitError{Host: c.host, Code: res.ExitCode, Signal: res.Signal, StderrTail: out.stderrTail()}
 	}
 	var missing *ssh.ExitMissingError
 	if !c.Alive() || c.waitDead(time.Second) {
@@ -329,29 +332,6 @@ func (c *Client) stopRemote(pidc chan remotePID) string {
 	return "remote " + what + " killed"
 }
 
-// callbackGate serialises output callbacks and stops them once Run returns.
-type callbackGate struct {
-	mu     sync.Mutex
-	closed bool
-}
-
-func (g *callbackGate) call(f func(string), line string) {
-	if f == nil {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.closed {
-		f(line)
-	}
-}
-
-func (g *callbackGate) close() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
-}
-
 // readLines reads r to the end (a stalled reader would stall the channel
 // window and the remote command), calling emit per line without its
 // newline. A final line without newline is emitted too.
@@ -386,33 +366,6 @@ func waitReaders(wg *sync.WaitGroup, d time.Duration) {
 	case <-done:
 	case <-time.After(d):
 	}
-}
-
-// tailBuffer keeps the last max bytes of stderr, whole lines where possible.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) add(line string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, line...)
-	t.buf = append(t.buf, '\n')
-	if over := len(t.buf) - t.max; over > 0 {
-		cut := over
-		if i := strings.IndexByte(string(t.buf[over:]), '\n'); i >= 0 && i+1 < len(t.buf)-over {
-			cut = over + i + 1
-		}
-		t.buf = append(t.buf[:0], t.buf[cut:]...)
-	}
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimRight(string(t.buf), "\n")
 }
 
 func newNonce() (string, error) {
