@@ -28,6 +28,15 @@ type Client struct {
 	sem     chan struct{} // session slots
 	killSem chan struct{} // one slot kept for kill sessions, beyond sem
 
+	// The persistent shell (shell.go): shellSlot is held by the one
+	// command using it, and guards shell.
+	shellSlot chan struct{}
+	shell     *rshell
+	shellOff  atomic.Bool // the host cannot run it: one session per command
+
+	sessions     atomic.Int64  // sessions opened on this connection
+	hostSessions *atomic.Int64 // sessions opened to this host, every connection (the pool's)
+
 	dead      chan struct{} // closed once the connection is gone
 	deadMu    sync.Mutex
 	deadWhy   error
@@ -35,7 +44,7 @@ type Client struct {
 	wg        sync.WaitGroup
 }
 
-func newClient(t target, conn *ssh.Client, opts *Options) *Client {
+func newClient(t target, conn *ssh.Client, opts *Options, hostSessions *atomic.Int64) *Client {
 	c := &Client{
 		host:       t.name,
 		addr:       t.addr,
@@ -45,7 +54,10 @@ func newClient(t target, conn *ssh.Client, opts *Options) *Client {
 		aliveMax:   t.aliveMax,
 		sem:        make(chan struct{}, opts.MaxSessionsPerHost),
 		killSem:    make(chan struct{}, 1),
+		shellSlot:  make(chan struct{}, 1),
 		dead:       make(chan struct{}),
+
+		hostSessions: hostSessions,
 	}
 	c.wg.Add(2)
 	go func() {
@@ -193,7 +205,34 @@ func (c *Client) acquire(ctx context.Context) error {
 
 func (c *Client) release() { <-c.sem }
 
+// Sessions is how many SSH sessions (commands, the persistent shell,
+// kills, SFTP) were opened on this connection.
+func (c *Client) Sessions() int { return int(c.sessions.Load()) }
+
+// PersistentShell reports whether commands run through one persistent
+// shell session (false: the host could not run it, or
+// Options.OneSessionPerCommand, and every command has a session of its
+// own).
+func (c *Client) PersistentShell() bool {
+	return !c.opts.OneSessionPerCommand && !c.shellOff.Load()
+}
+
+// countSession counts a session about to be opened.
+func (c *Client) countSession() {
+	c.sessions.Add(1)
+	if c.hostSessions != nil {
+		c.hostSessions.Add(1)
+	}
+}
+
+func (c *Client) warnf(format string, args ...any) {
+	if c.opts.Warnf != nil {
+		c.opts.Warnf(format, args...)
+	}
+}
+
 func (c *Client) newSession(op string) (*ssh.Session, error) {
+	c.countSession()
 	s, err := c.conn.NewSession()
 	if err != nil {
 		if !c.Alive() || c.waitDead(50*time.Millisecond) {

@@ -111,7 +111,7 @@ func (p *Pool) dial(ctx context.Context, h HostConfig, isJump bool) (*Client, er
 		return nil, timeoutErr("handshake with", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return newClient(t, ssh.NewClient(sconn, chans, reqs), &p.opts), nil
+	return newClient(t, ssh.NewClient(sconn, chans, reqs), &p.opts, p.sessionCounter(t.name)), nil
 }
 
 // jumpConfig is the HostConfig of h's jump host "[user@]host[:port]",

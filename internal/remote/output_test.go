@@ -54,9 +54,11 @@ func FuzzSanitize(f *testing.F) {
 	})
 }
 
-func TestRunOutputHostile(t *testing.T) {
+func TestRunOutputHostile(t *testing.T) { bothModes(t, testRunOutputHostile) }
+
+func testRunOutputHostile(t *testing.T, plain bool) {
 	t.Parallel()
-	c := newFixture(t, nil).client()
+	c := newModeFixture(t, nil, plain).client()
 	var mu sync.Mutex
 	var out, errs []string
 	// Escape sequences on both streams, and in the stderr tail of the error.
@@ -79,9 +81,11 @@ func TestRunOutputHostile(t *testing.T) {
 	}
 }
 
-func TestRunOutputCapped(t *testing.T) {
+func TestRunOutputCapped(t *testing.T) { bothModes(t, testRunOutputCapped) }
+
+func testRunOutputCapped(t *testing.T, plain bool) {
 	t.Parallel()
-	c := newFixture(t, nil).client()
+	c := newModeFixture(t, nil, plain).client()
 	// 100,000 lines of 100 bytes on stdout (10 MB) and an error line at the
 	// end on stderr: the callbacks see 64 KiB, then one note; the error
 	// still carries the last stderr line.

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kevinburke/ssh_config"
@@ -62,6 +63,16 @@ type Options struct {
 	// KillGrace is how long a timed-out or cancelled command's process
 	// group has between TERM and KILL. Default 2s.
 	KillGrace time.Duration
+
+	// OneSessionPerCommand turns the persistent shell off: every command
+	// opens a session of its own (the fallback for hosts that cannot run
+	// the shell; also for comparisons).
+	OneSessionPerCommand bool
+
+	// ShellStartTimeout bounds the start of a host's persistent shell
+	// (its login shell's rc files included); past it the host falls back
+	// to one session per command. Default 30s.
+	ShellStartTimeout time.Duration
 }
 
 // Pool holds at most one live connection per host and hands it out to
@@ -79,6 +90,9 @@ type Pool struct {
 
 	knownHostsMu  sync.Mutex // serialises appends to known_hosts files and guards knownHostsDBs
 	knownHostsDBs map[string]knownHostsEntry
+
+	sessionsMu sync.Mutex
+	sessions   map[string]*atomic.Int64 // host name → sessions opened, every connection
 }
 
 type poolKey struct {
@@ -109,6 +123,9 @@ func NewPool(opts Options) *Pool {
 	}
 	if opts.KillGrace <= 0 {
 		opts.KillGrace = 2 * time.Second
+	}
+	if opts.ShellStartTimeout <= 0 {
+		opts.ShellStartTimeout = 30 * time.Second
 	}
 	if opts.SSHConfigPath == "" {
 		opts.SSHConfigPath = "~/.ssh/config"
@@ -176,6 +193,44 @@ func (p *Pool) get(ctx context.Context, h HostConfig, isJump bool) (*Client, err
 	p.mu.Unlock()
 	e.client = c
 	return c, nil
+}
+
+// Sessions is how many SSH sessions were opened to the named host (its
+// inventory name) since the pool was made, over every connection: the
+// persistent shell, SFTP uploads, kills of timed-out commands, and every
+// command when the host runs one session per command.
+func (p *Pool) Sessions(host string) int {
+	p.sessionsMu.Lock()
+	defer p.sessionsMu.Unlock()
+	if n := p.sessions[host]; n != nil {
+		return int(n.Load())
+	}
+	return 0
+}
+
+// SessionCounts is Sessions for every host the pool connected to.
+func (p *Pool) SessionCounts() map[string]int {
+	p.sessionsMu.Lock()
+	defer p.sessionsMu.Unlock()
+	out := make(map[string]int, len(p.sessions))
+	for h, n := range p.sessions {
+		out[h] = int(n.Load())
+	}
+	return out
+}
+
+func (p *Pool) sessionCounter(host string) *atomic.Int64 {
+	p.sessionsMu.Lock()
+	defer p.sessionsMu.Unlock()
+	if p.sessions == nil {
+		p.sessions = map[string]*atomic.Int64{}
+	}
+	n := p.sessions[host]
+	if n == nil {
+		n = new(atomic.Int64)
+		p.sessions[host] = n
+	}
+	return n
 }
 
 // Close closes every connection. Commands in flight fail with

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -148,4 +149,116 @@ func TestRealOpenSSH(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestRealOpenSSHPersistentShell runs the persistent shell against real
+// OpenSSH: commands in sequence over one session, env out of every command
+// line, a timeout that kills the process group while the shell lives on,
+// the shell killed mid-command, and the sessions counted.
+func TestRealOpenSSHPersistentShell(t *testing.T) {
+	t.Parallel()
+	sshd := startRealSSHD(t, "127.0.0.22:2222")
+	p := NewPool(Options{SSHConfigPath: filepath.Join(sshd.dir, "none"), KillGrace: 500 * time.Millisecond})
+	defer p.Close()
+	ctx := testCtx(t)
+	c, err := p.Get(ctx, sshd.host("real1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Sequence: separate streams and statuses, no bleed between commands.
+	for i := range 5 {
+		var l lines
+		_, err := c.Run(ctx, l.cmd(fmt.Sprintf("echo out%d; printf 'err%d' >&2; exit %d", i, i, i)))
+		if i == 0 && err != nil || i > 0 && !isExit(err, i) {
+			t.Fatalf("%d: %v", i, err)
+		}
+		if l.String() != fmt.Sprintf("out [\"out%d\"] err [\"err%d\"]", i, i) {
+			t.Fatalf("%d: %s", i, l.String())
+		}
+	}
+	if out, err := c.Output(ctx, `cat; echo "eof"`); err != nil || out != "eof" {
+		t.Fatalf("stdin: %q %v", out, err)
+	}
+	checkEnvNotInArgv(t, c, sshd.dir)
+	if !c.PersistentShell() || p.Sessions("real1") != 1 {
+		t.Fatalf("persistent %v, %d sessions", c.PersistentShell(), p.Sessions("real1"))
+	}
+
+	// Timeout: the group dies, the shell lives.
+	shellPID := c.shell.pid
+	pidfile := filepath.Join(sshd.dir, "sleep.pid")
+	_, err = c.Run(ctx, Command{Script: "sleep 300 & echo $! > " + shell.Quote(pidfile) + "; wait", Timeout: 500 * time.Millisecond})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("want ErrTimeout, got %v", err)
+	}
+	pid, perr := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("sleep %d survived the timeout", pid)
+	}
+	if out, err := c.Output(ctx, "echo next"); err != nil || out != "next" || c.shell.pid != shellPID {
+		t.Fatalf("after timeout: %q %v", out, err)
+	}
+	if n := p.Sessions("real1"); n != 2 {
+		t.Fatalf("%d sessions after the timeout: want the shell and one kill", n)
+	}
+
+	// The shell killed mid-command: outcome unknown, the next reopens.
+	_, err = c.Run(ctx, Command{Script: "echo before; kill -KILL $PPID; sleep 0.1; echo after"})
+	if !errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("want ErrConnectionLost, got %v", err)
+	}
+	if out, err := c.Output(ctx, "echo again"); err != nil || out != "again" {
+		t.Fatalf("after the shell died: %q %v", out, err)
+	}
+	if n := p.Sessions("real1"); n != 3 {
+		t.Fatalf("%d sessions: want 2 shells and one kill", n)
+	}
+}
+
+// BenchmarkRealSSHDCommands compares 20 commands over the persistent shell
+// with 20 commands in a session each, on real OpenSSH, with a plain login
+// and with a login that costs 50 ms per session (a forced command that
+// sleeps, as a login shell's rc files do). One op = 20 commands.
+//
+//	go test ./internal/remote -run '^$' -bench RealSSHDCommands -benchtime 5x -count 3
+func BenchmarkRealSSHDCommands(b *testing.B) {
+	const n = 20
+	for _, login := range []struct{ name, opts string }{
+		{"login=plain", ""},
+		{"login=50ms", `command="sleep 0.05; eval \"$SSH_ORIGINAL_COMMAND\""`},
+	} {
+		sshd := startRealSSHDWith(b, "127.0.0.23:2222", login.opts)
+		for _, mode := range []struct {
+			name  string
+			plain bool
+		}{{"shell", false}, {"session-per-command", true}} {
+			b.Run(login.name+"/"+mode.name, func(b *testing.B) {
+				p := NewPool(Options{SSHConfigPath: filepath.Join(sshd.dir, "none"), OneSessionPerCommand: mode.plain})
+				defer p.Close()
+				ctx := testCtx(b)
+				c, err := p.Get(ctx, sshd.host("bench"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Run(ctx, Command{Script: "true"}); err != nil { // the shell is opened once per run
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for range b.N {
+					for i := range n {
+						if out, err := c.Output(ctx, "echo "+strconv.Itoa(i)); err != nil || out != strconv.Itoa(i) {
+							b.Fatalf("%q %v", out, err)
+						}
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(p.Sessions("bench"))/float64(b.N*n+1), "sessions/cmd")
+			})
+		}
+	}
 }

@@ -60,16 +60,42 @@ const (
 //   - the connection died: wraps ErrConnectionLost (outcome unknown);
 //   - the session closed without an exit status: wraps ErrExitUnknown.
 func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
+	if err := checkCommand(cmd); err != nil {
+		return Result{ExitCode: -1}, fmt.Errorf("%s: %w", c.host, err)
+	}
+	if c.opts.OneSessionPerCommand || c.shellOff.Load() {
+		return c.runPlain(ctx, cmd)
+	}
+	return c.runShell(ctx, cmd)
+}
+
+// checkCommand refuses what neither path can carry: NUL bytes (sh drops
+// or truncates them) and environment keys that are not shell names.
+func checkCommand(cmd Command) error {
+	if strings.IndexByte(cmd.Script, 0) >= 0 {
+		return errors.New("script contains a NUL byte")
+	}
+	for k, v := range cmd.Env {
+		if !envKey.MatchString(k) {
+			return fmt.Errorf("env key %q: must match [A-Z_][A-Z0-9_]*", k)
+		}
+		if strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("env %s: value contains a NUL byte", k)
+		}
+	}
+	return nil
+}
+
+// runPlain runs cmd in a session of its own: the fallback when the
+// persistent shell cannot start on the host, and Options.OneSessionPerCommand.
+func (c *Client) runPlain(ctx context.Context, cmd Command) (Result, error) {
 	start := time.Now()
 	res := Result{ExitCode: -1}
 	nonce, err := newNonce()
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", c.host, err)
 	}
-	wrapper, exports, err := wrapScript(nonce, cmd)
-	if err != nil {
-		return res, fmt.Errorf("%s: %w", c.host, err)
-	}
+	wrapper, exports := wrapScript(nonce, cmd)
 	if err := c.acquire(ctx); err != nil {
 		return res, err
 	}
@@ -224,21 +250,10 @@ func (c *Client) Output(ctx context.Context, script string) (string, error) {
 //   - otherwise setsid(1), which does not fork for a non-leader, makes it
 //     one;
 //   - without setsid the PID alone is reported ("n") and only it is killed.
-func wrapScript(nonce string, cmd Command) (wrapper, exports string, err error) {
-	keys := make([]string, 0, len(cmd.Env))
-	for k := range cmd.Env {
-		if !envKey.MatchString(k) {
-			return "", "", fmt.Errorf("env key %q: must match [A-Z_][A-Z0-9_]*", k)
-		}
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var e strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&e, "export %s=%s\n", k, shell.Quote(cmd.Env[k]))
-	}
+func wrapScript(nonce string, cmd Command) (wrapper, exports string) {
+	exports = exportLines(cmd.Env)
 	var b strings.Builder
-	if len(keys) > 0 {
+	if exports != "" {
 		b.WriteString(`relctl_env=$(cat) && eval "$relctl_env" && unset relctl_env || exit 126; `)
 	}
 	fmt.Fprintf(&b, "relctl_script=%s; ", shell.Quote(cmd.Script))
@@ -246,7 +261,22 @@ func wrapScript(nonce string, cmd Command) (wrapper, exports string, err error) 
 	fmt.Fprintf(&b, `if kill -0 -$$ 2>/dev/null; then echo "%[1]s $$ g"; exec sh -c "$relctl_script"; fi; `+
 		`if command -v setsid >/dev/null 2>&1; then echo "%[1]s $$ g"; exec setsid sh -c "$relctl_script"; fi; `+
 		`echo "%[1]s $$ n"; exec sh -c "$relctl_script"`, m)
-	return b.String(), e.String(), nil
+	return b.String(), exports
+}
+
+// exportLines is env as export statements, sorted, values quoted; keys
+// were checked by checkCommand.
+func exportLines(env map[string]string) string {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var e strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&e, "export %s=%s\n", k, shell.Quote(env[k]))
+	}
+	return e.String()
 }
 
 // remotePID is the process the wrapper reported.
@@ -314,6 +344,7 @@ func (c *Client) stopRemote(pidc chan remotePID) string {
 	case <-ctx.Done():
 		return fmt.Sprintf("could not kill remote %s: no session slot", what)
 	}
+	c.countSession()
 	sess, err := c.conn.NewSession()
 	if err != nil {
 		return fmt.Sprintf("could not kill remote %s: %v", what, err)

@@ -17,9 +17,11 @@ import (
 	"github.com/relctl/relctl/internal/shell"
 )
 
-func TestRunExitCodes(t *testing.T) {
+func TestRunExitCodes(t *testing.T) { bothModes(t, testRunExitCodes) }
+
+func testRunExitCodes(t *testing.T, plain bool) {
 	t.Parallel()
-	c := newFixture(t, nil).client()
+	c := newModeFixture(t, nil, plain).client()
 	ctx := testCtx(t)
 
 	res, err := c.Run(ctx, Command{Script: "true"})
@@ -45,9 +47,11 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
-func TestRunStreamsEveryLine(t *testing.T) {
+func TestRunStreamsEveryLine(t *testing.T) { bothModes(t, testRunStreamsEveryLine) }
+
+func testRunStreamsEveryLine(t *testing.T, plain bool) {
 	t.Parallel()
-	c := newFixture(t, nil).client()
+	c := newModeFixture(t, nil, plain).client()
 	var mu sync.Mutex
 	var out, errs []string
 	const n = 20000
@@ -73,9 +77,11 @@ func TestRunStreamsEveryLine(t *testing.T) {
 	}
 }
 
-func TestRunEnvExported(t *testing.T) {
+func TestRunEnvExported(t *testing.T) { bothModes(t, testRunEnvExported) }
+
+func testRunEnvExported(t *testing.T, plain bool) {
 	t.Parallel()
-	f := newFixture(t, nil)
+	f := newModeFixture(t, nil, plain)
 	c := f.client()
 	ctx := testCtx(t)
 	val := "it's $(echo pwned) `id` \"q\"\nline2"
@@ -138,8 +144,12 @@ func alive(pid int) bool {
 }
 
 func TestRunTimeoutKillsRemoteProcessGroup(t *testing.T) {
+	bothModes(t, testRunTimeoutKillsRemoteProcessGroup)
+}
+
+func testRunTimeoutKillsRemoteProcessGroup(t *testing.T, plain bool) {
 	t.Parallel()
-	f := newFixture(t, nil)
+	f := newModeFixture(t, nil, plain)
 	c, err := f.pool(Options{KillGrace: 300 * time.Millisecond}).Get(testCtx(t), f.host("web1"))
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +185,12 @@ func TestRunTimeoutKillsRemoteProcessGroup(t *testing.T) {
 		t.Fatalf("remote sleep %d still running after timeout", pid)
 	}
 	t.Logf("sleep gone after %s", time.Since(start))
-	if !eventually(2*time.Second, func() bool { return f.srv.Running() == 0 }) {
+	// Nothing is left running on the host but the persistent shell.
+	want := 1
+	if plain {
+		want = 0
+	}
+	if !eventually(2*time.Second, func() bool { return f.srv.Running() == want }) {
 		t.Fatalf("server still runs %d commands", f.srv.Running())
 	}
 	// The client is still usable.
@@ -184,9 +199,11 @@ func TestRunTimeoutKillsRemoteProcessGroup(t *testing.T) {
 	}
 }
 
-func TestRunTimeoutEscalatesToKill(t *testing.T) {
+func TestRunTimeoutEscalatesToKill(t *testing.T) { bothModes(t, testRunTimeoutEscalatesToKill) }
+
+func testRunTimeoutEscalatesToKill(t *testing.T, plain bool) {
 	t.Parallel()
-	f := newFixture(t, nil)
+	f := newModeFixture(t, nil, plain)
 	c, err := f.pool(Options{KillGrace: 300 * time.Millisecond}).Get(testCtx(t), f.host("web1"))
 	if err != nil {
 		t.Fatal(err)
@@ -206,9 +223,11 @@ func TestRunTimeoutEscalatesToKill(t *testing.T) {
 	}
 }
 
-func TestRunContextCancelKillsRemote(t *testing.T) {
+func TestRunContextCancelKillsRemote(t *testing.T) { bothModes(t, testRunContextCancelKillsRemote) }
+
+func testRunContextCancelKillsRemote(t *testing.T, plain bool) {
 	t.Parallel()
-	f := newFixture(t, nil)
+	f := newModeFixture(t, nil, plain)
 	c := f.client()
 	pidfile := filepath.Join(f.dir, "sleep.pid")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -228,8 +247,12 @@ func TestRunContextCancelKillsRemote(t *testing.T) {
 }
 
 func TestDropConnectionMidCommandAndReconnect(t *testing.T) {
+	bothModes(t, testDropConnectionMidCommandAndReconnect)
+}
+
+func testDropConnectionMidCommandAndReconnect(t *testing.T, plain bool) {
 	t.Parallel()
-	f := newFixture(t, nil)
+	f := newModeFixture(t, nil, plain)
 	p := f.pool(Options{})
 	c, err := p.Get(testCtx(t), f.host("web1"))
 	if err != nil {
@@ -431,8 +454,10 @@ func TestKeepaliveSettingsSources(t *testing.T) {
 func TestSessionCap(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil) // server refuses the 11th concurrent session, like OpenSSH
+	// One session per command: the cap is what keeps 20 concurrent
+	// commands under the host's MaxSessions.
 	run20 := func(max int) (failed int) {
-		c, err := f.pool(Options{MaxSessionsPerHost: max}).Get(testCtx(t), f.host("web1"))
+		c, err := f.pool(Options{MaxSessionsPerHost: max, OneSessionPerCommand: true}).Get(testCtx(t), f.host("web1"))
 		if err != nil {
 			t.Fatal(err)
 		}

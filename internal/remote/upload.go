@@ -103,6 +103,7 @@ func (c *Client) sftpPut(ctx context.Context, f *os.File, localPath, remotePath 
 		}
 		return fmt.Errorf("%s: upload %s: %s: %w", c.host, localPath, op, e)
 	}
+	c.countSession() // the sftp subsystem is a session too
 	sc, err := sftp.NewClient(c.conn, sftp.UseConcurrentWrites(true))
 	if err != nil {
 		return wrap("sftp", err)
