@@ -24,7 +24,7 @@ import (
 // of shell text on its stdin (every part quoted, so it is data to the
 // shell until the function runs it):
 //
-//	relctl_run <nonce> <exports> <script> relctl-eor:<nonce>
+//	relctl_run <nonce> <exports> <script> <timeout> <grace> relctl-eor:<nonce>
 //
 // The function answers on stdout, with lines that carry the command's
 // random nonce (its output cannot fake them without knowing the nonce):
@@ -38,8 +38,13 @@ import (
 // The command runs in a subshell with stdin from /dev/null (it cannot read
 // the next command), exports the environment there (values travel on
 // stdin, never in a command line that ps shows), and execs setsid sh -c
-// script: its own session and process group, which a timeout kills from a
-// second, short session (the shell itself is blocked in wait meanwhile).
+// script: its own session and process group. A command with a timeout
+// gets a watchdog on the host (its own process group too, removed when
+// the command ends) that sends the group TERM at the timeout and KILL a
+// grace period later, so a timeout costs no session; if the command is
+// still not reported ended soon after, or when ctx is cancelled, the
+// client kills the group from a second, short session (the shell itself
+// is blocked in wait meanwhile).
 // The end markers start with a newline so a last line without one ends
 // before them; the reader drops exactly that newline.
 //
@@ -51,13 +56,20 @@ import (
 
 const driverScript = `set +e +u
 relctl_run() {
-	if [ "$#" -ne 4 ] || [ "$4" != "relctl-eor:$1" ]; then printf '\nrelctl-bad:%s\n' "$1"; return 0; fi
+	if [ "$#" -ne 6 ] || [ "$6" != "relctl-eor:$1" ]; then printf '\nrelctl-bad:%s\n' "$1"; return 0; fi
 	printf 'relctl-ack:%s\n' "$1"
 	( eval "$2" || exit 126; exec setsid sh -c "$3" ) </dev/null &
 	relctl_p=$!
 	printf 'relctl-pid:%s %s g\n' "$1" "$relctl_p"
+	relctl_w=
+	if [ "$4" != 0 ] && command -v setsid >/dev/null 2>&1; then
+		setsid sh -c 'sleep "$1" || exit 0; kill -s TERM -- "-$3" 2>/dev/null || kill -s TERM "$3" 2>/dev/null || exit 0; sleep "$2" || exit 0; kill -s KILL -- "-$3" 2>/dev/null || kill -s KILL "$3" 2>/dev/null' \
+			relctl-watchdog "$4" "$5" "$relctl_p" </dev/null >/dev/null 2>&1 &
+		relctl_w=$!
+	fi
 	wait "$relctl_p"
 	relctl_rc=$?
+	if [ -n "$relctl_w" ]; then kill -s KILL -- "-$relctl_w" 2>/dev/null || kill -s KILL "$relctl_w" 2>/dev/null; wait "$relctl_w" 2>/dev/null; fi
 	relctl_sig=-
 	if [ "$relctl_rc" -gt 128 ]; then relctl_sig=$(kill -l "$relctl_rc" 2>/dev/null) || relctl_sig=-; fi
 	printf '\nrelctl-end:%s\n' "$1" >&2
@@ -365,6 +377,12 @@ func (cmd *shellCmd) emit(stream int, line string) {
 	cmd.out.line(stream == 1, line)
 }
 
+// seconds is d for sleep(1): decimal seconds, rounded up to milliseconds.
+func seconds(d time.Duration) string {
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	return strconv.FormatFloat(float64(ms)/1000, 'f', -1, 64)
+}
+
 func parseEnd(s string) (shellEnd, bool) {
 	f := strings.Fields(s)
 	if len(f) != 2 {
@@ -409,7 +427,12 @@ func (sh *rshell) run(ctx context.Context, cmd Command) (Result, error) {
 		cur.out.finish()
 	}()
 
-	req := "relctl_run " + nonce + " " + shell.Quote(exportLines(cmd.Env)) + " " + shell.Quote(cmd.Script) + " relctl-eor:" + nonce + "\n"
+	timeout, grace := "0", seconds(c.opts.KillGrace)
+	if cmd.Timeout > 0 {
+		timeout = seconds(cmd.Timeout)
+	}
+	req := "relctl_run " + nonce + " " + shell.Quote(exportLines(cmd.Env)) + " " + shell.Quote(cmd.Script) +
+		" " + timeout + " " + grace + " relctl-eor:" + nonce + "\n"
 	start := time.Now()
 	werr := make(chan error, 1)
 	go func() { _, err := io.WriteString(sh.stdin, req); werr <- err }()
@@ -482,7 +505,25 @@ wait:
 	}
 
 	var killNote string
-	if cause != nil {
+	if errors.Is(cause, ErrTimeout) {
+		// The host's watchdog sends TERM now and KILL after KillGrace.
+		bound := time.NewTimer(c.opts.KillGrace + 2*time.Second)
+		select {
+		case end = <-cur.endOut:
+			ended = true
+		case <-sh.dead:
+			end, ended = endNow()
+		case <-bound.C:
+		}
+		bound.Stop()
+		if ended {
+			killNote = "remote process group killed"
+			if pid, ok := peekPID(cur.pidc); ok {
+				killNote = fmt.Sprintf("remote process group %d killed", pid.pid)
+			}
+		}
+	}
+	if cause != nil && !ended {
 		killNote = c.stopRemote(cur.pidc)
 		// The shell reports the end once the process group is gone.
 		bound := time.NewTimer(c.opts.KillGrace + 5*time.Second)

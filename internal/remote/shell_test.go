@@ -170,7 +170,8 @@ func checkEnvNotInArgv(t *testing.T, c *Client, dir string) {
 }
 
 // A timeout kills exactly the command's process group; the shell survives
-// it and runs the next command, and the kill took one short session.
+// it and runs the next command, and the kill (by the host-side watchdog)
+// took no session.
 func TestShellTimeoutThenNextCommand(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
@@ -201,7 +202,71 @@ func TestShellTimeoutThenNextCommand(t *testing.T) {
 	if err != nil || out != "next" || c.shell.pid != shellPID {
 		t.Fatalf("next command: %q %v", out, err)
 	}
-	if n := p.Sessions("web1"); n != 2 {
+	if n := p.Sessions("web1"); n != 1 {
+		t.Fatalf("%d sessions: want the shell only", n)
+	}
+	// A TERM-ignoring command gets KILL after KillGrace.
+	_, err = c.Run(ctx, Command{Script: "trap '' TERM; echo $$ > " + shell.Quote(pidfile) + "; while :; do sleep 0.05; done", Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("want ErrTimeout, got %v", err)
+	}
+	pid, _ = strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
+	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("TERM-ignoring %d survived", pid)
+	}
+	if out, err := c.Output(ctx, "echo next"); err != nil || out != "next" || p.Sessions("web1") != 1 {
+		t.Fatalf("after KILL: %q %v, %d sessions", out, err, p.Sessions("web1"))
+	}
+	// No watchdog is left behind on the host.
+	if out, err := c.Output(ctx, "ps -eo args | grep -c '[r]elctl-watchdog' || true"); err != nil || out != "0" {
+		t.Fatalf("watchdogs left: %q %v", out, err)
+	}
+}
+
+// When the host's watchdog cannot work (a sleep(1) without fractions),
+// the client kills the timed-out command from a second session.
+func TestShellTimeoutBackstop(t *testing.T) {
+	t.Parallel()
+	bin := t.TempDir()
+	for _, tool := range []string{"sh", "setsid", "cat", "ps", "grep"} {
+		path, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(path, filepath.Join(bin, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	realSleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(bin, "sleep"), "#!/bin/sh\ncase \"$1\" in *.*) exit 1;; esac\nexec "+realSleep+" \"$@\"\n")
+	if err := os.Chmod(filepath.Join(bin, "sleep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(c *sshserver.Config) { c.Env = []string{"PATH=" + bin} })
+	p := f.pool(Options{KillGrace: 300 * time.Millisecond})
+	c, err := p.Get(testCtx(t), f.host("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	pidfile := filepath.Join(f.dir, "sleep.pid")
+	_, err = c.Run(ctx, Command{Script: "sleep 300 & echo $! > " + shell.Quote(pidfile) + "; wait", Timeout: 300 * time.Millisecond})
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "killed") {
+		t.Fatalf("want ErrTimeout, got %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
+	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("sleep %d survived", pid)
+	}
+	if out, err := c.Output(ctx, "echo next"); err != nil || out != "next" {
+		t.Fatalf("next: %q %v", out, err)
+	}
+	if n := p.Sessions("web1"); n != 2 || !c.PersistentShell() {
 		t.Fatalf("%d sessions: want the shell and one kill", n)
 	}
 }
