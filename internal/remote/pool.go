@@ -1,10 +1,13 @@
 // Package remote owns relctl's SSH transport: dialing hosts with real
 // timeouts (optionally through a jump host), verifying host keys against
 // known_hosts, authenticating with an identity file or ssh-agent, reading
-// ~/.ssh/config as a fallback, keeping one connection per host alive and
-// reusing it, running commands with streamed output, timeouts that really
-// kill the remote process group, SFTP uploads checked by sha256, and TCP or
-// unix-socket connections through the SSH connection.
+// ~/.ssh/config as a fallback, keeping one connection per host alive
+// (OpenSSH keepalive semantics) and reusing it, running every command of a
+// host through one persistent shell session (one session per command as
+// the fallback) with streamed, sanitized and capped output, timeouts that
+// really kill the remote process group, SFTP uploads checked by sha256,
+// counting the sessions it opens, and TCP or unix-socket connections
+// through the SSH connection.
 //
 // It never decides what to run (that is the caller's plan), never skips
 // host key verification, never forwards the agent, and never logs a secret.

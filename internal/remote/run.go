@@ -38,7 +38,7 @@ type Command struct {
 type Result struct {
 	ExitCode int           // -1 when unknown (timeout, cancel, lost connection)
 	Signal   string        // "TERM", "KILL", ... when killed by a signal
-	Duration time.Duration // wall time of Run
+	Duration time.Duration // from sending the command to the shell (from opening its session, without the shell) to its end
 }
 
 var envKey = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
@@ -48,17 +48,27 @@ const (
 	maxLineBytes    = 1 << 20 // longer lines are delivered in pieces
 )
 
-// Run runs cmd on the host and waits for it. Stdout and Stderr are called
-// once per line, never concurrently with each other and never after Run
-// returns; terminal control sequences are removed from each line first
-// (Sanitize) and the output is capped (Command.MaxOutput). Errors, all prefixed with the host name:
+// Run runs cmd on the host and waits for it. Commands go through the
+// connection's persistent shell (shell.go), one at a time: a Run waits
+// for the one before it (honouring ctx). Where the host cannot run that
+// shell, or with Options.OneSessionPerCommand, each command gets a session
+// of its own and commands run concurrently up to MaxSessionsPerHost.
+//
+// Stdout and Stderr are called once per line, never concurrently with
+// each other and never after Run returns; terminal control sequences are
+// removed from each line first (Sanitize) and the output is capped
+// (Command.MaxOutput). Errors, all prefixed with the host name:
 //   - exit status 0: nil;
-//   - non-zero exit or death by signal: *ExitError;
+//   - non-zero exit or death by signal: *ExitError (through the shell,
+//     a status above 128 is reported as death by that signal, as sh does);
 //   - Timeout passed: wraps ErrTimeout; ctx ended: wraps ctx.Err(). In both
 //     cases the remote process group was sent TERM, then KILL after
-//     Options.KillGrace, from a second session;
-//   - the connection died: wraps ErrConnectionLost (outcome unknown);
-//   - the session closed without an exit status: wraps ErrExitUnknown.
+//     Options.KillGrace: by a watchdog on the host for a timeout through
+//     the shell, otherwise from a second session;
+//   - the connection died, or the persistent shell's session ended
+//     mid-command: wraps ErrConnectionLost (outcome unknown);
+//   - a session of its own closed without an exit status: wraps
+//     ErrExitUnknown.
 func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	if err := checkCommand(cmd); err != nil {
 		return Result{ExitCode: -1}, fmt.Errorf("%s: %w", c.host, err)
