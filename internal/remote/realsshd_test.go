@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -104,15 +105,7 @@ func TestRealOpenSSH(t *testing.T) {
 		if err != nil {
 			t.Skip("no deploy user on this machine (useradd -m deploy to run this)")
 		}
-		// sshd reads authorized_keys as the user: make the path reachable.
-		for _, d := range []string{filepath.Dir(sshd.dir), sshd.dir} {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.Chmod(filepath.Join(sshd.dir, "authorized_keys"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		allowNonRoot(t, sshd)
 		work := filepath.Join(sshd.dir, "deploy-work")
 		if err := os.Mkdir(work, 0o777); err != nil {
 			t.Fatal(err)
@@ -221,18 +214,26 @@ func TestRealOpenSSHPersistentShell(t *testing.T) {
 }
 
 // BenchmarkRealSSHDCommands compares 20 commands over the persistent shell
-// with 20 commands in a session each, on real OpenSSH, with a plain login
-// and with a login that costs 50 ms per session (a forced command that
-// sleeps, as a login shell's rc files do). One op = 20 commands.
+// with 20 commands in a session each, on real OpenSSH, for three logins:
+// the deploy user (login shell dash, nothing to read), the same with a
+// forced command on the key that sleeps 0.2 s per session (issue 14's
+// stand-in for rc files and PAM), and root, whose login shell is bash and
+// whose ~/.bashrc on this machine runs pyenv init. One op = 20 commands.
 //
-//	go test ./internal/remote -run '^$' -bench RealSSHDCommands -benchtime 5x -count 3
+//	go test ./internal/remote -run '^$' -bench RealSSHDCommands -benchtime 3x -count 3
 func BenchmarkRealSSHDCommands(b *testing.B) {
 	const n = 20
-	for _, login := range []struct{ name, opts string }{
-		{"login=plain", ""},
-		{"login=50ms", `command="sleep 0.05; eval \"$SSH_ORIGINAL_COMMAND\""`},
+	u, err := user.Lookup("deploy")
+	if err != nil {
+		b.Skip("no deploy user on this machine (useradd -m deploy to run this)")
+	}
+	for _, login := range []struct{ name, user, keyOpts string }{
+		{"login=deploy", u.Username, ""},
+		{"login=deploy+0.2s", u.Username, `command="sleep 0.2; eval \"$SSH_ORIGINAL_COMMAND\""`},
+		{"login=root-bashrc", "root", ""},
 	} {
-		sshd := startRealSSHDWith(b, "127.0.0.23:2222", login.opts)
+		sshd := startRealSSHDWith(b, "127.0.0.23:2222", login.keyOpts)
+		allowNonRoot(b, sshd)
 		for _, mode := range []struct {
 			name  string
 			plain bool
@@ -240,12 +241,15 @@ func BenchmarkRealSSHDCommands(b *testing.B) {
 			b.Run(login.name+"/"+mode.name, func(b *testing.B) {
 				p := NewPool(Options{SSHConfigPath: filepath.Join(sshd.dir, "none"), OneSessionPerCommand: mode.plain})
 				defer p.Close()
-				ctx := testCtx(b)
-				c, err := p.Get(ctx, sshd.host("bench"))
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+				defer cancel()
+				h := sshd.host("bench")
+				h.User = login.user
+				c, err := p.Get(ctx, h)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if _, err := c.Run(ctx, Command{Script: "true"}); err != nil { // the shell is opened once per run
+				if _, err := c.Run(ctx, Command{Script: "true"}); err != nil { // the shell opens once per run
 					b.Fatal(err)
 				}
 				b.ResetTimer()
@@ -260,5 +264,19 @@ func BenchmarkRealSSHDCommands(b *testing.B) {
 				b.ReportMetric(float64(p.Sessions("bench"))/float64(b.N*n+1), "sessions/cmd")
 			})
 		}
+	}
+}
+
+// allowNonRoot lets a non-root login reach the test sshd's files (sshd
+// reads authorized_keys as the user).
+func allowNonRoot(t testing.TB, sshd *realSSHD) {
+	t.Helper()
+	for _, d := range []string{filepath.Dir(sshd.dir), sshd.dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(sshd.dir, "authorized_keys"), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

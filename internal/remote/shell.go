@@ -211,6 +211,12 @@ func (c *Client) openShell(ctx context.Context) (*rshell, error) {
 		why string // the driver cannot run here
 	}
 	hellos := make(chan hello, 1)
+	say := func(h hello) { // the first answer counts; later ones are noise
+		select {
+		case hellos <- h:
+		default:
+		}
+	}
 	go func() {
 		ready := "relctl-ready:" + nonce + " "
 		refused := "relctl-unsupported:" + nonce + " "
@@ -222,13 +228,13 @@ func (c *Client) openShell(ctx context.Context) (*rshell, error) {
 			case strings.HasPrefix(line, ready):
 				pid, err := strconv.Atoi(strings.TrimPrefix(line, ready))
 				if err != nil || pid <= 1 {
-					hellos <- hello{why: fmt.Sprintf("bad ready line %q", Sanitize(line))}
+					say(hello{why: fmt.Sprintf("bad ready line %q", Sanitize(line))})
 					return
 				}
 				started = true
-				hellos <- hello{pid: pid}
+				say(hello{pid: pid})
 			case strings.HasPrefix(line, refused):
-				hellos <- hello{why: Sanitize(strings.TrimPrefix(line, refused))}
+				say(hello{why: Sanitize(strings.TrimPrefix(line, refused))})
 			default:
 				sh.early.add(line) // login scripts may print: not ours
 			}
@@ -270,6 +276,14 @@ func (c *Client) openShell(ctx context.Context) (*rshell, error) {
 				return unsupported("the session ended before the shell read its script")
 			}
 		case <-sh.dead:
+			select {
+			case h := <-hellos: // answered, then ended: the next command opens another
+				if h.why != "" {
+					return unsupported(h.why)
+				}
+				return fail(fmt.Errorf("%s: start remote shell: the shell ended right after it started", c.host))
+			default:
+			}
 			if !c.Alive() || c.waitDead(50*time.Millisecond) {
 				return fail(c.lost("start remote shell"))
 			}
@@ -313,11 +327,12 @@ func (sh *rshell) stdoutLine(line string) {
 	}
 	if strings.HasPrefix(line, "relctl-") {
 		switch rest := strings.TrimPrefix(line, "relctl-"); {
-		case rest == "ack:"+cur.nonce:
+		case rest == "ack:"+cur.nonce && !cur.acked:
 			cur.acked = true
 			close(cur.ack)
 			return
-		case rest == "bad:"+cur.nonce:
+		case rest == "bad:"+cur.nonce && !cur.acked:
+			cur.done[0] = true
 			close(cur.bad)
 			return
 		case strings.HasPrefix(rest, "pid:"+cur.nonce+" "):

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -526,4 +527,51 @@ func TestShellSessionsForUploadAndCommands(t *testing.T) {
 	if got := p.SessionCounts(); len(got) != 1 || got["web1"] != 2 {
 		t.Fatalf("sessions %v", got)
 	}
+}
+
+// The driver on its own, under the local /bin/sh: markers, a malformed
+// request refused, a request cut short never run, signals named.
+func TestDriverScriptFraming(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	x, y := filepath.Join(dir, "x"), filepath.Join(dir, "y")
+	in := driverScript +
+		"relctl_run n1 " + shell.Quote("export V='a b'\n") + ` 'echo "hi $V"; echo oops >&2' 0 2 relctl-eor:n1` + "\n" +
+		"relctl_run n2 '' 'touch " + x + "' 0 2\n" + // no end token: refused
+		"relctl_run n4 '' 'kill -TERM $$' 0 2 relctl-eor:n4\n" +
+		"relctl_run n3 '' 'touch " + y + "' 0 2 'relctl-eor:n3" // cut inside the last word
+	cmd := exec.Command("/bin/sh", "-s")
+	cmd.Stdin = strings.NewReader(in)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	_ = cmd.Run() // the cut request is a syntax error at EOF
+	out := stdout.String()
+	pid := regexpFind(t, `relctl-pid:n1 (\d+) g`, out)
+	want := "relctl-ack:n1\nrelctl-pid:n1 " + pid + " g\nhi a b\n\nrelctl-end:n1 0 -\n\nrelctl-bad:n2\n"
+	if !strings.HasPrefix(out, want) {
+		t.Fatalf("stdout %q, want it to start with %q", out, want)
+	}
+	if !strings.Contains(out, "\nrelctl-end:n4 143 TERM\n") {
+		t.Fatalf("signal not named: %q", out)
+	}
+	if strings.Contains(out, "n3") {
+		t.Fatalf("the cut request was acknowledged: %q", out)
+	}
+	if !strings.HasPrefix(stderr.String(), "oops\n\nrelctl-end:n1\n") {
+		t.Fatalf("stderr %q", stderr.String())
+	}
+	for _, f := range []string{x, y} {
+		if _, err := os.Stat(f); err == nil {
+			t.Fatalf("%s was created by a request that must not run", f)
+		}
+	}
+}
+
+func regexpFind(t *testing.T, expr, s string) string {
+	t.Helper()
+	m := regexp.MustCompile(expr).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("%q not in %q", expr, s)
+	}
+	return m[1]
 }
