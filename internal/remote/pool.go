@@ -54,7 +54,7 @@ type HostConfig struct {
 // Options are the pool-wide settings.
 type Options struct {
 	AcceptNewHostKeys  bool                             // unknown keys are accepted AND appended to the first known_hosts file
-	MaxSessionsPerHost int                              // default 8 (OpenSSH MaxSessions is 10)
+	MaxSessionsPerHost int                              // sessions at once beside the persistent shell and one kill; default 8 (OpenSSH MaxSessions is 10)
 	KeepAlive          time.Duration                    // default ServerAliveInterval, 15s
 	KeepAliveCountMax  int                              // default ServerAliveCountMax, 3: dead after 3 unanswered keepalives in a row
 	SSHConfigPath      string                           // default ~/.ssh/config (tests override)

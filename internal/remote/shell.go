@@ -176,12 +176,10 @@ func (c *Client) openShell(ctx context.Context) (*rshell, error) {
 			return sh, nil
 		}
 	}
-	if err := c.acquire(ctx); err != nil {
-		return nil, err
-	}
+	// The shell takes no slot of MaxSessionsPerHost: with a cap of 1 an
+	// upload could never start beside it.
 	sess, err := c.newSession("start remote shell")
 	if err != nil {
-		c.release()
 		return nil, err
 	}
 	sh := &rshell{c: c, sess: sess, dead: make(chan struct{})}
@@ -190,11 +188,10 @@ func (c *Client) openShell(ctx context.Context) (*rshell, error) {
 	stderr, err3 := sess.StderrPipe()
 	if err := errors.Join(err1, err2, err3); err != nil {
 		sess.Close()
-		c.release()
 		return nil, fmt.Errorf("%s: remote shell: %w", c.host, err)
 	}
 	sh.stdin = stdin
-	// From here sh.close ends the session and frees its slot.
+	// From here sh.close ends the session.
 	fail := func(err error) (*rshell, error) {
 		sh.close()
 		return nil, err
@@ -300,14 +297,12 @@ func (c *Client) openShell(ctx context.Context) (*rshell, error) {
 
 func (sh *rshell) markDead() { sh.deadOnce.Do(func() { close(sh.dead) }) }
 
-// close ends the shell's session (its stdin closes: the shell exits) and
-// frees its session slot.
+// close ends the shell's session (its stdin closes: the shell exits).
 func (sh *rshell) close() {
 	sh.closeOnce.Do(func() {
 		sh.markDead()
 		sh.stdin.Close()
 		sh.sess.Close()
-		sh.c.release()
 	})
 }
 

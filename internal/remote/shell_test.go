@@ -501,11 +501,12 @@ func TestShellStartTimeoutFallsBack(t *testing.T) {
 }
 
 // An upload (check, SFTP, verify) and any number of commands take two
-// sessions: the shell and the SFTP subsystem.
+// sessions: the shell and the SFTP subsystem. The shell takes no slot of
+// MaxSessionsPerHost: with a cap of 1 the upload still gets its session.
 func TestShellSessionsForUploadAndCommands(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
-	p := f.pool(Options{})
+	p := f.pool(Options{MaxSessionsPerHost: 1})
 	c, err := p.Get(testCtx(t), f.host("web1"))
 	if err != nil {
 		t.Fatal(err)
