@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -33,6 +34,9 @@ type Client struct {
 	shellSlot chan struct{}
 	shell     *rshell
 	shellOff  atomic.Bool // the host cannot run it: one session per command
+
+	sftpMu sync.Mutex
+	sftp   *sftp.Client // the SFTP session every upload shares; nil until the first
 
 	sessions     atomic.Int64  // sessions opened on this connection
 	hostSessions *atomic.Int64 // sessions opened to this host, every connection (the pool's)

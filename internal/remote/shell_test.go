@@ -525,6 +525,13 @@ func TestShellSessionsForUploadAndCommands(t *testing.T) {
 	if skipped, err := c.Upload(ctx, local, filepath.Join(f.dir, "releases", "a.tar.gz"), sum); err != nil || !skipped {
 		t.Fatalf("re-upload: %v %v", skipped, err)
 	}
+	// A second artifact (a two-hop upgrade stages two) shares the SFTP
+	// session.
+	local2 := filepath.Join(t.TempDir(), "b.tar.gz")
+	sum2 := writeRandom(t, local2, 64<<10)
+	if _, err := c.Upload(ctx, local2, filepath.Join(f.dir, "releases", "b.tar.gz"), sum2); err != nil {
+		t.Fatal(err)
+	}
 	if got := p.SessionCounts(); len(got) != 1 || got["web1"] != 2 {
 		t.Fatalf("sessions %v", got)
 	}
