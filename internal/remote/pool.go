@@ -74,7 +74,9 @@ type Options struct {
 
 	// ShellStartTimeout bounds the start of a host's persistent shell
 	// (its login shell's rc files included); past it the host falls back
-	// to one session per command. Default 30s.
+	// to one session per command. A running shell that does not
+	// acknowledge a command within it is replaced, and the command (which
+	// never started) sent to the new one. Default 30s.
 	ShellStartTimeout time.Duration
 }
 

@@ -86,11 +86,6 @@ type errShellUnsupported struct{ why string }
 
 func (e *errShellUnsupported) Error() string { return e.why }
 
-// ackTimeout bounds the wait for a command's acknowledgement: the shell
-// answers it with a builtin before anything runs, so a longer silence
-// means the shell is gone or stuck.
-const ackTimeout = 15 * time.Second
-
 // rshell is one persistent shell session. Its reader goroutines route the
 // session's output to the command in flight (cur).
 type rshell struct {
@@ -453,6 +448,9 @@ func (sh *rshell) run(ctx context.Context, cmd Command) (Result, error) {
 		defer t.Stop()
 		timer = t.C
 	}
+	// The shell acknowledges with a builtin before anything runs: a
+	// silence as long as its start-up allowance means it is gone or stuck.
+	ackTimeout := c.opts.ShellStartTimeout
 	ackWait := time.NewTimer(ackTimeout)
 	defer ackWait.Stop()
 	ack := cur.ack

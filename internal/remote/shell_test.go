@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -582,4 +583,69 @@ func regexpFind(t *testing.T, expr, s string) string {
 		t.Fatalf("%q not in %q", expr, s)
 	}
 	return m[1]
+}
+
+// A shell that hangs (stopped) does not acknowledge the next command: it
+// is replaced after ShellStartTimeout and the command, which never ran
+// on it, runs once on the new shell.
+func TestShellHungIsReplaced(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	p := f.pool(Options{ShellStartTimeout: 500 * time.Millisecond})
+	c, err := p.Get(testCtx(t), f.host("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	if _, err := c.Run(ctx, Command{Script: "true"}); err != nil {
+		t.Fatal(err)
+	}
+	hung := c.shell.pid
+	if err := syscall.Kill(hung, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(hung, syscall.SIGKILL) })
+	counter := filepath.Join(f.dir, "count")
+	if _, err := c.Run(ctx, Command{Script: "echo x >> " + shell.Quote(counter)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, counter); got != "x\n" || c.shell.pid == hung {
+		t.Fatalf("ran %q", got)
+	}
+	if n := p.Sessions("web1"); n != 2 {
+		t.Fatalf("%d sessions", n)
+	}
+}
+
+// A command waiting for the host's shell gives up when its context ends;
+// the command in flight is not disturbed.
+func TestShellWaitHonoursContext(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	c := f.client()
+	goOn := filepath.Join(f.dir, "go")
+	started := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		out, err := c.Output(testCtx(t), "echo started; while [ ! -e "+shell.Quote(goOn)+" ]; do sleep 0.02; done; echo done")
+		if err == nil && out != "started\ndone" {
+			err = fmt.Errorf("first command: %q", out)
+		}
+		errc <- err
+	}()
+	go func() {
+		eventually(10*time.Second, func() bool { return len(c.shellSlot) == 1 })
+		close(started)
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.Run(ctx, Command{Script: "true"})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting for the remote shell") {
+		t.Fatalf("want a deadline error while waiting, got %v", err)
+	}
+	writeFile(t, goOn, "")
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
 }
