@@ -14,8 +14,11 @@ import (
 )
 
 // Client is one live SSH connection to a host, shared by every caller of
-// Pool.Get for that host. It runs at most Options.MaxSessionsPerHost
-// sessions (commands, uploads) at once; more wait their turn.
+// Pool.Get for that host. Its commands run one at a time through one
+// persistent shell session, uploads through one SFTP session; besides
+// those it opens at most Options.MaxSessionsPerHost sessions at once
+// (uploads in flight, and every command where the host runs one session
+// per command); more wait their turn.
 type Client struct {
 	host string // inventory name, prefix of every error
 	addr string
