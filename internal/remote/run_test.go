@@ -351,9 +351,9 @@ func TestKeepaliveSlowAnswerOnceIsNotDeath(t *testing.T) {
 			return 0
 		}
 	})
-	// 20 intervals of tolerance: the late answer uses 4 of them, the
+	// 40 intervals of tolerance: the late answer uses 4 of them, the
 	// rest absorbs scheduling delays on a busy machine.
-	c, err := f.pool(Options{KeepAlive: every, KeepAliveCountMax: 20}).Get(testCtx(t), f.host("web1"))
+	c, err := f.pool(Options{KeepAlive: every, KeepAliveCountMax: 40}).Get(testCtx(t), f.host("web1"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,9 @@ import (
 //
 // The command runs in a subshell with stdin from /dev/null (it cannot read
 // the next command), exports the environment there (values travel on
-// stdin, never in a command line that ps shows), and execs setsid sh -c
+// stdin, never in a command line that ps shows), and execs setsid sh, which
+// reports its pid (the pid line comes from the command's own process, so
+// it is on stdout before anything the command prints) and execs sh -c
 // script: its own session and process group. A command with a timeout
 // gets a watchdog on the host (its own process group too, removed when
 // the command ends) that sends the group TERM at the timeout and KILL a
@@ -58,9 +60,8 @@ const driverScript = `set +e +u
 relctl_run() {
 	if [ "$#" -ne 6 ] || [ "$6" != "relctl-eor:$1" ]; then printf '\nrelctl-bad:%s\n' "$1"; return 0; fi
 	printf 'relctl-ack:%s\n' "$1"
-	( eval "$2" || exit 126; exec setsid sh -c "$3" ) </dev/null &
+	( eval "$2" || exit 126; exec setsid sh -c 'printf "relctl-pid:%s %s g\n" "$1" "$$"; exec sh -c "$2"' relctl-run "$1" "$3" ) </dev/null &
 	relctl_p=$!
-	printf 'relctl-pid:%s %s g\n' "$1" "$relctl_p"
 	relctl_w=
 	if [ "$4" != 0 ] && command -v setsid >/dev/null 2>&1; then
 		setsid sh -c 'sleep "$1" || exit 0; kill -s TERM -- "-$3" 2>/dev/null || kill -s TERM "$3" 2>/dev/null || exit 0; sleep "$2" || exit 0; kill -s KILL -- "-$3" 2>/dev/null || kill -s KILL "$3" 2>/dev/null' \
@@ -514,8 +515,10 @@ wait:
 
 	var killNote string
 	if errors.Is(cause, ErrTimeout) {
-		// The host's watchdog sends TERM now and KILL after KillGrace.
-		bound := time.NewTimer(c.opts.KillGrace + 2*time.Second)
+		// The host's watchdog sends TERM now and KILL after KillGrace; the
+		// margin covers a loaded host (the kill session is the backstop
+		// for a watchdog that could not run, not the usual way).
+		bound := time.NewTimer(c.opts.KillGrace + 5*time.Second)
 		select {
 		case end = <-cur.endOut:
 			ended = true

@@ -77,8 +77,19 @@ func TestShellCommandsInSequenceOverOneSession(t *testing.T) {
 			t.Fatalf("%d: duration %s", i, res.Duration)
 		}
 	}
+	// Output that starts at once and ends without a newline, many times:
+	// the shell's own lines (pid, end) never land inside it.
+	for i := range 100 {
+		var l lines
+		if _, err := c.Run(ctx, l.cmd("printf "+strconv.Itoa(i)+"; printf e >&2")); err != nil {
+			t.Fatal(err)
+		}
+		if got := l.String(); got != fmt.Sprintf("out [\"%d\"] err [\"e\"]", i) {
+			t.Fatalf("%d: %s", i, got)
+		}
+	}
 	if n := c.Sessions(); n != 1 || p.Sessions("web1") != 1 || !c.PersistentShell() {
-		t.Fatalf("%d commands used %d sessions (pool says %d)", len(cases), n, p.Sessions("web1"))
+		t.Fatalf("%d commands used %d sessions (pool says %d)", len(cases)+100, n, p.Sessions("web1"))
 	}
 	if n := strings.Count(strings.Join(f.logs.snapshot(), "\n"), "exec pid"); n != 1 {
 		t.Fatalf("server started %d sessions", n)
