@@ -50,7 +50,9 @@ func connect(ios *IO, inv *fleet.Inventory, cf connFlags) *rollout.SSH {
 	base := remote.HostConfig{
 		Port: inv.SSH.Port, User: inv.SSH.User, IdentityFile: inv.SSH.IdentityFile,
 		KnownHosts: inv.SSH.KnownHosts, Jump: inv.SSH.Jump, UseSSHConfig: *inv.SSH.UseSSHConfig,
-		ConnectTimeout: inv.SSH.ConnectTimeout,
+		ConnectTimeout:      inv.SSH.ConnectTimeout,
+		ServerAliveInterval: inv.SSH.ServerAliveInterval,
+		ServerAliveCountMax: inv.SSH.ServerAliveCountMax,
 	}
 	s.Default = base
 	for _, h := range inv.Hosts {

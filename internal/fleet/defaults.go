@@ -53,6 +53,9 @@ func applyDefaults(inv *Inventory, set func(path string) bool) {
 	if !set("ssh.max_parallel") {
 		s.MaxParallel = DefaultMaxParallel
 	}
+	// ssh.server_alive_interval and ssh.server_alive_count_max stay zero
+	// when left out: the transport then reads ssh_config (when
+	// use_ssh_config is on) before its own defaults, 15s × 3.
 	h := &inv.Health
 	if h.Timeout == 0 {
 		h.Timeout = DefaultHealthTimeout

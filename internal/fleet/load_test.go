@@ -54,6 +54,31 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestServerAlive(t *testing.T) {
+	inv, err := Parse("fleet.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Left out: zero, so the transport reads ssh_config, then 15s × 3.
+	if inv.SSH.ServerAliveInterval != 0 || inv.SSH.ServerAliveCountMax != 0 {
+		t.Errorf("left out: %s × %d", inv.SSH.ServerAliveInterval, inv.SSH.ServerAliveCountMax)
+	}
+	inv, err = Parse("fleet.yaml", []byte(strings.Replace(base, "app: shop", "app: shop\nssh: {server_alive_interval: 5s, server_alive_count_max: 6}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.SSH.ServerAliveInterval != 5*time.Second || inv.SSH.ServerAliveCountMax != 6 {
+		t.Errorf("set: %s × %d", inv.SSH.ServerAliveInterval, inv.SSH.ServerAliveCountMax)
+	}
+	inv, err = Load("../../fleet.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.SSH.ServerAliveInterval != 15*time.Second || inv.SSH.ServerAliveCountMax != 3 {
+		t.Errorf("example: %s × %d", inv.SSH.ServerAliveInterval, inv.SSH.ServerAliveCountMax)
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -111,6 +136,18 @@ func TestBadInput(t *testing.T) {
 		{"host name with shell chars", func(s string) string { return strings.Replace(s, "name: web3", "name: \"web3;reboot\"", 1) }, "may hold only letters", 13, ""},
 		{"keep_releases 0", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_releases: 0", 1) }, "keep_releases must be at least 2", 2, ""},
 		{"max_parallel 0", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nssh: {max_parallel: 0}", 1) }, "max_parallel must be at least 1", 2, ""},
+		{"server_alive_interval 0", func(s string) string {
+			return strings.Replace(s, "app: shop", "app: shop\nssh:\n  server_alive_interval: 0s", 1)
+		}, "fleet.yaml:3: ssh.server_alive_interval: server_alive_interval must be positive (got 0s)", 3, ""},
+		{"server_alive_interval negative", func(s string) string {
+			return strings.Replace(s, "app: shop", "app: shop\nssh: {server_alive_interval: -5s}", 1)
+		}, "server_alive_interval must be positive (got -5s)", 2, ""},
+		{"server_alive_interval not a duration", func(s string) string {
+			return strings.Replace(s, "app: shop", "app: shop\nssh: {server_alive_interval: 15}", 1)
+		}, `ssh.server_alive_interval: "15" is not a duration`, 2, ""},
+		{"server_alive_count_max 0", func(s string) string {
+			return strings.Replace(s, "app: shop", "app: shop\nssh: {server_alive_count_max: 0}", 1)
+		}, "ssh.server_alive_count_max: server_alive_count_max must be at least 1 (got 0)", 2, ""},
 		{"keep_releases 1", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_releases: 1", 1) }, "keep_releases must be at least 2", 2, ""},
 		{"empty file", func(s string) string { return "" }, "inventory is empty", 1, ""},
 		{"timeout zero", func(s string) string { return s + "timeouts:\n  version: 0s\n" }, "timeouts.version: version must be positive", 15, "deadline"},

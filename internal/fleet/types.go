@@ -55,6 +55,12 @@ type SSH struct {
 	UseSSHConfig   *bool         `yaml:"use_ssh_config"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	MaxParallel    int           `yaml:"max_parallel"`
+	// ServerAliveInterval and ServerAliveCountMax have OpenSSH's meaning:
+	// a keepalive every interval; a host is dead after CountMax of them in
+	// a row go unanswered. Zero (left out): ssh_config's values when
+	// use_ssh_config is on, else 15s and 3 (package remote's defaults).
+	ServerAliveInterval time.Duration `yaml:"server_alive_interval"`
+	ServerAliveCountMax int           `yaml:"server_alive_count_max"`
 }
 
 // HostSSH is the subset of SSH settings a single host may override.

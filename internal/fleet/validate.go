@@ -88,6 +88,12 @@ func (l *loader) validateSSH(inv *Inventory) {
 	if s.ConnectTimeout < 0 {
 		l.at("ssh.connect_timeout", "connect_timeout must be positive")
 	}
+	if _, set := l.lines["ssh.server_alive_interval"]; set && s.ServerAliveInterval <= 0 {
+		l.at("ssh.server_alive_interval", "server_alive_interval must be positive (got %s): relctl always checks that hosts answer; leave it out for ssh_config's value or 15s", s.ServerAliveInterval)
+	}
+	if _, set := l.lines["ssh.server_alive_count_max"]; set && s.ServerAliveCountMax < 1 {
+		l.at("ssh.server_alive_count_max", "server_alive_count_max must be at least 1 (got %d); leave it out for ssh_config's value or 3", s.ServerAliveCountMax)
+	}
 }
 
 func (l *loader) validateArtifact(inv *Inventory) {

@@ -6,22 +6,43 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
 // Client is one live SSH connection to a host, shared by every caller of
-// Pool.Get for that host. It runs at most Options.MaxSessionsPerHost
-// sessions (commands, uploads) at once; more wait their turn.
+// Pool.Get for that host. Its commands run one at a time through one
+// persistent shell session, uploads through one SFTP session; besides
+// those it opens at most Options.MaxSessionsPerHost sessions at once
+// (uploads in flight, and every command where the host runs one session
+// per command); more wait their turn.
 type Client struct {
 	host string // inventory name, prefix of every error
 	addr string
 	conn *ssh.Client
 	opts *Options
 
+	aliveEvery time.Duration // ServerAliveInterval
+	aliveMax   int           // ServerAliveCountMax
+	answered   atomic.Int64  // keepalives answered (tests read it)
+
 	sem     chan struct{} // session slots
 	killSem chan struct{} // one slot kept for kill sessions, beyond sem
+
+	// The persistent shell (shell.go): shellSlot is held by the one
+	// command using it, and guards shell.
+	shellSlot chan struct{}
+	shell     *rshell
+	shellOff  atomic.Bool // the host cannot run it: one session per command
+
+	sftpMu sync.Mutex
+	sftp   *sftp.Client // the SFTP session every upload shares; nil until the first
+
+	sessions     atomic.Int64  // sessions opened on this connection
+	hostSessions *atomic.Int64 // sessions opened to this host, every connection (the pool's)
 
 	dead      chan struct{} // closed once the connection is gone
 	deadMu    sync.Mutex
@@ -30,15 +51,20 @@ type Client struct {
 	wg        sync.WaitGroup
 }
 
-func newClient(host, addr string, conn *ssh.Client, opts *Options) *Client {
+func newClient(t target, conn *ssh.Client, opts *Options, hostSessions *atomic.Int64) *Client {
 	c := &Client{
-		host:    host,
-		addr:    addr,
-		conn:    conn,
-		opts:    opts,
-		sem:     make(chan struct{}, opts.MaxSessionsPerHost),
-		killSem: make(chan struct{}, 1),
-		dead:    make(chan struct{}),
+		host:       t.name,
+		addr:       t.addr,
+		conn:       conn,
+		opts:       opts,
+		aliveEvery: t.aliveEvery,
+		aliveMax:   t.aliveMax,
+		sem:        make(chan struct{}, opts.MaxSessionsPerHost),
+		killSem:    make(chan struct{}, 1),
+		shellSlot:  make(chan struct{}, 1),
+		dead:       make(chan struct{}),
+
+		hostSessions: hostSessions,
 	}
 	c.wg.Add(2)
 	go func() {
@@ -125,41 +151,50 @@ func (c *Client) waitDead(d time.Duration) bool {
 	}
 }
 
-// keepalive sends keepalive@openssh.com every KeepAlive. Any answer, even a
-// failure (which is what OpenSSH sends), means alive; no answer within
-// KeepAlive, or an error, means dead: the connection is closed, everything
-// in flight fails with ErrConnectionLost and the next Get redials.
+// keepalive follows OpenSSH's ServerAliveInterval/ServerAliveCountMax:
+// every interval it checks whether the keepalive@openssh.com request sent
+// at the previous tick has been answered. Any answer, even a failure (which
+// is what OpenSSH sends), means alive and resets the count; the host is
+// declared dead only after aliveMax intervals in a row without an answer
+// (15 s × 3 by default), or when sending fails. Then the connection is
+// closed, everything in flight fails with ErrConnectionLost and the next
+// Get redials. One slow reply from a loaded host is not a death.
 func (c *Client) keepalive() {
-	every := c.opts.KeepAlive
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(c.aliveEvery)
 	defer tick.Stop()
+	var reply chan error // the request in flight, nil when none
+	missed := 0
 	for {
 		select {
 		case <-c.dead:
 			return
-		case <-tick.C:
-		}
-		reply := make(chan error, 1)
-		go func() {
-			// Blocks on a dead TCP connection; ends when the conn closes.
-			_, _, err := c.conn.SendRequest("keepalive@openssh.com", true, nil)
-			reply <- err
-		}()
-		t := time.NewTimer(every)
-		select {
 		case err := <-reply:
-			t.Stop()
+			reply = nil
 			if err != nil {
 				c.kill(fmt.Errorf("keepalive: %w", err))
 				return
 			}
-		case <-t.C:
-			c.kill(fmt.Errorf("no answer to keepalive within %s", every))
-			return
-		case <-c.dead:
-			t.Stop()
-			return
+			c.answered.Add(1)
+			missed = 0
+			continue
+		case <-tick.C:
 		}
+		if reply != nil {
+			// The request sent at an earlier tick is still unanswered
+			// (x/crypto/ssh serialises global requests: one at a time).
+			missed++
+			if missed >= c.aliveMax {
+				c.kill(fmt.Errorf("no answer to %d keepalives in a row (every %s)", missed, c.aliveEvery))
+				return
+			}
+			continue
+		}
+		reply = make(chan error, 1)
+		go func(reply chan<- error) {
+			// Blocks on a dead TCP connection; ends when the conn closes.
+			_, _, err := c.conn.SendRequest("keepalive@openssh.com", true, nil)
+			reply <- err
+		}(reply)
 	}
 }
 
@@ -177,7 +212,34 @@ func (c *Client) acquire(ctx context.Context) error {
 
 func (c *Client) release() { <-c.sem }
 
+// Sessions is how many SSH sessions (commands, the persistent shell,
+// kills, SFTP) were opened on this connection.
+func (c *Client) Sessions() int { return int(c.sessions.Load()) }
+
+// PersistentShell reports whether commands run through one persistent
+// shell session (false: the host could not run it, or
+// Options.OneSessionPerCommand, and every command has a session of its
+// own).
+func (c *Client) PersistentShell() bool {
+	return !c.opts.OneSessionPerCommand && !c.shellOff.Load()
+}
+
+// countSession counts a session about to be opened.
+func (c *Client) countSession() {
+	c.sessions.Add(1)
+	if c.hostSessions != nil {
+		c.hostSessions.Add(1)
+	}
+}
+
+func (c *Client) warnf(format string, args ...any) {
+	if c.opts.Warnf != nil {
+		c.opts.Warnf(format, args...)
+	}
+}
+
 func (c *Client) newSession(op string) (*ssh.Session, error) {
+	c.countSession()
 	s, err := c.conn.NewSession()
 	if err != nil {
 		if !c.Alive() || c.waitDead(50*time.Millisecond) {

@@ -111,7 +111,7 @@ func (p *Pool) dial(ctx context.Context, h HostConfig, isJump bool) (*Client, er
 		return nil, timeoutErr("handshake with", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return newClient(t.name, t.addr, ssh.NewClient(sconn, chans, reqs), &p.opts), nil
+	return newClient(t, ssh.NewClient(sconn, chans, reqs), &p.opts, p.sessionCounter(t.name)), nil
 }
 
 // jumpConfig is the HostConfig of h's jump host "[user@]host[:port]",
@@ -127,6 +127,9 @@ func jumpConfig(h HostConfig, t target) (HostConfig, error) {
 		ConnectTimeout:   t.timeout,
 		fallbackUser:     t.user,
 		fallbackIdentity: t.identity,
+
+		ServerAliveInterval: t.aliveEvery,
+		ServerAliveCountMax: t.aliveMax,
 	}
 	if i := strings.LastIndexByte(spec, '@'); i >= 0 {
 		jh.User, spec = spec[:i], spec[i+1:]

@@ -27,6 +27,22 @@ type fixture struct {
 	identity   string // unencrypted private key file
 	knownHosts string // known_hosts holding srv's key
 	logs       *logBuffer
+	plain      bool // pools run one session per command (no persistent shell)
+}
+
+// newModeFixture is newFixture whose pools use the persistent shell, or
+// one session per command when plain.
+func newModeFixture(t *testing.T, mutate func(*sshserver.Config), plain bool) *fixture {
+	f := newFixture(t, mutate)
+	f.plain = plain
+	return f
+}
+
+// bothModes runs test over the persistent shell and over one session per
+// command: both paths keep the same guarantees.
+func bothModes(t *testing.T, test func(t *testing.T, plain bool)) {
+	t.Run("shell", func(t *testing.T) { test(t, false) })
+	t.Run("plain", func(t *testing.T) { test(t, true) })
 }
 
 type logBuffer struct {
@@ -38,6 +54,12 @@ func (l *logBuffer) logf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lines = append(l.lines, strings.TrimSpace(fmt.Sprintf(format, args...)))
+}
+
+func (l *logBuffer) snapshot() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
 }
 
 func (l *logBuffer) contains(sub string) bool {
@@ -93,6 +115,9 @@ func (f *fixture) pool(opts Options) *Pool {
 	if opts.SSHConfigPath == "" {
 		opts.SSHConfigPath = filepath.Join(f.dir, "no-ssh-config")
 	}
+	if f.plain {
+		opts.OneSessionPerCommand = true
+	}
 	p := NewPool(opts)
 	f.t.Cleanup(func() { p.Close() })
 	return p
@@ -108,13 +133,13 @@ func (f *fixture) client() *Client {
 	return c
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func newUserKey(t *testing.T) (ed25519.PrivateKey, ssh.Signer) {
+func newUserKey(t testing.TB) (ed25519.PrivateKey, ssh.Signer) {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -127,7 +152,7 @@ func newUserKey(t *testing.T) (ed25519.PrivateKey, ssh.Signer) {
 	return priv, s
 }
 
-func writeIdentity(t *testing.T, dir, name string, priv ed25519.PrivateKey, passphrase string) string {
+func writeIdentity(t testing.TB, dir, name string, priv ed25519.PrivateKey, passphrase string) string {
 	t.Helper()
 	key, err := ssh.NewSignerFromKey(priv)
 	if err != nil {
@@ -150,14 +175,14 @@ func writeIdentity(t *testing.T, dir, name string, priv ed25519.PrivateKey, pass
 	return path
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func readFile(t *testing.T, path string) string {
+func readFile(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

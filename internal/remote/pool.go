@@ -1,10 +1,13 @@
 // Package remote owns relctl's SSH transport: dialing hosts with real
 // timeouts (optionally through a jump host), verifying host keys against
 // known_hosts, authenticating with an identity file or ssh-agent, reading
-// ~/.ssh/config as a fallback, keeping one connection per host alive and
-// reusing it, running commands with streamed output, timeouts that really
-// kill the remote process group, SFTP uploads checked by sha256, and TCP or
-// unix-socket connections through the SSH connection.
+// ~/.ssh/config as a fallback, keeping one connection per host alive
+// (OpenSSH keepalive semantics) and reusing it, running every command of a
+// host through one persistent shell session (one session per command as
+// the fallback) with streamed, sanitized and capped output, timeouts that
+// really kill the remote process group, SFTP uploads checked by sha256,
+// counting the sessions it opens, and TCP or unix-socket connections
+// through the SSH connection.
 //
 // It never decides what to run (that is the caller's plan), never skips
 // host key verification, never forwards the agent, and never logs a secret.
@@ -21,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kevinburke/ssh_config"
@@ -39,6 +43,13 @@ type HostConfig struct {
 	UseSSHConfig   bool          // ~/.ssh/config as fallback for HostName, User, Port, IdentityFile, ProxyJump
 	ConnectTimeout time.Duration // TCP connect + handshake, default 10s
 
+	// ServerAliveInterval and ServerAliveCountMax have OpenSSH's meaning:
+	// a keepalive every interval, and the host is dead after CountMax of
+	// them in a row go unanswered. Zero: ssh_config's value when
+	// UseSSHConfig, else Options.KeepAlive and Options.KeepAliveCountMax.
+	ServerAliveInterval time.Duration
+	ServerAliveCountMax int
+
 	// A jump host's user and identity when neither its spec nor ssh_config
 	// gives one: the target's (see jumpConfig).
 	fallbackUser, fallbackIdentity string
@@ -47,8 +58,9 @@ type HostConfig struct {
 // Options are the pool-wide settings.
 type Options struct {
 	AcceptNewHostKeys  bool                             // unknown keys are accepted AND appended to the first known_hosts file
-	MaxSessionsPerHost int                              // default 8 (OpenSSH MaxSessions is 10)
-	KeepAlive          time.Duration                    // default 15s; a host that does not answer within it is marked dead
+	MaxSessionsPerHost int                              // sessions at once beside the persistent shell and one kill; default 8 (OpenSSH MaxSessions is 10)
+	KeepAlive          time.Duration                    // default ServerAliveInterval, 15s
+	KeepAliveCountMax  int                              // default ServerAliveCountMax, 3: dead after 3 unanswered keepalives in a row
 	SSHConfigPath      string                           // default ~/.ssh/config (tests override)
 	Warnf              func(format string, args ...any) // e.g. unparsable ssh_config, accepted host key; may be nil
 
@@ -58,6 +70,18 @@ type Options struct {
 	// KillGrace is how long a timed-out or cancelled command's process
 	// group has between TERM and KILL. Default 2s.
 	KillGrace time.Duration
+
+	// OneSessionPerCommand turns the persistent shell off: every command
+	// opens a session of its own (the fallback for hosts that cannot run
+	// the shell; also for comparisons).
+	OneSessionPerCommand bool
+
+	// ShellStartTimeout bounds the start of a host's persistent shell
+	// (its login shell's rc files included); past it the host falls back
+	// to one session per command. A running shell that does not
+	// acknowledge a command within it is replaced, and the command (which
+	// never started) sent to the new one. Default 30s.
+	ShellStartTimeout time.Duration
 }
 
 // Pool holds at most one live connection per host and hands it out to
@@ -75,6 +99,9 @@ type Pool struct {
 
 	knownHostsMu  sync.Mutex // serialises appends to known_hosts files and guards knownHostsDBs
 	knownHostsDBs map[string]knownHostsEntry
+
+	sessionsMu sync.Mutex
+	sessions   map[string]*atomic.Int64 // host name → sessions opened, every connection
 }
 
 type poolKey struct {
@@ -82,6 +109,8 @@ type poolKey struct {
 	Port                                                int
 	UseSSHConfig                                        bool
 	ConnectTimeout                                      time.Duration
+	AliveInterval                                       time.Duration
+	AliveCountMax                                       int
 	isJump                                              bool
 }
 
@@ -98,8 +127,14 @@ func NewPool(opts Options) *Pool {
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = 15 * time.Second
 	}
+	if opts.KeepAliveCountMax <= 0 {
+		opts.KeepAliveCountMax = 3
+	}
 	if opts.KillGrace <= 0 {
 		opts.KillGrace = 2 * time.Second
+	}
+	if opts.ShellStartTimeout <= 0 {
+		opts.ShellStartTimeout = 30 * time.Second
 	}
 	if opts.SSHConfigPath == "" {
 		opts.SSHConfigPath = "~/.ssh/config"
@@ -121,7 +156,8 @@ func (p *Pool) get(ctx context.Context, h HostConfig, isJump bool) (*Client, err
 	key := poolKey{
 		Name: h.Name, Address: h.Address, User: h.User, IdentityFile: h.IdentityFile,
 		KnownHosts: strings.Join(h.KnownHosts, "\x00"), Jump: h.Jump, Port: h.Port,
-		UseSSHConfig: h.UseSSHConfig, ConnectTimeout: h.ConnectTimeout, isJump: isJump,
+		UseSSHConfig: h.UseSSHConfig, ConnectTimeout: h.ConnectTimeout,
+		AliveInterval: h.ServerAliveInterval, AliveCountMax: h.ServerAliveCountMax, isJump: isJump,
 	}
 	p.mu.Lock()
 	if p.closed {
@@ -168,6 +204,44 @@ func (p *Pool) get(ctx context.Context, h HostConfig, isJump bool) (*Client, err
 	return c, nil
 }
 
+// Sessions is how many SSH sessions were opened to the named host (its
+// inventory name) since the pool was made, over every connection: the
+// persistent shell, SFTP uploads, kills of timed-out commands, and every
+// command when the host runs one session per command.
+func (p *Pool) Sessions(host string) int {
+	p.sessionsMu.Lock()
+	defer p.sessionsMu.Unlock()
+	if n := p.sessions[host]; n != nil {
+		return int(n.Load())
+	}
+	return 0
+}
+
+// SessionCounts is Sessions for every host the pool connected to.
+func (p *Pool) SessionCounts() map[string]int {
+	p.sessionsMu.Lock()
+	defer p.sessionsMu.Unlock()
+	out := make(map[string]int, len(p.sessions))
+	for h, n := range p.sessions {
+		out[h] = int(n.Load())
+	}
+	return out
+}
+
+func (p *Pool) sessionCounter(host string) *atomic.Int64 {
+	p.sessionsMu.Lock()
+	defer p.sessionsMu.Unlock()
+	if p.sessions == nil {
+		p.sessions = map[string]*atomic.Int64{}
+	}
+	n := p.sessions[host]
+	if n == nil {
+		n = new(atomic.Int64)
+		p.sessions[host] = n
+	}
+	return n
+}
+
 // Close closes every connection. Commands in flight fail with
 // ErrConnectionLost; later Gets fail.
 func (p *Pool) Close() error {
@@ -199,10 +273,13 @@ type target struct {
 	knownHosts []string
 	jump       string
 	timeout    time.Duration
+	aliveEvery time.Duration // keepalive interval
+	aliveMax   int           // unanswered keepalives in a row before the host is dead
 }
 
 func (p *Pool) resolve(h HostConfig, isJump bool) (target, error) {
-	t := target{name: h.Name, user: h.User, jump: h.Jump, timeout: h.ConnectTimeout}
+	t := target{name: h.Name, user: h.User, jump: h.Jump, timeout: h.ConnectTimeout,
+		aliveEvery: h.ServerAliveInterval, aliveMax: h.ServerAliveCountMax}
 	host, port := h.Address, h.Port
 	if host == "" {
 		host = h.Name
@@ -246,6 +323,26 @@ func (p *Pool) resolve(h HostConfig, isJump bool) (target, error) {
 			if identity == "" {
 				identity = get("IdentityFile")
 			}
+			if t.aliveEvery <= 0 {
+				if v := get("ServerAliveInterval"); v != "" {
+					// Seconds, as OpenSSH reads it (0 there disables
+					// keepalives; relctl always keeps them).
+					if n, err := strconv.Atoi(v); err == nil && n > 0 {
+						t.aliveEvery = time.Duration(n) * time.Second
+					} else {
+						p.warnf("%s: ssh_config ServerAliveInterval %q is not a positive number of seconds; using %s", h.Name, v, p.opts.KeepAlive)
+					}
+				}
+			}
+			if t.aliveMax <= 0 {
+				if v := get("ServerAliveCountMax"); v != "" {
+					if n, err := strconv.Atoi(v); err == nil && n > 0 {
+						t.aliveMax = n
+					} else {
+						p.warnf("%s: ssh_config ServerAliveCountMax %q is not a positive number; using %d", h.Name, v, p.opts.KeepAliveCountMax)
+					}
+				}
+			}
 			if t.jump == "" && !isJump {
 				if j := get("ProxyJump"); j != "" && !strings.EqualFold(j, "none") {
 					t.jump = j
@@ -270,6 +367,12 @@ func (p *Pool) resolve(h HostConfig, isJump bool) (target, error) {
 	}
 	if t.timeout <= 0 {
 		t.timeout = 10 * time.Second
+	}
+	if t.aliveEvery <= 0 {
+		t.aliveEvery = p.opts.KeepAlive
+	}
+	if t.aliveMax <= 0 {
+		t.aliveMax = p.opts.KeepAliveCountMax
 	}
 	t.addr = net.JoinHostPort(host, strconv.Itoa(port))
 	if identity != "" {

@@ -1,7 +1,9 @@
 package remote
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -103,15 +105,7 @@ func TestRealOpenSSH(t *testing.T) {
 		if err != nil {
 			t.Skip("no deploy user on this machine (useradd -m deploy to run this)")
 		}
-		// sshd reads authorized_keys as the user: make the path reachable.
-		for _, d := range []string{filepath.Dir(sshd.dir), sshd.dir} {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := os.Chmod(filepath.Join(sshd.dir, "authorized_keys"), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		allowNonRoot(t, sshd)
 		work := filepath.Join(sshd.dir, "deploy-work")
 		if err := os.Mkdir(work, 0o777); err != nil {
 			t.Fatal(err)
@@ -148,4 +142,141 @@ func TestRealOpenSSH(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestRealOpenSSHPersistentShell runs the persistent shell against real
+// OpenSSH: commands in sequence over one session, env out of every command
+// line, a timeout that kills the process group while the shell lives on,
+// the shell killed mid-command, and the sessions counted.
+func TestRealOpenSSHPersistentShell(t *testing.T) {
+	t.Parallel()
+	sshd := startRealSSHD(t, "127.0.0.22:2222")
+	p := NewPool(Options{SSHConfigPath: filepath.Join(sshd.dir, "none"), KillGrace: 500 * time.Millisecond})
+	defer p.Close()
+	ctx := testCtx(t)
+	c, err := p.Get(ctx, sshd.host("real1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Sequence: separate streams and statuses, no bleed between commands.
+	for i := range 5 {
+		var l lines
+		_, err := c.Run(ctx, l.cmd(fmt.Sprintf("echo out%d; printf 'err%d' >&2; exit %d", i, i, i)))
+		if i == 0 && err != nil || i > 0 && !isExit(err, i) {
+			t.Fatalf("%d: %v", i, err)
+		}
+		if l.String() != fmt.Sprintf("out [\"out%d\"] err [\"err%d\"]", i, i) {
+			t.Fatalf("%d: %s", i, l.String())
+		}
+	}
+	if out, err := c.Output(ctx, `cat; echo "eof"`); err != nil || out != "eof" {
+		t.Fatalf("stdin: %q %v", out, err)
+	}
+	checkEnvNotInArgv(t, c, sshd.dir)
+	if !c.PersistentShell() || p.Sessions("real1") != 1 {
+		t.Fatalf("persistent %v, %d sessions", c.PersistentShell(), p.Sessions("real1"))
+	}
+
+	// Timeout: the group dies, the shell lives.
+	shellPID := c.shell.pid
+	pidfile := filepath.Join(sshd.dir, "sleep.pid")
+	_, err = c.Run(ctx, Command{Script: "sleep 300 & echo $! > " + shell.Quote(pidfile) + "; wait", Timeout: 500 * time.Millisecond})
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("want ErrTimeout, got %v", err)
+	}
+	pid, perr := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("sleep %d survived the timeout", pid)
+	}
+	if out, err := c.Output(ctx, "echo next"); err != nil || out != "next" || c.shell.pid != shellPID {
+		t.Fatalf("after timeout: %q %v", out, err)
+	}
+	if n := p.Sessions("real1"); n != 1 {
+		t.Fatalf("%d sessions after the timeout: want the shell only (the host's watchdog killed it)", n)
+	}
+
+	// The shell killed mid-command: outcome unknown, the next reopens.
+	_, err = c.Run(ctx, Command{Script: "echo before; kill -KILL $PPID; sleep 0.1; echo after"})
+	if !errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("want ErrConnectionLost, got %v", err)
+	}
+	if out, err := c.Output(ctx, "echo again"); err != nil || out != "again" {
+		t.Fatalf("after the shell died: %q %v", out, err)
+	}
+	if n := p.Sessions("real1"); n != 2 {
+		t.Fatalf("%d sessions: want 2 shells", n)
+	}
+}
+
+// BenchmarkRealSSHDCommands compares 20 commands over the persistent shell
+// with 20 commands in a session each, on real OpenSSH, for three logins:
+// the deploy user (login shell dash, nothing to read), the same with a
+// forced command on the key that sleeps 0.2 s per session (issue 14's
+// stand-in for rc files and PAM), and root, whose login shell is bash and
+// whose ~/.bashrc on this machine runs pyenv init. One op = 20 commands.
+//
+//	go test ./internal/remote -run '^$' -bench RealSSHDCommands -benchtime 3x -count 3
+func BenchmarkRealSSHDCommands(b *testing.B) {
+	const n = 20
+	u, err := user.Lookup("deploy")
+	if err != nil {
+		b.Skip("no deploy user on this machine (useradd -m deploy to run this)")
+	}
+	for _, login := range []struct{ name, user, keyOpts string }{
+		{"login=deploy", u.Username, ""},
+		{"login=deploy+0.2s", u.Username, `command="sleep 0.2; eval \"$SSH_ORIGINAL_COMMAND\""`},
+		{"login=root-bashrc", "root", ""},
+	} {
+		sshd := startRealSSHDWith(b, "127.0.0.23:2222", login.keyOpts)
+		allowNonRoot(b, sshd)
+		for _, mode := range []struct {
+			name  string
+			plain bool
+		}{{"shell", false}, {"session-per-command", true}} {
+			b.Run(login.name+"/"+mode.name, func(b *testing.B) {
+				p := NewPool(Options{SSHConfigPath: filepath.Join(sshd.dir, "none"), OneSessionPerCommand: mode.plain})
+				defer p.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+				defer cancel()
+				h := sshd.host("bench")
+				h.User = login.user
+				c, err := p.Get(ctx, h)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Run(ctx, Command{Script: "true"}); err != nil { // the shell opens once per run
+					b.Fatal(err)
+				}
+				b.ResetTimer()
+				for range b.N {
+					for i := range n {
+						if out, err := c.Output(ctx, "echo "+strconv.Itoa(i)); err != nil || out != strconv.Itoa(i) {
+							b.Fatalf("%q %v", out, err)
+						}
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(p.Sessions("bench"))/float64(b.N*n+1), "sessions/cmd")
+			})
+		}
+	}
+}
+
+// allowNonRoot lets a non-root login reach the test sshd's files (sshd
+// reads authorized_keys as the user).
+func allowNonRoot(t testing.TB, sshd *realSSHD) {
+	t.Helper()
+	for _, d := range []string{filepath.Dir(sshd.dir), sshd.dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(sshd.dir, "authorized_keys"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

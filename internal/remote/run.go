@@ -24,15 +24,21 @@ type Command struct {
 	Script  string            // run as: sh -c <quoted script>; the caller has already shell-quoted template values
 	Env     map[string]string // exported for the script (sent on stdin, never in the command line); keys [A-Z_][A-Z0-9_]*
 	Timeout time.Duration     // 0 = none; when it passes the remote process group is killed
-	Stdout  func(line string) // called per line, may be nil
-	Stderr  func(line string) // called per line, may be nil
+	Stdout  func(line string) // called per line (sanitized, see Sanitize), may be nil
+	Stderr  func(line string) // called per line (sanitized, see Sanitize), may be nil
+
+	// MaxOutput caps the bytes of output (both streams, one byte per
+	// newline) handed to Stdout/Stderr: 0 means DefaultMaxOutput (1 MiB),
+	// negative means no cap. Lines past it are dropped, and a last line
+	// per stream ("… N bytes of output cut") says how much.
+	MaxOutput int
 }
 
 // Result is how a command ended.
 type Result struct {
 	ExitCode int           // -1 when unknown (timeout, cancel, lost connection)
 	Signal   string        // "TERM", "KILL", ... when killed by a signal
-	Duration time.Duration // wall time of Run
+	Duration time.Duration // from sending the command to the shell (from opening its session, without the shell) to its end
 }
 
 var envKey = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
@@ -42,27 +48,64 @@ const (
 	maxLineBytes    = 1 << 20 // longer lines are delivered in pieces
 )
 
-// Run runs cmd on the host and waits for it. Stdout and Stderr are called
-// once per line, never concurrently with each other and never after Run
-// returns. Errors, all prefixed with the host name:
+// Run runs cmd on the host and waits for it. Commands go through the
+// connection's persistent shell (shell.go), one at a time: a Run waits
+// for the one before it (honouring ctx). Where the host cannot run that
+// shell, or with Options.OneSessionPerCommand, each command gets a session
+// of its own and commands run concurrently up to MaxSessionsPerHost.
+//
+// Stdout and Stderr are called once per line, never concurrently with
+// each other and never after Run returns; terminal control sequences are
+// removed from each line first (Sanitize) and the output is capped
+// (Command.MaxOutput). Errors, all prefixed with the host name:
 //   - exit status 0: nil;
-//   - non-zero exit or death by signal: *ExitError;
+//   - non-zero exit or death by signal: *ExitError (through the shell,
+//     a status above 128 is reported as death by that signal, as sh does);
 //   - Timeout passed: wraps ErrTimeout; ctx ended: wraps ctx.Err(). In both
 //     cases the remote process group was sent TERM, then KILL after
-//     Options.KillGrace, from a second session;
-//   - the connection died: wraps ErrConnectionLost (outcome unknown);
-//   - the session closed without an exit status: wraps ErrExitUnknown.
+//     Options.KillGrace: by a watchdog on the host for a timeout through
+//     the shell, otherwise from a second session;
+//   - the connection died, or the persistent shell's session ended
+//     mid-command: wraps ErrConnectionLost (outcome unknown);
+//   - a session of its own closed without an exit status: wraps
+//     ErrExitUnknown.
 func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
+	if err := checkCommand(cmd); err != nil {
+		return Result{ExitCode: -1}, fmt.Errorf("%s: %w", c.host, err)
+	}
+	if c.opts.OneSessionPerCommand || c.shellOff.Load() {
+		return c.runPlain(ctx, cmd)
+	}
+	return c.runShell(ctx, cmd)
+}
+
+// checkCommand refuses what neither path can carry: NUL bytes (sh drops
+// or truncates them) and environment keys that are not shell names.
+func checkCommand(cmd Command) error {
+	if strings.IndexByte(cmd.Script, 0) >= 0 {
+		return errors.New("script contains a NUL byte")
+	}
+	for k, v := range cmd.Env {
+		if !envKey.MatchString(k) {
+			return fmt.Errorf("env key %q: must match [A-Z_][A-Z0-9_]*", k)
+		}
+		if strings.IndexByte(v, 0) >= 0 {
+			return fmt.Errorf("env %s: value contains a NUL byte", k)
+		}
+	}
+	return nil
+}
+
+// runPlain runs cmd in a session of its own: the fallback when the
+// persistent shell cannot start on the host, and Options.OneSessionPerCommand.
+func (c *Client) runPlain(ctx context.Context, cmd Command) (Result, error) {
 	start := time.Now()
 	res := Result{ExitCode: -1}
 	nonce, err := newNonce()
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", c.host, err)
 	}
-	wrapper, exports, err := wrapScript(nonce, cmd)
-	if err != nil {
-		return res, fmt.Errorf("%s: %w", c.host, err)
-	}
+	wrapper, exports := wrapScript(nonce, cmd)
 	if err := c.acquire(ctx); err != nil {
 		return res, err
 	}
@@ -84,9 +127,8 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 		return res, fmt.Errorf("%s: run: %w", c.host, err)
 	}
 
-	gate := &callbackGate{}
+	out := newOutput(cmd)
 	pidc := make(chan remotePID, 1)
-	tail := &tailBuffer{max: stderrTailBytes}
 	marker := "relctl-pid:" + nonce + " "
 	var readers sync.WaitGroup
 	readers.Add(2)
@@ -101,20 +143,17 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 					return
 				}
 			}
-			gate.call(cmd.Stdout, line)
+			out.line(false, line)
 		})
 	}()
 	go func() {
 		defer readers.Done()
-		readLines(stderr, func(line string) {
-			tail.add(line)
-			gate.call(cmd.Stderr, line)
-		})
+		readLines(stderr, func(line string) { out.line(true, line) })
 	}()
 
 	if err := sess.Start(wrapper); err != nil {
 		sess.Close()
-		gate.close()
+		out.finish()
 		if !c.Alive() || c.waitDead(50*time.Millisecond) {
 			return res, c.lost("run")
 		}
@@ -164,7 +203,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	} else {
 		waitReaders(&readers, 2*time.Second)
 	}
-	gate.close()
+	out.finish()
 	res.Duration = time.Since(start)
 
 	var exitErr *ssh.ExitError
@@ -183,7 +222,7 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Result, error) {
 	case werr == nil:
 		return res, nil
 	case exitErr != nil:
-		return res, &ExitError{Host: c.host, Code: res.ExitCode, Signal: res.Signal, StderrTail: tail.String()}
+		return res, &ExitError{Host: c.host, Code: res.ExitCode, Signal: res.Signal, StderrTail: out.stderrTail()}
 	}
 	var missing *ssh.ExitMissingError
 	if !c.Alive() || c.waitDead(time.Second) {
@@ -221,21 +260,10 @@ func (c *Client) Output(ctx context.Context, script string) (string, error) {
 //   - otherwise setsid(1), which does not fork for a non-leader, makes it
 //     one;
 //   - without setsid the PID alone is reported ("n") and only it is killed.
-func wrapScript(nonce string, cmd Command) (wrapper, exports string, err error) {
-	keys := make([]string, 0, len(cmd.Env))
-	for k := range cmd.Env {
-		if !envKey.MatchString(k) {
-			return "", "", fmt.Errorf("env key %q: must match [A-Z_][A-Z0-9_]*", k)
-		}
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	var e strings.Builder
-	for _, k := range keys {
-		fmt.Fprintf(&e, "export %s=%s\n", k, shell.Quote(cmd.Env[k]))
-	}
+func wrapScript(nonce string, cmd Command) (wrapper, exports string) {
+	exports = exportLines(cmd.Env)
 	var b strings.Builder
-	if len(keys) > 0 {
+	if exports != "" {
 		b.WriteString(`relctl_env=$(cat) && eval "$relctl_env" && unset relctl_env || exit 126; `)
 	}
 	fmt.Fprintf(&b, "relctl_script=%s; ", shell.Quote(cmd.Script))
@@ -243,7 +271,22 @@ func wrapScript(nonce string, cmd Command) (wrapper, exports string, err error) 
 	fmt.Fprintf(&b, `if kill -0 -$$ 2>/dev/null; then echo "%[1]s $$ g"; exec sh -c "$relctl_script"; fi; `+
 		`if command -v setsid >/dev/null 2>&1; then echo "%[1]s $$ g"; exec setsid sh -c "$relctl_script"; fi; `+
 		`echo "%[1]s $$ n"; exec sh -c "$relctl_script"`, m)
-	return b.String(), e.String(), nil
+	return b.String(), exports
+}
+
+// exportLines is env as export statements, sorted, values quoted; keys
+// were checked by checkCommand.
+func exportLines(env map[string]string) string {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var e strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&e, "export %s=%s\n", k, shell.Quote(env[k]))
+	}
+	return e.String()
 }
 
 // remotePID is the process the wrapper reported.
@@ -311,6 +354,7 @@ func (c *Client) stopRemote(pidc chan remotePID) string {
 	case <-ctx.Done():
 		return fmt.Sprintf("could not kill remote %s: no session slot", what)
 	}
+	c.countSession()
 	sess, err := c.conn.NewSession()
 	if err != nil {
 		return fmt.Sprintf("could not kill remote %s: %v", what, err)
@@ -327,29 +371,6 @@ func (c *Client) stopRemote(pidc chan remotePID) string {
 		return fmt.Sprintf("could not kill remote %s: %v", what, err)
 	}
 	return "remote " + what + " killed"
-}
-
-// callbackGate serialises output callbacks and stops them once Run returns.
-type callbackGate struct {
-	mu     sync.Mutex
-	closed bool
-}
-
-func (g *callbackGate) call(f func(string), line string) {
-	if f == nil {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.closed {
-		f(line)
-	}
-}
-
-func (g *callbackGate) close() {
-	g.mu.Lock()
-	g.closed = true
-	g.mu.Unlock()
 }
 
 // readLines reads r to the end (a stalled reader would stall the channel
@@ -386,33 +407,6 @@ func waitReaders(wg *sync.WaitGroup, d time.Duration) {
 	case <-done:
 	case <-time.After(d):
 	}
-}
-
-// tailBuffer keeps the last max bytes of stderr, whole lines where possible.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) add(line string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, line...)
-	t.buf = append(t.buf, '\n')
-	if over := len(t.buf) - t.max; over > 0 {
-		cut := over
-		if i := strings.IndexByte(string(t.buf[over:]), '\n'); i >= 0 && i+1 < len(t.buf)-over {
-			cut = over + i + 1
-		}
-		t.buf = append(t.buf[:0], t.buf[cut:]...)
-	}
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimRight(string(t.buf), "\n")
 }
 
 func newNonce() (string, error) {

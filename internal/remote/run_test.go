@@ -17,9 +17,11 @@ import (
 	"github.com/relctl/relctl/internal/shell"
 )
 
-func TestRunExitCodes(t *testing.T) {
+func TestRunExitCodes(t *testing.T) { bothModes(t, testRunExitCodes) }
+
+func testRunExitCodes(t *testing.T, plain bool) {
 	t.Parallel()
-	c := newFixture(t, nil).client()
+	c := newModeFixture(t, nil, plain).client()
 	ctx := testCtx(t)
 
 	res, err := c.Run(ctx, Command{Script: "true"})
@@ -45,9 +47,11 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
-func TestRunStreamsEveryLine(t *testing.T) {
+func TestRunStreamsEveryLine(t *testing.T) { bothModes(t, testRunStreamsEveryLine) }
+
+func testRunStreamsEveryLine(t *testing.T, plain bool) {
 	t.Parallel()
-	c := newFixture(t, nil).client()
+	c := newModeFixture(t, nil, plain).client()
 	var mu sync.Mutex
 	var out, errs []string
 	const n = 20000
@@ -73,9 +77,11 @@ func TestRunStreamsEveryLine(t *testing.T) {
 	}
 }
 
-func TestRunEnvExported(t *testing.T) {
+func TestRunEnvExported(t *testing.T) { bothModes(t, testRunEnvExported) }
+
+func testRunEnvExported(t *testing.T, plain bool) {
 	t.Parallel()
-	f := newFixture(t, nil)
+	f := newModeFixture(t, nil, plain)
 	c := f.client()
 	ctx := testCtx(t)
 	val := "it's $(echo pwned) `id` \"q\"\nline2"
@@ -138,8 +144,12 @@ func alive(pid int) bool {
 }
 
 func TestRunTimeoutKillsRemoteProcessGroup(t *testing.T) {
+	bothModes(t, testRunTimeoutKillsRemoteProcessGroup)
+}
+
+func testRunTimeoutKillsRemoteProcessGroup(t *testing.T, plain bool) {
 	t.Parallel()
-	f := newFixture(t, nil)
+	f := newModeFixture(t, nil, plain)
 	c, err := f.pool(Options{KillGrace: 300 * time.Millisecond}).Get(testCtx(t), f.host("web1"))
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +185,12 @@ func TestRunTimeoutKillsRemoteProcessGroup(t *testing.T) {
 		t.Fatalf("remote sleep %d still running after timeout", pid)
 	}
 	t.Logf("sleep gone after %s", time.Since(start))
-	if !eventually(2*time.Second, func() bool { return f.srv.Running() == 0 }) {
+	// Nothing is left running on the host but the persistent shell.
+	want := 1
+	if plain {
+		want = 0
+	}
+	if !eventually(2*time.Second, func() bool { return f.srv.Running() == want }) {
 		t.Fatalf("server still runs %d commands", f.srv.Running())
 	}
 	// The client is still usable.
@@ -184,9 +199,11 @@ func TestRunTimeoutKillsRemoteProcessGroup(t *testing.T) {
 	}
 }
 
-func TestRunTimeoutEscalatesToKill(t *testing.T) {
+func TestRunTimeoutEscalatesToKill(t *testing.T) { bothModes(t, testRunTimeoutEscalatesToKill) }
+
+func testRunTimeoutEscalatesToKill(t *testing.T, plain bool) {
 	t.Parallel()
-	f := newFixture(t, nil)
+	f := newModeFixture(t, nil, plain)
 	c, err := f.pool(Options{KillGrace: 300 * time.Millisecond}).Get(testCtx(t), f.host("web1"))
 	if err != nil {
 		t.Fatal(err)
@@ -206,9 +223,11 @@ func TestRunTimeoutEscalatesToKill(t *testing.T) {
 	}
 }
 
-func TestRunContextCancelKillsRemote(t *testing.T) {
+func TestRunContextCancelKillsRemote(t *testing.T) { bothModes(t, testRunContextCancelKillsRemote) }
+
+func testRunContextCancelKillsRemote(t *testing.T, plain bool) {
 	t.Parallel()
-	f := newFixture(t, nil)
+	f := newModeFixture(t, nil, plain)
 	c := f.client()
 	pidfile := filepath.Join(f.dir, "sleep.pid")
 	ctx, cancel := context.WithCancel(context.Background())
@@ -228,8 +247,12 @@ func TestRunContextCancelKillsRemote(t *testing.T) {
 }
 
 func TestDropConnectionMidCommandAndReconnect(t *testing.T) {
+	bothModes(t, testDropConnectionMidCommandAndReconnect)
+}
+
+func testDropConnectionMidCommandAndReconnect(t *testing.T, plain bool) {
 	t.Parallel()
-	f := newFixture(t, nil)
+	f := newModeFixture(t, nil, plain)
 	p := f.pool(Options{})
 	c, err := p.Get(testCtx(t), f.host("web1"))
 	if err != nil {
@@ -282,7 +305,9 @@ func TestDropConnectionMidCommandAndReconnect(t *testing.T) {
 func TestKeepaliveDetectsSilentHost(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, func(c *sshserver.Config) { c.IgnoreKeepalive = true })
-	p := f.pool(Options{KeepAlive: 150 * time.Millisecond})
+	const every, count = 100 * time.Millisecond, 5
+	p := f.pool(Options{KeepAlive: every, KeepAliveCountMax: count})
+	t0 := time.Now()
 	c, err := p.Get(testCtx(t), f.host("web1"))
 	if err != nil {
 		t.Fatal(err)
@@ -294,11 +319,17 @@ func TestKeepaliveDetectsSilentHost(t *testing.T) {
 	}()
 	select {
 	case err := <-errc:
-		if !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), "keepalive") {
+		if !errors.Is(err, ErrConnectionLost) || !strings.Contains(err.Error(), "no answer to 5 keepalives in a row") {
 			t.Fatalf("want ErrConnectionLost (keepalive), got %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("silent host not detected")
+	}
+	// Timers never fire early: the first keepalive goes out after one
+	// interval and the host may stay silent count intervals more. The old
+	// single-interval rule declared it dead after 2 intervals.
+	if d := time.Since(t0); d < (count+1)*every {
+		t.Fatalf("declared dead after %s, before %d unanswered intervals", d, count)
 	}
 	c2, err := p.Get(testCtx(t), f.host("web1"))
 	if err != nil || c2 == c {
@@ -306,24 +337,127 @@ func TestKeepaliveDetectsSilentHost(t *testing.T) {
 	}
 }
 
-func TestKeepaliveAnsweredWithFailureMeansAlive(t *testing.T) {
+// A loaded host that answers one keepalive late, within count intervals,
+// stays alive. Under the old rule (dead after one interval without an
+// answer) this host was disconnected mid-step.
+func TestKeepaliveSlowAnswerOnceIsNotDeath(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, nil) // answers global requests with failure, like OpenSSH
-	c, err := f.pool(Options{KeepAlive: 50 * time.Millisecond}).Get(testCtx(t), f.host("web1"))
+	const every = 50 * time.Millisecond
+	f := newFixture(t, func(c *sshserver.Config) {
+		c.KeepaliveDelay = func(n int) time.Duration {
+			if n == 0 {
+				return 4 * every // the first answer is 4 intervals late
+			}
+			return 0
+		}
+	})
+	// 40 intervals of tolerance: the late answer uses 4 of them, the
+	// rest absorbs scheduling delays on a busy machine.
+	c, err := f.pool(Options{KeepAlive: every, KeepAliveCountMax: 40}).Get(testCtx(t), f.host("web1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	// The late answer and five more after it have reached the client.
+	if !eventually(15*time.Second, func() bool { return c.answered.Load() >= 6 || !c.Alive() }) {
+		t.Fatalf("only %d keepalives answered", c.answered.Load())
+	}
+	if !c.Alive() {
+		t.Fatal("host declared dead after one slow keepalive answer")
+	}
+	if out, err := c.Output(testCtx(t), "echo ok"); err != nil || out != "ok" {
+		t.Fatalf("after slow keepalive: %q %v", out, err)
+	}
+}
+
+// OpenSSH answers keepalive@openssh.com with a failure reply: that is an
+// answer. The check does not depend on timing: a client that treated the
+// failure as an error would close the connection at the first reply, and
+// the client must have counted several replies as answers.
+func TestKeepaliveAnsweredWithFailureMeansAlive(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil) // answers global requests with failure, like OpenSSH
+	c, err := f.pool(Options{KeepAlive: 20 * time.Millisecond, KeepAliveCountMax: 1000}).Get(testCtx(t), f.host("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(15*time.Second, func() bool { return c.answered.Load() >= 5 || !c.Alive() }) {
+		t.Fatalf("only %d keepalives answered", c.answered.Load())
+	}
 	if !c.Alive() {
 		t.Fatal("client marked dead although the server answers keepalives")
+	}
+	if f.srv.GlobalRequests() < 5 {
+		t.Fatalf("server answered %d keepalives", f.srv.GlobalRequests())
+	}
+}
+
+// ServerAliveInterval/ServerAliveCountMax come from the inventory first,
+// then ssh_config, then the pool's defaults.
+func TestKeepaliveSettingsSources(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	cfgPath := filepath.Join(f.dir, "ssh_config")
+	writeFile(t, cfgPath, "Host *\n  ServerAliveInterval 7\n  ServerAliveCountMax 4\n")
+	var mu sync.Mutex
+	var warned []string
+	p := NewPool(Options{SSHConfigPath: cfgPath, Warnf: func(format string, args ...any) {
+		mu.Lock()
+		warned = append(warned, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}})
+	t.Cleanup(func() { p.Close() })
+	get := func(h HostConfig) *Client {
+		t.Helper()
+		c, err := p.Get(testCtx(t), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	h := f.host("from-config")
+	h.UseSSHConfig = true
+	if c := get(h); c.aliveEvery != 7*time.Second || c.aliveMax != 4 {
+		t.Errorf("ssh_config: %s × %d", c.aliveEvery, c.aliveMax)
+	}
+	h = f.host("from-inventory")
+	h.UseSSHConfig = true
+	h.ServerAliveInterval, h.ServerAliveCountMax = 2*time.Second, 9
+	if c := get(h); c.aliveEvery != 2*time.Second || c.aliveMax != 9 {
+		t.Errorf("inventory: %s × %d", c.aliveEvery, c.aliveMax)
+	}
+	if c := get(f.host("defaults")); c.aliveEvery != 15*time.Second || c.aliveMax != 3 {
+		t.Errorf("defaults: %s × %d", c.aliveEvery, c.aliveMax)
+	}
+	writeFile(t, filepath.Join(f.dir, "bad_config"), "Host *\n  ServerAliveInterval soon\n")
+	p2 := NewPool(Options{SSHConfigPath: filepath.Join(f.dir, "bad_config"), Warnf: func(format string, args ...any) {
+		mu.Lock()
+		warned = append(warned, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}})
+	t.Cleanup(func() { p2.Close() })
+	h = f.host("bad")
+	h.UseSSHConfig = true
+	c, err := p2.Get(testCtx(t), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.aliveEvery != 15*time.Second {
+		t.Errorf("bad value: %s", c.aliveEvery)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(warned) != 1 || !strings.Contains(warned[0], `bad: ssh_config ServerAliveInterval "soon"`) {
+		t.Fatalf("warnings: %q", warned)
 	}
 }
 
 func TestSessionCap(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil) // server refuses the 11th concurrent session, like OpenSSH
+	// One session per command: the cap is what keeps 20 concurrent
+	// commands under the host's MaxSessions.
 	run20 := func(max int) (failed int) {
-		c, err := f.pool(Options{MaxSessionsPerHost: max}).Get(testCtx(t), f.host("web1"))
+		c, err := f.pool(Options{MaxSessionsPerHost: max, OneSessionPerCommand: true}).Get(testCtx(t), f.host("web1"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,7 +33,14 @@ type realSSHD struct {
 // "127.0.0.21:2222") with its own host key, pid file and authorized_keys
 // in a temp dir, and stops it (by its PID) when the test ends. Without
 // sshd the test is skipped, unless $CI is set: then it fails.
-func startRealSSHD(t *testing.T, listen string) *realSSHD {
+func startRealSSHD(t testing.TB, listen string) *realSSHD {
+	t.Helper()
+	return startRealSSHDWith(t, listen, "")
+}
+
+// startRealSSHDWith is startRealSSHD with authorized_keys options for the
+// client key (e.g. a forced command that adds a per-session cost).
+func startRealSSHDWith(t testing.TB, listen, keyOptions string) *realSSHD {
 	t.Helper()
 	if _, err := os.Stat(sshdPath); err != nil {
 		if os.Getenv("CI") != "" {
@@ -70,7 +77,11 @@ func startRealSSHD(t *testing.T, listen string) *realSSHD {
 	userPriv, userSigner := newUserKey(t)
 	s.identity = writeIdentity(t, dir, "id_ed25519", userPriv, "")
 	authKeys := filepath.Join(dir, "authorized_keys")
-	writeFile(t, authKeys, string(ssh.MarshalAuthorizedKey(userSigner.PublicKey())))
+	opts := ""
+	if keyOptions != "" {
+		opts = keyOptions + " "
+	}
+	writeFile(t, authKeys, opts+string(ssh.MarshalAuthorizedKey(userSigner.PublicKey())))
 	s.knownHosts = filepath.Join(dir, "known_hosts")
 
 	// The requested address first; if something else holds it (another
@@ -94,7 +105,7 @@ func startRealSSHD(t *testing.T, listen string) *realSSHD {
 }
 
 // run starts sshd on addr and waits until it logs that it listens.
-func (s *realSSHD) run(t *testing.T, addr, hostKeyPath, authKeys string) error {
+func (s *realSSHD) run(t testing.TB, addr, hostKeyPath, authKeys string) error {
 	conf := filepath.Join(s.dir, "sshd_config")
 	writeFile(t, conf, strings.Join([]string{
 		"ListenAddress " + addr,
@@ -157,7 +168,7 @@ func (s *realSSHD) run(t *testing.T, addr, hostKeyPath, authKeys string) error {
 	return nil
 }
 
-func freePort(t *testing.T, like string) string {
+func freePort(t testing.TB, like string) string {
 	host, _, _ := net.SplitHostPort(like)
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {

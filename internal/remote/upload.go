@@ -89,6 +89,34 @@ func (c *Client) Upload(ctx context.Context, localPath, remotePath, sha256hex st
 	return false, nil
 }
 
+// sftpClient returns the connection's SFTP session, opening it on first
+// use: one session serves every upload to the host (sessions are what
+// the host charges for).
+func (c *Client) sftpClient() (*sftp.Client, error) {
+	c.sftpMu.Lock()
+	defer c.sftpMu.Unlock()
+	if c.sftp != nil {
+		return c.sftp, nil
+	}
+	c.countSession() // the sftp subsystem is a session too
+	sc, err := sftp.NewClient(c.conn, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		return nil, err
+	}
+	c.sftp = sc
+	return sc, nil
+}
+
+// dropSFTP closes sc and forgets it if it is still the connection's.
+func (c *Client) dropSFTP(sc *sftp.Client) {
+	c.sftpMu.Lock()
+	defer c.sftpMu.Unlock()
+	if c.sftp == sc {
+		c.sftp = nil
+	}
+	sc.Close()
+}
+
 func (c *Client) sftpPut(ctx context.Context, f *os.File, localPath, remotePath string) (err error) {
 	if err := c.acquire(ctx); err != nil {
 		return err
@@ -103,14 +131,22 @@ func (c *Client) sftpPut(ctx context.Context, f *os.File, localPath, remotePath 
 		}
 		return fmt.Errorf("%s: upload %s: %s: %w", c.host, localPath, op, e)
 	}
-	sc, err := sftp.NewClient(c.conn, sftp.UseConcurrentWrites(true))
+	sc, err := c.sftpClient()
 	if err != nil {
 		return wrap("sftp", err)
 	}
-	stop := context.AfterFunc(ctx, func() { sc.Close() })
+	// A cancelled upload closes the SFTP session (there is no other way
+	// to stop a write in flight); the next upload opens a new one.
+	stop := context.AfterFunc(ctx, func() { c.dropSFTP(sc) })
 	defer func() {
 		stop()
-		sc.Close()
+		if err != nil {
+			// A refusal (no such directory, not a directory...) leaves the
+			// session usable; anything else may have broken it.
+			if _, werr := sc.Getwd(); werr != nil || ctx.Err() != nil {
+				c.dropSFTP(sc)
+			}
+		}
 	}()
 
 	if dir := path.Dir(remotePath); dir != "." && dir != "/" {

@@ -168,3 +168,59 @@ func TestDialContextTCPAndUnix(t *testing.T) {
 		t.Fatal("not a lost connection")
 	}
 }
+
+// Uploads share one SFTP session. A refused operation (a status from the
+// server) keeps it; a cancelled upload closes it, and the next upload
+// opens a new one and succeeds.
+func TestUploadSharesOneSFTPSession(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	p := f.pool(Options{OneSessionPerCommand: true}) // sessions: commands + SFTP, easy to count
+	c, err := p.Get(testCtx(t), f.host("web1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t)
+	small := filepath.Join(t.TempDir(), "small")
+	sum := writeRandom(t, small, 4096)
+	// Each upload also runs two commands (check, verify), one session
+	// each here.
+	sessions := func() int { return p.Sessions("web1") }
+	if _, err := c.Upload(ctx, small, filepath.Join(f.dir, "a", "small"), sum); err != nil {
+		t.Fatal(err)
+	}
+	if n := sessions(); n != 3 { // check + SFTP + verify
+		t.Fatalf("%d sessions", n)
+	}
+	// The parent "directory" is a file: the server refuses the mkdir.
+	writeFile(t, filepath.Join(f.dir, "blocker"), "")
+	if _, err := c.Upload(ctx, small, filepath.Join(f.dir, "blocker", "small"), sum); err == nil {
+		t.Fatal("upload under a file succeeded")
+	}
+	if _, err := c.Upload(ctx, small, filepath.Join(f.dir, "b", "small"), sum); err != nil {
+		t.Fatal(err)
+	}
+	if n := sessions(); n != 3+1+2 { // the refused upload's check; the next one's check and verify
+		t.Fatalf("%d sessions: the SFTP session was not kept", n)
+	}
+
+	// Cancelled mid-write.
+	big := filepath.Join(t.TempDir(), "big")
+	bigSum := writeRandom(t, big, 64<<20)
+	dst := filepath.Join(f.dir, "c", "big")
+	cctx, cancel := context.WithCancel(ctx)
+	go func() {
+		eventually(10*time.Second, func() bool { st, err := os.Stat(dst + ".part"); return err == nil && st.Size() > 0 })
+		cancel()
+	}()
+	if _, err := c.Upload(cctx, big, dst, bigSum); !errors.Is(err, context.Canceled) {
+		t.Fatalf("want context.Canceled, got %v", err)
+	}
+	before := sessions()
+	if _, err := c.Upload(ctx, big, dst, bigSum); err != nil {
+		t.Fatal(err)
+	}
+	if n := sessions() - before; n != 3 { // check, a new SFTP session, verify
+		t.Fatalf("%d sessions for the upload after a cancel", n)
+	}
+}

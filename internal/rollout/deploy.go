@@ -142,6 +142,9 @@ func (r *hostRun) runDrain(ctx context.Context) (string, error) {
 		r.drain = res
 		return err
 	})
+	if r.drain.Note != "" {
+		r.warn("drain: " + r.drain.Note)
+	}
 	if err != nil && e.cfg.Balancer.CanVerify() && ctx.Err() == nil {
 		// A drain can fail because a reload (or another operator) put the
 		// server back while it waited. Read the balancer's own state and,

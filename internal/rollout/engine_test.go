@@ -21,17 +21,19 @@ import (
 // fakeFleet is a Hosts and a Balancer that records every command in order
 // and fails the test on a command it does not know.
 type fakeFleet struct {
-	t       *testing.T
-	mu      sync.Mutex
-	log     []string           // "web1 stop", "lb drain web1", ...
-	current map[string]string  // host → running version
-	lock    string             // lock file content
-	failOn  map[string]error   // "web1 health 1.1.0" → error
-	up      map[string]bool    // server → in rotation
-	hook    func(string) error // optional, called with every log line
-	missing map[string]bool    // "web3 1.0.0": releases/1.0.0 is not on web3
-	hangOn  map[string]bool    // "web1 stop": hangs until its timeout or its context ends
-	verify  bool               // the balancer reads its state back (CanVerify)
+	t         *testing.T
+	mu        sync.Mutex
+	log       []string           // "web1 stop", "lb drain web1", ...
+	notes     []string           // what the balancer did on its own, for TakeNotes
+	drainNote map[string]string  // server → DrainResult.Note
+	current   map[string]string  // host → running version
+	lock      string             // lock file content
+	failOn    map[string]error   // "web1 health 1.1.0" → error
+	up        map[string]bool    // server → in rotation
+	hook      func(string) error // optional, called with every log line
+	missing   map[string]bool    // "web3 1.0.0": releases/1.0.0 is not on web3
+	hangOn    map[string]bool    // "web1 stop": hangs until its timeout or its context ends
+	verify    bool               // the balancer reads its state back (CanVerify)
 	// sessions are a server's open sessions as States reports them; each
 	// read closes one (-1: never closes).
 	sessions map[string]int
@@ -237,8 +239,18 @@ func (f *fakeFleet) Drain(ctx context.Context, server string) (lb.DrainResult, e
 	}
 	f.mu.Lock()
 	f.up[server] = false
+	note := f.drainNote[server]
 	f.mu.Unlock()
-	return lb.DrainResult{Idle: true, Waited: time.Millisecond}, nil
+	return lb.DrainResult{Idle: true, Waited: time.Millisecond, Note: note}, nil
+}
+
+// TakeNotes implements lb.NoteTaker: the notes are handed over once.
+func (f *fakeFleet) TakeNotes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.notes
+	f.notes = nil
+	return n
 }
 func (f *fakeFleet) Enable(ctx context.Context, server string, timeout time.Duration) error {
 	if err := f.rec(ctx, 0, "lb enable "+server); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/remote"
 )
@@ -99,10 +100,24 @@ func (e *Engine) lbCall(ctx context.Context, d time.Duration, fn func(context.Co
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	err := fn(ctx)
+	e.balancerNotes()
 	if err != nil && ctx.Err() == context.DeadlineExceeded {
 		return fmt.Errorf("%w (no answer within %s)", err, d)
 	}
 	return err
+}
+
+// balancerNotes passes on what the balancer did on its own during a call
+// (a HAProxy reload noticed and the drained servers drained again): the
+// operator hears of it as a warning, never not at all.
+func (e *Engine) balancerNotes() {
+	nt, ok := e.cfg.Balancer.(lb.NoteTaker)
+	if !ok {
+		return
+	}
+	for _, n := range nt.TakeNotes() {
+		e.bus.Emit(event.Event{Type: event.Warning, Message: "balancer: " + n})
+	}
 }
 
 // drainBound bounds a drain (or a re-check before stop): the drain

@@ -48,6 +48,9 @@ type Config struct {
 	// Fault injection.
 	HandshakeDelay  time.Duration // sleep after accept, before the handshake (a hung handshake)
 	IgnoreKeepalive bool          // never answer global requests (a dead peer, for keepalive tests)
+	// KeepaliveDelay, when set, is how long to wait before answering the
+	// n-th global request of a connection (n from 0): a slow, loaded host.
+	KeepaliveDelay func(n int) time.Duration
 
 	// Logf, when set, receives one line per notable event (auth failure,
 	// command start/exit). Never receives secrets.
@@ -65,6 +68,8 @@ type Server struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // every goroutine the server starts
+
+	globalReqs atomic.Int64 // global requests answered, every connection
 
 	mu     sync.Mutex
 	closed bool
@@ -166,6 +171,10 @@ func (s *Server) DropConnections() {
 		c.Close()
 	}
 }
+
+// GlobalRequests reports how many global requests (keepalives) the server
+// has answered, over every connection.
+func (s *Server) GlobalRequests() int { return int(s.globalReqs.Load()) }
 
 // Running reports how many commands the server has started that have not
 // exited yet.
@@ -284,10 +293,20 @@ func (s *Server) serveConn(c net.Conn) {
 	defer cancel()
 
 	s.goAndTrack(func() {
+		n := 0
 		for req := range reqs {
 			if s.cfg.IgnoreKeepalive {
 				continue // a black hole: the client's SendRequest never returns
 			}
+			if s.cfg.KeepaliveDelay != nil {
+				select {
+				case <-time.After(s.cfg.KeepaliveDelay(n)):
+				case <-connCtx.Done():
+					return
+				}
+			}
+			n++
+			s.globalReqs.Add(1)
 			if req.WantReply {
 				// OpenSSH answers keepalive@openssh.com (and anything it
 				// does not know) with failure; any answer proves liveness.
