@@ -374,3 +374,35 @@ func TestPausedRunResumedOrRolledBack(t *testing.T) {
 		})
 	}
 }
+
+// lock break refuses a live lease (exit 4), breaks it with --force, audited
+// with the broken run's id; the dead run is then closed by resume
+// --rollback (nothing switched yet), exit 0.
+func TestLockBreakThenRollbackOfTheDeadRun(t *testing.T) {
+	s := newCrashStage(t)
+	id := killAt(t, s, "stage")
+	code, _, errs := s.relctl("lock", "break")
+	if code != 4 || !strings.Contains(errs, "lease is live") {
+		t.Fatalf("lock break of a live lease: exit %d: %s", code, errs)
+	}
+	code, out, errs := s.relctl("lock", "break", "--force")
+	if code != 0 || !strings.Contains(out, "broke the lock") || !strings.Contains(out, id) {
+		t.Fatalf("lock break --force: exit %d: %s%s", code, out, errs)
+	}
+	lockFree(t, s)
+	code, hist, _ := s.relctl("history", "--json")
+	if code != 0 || !strings.Contains(hist, `"kind":"lock-break"`) || !strings.Contains(hist, `"prev_run":"`+id+`"`) {
+		t.Errorf("history lacks the break of run %s's lock:\n%s", id, hist)
+	}
+	code, out, errs = s.relctl("resume", "--rollback", "--yes", "--plain")
+	if code != 0 || !strings.Contains(out, "nothing to roll back") {
+		t.Fatalf("resume --rollback: exit %d: %s%s", code, out, errs)
+	}
+	s.wantAll("1.0.0")
+	inService(t, s)
+	lockFree(t, s)
+	if code, _, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain"); code != 0 {
+		t.Fatalf("apply after the dead run was closed: exit %d: %s", code, errs)
+	}
+	s.wantAll("1.1.0")
+}

@@ -227,6 +227,24 @@ func TestEveryFlowFromEveryJournalState(t *testing.T) {
 			"torn last line":  {4, "did not finish"},
 			"unfinished at *": {4, "did not finish"},
 		}},
+		{"apply --plan", func(e *Env) (*Prepared, error) {
+			saved, err := e.PlanUpgrade(ctx, UpgradeOptions{To: "1.4.0", Preview: true})
+			if err != nil {
+				return nil, err
+			}
+			data, err := plan.MarshalJSONIndent(saved.Plan)
+			if err != nil {
+				return nil, err
+			}
+			return e.LoadPlan(ctx, data, "plan.json")
+		}, map[string]answer{
+			"none":            {0, "upgrade web1,web2,web3,web4,web5"},
+			"finished":        {0, "upgrade web2,web3,web4,web5"},
+			"unreadable":      {1, ".jsonl:21: not an event"},
+			"paused":          {4, "did not finish"},
+			"torn last line":  {4, "did not finish"},
+			"unfinished at *": {4, "did not finish"},
+		}},
 		{"resume", func(e *Env) (*Prepared, error) { return e.PlanResume(ctx, false) }, map[string]answer{
 			"none":            {0, "no unfinished run"},
 			"finished":        {0, "no unfinished run"},
