@@ -48,7 +48,7 @@ func runApply(ctx context.Context, ios *IO, inv *fleet.Inventory, o *ApplyOption
 	}
 	if pr.Nothing == "" && wantTUI(ios, o.Out) {
 		env.Conn.Pool.Close()
-		return runTUI(ctx, ios, inv, o.Conn, tui.Options{Plan: pr.Plan}, nil)
+		return runTUI(ctx, ios, inv, o.Conn, tui.Options{Plan: pr.Plan}, nil, pr)
 	}
 	return showConfirmRun(ctx, ios, env, pr, o.Out, true)
 }

@@ -204,13 +204,19 @@ type trafficBackend struct {
 
 // runTUI opens the TUI on inv and maps how its last run ended to an exit
 // code. traffic, when not nil, feeds the live traffic panel (the demo).
-func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o tui.Options, traffic tui.TrafficSource) error {
+//
+// prepared, when given, is how o.Plan was prepared (apply's --force): the
+// TUI's start of that plan goes on with it.
+func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o tui.Options, traffic tui.TrafficSource, prepared ...*ops.Prepared) error {
 	env, err := newEnv(ios, inv, cf)
 	if err != nil {
 		return err
 	}
 	defer env.Conn.Pool.Close()
 	tb := &tuiBackend{ctx: ctx, ios: ios, env: env}
+	for _, pr := range prepared {
+		_, _ = tb.keep(pr, nil)
+	}
 	var b tui.Backend = tb
 	if traffic != nil {
 		b = trafficBackend{tb, traffic}
