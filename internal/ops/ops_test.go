@@ -491,3 +491,11 @@ func TestResumeOfARollbackThatDiedBeforeTheLock(t *testing.T) {
 		t.Fatalf("with the original alive: %v", err)
 	}
 }
+
+func TestNextPatch(t *testing.T) {
+	for v, want := range map[string]string{"1.1.0": "1.1.1", "2.0.9": "2.0.10", "1.4.0-rc1": "1.4.1", "7": "8", "v1.x": "a new version"} {
+		if got := nextPatch(v); got != want {
+			t.Errorf("nextPatch(%s) = %s, want %s", v, got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/relctl/relctl/internal/fleet"
@@ -370,14 +371,13 @@ func plural(n int, s string) string {
 // nextPatch is the version to build instead of an immutable one: v with
 // its last number one higher ("1.1.0" → "1.1.1").
 func nextPatch(v string) string {
-	core, pre, _ := strings.Cut(v, "-")
+	core, _, _ := strings.Cut(v, "-")
 	i := strings.LastIndexByte(core, '.')
-	n := 0
-	if _, err := fmt.Sscanf(core[i+1:], "%d", &n); err != nil {
+	n, err := strconv.Atoi(core[i+1:])
+	if err != nil {
 		return "a new version"
 	}
-	_ = pre
-	return fmt.Sprintf("%s%d", core[:i+1], n+1)
+	return core[:i+1] + strconv.Itoa(n+1)
 }
 
 func (e *Env) host(name string) (fleet.Host, bool) {

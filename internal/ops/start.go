@@ -141,13 +141,3 @@ func (r *Run) Wait(ctx context.Context) rollout.Result {
 	}
 	return res
 }
-
-// Close releases the run's journal without running it (a front end that
-// gave up before Wait).
-func (r *Run) Close() error {
-	err := r.journal.Close()
-	if r.fresh {
-		_ = os.Remove(r.journal.Path())
-	}
-	return err
-}
