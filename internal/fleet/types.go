@@ -13,7 +13,7 @@ import (
 	"text/template"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Inventory is a parsed, defaulted and validated fleet.yaml. The key names are
