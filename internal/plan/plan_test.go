@@ -423,6 +423,13 @@ func TestDowngrade(t *testing.T) {
 	if _, err := Downgrade(inv, obs, DowngradeOptions{To: "1.4.0"}); err == nil {
 		t.Error("a downgrade without a reason was accepted")
 	}
+	// --to is a release version here too, said as such (not "not declared").
+	for _, v := range []string{"latest", "v1.4.0", "1.4", ""} {
+		_, err := Downgrade(inv, obs, DowngradeOptions{To: v, Reason: "x"})
+		if !errors.Is(err, version.ErrInvalid) || !strings.HasPrefix(err.Error(), "--to: ") {
+			t.Errorf("downgrade --to %q: err = %v, want the release-version error", v, err)
+		}
+	}
 }
 
 func TestFingerprint(t *testing.T) {
