@@ -295,6 +295,10 @@ func (l *loader) check(n *yaml.Node, t reflect.Type, path string) bool {
 			fields[tag] = f.Type
 			names = append(names, tag)
 		}
+		given := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			given[n.Content[i].Value] = true
+		}
 		seen := map[string]int{}
 		kept := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -310,7 +314,9 @@ func (l *loader) check(n *yaml.Node, t reflect.Type, path string) bool {
 				msg := fmt.Sprintf("unknown key %q", k.Value)
 				if s := suggest(k.Value, names); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
-					l.reported[join(path, s)] = true // no "s is required" on top
+					if !given[s] {
+						l.reported[join(path, s)] = true // no "s is required" on top
+					}
 				}
 				l.add(k.Line, path, "%s", msg)
 				l.reported[kp] = true

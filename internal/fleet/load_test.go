@@ -232,6 +232,10 @@ func TestNoEchoes(t *testing.T) {
 		{"misspelt required key", func(s string) string {
 			return strings.Replace(s, "{name: web2, address: 10.0.0.12}", "{name: web2, adress: 10.0.0.12}", 1)
 		}, `fleet.yaml:12: hosts[1] (web2): unknown key "adress" (did you mean "address"?)`},
+		{"a misspelt key beside the real one hides nothing", func(s string) string {
+			return strings.Replace(s, "{name: web2, address: 10.0.0.12}", "{name: web2, address: \"10.0.0.12;x\", adress: 10.0.0.12}", 1)
+		}, `fleet.yaml:12: hosts[1] (web2): unknown key "adress" (did you mean "address"?)
+fleet.yaml:12: hosts[1] (web2).address: address "10.0.0.12;x" holds characters an address cannot have`},
 		{"required key of the wrong kind", func(s string) string { return strings.Replace(s, "app: shop", "app: [shop]", 1) },
 			`fleet.yaml:1: app: must be a single value, not a list`},
 		{"hosts not a list", func(s string) string { return s[:strings.Index(s, "hosts:")] + "hosts: web1\n" },
