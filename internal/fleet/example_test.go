@@ -116,3 +116,65 @@ func TestKeyPathsCoversNested(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleCommentedKeysParse uncomments the keys fleet.example.yaml shows
+// only in comments (the nginx and exec balancer keys, every key of a host)
+// and loads the result: what the example shows must be a valid inventory.
+func TestExampleCommentedKeysParse(t *testing.T) {
+	data, err := os.ReadFile("../../fleet.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(data)
+	haproxyEndpoints := regexp.MustCompile(`(?m)^  endpoints: .*\n(    - .*\n)+`)
+	if !haproxyEndpoints.MatchString(src) {
+		t.Fatal("the example's balancer endpoints moved; update this test")
+	}
+	// uncomment turns "  #   key: v" (and deeper "  #     key: v") of the
+	// given keys into YAML at the indentation the comment shows.
+	uncomment := func(s string, keys ...string) string {
+		re := regexp.MustCompile(`(?m)^  #   (\s*)(` + strings.Join(keys, "|") + `):`)
+		return re.ReplaceAllString(s, "  $1$2:")
+	}
+	t.Run("nginx", func(t *testing.T) {
+		s := strings.Replace(src, "  kind: haproxy ", "  kind: nginx   ", 1)
+		s = haproxyEndpoints.ReplaceAllString(s, "  endpoints: [{ssh: lb1.example.com}]\n")
+		s = uncomment(s, "upstream_file", "nginx", "idle_check")
+		inv, err := Parse("fleet.example.yaml", []byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := inv.Balancer
+		if b.Kind != BalancerNginx || b.UpstreamFile != "/etc/nginx/conf.d/shop-upstream.conf" || b.Nginx != "sudo nginx" || !strings.Contains(b.IdleCheck, "{{.Address}}") {
+			t.Errorf("nginx keys: %+v", b)
+		}
+	})
+	t.Run("exec", func(t *testing.T) {
+		s := strings.Replace(src, "  kind: haproxy ", "  kind: exec    ", 1)
+		s = haproxyEndpoints.ReplaceAllString(s, "")
+		s = uncomment(s, "commands", "drain", "enable", "state")
+		inv, err := Parse("fleet.example.yaml", []byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := inv.Balancer.Commands; c.Drain == "" || c.Enable == "" || c.State == "" {
+			t.Errorf("exec commands: %+v", c)
+		}
+	})
+	t.Run("every key of a host", func(t *testing.T) {
+		i := strings.Index(src, "  # Every key of a host:")
+		if i < 0 {
+			t.Fatal("the example's host block moved; update this test")
+		}
+		block := strings.Replace(src[i:], "  #   name:", "  - name:", 1)
+		block = regexp.MustCompile(`(?m)^  #   `).ReplaceAllString(block, "    ")
+		inv, err := Parse("fleet.example.yaml", []byte(src[:i]+block))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := inv.Hosts[len(inv.Hosts)-1]
+		if h.Name != "web6" || h.Upstream != "10.0.0.16:8080" || h.SSH.Port != 2222 || h.SSH.Jump == "" || len(h.SSH.KnownHosts) != 2 || h.Vars["port"] != "8081" || !h.HasLabel("canary") {
+			t.Errorf("host keys: %+v", h)
+		}
+	})
+}
