@@ -6,6 +6,7 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 
+	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/plan"
 )
 
@@ -47,11 +48,14 @@ func (m *model) dialogText(w int) (string, []string, bool) {
 		if len(flight) > 0 {
 			s = fmt.Sprintf("In flight now: %s. They finish their switch or are reverted; nothing further starts; the lock is released.", joinLimited(flight, 200))
 		}
-		return "Abort the run?", []string{s, "Hosts already switched stay on the new version (r rolls them back instead).", "", "y abort · n keep going"}, true
+		return "Abort the run?", []string{s, m.staysText(), "", m.keyLine()}, true
 	case dlgQuit:
-		return "A run is in progress. Quit?", []string{
-			"Quitting aborts the run: the hosts in flight finish their switch or are reverted, nothing further starts, and relctl exits once the run has ended. It never abandons a host mid-switch.",
-			"", "y abort and quit · n stay"}, true
+		lines := []string{"Quitting aborts the run: the hosts in flight finish their switch or are reverted, nothing further starts, and relctl exits once the run has ended. It never abandons a host mid-switch.",
+			m.staysText()}
+		if m.run.gate != nil {
+			lines[0] = "Quitting answers the gate with abort: nothing further starts, and relctl exits once the run has ended."
+		}
+		return "A run is in progress. Quit?", append(lines, "", m.keyLine()), true
 	case dlgUnfinished:
 		return m.unfinishedText(w)
 	}
@@ -65,7 +69,7 @@ func (m *model) startText() (string, []string, bool) {
 		return "Start the EMERGENCY DOWNGRADE?", []string{
 			fmt.Sprintf("%s → %s on %d host(s), batches %s, no canary pause, no migrations.", p.From, p.To, len(hosts), batchText(p)),
 			"Reason (audited): " + p.Reason,
-			"", "y start the downgrade · n back to the plan"}, true
+			"", m.keyLine()}, true
 	}
 	lines := []string{fmt.Sprintf("%s %s → %s on %d host(s), batches %s.", p.Kind, p.From, p.To, len(hosts), batchText(p))}
 	if p.Settings.PauseAfterCanary {
@@ -77,7 +81,10 @@ func (m *model) startText() (string, []string, bool) {
 			break
 		}
 	}
-	lines = append(lines, "", "y start · n back to the plan")
+	if m.lock != nil {
+		lines = append(lines, m.st.badStrong.Render(fmt.Sprintf("The fleet is LOCKED by %s (run %s): the start will be refused.", m.lock.Owner, m.lock.RunID)))
+	}
+	lines = append(lines, "", m.keyLine())
 	return fmt.Sprintf("Start this %s?", p.Kind), lines, false
 }
 
@@ -89,53 +96,97 @@ func batchText(p *plan.Plan) string {
 	return strings.Join(bs, ", ")
 }
 
+// keyLine is the dialog's keys, from the bindings that work now: a key
+// the dialog names always does what it says.
+func (m *model) keyLine() string {
+	var parts []string
+	for _, b := range m.keys.ShortHelp() {
+		if !b.Enabled() || b.Help().Key == m.keys.Help.Help().Key {
+			continue
+		}
+		parts = append(parts, b.Help().Key+" "+b.Help().Desc)
+	}
+	return strings.Join(parts, " · ")
+}
+
+// staysText says what stays switched when the run stops without a
+// rollback, and whether r could send it back instead.
+func (m *model) staysText() string {
+	r := m.run
+	var switched []string
+	for _, h := range r.rows {
+		if h.state == event.HostInService && r.orig != nil && h.version != "" && h.version != r.orig.From {
+			switched = append(switched, h.name+" ("+h.version+")")
+		}
+	}
+	if len(switched) == 0 {
+		return "No host has been switched: the fleet stays as it was."
+	}
+	s := fmt.Sprintf("These stay switched: %s.", joinLimited(switched, 300))
+	if info := r.rollbackNow(); info.ok && len(info.hosts) > 0 {
+		s += fmt.Sprintf(" To send %d of them back to %s instead, answer n and press r.", len(info.hosts), info.to)
+	} else if !info.ok {
+		s += " Rollback is not possible now (" + info.why + "): only an emergency downgrade goes back."
+	}
+	return s
+}
+
 func (m *model) gateText() (string, []string, bool) {
 	g := m.run.gate
 	if g == nil {
 		return "", nil, false
 	}
 	if g.failed {
-		return "Paused after a failure", []string{g.message, "",
-			"p go on · r roll back every switched host · a abort · s stop here (resume later with relctl resume)"}, true
-	}
-	var canary []string
-	for _, h := range m.run.rows {
-		if h.state == "in service" {
-			canary = append(canary, h.name)
-		}
+		return "Paused after a failure", []string{g.message, "", m.keyLine()}, true
 	}
 	lines := []string{g.message}
+	// The canary: the hosts in service on the gate's own target version,
+	// with their health checks.
+	var canary []string
+	for _, h := range m.run.rows {
+		if h.state == event.HostInService && (g.to == "" || h.version == g.to) {
+			c := h.name
+			if h.health != "" {
+				c += " (" + h.health + ")"
+			}
+			canary = append(canary, c)
+		}
+	}
 	if len(canary) > 0 {
-		lines = append(lines, "In service on the new version: "+joinLimited(canary, 200)+".")
+		lines = append(lines, fmt.Sprintf("In service on %s: %s.", g.to, joinLimited(canary, 300)))
+	} else {
+		lines = append(lines, "No host is in service on "+g.to+" yet.")
 	}
 	if m.o.Demo && m.traffic != nil {
 		lines = append(lines, fmt.Sprintf("Traffic so far: %d requests, %d failed.", m.traffic.Requests, m.traffic.Failed))
 	}
-	lines = append(lines, "", "p promote to the rest of the fleet · r roll back… · a abort…")
+	if info := m.run.rollbackNow(); info.ok {
+		lines = append(lines, fmt.Sprintf("r sends %s back to %s.", joinLimited(info.hosts, 200), info.to))
+	} else {
+		lines = append(lines, "Rollback is not possible here: "+info.why+".")
+	}
+	lines = append(lines, "", m.keyLine())
 	return "Canary gate: promote or roll back?", lines, false
 }
 
-// rollbackText lists exactly the hosts that go back.
+// rollbackText lists exactly the hosts that go back, as plan.Rollback
+// plans them.
 func (m *model) rollbackText(w int) (string, []string, bool) {
-	hosts := m.run.rollbackHosts()
+	info := m.run.rollbackNow()
+	if !info.ok {
+		return "Rollback refused", []string{info.why, "", m.keyLine()}, true
+	}
+	hosts := info.hosts
 	if len(hosts) == 0 {
-		return "Roll back?", []string{"No host has been switched yet: the run stops and nothing needs to go back.", "", "y stop the run · n keep going"}, true
+		return "Roll back?", []string{"No host has been switched yet: the run stops and nothing needs to go back.", "", m.keyLine()}, true
 	}
-	back := make([]string, len(hosts))
-	for i, h := range hosts {
-		back[len(hosts)-1-i] = h
-	}
-	to := m.run.orig.From
-	if m.run.hop >= 0 && m.run.hop < len(m.run.orig.Hops) {
-		to = m.run.orig.Hops[m.run.hop].From
-	}
-	lines := []string{fmt.Sprintf("These %d host(s) go back to %s, one at a time, in this order (after the hosts in flight):", len(hosts), to)}
-	lines = append(lines, wrapList(back, w, 6)...)
-	lines = append(lines, "Every other host has not been touched and stays as it is.")
+	lines := []string{fmt.Sprintf("These %d host(s) go back to %s, one at a time, in this order (after the hosts in flight):", len(hosts), info.to)}
+	lines = append(lines, wrapList(hosts, w, 6)...)
+	lines = append(lines, "Every other host stays as it is.")
 	if m.pausedForDialog {
 		lines = append(lines, "The run is paused while you decide: no other host starts.")
 	}
-	lines = append(lines, "", "y roll back · n keep going")
+	lines = append(lines, "", m.keyLine())
 	return fmt.Sprintf("Roll back %d host(s)?", len(hosts)), lines, true
 }
 
@@ -163,11 +214,9 @@ func (m *model) unfinishedText(w int) (string, []string, bool) {
 	for _, name := range sortedKeys(u.LeftDrained) {
 		lines = append(lines, m.st.badStrong.Render("LEFT DRAINED "+name+": "+u.LeftDrained[name]))
 	}
-	keys := "c continue it · r roll it back · esc decide later"
 	if u.PostMigrated {
 		lines = append(lines, "Its post-migrate ran: rollback is refused (use an emergency downgrade, d on the fleet).")
-		keys = "c continue it · esc decide later"
 	}
-	lines = append(lines, "", keys)
+	lines = append(lines, "", m.keyLine())
 	return title, lines, true
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/observe"
@@ -23,22 +24,6 @@ func (m *model) fleetRows() []int {
 		}
 	}
 	return out
-}
-
-func (m *model) listLen() int {
-	switch m.screen {
-	case screenFleet:
-		return len(m.fleetRows())
-	case screenRun:
-		if m.run == nil {
-			return 0
-		}
-		if m.filter.Value() == "" {
-			return len(m.run.rows)
-		}
-		return len(m.runRows())
-	}
-	return 0
 }
 
 // renderFleet: a summary line, the host table and the target list.
@@ -105,6 +90,9 @@ func (m *model) fleetSummary(w int) string {
 		}
 	}
 	s := strings.Join(parts, " · ")
+	if m.fleetStale {
+		s = m.st.warn.Render("STALE: from before the run, refreshing") + " · " + s
+	}
 	if len(m.servers) > 0 {
 		if down == 0 {
 			s += " · " + m.st.ok.Render("balancer: all UP")
@@ -206,7 +194,18 @@ func (m *model) targetPanel(w int) string {
 		b.WriteString(m.st.colHead.Render("GO TO"))
 	}
 	ts := m.pickable()
-	if len(ts) == 0 {
+	switch {
+	case m.downgradePick && !m.down.probed:
+		b.WriteString("\n" + m.st.dim.Render(" asking the planner…"))
+	case m.downgradePick && len(ts) == 0:
+		from := m.down.running
+		if from == "" {
+			from = "the running version"
+		}
+		for _, l := range strings.Split(ansi.Wordwrap(" no declared downgrade path from "+from+" (downgrade_to in the releases table)", w, ""), "\n") {
+			b.WriteString("\n" + m.st.warn.Render(l))
+		}
+	case len(ts) == 0:
 		b.WriteString("\n" + m.st.dim.Render(" no version available"))
 	}
 	running := map[string]int{}
@@ -223,6 +222,12 @@ func (m *model) targetPanel(w int) string {
 			line = m.st.selected.Render(cell("▸ "+strings.TrimPrefix(line, "  "), w))
 		}
 		b.WriteString("\n" + line)
+	}
+	if m.downgradePick && m.down.running != "" {
+		b.WriteString("\n" + m.st.dim.Render(cell("  "+m.down.running+" running now", w)))
+	}
+	if m.downgradePick && len(m.down.refused) > 0 {
+		b.WriteString("\n" + m.st.dim.Render(cell(fmt.Sprintf(" %d other version(s): no declared path", len(m.down.refused)), w)))
 	}
 	if m.planning {
 		b.WriteString("\n\n" + m.st.dim.Render(" planning…"))
