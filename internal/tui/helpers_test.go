@@ -40,6 +40,7 @@ rollout: {batches: [1, 2, "25%"], pause_after_canary: true, on_failure: rollback
 emergency: {batches: ["50%"], drain_timeout: 5s}
 releases:
   "1.4.0": {upgrade_from: ">=1.0.0", downgrade_to: ["1.3.2"]}
+  "2.0.0": {upgrade_from: ">=1.4.0", downgrade_to: ["1.4.0"]}
 hosts:
 `)
 	for i := 1; i <= n; i++ {
@@ -217,21 +218,24 @@ func (s *script) state(host string, st event.HostState, v, msg string) *script {
 }
 
 // deployStart takes a host up to "switching".
-func (s *script) deployStart(host string) *script {
-	id := "deploy/" + host
+func (s *script) deployStart(host string) *script { return s.deployStartID("deploy/"+host, host) }
+
+func (s *script) deployStartID(id, host string) *script {
 	s.step(id, host)
 	s.state(host, event.HostDraining, "", "")
 	s.add(event.Event{Type: event.ActionStarted, Step: id, Host: host, Action: plan.ActionDrain})
 	s.add(event.Event{Type: event.ActionDone, Step: id, Host: host, Action: plan.ActionDrain, Status: event.StatusOK, Message: "out of rotation, idle after 120ms"})
 	s.state(host, event.HostStopping, "", "")
 	s.add(event.Event{Type: event.StepOutput, Step: id, Host: host, Stream: "stdout", Line: "shop: stopping (pid 4242)"})
+	s.add(event.Event{Type: event.ActionDone, Step: id, Host: host, Action: plan.ActionSwitch, Status: event.StatusOK})
 	s.state(host, event.HostSwitching, "", "")
 	return s
 }
 
 // deployEnd finishes a host started with deployStart, in service on v.
-func (s *script) deployEnd(host, v string) *script {
-	id := "deploy/" + host
+func (s *script) deployEnd(host, v string) *script { return s.deployEndID("deploy/"+host, host, v) }
+
+func (s *script) deployEndID(id, host, v string) *script {
 	s.state(host, event.HostStarting, "", "")
 	s.add(event.Event{Type: event.StepOutput, Step: id, Host: host, Stream: "stdout", Line: "shop " + v + " listening on :8080"})
 	s.state(host, event.HostChecking, "", "")

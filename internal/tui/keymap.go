@@ -87,7 +87,7 @@ func newKeyMap() keyMap {
 		Resume:     b([]string{"space"}, "space", "resume"),
 		Abort:      b([]string{"a"}, "a", "abort…"),
 		Rollback:   b([]string{"r"}, "r", "roll back…"),
-		NoRollback: b([]string{"r"}, "r", "off — past post-migrate: use an emergency downgrade (d)"),
+		NoRollback: b([]string{"r"}, "r", "off (past post-migrate)"),
 
 		Yes:          b([]string{"y", "enter"}, "y", "yes"),
 		No:           b([]string{"n", "esc"}, "n/esc", "no"),

@@ -107,7 +107,7 @@ func (v *logView) update(msg tea.KeyPressMsg, k keyMap, lines []logLine, w, h in
 		}
 	case key.Matches(msg, k.Search):
 		v.searching = true
-		v.search.SetValue(v.query)
+		v.search.SetValue("")
 		v.search.SetWidth(max(w-12, 10))
 		return false, v.search.Focus()
 	case key.Matches(msg, k.NextMatch):

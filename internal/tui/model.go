@@ -981,7 +981,7 @@ func (m *model) syncKeys() {
 			k.Rollback.SetEnabled(ok)
 			k.NoRollback.SetEnabled(!ok && m.run.pastNoReturn())
 			k.Downgrade.SetEnabled(m.run.pastNoReturn() && !m.downgradeAfter)
-			k.Downgrade.SetHelp("d", "downgrade after this run…")
+			k.Downgrade.SetHelp("d", "downgrade after the run")
 		}
 	}
 }
@@ -1079,7 +1079,7 @@ func (m *model) syncDialogKeys() {
 			k.Promote.SetHelp("p", "promote")
 		}
 	case dlgUnfinished:
-		k.only(&k.ResumeRun, &k.No, &k.Quit)
+		k.only(&k.ResumeRun, &k.No, &k.Help, &k.Quit)
 		k.RollbackRun.SetEnabled(m.o.Unfinished != nil && !m.o.Unfinished.PostMigrated)
 		k.No.SetHelp("esc", "later")
 	}

@@ -173,13 +173,6 @@ func (m *model) infoLine(w int) string {
 		}
 		parts = append(parts, "elapsed "+clock(end.Sub(r.startTime)))
 	}
-	d, ongoing := r.sideBySide(m.now)
-	switch {
-	case ongoing:
-		parts = append(parts, m.st.warn.Render("old+new side by side "+clock(d)))
-	case r.wasMixed:
-		parts = append(parts, "old+new served side by side for "+clock(d))
-	}
 	if r.pnr != "" && !r.finished {
 		if r.pastNoReturn() {
 			parts = append(parts, m.st.pnr.Render("past the point of no return"))
@@ -189,6 +182,13 @@ func (m *model) infoLine(w int) string {
 	}
 	if r.lockLost != "" {
 		parts = append(parts, m.st.badStrong.Render("LOCK LOST"))
+	}
+	d, ongoing := r.sideBySide(m.now)
+	switch {
+	case ongoing:
+		parts = append(parts, m.st.warn.Render("old+new side by side "+clock(d)))
+	case r.wasMixed:
+		parts = append(parts, "old+new served side by side for "+clock(d))
 	}
 	if r.note != "" {
 		parts = append(parts, m.st.dim.Render(r.note))

@@ -361,6 +361,7 @@ func (r *runState) apply(e event.Event) {
 		r.control(e)
 	case event.RunFinished:
 		r.finished, r.outcome, r.summary, r.errText = true, e.Outcome, e.Summary, e.Error
+		r.applySummary(e.Summary)
 		r.gate = nil
 		r.phase = "finished: " + string(e.Outcome)
 		r.updateMix(e.Time, true)
@@ -655,4 +656,25 @@ func (r *runState) pastNoReturn() bool {
 	}
 	ok, _ := r.canRollback()
 	return !ok && !r.inRollback && !r.finished
+}
+
+// applySummary makes the host list agree with the run's summary, the
+// engine's last word on every host it touched.
+func (r *runState) applySummary(s *event.Summary) {
+	if s == nil {
+		return
+	}
+	for h, v := range s.Versions {
+		r.row(h).version = v
+	}
+	for _, h := range s.RolledBack {
+		r.row(h).state = event.HostRolledBack
+	}
+	for _, h := range s.Failed {
+		r.row(h).state = event.HostFailed
+	}
+	for h, why := range s.LeftDrained {
+		row := r.row(h)
+		row.state, row.msg = event.HostLeftDrained, strings.TrimPrefix(why, h+": ")
+	}
 }

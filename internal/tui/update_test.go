@@ -206,7 +206,7 @@ func TestRollbackDisabledPastPointOfNoReturn(t *testing.T) {
 		t.Fatal("r is enabled after post-migrate started")
 	}
 	help := screenText(m)
-	if !strings.Contains(help, "past post-migrate: use an emergency downgrade") {
+	if !strings.Contains(help, "r off (past post-migrate)") || !strings.Contains(help, "d downgrade after the run") {
 		t.Fatalf("the help does not say why:\n%s", help)
 	}
 	press(t, m, "r")
