@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -999,7 +1000,10 @@ func (m *model) syncListKeys() {
 	k.Up.SetHelp("↑/k", "host up")
 	k.Down.SetHelp("↓/j", "host down")
 	k.Filter.SetEnabled(len(m.run.rows) > 0)
-	k.Sort.SetEnabled(len(m.run.rows) > 1)
+	// s is offered only when it would reorder the list.
+	other := m.list
+	other.byName = !other.byName
+	k.Sort.SetEnabled(len(m.run.rows) > 1 && !slices.Equal(order, other.order(m.run, m.filter.Value())))
 	if m.list.byName {
 		k.Sort.SetHelp("s", "failed and in flight first")
 	} else {

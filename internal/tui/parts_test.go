@@ -119,11 +119,6 @@ func TestOutputPaneStopsAtItsStart(t *testing.T) {
 	}
 }
 
-// doneModel is a finished three-host run.
-func doneModel(t *testing.T, w, h int) *model {
-	return screens["done"](t, w, h)
-}
-
 func TestDoneKeepsHostListFilterAndLogs(t *testing.T) {
 	m := doneModel(t, 80, 24)
 	press(t, m, "down")

@@ -34,8 +34,11 @@ func (m *model) renderFleet(w, h int) string {
 		dh = lipgloss.Height(dlg)
 	}
 	tw := targetPanelWidth
-	if w < 60 {
+	switch {
+	case w < 50:
 		tw = 0
+	case w < 80:
+		tw = 20
 	}
 	listH := max(h-2-dh, 1)
 	hostW := w - tw
@@ -227,7 +230,10 @@ func (m *model) targetPanel(w int) string {
 		b.WriteString("\n" + m.st.dim.Render(cell("  "+m.down.running+" running now", w)))
 	}
 	if m.downgradePick && len(m.down.refused) > 0 {
-		b.WriteString("\n" + m.st.dim.Render(cell(fmt.Sprintf(" %d other version(s): no declared path", len(m.down.refused)), w)))
+		text := fmt.Sprintf(" not offered: %s (no declared downgrade path)", strings.Join(sortedKeys(m.down.refused), ", "))
+		for _, l := range strings.Split(ansi.Wordwrap(text, w-1, ""), "\n") {
+			b.WriteString("\n" + m.st.dim.Render(" "+strings.TrimSpace(l)))
+		}
 	}
 	if m.planning {
 		b.WriteString("\n\n" + m.st.dim.Render(" planning…"))

@@ -472,9 +472,7 @@ func (r *runState) batchText(s plan.Step) string {
 	if r.inRollback {
 		b.WriteString("rollback")
 	} else if len(r.plan.Hops) > 0 {
-		if len(r.plan.Hops) > 1 {
-			fmt.Fprintf(&b, "hop %d/%d ", s.Hop+1, len(r.plan.Hops))
-		}
+		// The hop number is on the progress line ("· hop 1/2").
 		h := r.plan.Hops[min(max(s.Hop, 0), len(r.plan.Hops)-1)]
 		fmt.Fprintf(&b, "deploy %s → %s", h.From, h.To)
 	}
