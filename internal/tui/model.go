@@ -13,8 +13,6 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/relctl/relctl/internal/event"
-	"github.com/relctl/relctl/internal/lb"
-	"github.com/relctl/relctl/internal/observe"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
 )
@@ -43,13 +41,12 @@ const (
 	dlgUnfinished            // an earlier run did not finish: resume / roll back
 )
 
-// model is the one root model. Update dispatches to handleKey,
-// handleEvents and handleResize; no Update path does I/O.
+// model is the root model. It routes messages to its parts, which own
+// their state and render themselves: the fleet pane, the plan pane, the
+// run pane (its host list and log view are parts of their own), and the
+// dialogs. The parts are embedded so that their state reads as the
+// model's; no Update path does I/O.
 type model struct {
-	// pausedForDialog: r paused the run so that the rollback confirmation
-	// lists exactly the hosts that will go back; n resumes it.
-	pausedForDialog bool
-
 	ctx  context.Context
 	b    Backend
 	o    Options
@@ -57,9 +54,8 @@ type model struct {
 	st   styles
 	help help.Model
 
-	w, h  int
-	now   time.Time
-	frame int // spinner frame
+	w, h int
+	ticks
 
 	screen    screen
 	emergency bool // the red emergency downgrade session
@@ -67,62 +63,24 @@ type model struct {
 	notice    string // one line for the operator, cleared by the next key
 	err       string // the last error, shown until the screen changes
 
-	// fleet
-	hosts         []observe.Host
-	lock          *rollout.LockInfo
-	servers       map[string][]lb.ServerState
-	targets       []string
-	targetCur     int
-	loading       bool
-	fleetErr      string
-	downgradePick bool // the target list picks an emergency downgrade target
-	// fleetStale: the fleet data is from before the last run; it stays
-	// marked until a refresh asked for after the run answers.
-	fleetStale bool
-	refreshGen int // refreshes asked for
-	freshGen   int // the first refresh whose answer is not stale
-	// down is the downgrade picker's list, as the planner answered it.
-	down downPick
-
-	// plan preview
-	plan     *plan.Plan
-	planTop  int // first visible line of the plan
-	planning bool
-
 	// emergency downgrade reason
 	reason textinput.Model
 	downTo string
 
-	// host list filter and scroll (fleet and run views)
+	// the host filter, shared by the fleet and run host lists
 	filter    textinput.Model
 	filtering bool
-	cursor    int
-	offset    int
-	// the run's host list, its log view and the done screen's timeline
-	list         hostList
-	logv         *logView
-	showTimeline bool
 
-	// run
-	run            *runState
-	handle         Handle
-	events         <-chan event.Event
-	resuming       bool
-	starting       bool
-	ticking        bool
-	quitting       bool // abort sent: quit once the run has finished
-	downgradeAfter bool // open the emergency downgrade when the run ends
-	traffic        *TrafficStats
-	lastTraffic    time.Time
-	outScroll      int // output pane: lines scrolled back from the bottom
-
-	// the last run's end, for Run's return
-	outcome event.Outcome
-	summary *event.Summary
+	fleetPane
+	planPane
+	runPane
 }
 
 func newModel(ctx context.Context, b Backend, o Options) *model {
-	m := &model{ctx: ctx, b: b, o: o, keys: newKeyMap(), st: newStyles(), help: help.New(), loading: true}
+	m := &model{ctx: ctx, b: b, o: o, keys: newKeyMap(), st: newStyles(), help: help.New()}
+	m.fleetPane = fleetPane{st: &m.st, filter: &m.filter, loading: true}
+	m.planPane = planPane{st: &m.st}
+	m.runPane = runPane{st: &m.st, filter: &m.filter, clk: &m.ticks}
 	m.help.Styles = m.st.help
 	m.reason = textinput.New()
 	m.reason.Placeholder = "what is wrong in production"
@@ -284,23 +242,7 @@ func (m *model) refresh() tea.Cmd {
 }
 
 func (m *model) handleFleet(msg fleetMsg) {
-	if msg.gen > 0 && msg.gen < m.refreshGen {
-		return // a newer refresh is under way
-	}
-	m.loading = false
-	if msg.gen >= m.freshGen {
-		m.fleetStale = false
-	}
-	m.hosts, m.lock, m.targets = msg.hosts, msg.lock, msg.targets
-	m.servers = map[string][]lb.ServerState{}
-	for _, s := range msg.servers {
-		m.servers[s.Server] = append(m.servers[s.Server], s)
-	}
-	m.fleetErr = ""
-	if msg.err != nil {
-		m.fleetErr = msg.err.Error()
-	}
-	m.targetCur = min(m.targetCur, max(len(m.pickable())-1, 0))
+	m.fleetPane.apply(msg)
 	m.clampList()
 }
 
@@ -459,15 +401,6 @@ func (m *model) openDowngradePick() tea.Cmd {
 	m.err = ""
 	m.down = downPick{}
 	return tea.Batch(m.refresh(), downTargetsCmd(m.b))
-}
-
-// pickable are the versions the fleet screen's list offers: in the
-// downgrade picker only those the planner accepts.
-func (m *model) pickable() []string {
-	if m.downgradePick {
-		return m.down.ok
-	}
-	return m.targets
 }
 
 // handleKey routes a key to the log view, the text inputs, the open dialog
@@ -775,13 +708,13 @@ func (m *model) planKey(msg tea.KeyPressMsg) tea.Cmd {
 	page := max(m.planHeight()-1, 1)
 	switch {
 	case key.Matches(msg, k.Up):
-		m.planTop--
+		m.scroll(-1, m.planMaxTop())
 	case key.Matches(msg, k.Down):
-		m.planTop++
+		m.scroll(1, m.planMaxTop())
 	case key.Matches(msg, k.PageUp):
-		m.planTop -= page
+		m.scroll(-page, m.planMaxTop())
 	case key.Matches(msg, k.PageDown):
-		m.planTop += page
+		m.scroll(page, m.planMaxTop())
 	case key.Matches(msg, k.StartPlan):
 		m.dialog = dlgStart
 	case key.Matches(msg, k.Back):
@@ -790,12 +723,11 @@ func (m *model) planKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.plan = nil
 		return m.refresh()
 	}
-	m.planTop = min(max(m.planTop, 0), m.planMaxTop())
 	return nil
 }
 
 // runOrder is the run's host list in display order (filter applied).
-func (m *model) runOrder() []int {
+func (m *runPane) runOrder() []int {
 	if m.run == nil {
 		return nil
 	}

@@ -443,3 +443,18 @@ func TestUsable(t *testing.T) {
 		t.Fatal("no pointer to relctl demo")
 	}
 }
+
+func TestFleetErrorIsWrappedNotCut(t *testing.T) {
+	b := newFakeBackend(3)
+	m := testModel(t, b, Options{}, 80, 24)
+	drain(t, m, m.Init(), 0)
+	send(t, m, fleetMsg{hosts: b.hosts, servers: b.servers, targets: b.targets,
+		err: fmt.Errorf("web3: host key mismatch for 10.0.0.4:22: the key offered is SHA256:abc…, known_hosts line 12 says SHA256:def…; if the host was rebuilt, remove that line")})
+	flat := strings.Join(strings.Fields(screenText(m)), " ")
+	if !strings.Contains(flat, "if the host was rebuilt, remove that line") {
+		t.Fatalf("the fleet error is cut:\n%s", screenText(m))
+	}
+	if !strings.Contains(screenText(m), "web3   1.3.2") {
+		t.Fatalf("the host table is gone:\n%s", screenText(m))
+	}
+}

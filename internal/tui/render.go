@@ -93,7 +93,7 @@ func (m *model) layout() (bodyH, listH int) {
 	bodyH = max(ih-len(m.headerLines(iw))-len(m.footerLines(iw)), 1)
 	switch m.screen {
 	case screenFleet:
-		listH = bodyH - 2 - lipgloss.Height(m.dialogBox(iw))
+		listH = bodyH - 1 - lipgloss.Height(m.fleetSummary(iw)) - lipgloss.Height(m.dialogBox(iw))
 	case screenRun:
 		listH, _ = m.runSplit(iw, bodyH)
 	case screenDone:
@@ -163,7 +163,7 @@ func (m *model) reasonText() string {
 	return strings.TrimSpace(m.reason.Value())
 }
 
-func (m *model) lockText() string {
+func (m *fleetPane) lockText() string {
 	switch {
 	case m.loading && m.hosts == nil:
 		return "lock: …"

@@ -14,7 +14,7 @@ import (
 
 // doneHead is the run's summary, wrapped to w: left-drained hosts first
 // and loud, errors and the journal path wrapped, never cut.
-func (m *model) doneHead(w int) []string {
+func (m *runPane) doneHead(w int) []string {
 	r := m.run
 	s := r.summary
 	if s == nil {
@@ -106,7 +106,7 @@ func doneVerb(k plan.Kind) string {
 }
 
 // doneHeadHeight is the summary's height, for the layout.
-func (m *model) doneHeadHeight(w int) int {
+func (m *runPane) doneHeadHeight(w int) int {
 	if m.run == nil {
 		return 0
 	}
@@ -137,7 +137,7 @@ func (m *model) renderDone(w, h int) string {
 }
 
 // renderTimeline is the run's steps and batches with their durations.
-func (m *model) renderTimeline(w, h int) string {
+func (m *runPane) renderTimeline(w, h int) string {
 	r := m.run
 	var b strings.Builder
 	b.WriteString(m.st.colHead.Render(cell(fmt.Sprintf("%-8s %-8s %s", "START", "TOOK", "STEP OR BATCH"), w)))

@@ -15,7 +15,7 @@ import (
 const targetPanelWidth = 24
 
 // fleetRows are the indices of the hosts the filter keeps.
-func (m *model) fleetRows() []int {
+func (m *fleetPane) fleetRows() []int {
 	f := strings.ToLower(strings.TrimSpace(m.filter.Value()))
 	out := make([]int, 0, len(m.hosts))
 	for i, h := range m.hosts {
@@ -40,7 +40,8 @@ func (m *model) renderFleet(w, h int) string {
 	case w < 80:
 		tw = 20
 	}
-	listH := max(h-2-dh, 1)
+	summary := m.fleetSummary(w)
+	listH := max(h-1-lipgloss.Height(summary)-dh, 1)
 	hostW := w - tw
 	if tw > 0 {
 		hostW--
@@ -48,20 +49,20 @@ func (m *model) renderFleet(w, h int) string {
 	left := m.fleetTable(hostW, listH)
 	var body string
 	if tw > 0 {
-		right := strings.Join(block(m.targetPanel(tw), tw, listH+1), "\n")
+		right := strings.Join(block(m.targetPanel(tw, m.planning), tw, listH+1), "\n")
 		sep := strings.TrimSuffix(strings.Repeat("│\n", listH+1), "\n")
 		body = lipgloss.JoinHorizontal(lipgloss.Top, strings.Join(block(left, hostW, listH+1), "\n"), m.st.dim.Render(sep), right)
 	} else {
 		body = left
 	}
-	out := m.fleetSummary(w) + "\n" + body
+	out := summary + "\n" + body
 	if dlg != "" {
 		out = strings.Join(block(out, w, h-dh), "\n") + "\n" + dlg
 	}
 	return out
 }
 
-func (m *model) fleetSummary(w int) string {
+func (m *fleetPane) fleetSummary(w int) string {
 	if m.loading && m.hosts == nil {
 		return m.st.dim.Render("observing the fleet…")
 	}
@@ -106,17 +107,20 @@ func (m *model) fleetSummary(w int) string {
 	if unreachable > 0 {
 		s += " · " + m.st.badStrong.Render(fmt.Sprintf("%d unreachable", unreachable))
 	}
-	if m.fleetErr != "" {
-		s += " · " + m.st.bad.Render(m.fleetErr)
-	}
 	if m.loading {
 		s += m.st.dim.Render(" · refreshing…")
+	}
+	if m.fleetErr != "" {
+		// Wrapped under the summary, never cut.
+		for _, l := range strings.Split(ansi.Wordwrap("error: "+m.fleetErr, w, ""), "\n") {
+			s += "\n" + m.st.bad.Render(ansi.Hardwrap(l, w, true))
+		}
 	}
 	return s
 }
 
 // fleetTable is the header and the visible rows of the host table.
-func (m *model) fleetTable(w, listH int) string {
+func (m *fleetPane) fleetTable(w, listH int) string {
 	rows := m.fleetRows()
 	nameW := 6
 	for _, i := range rows {
@@ -148,7 +152,7 @@ func (m *model) fleetTable(w, listH int) string {
 	return b.String()
 }
 
-func (m *model) healthCell(h observe.Host) string {
+func (m *fleetPane) healthCell(h observe.Host) string {
 	const w = 10
 	switch {
 	case !h.Reachable:
@@ -162,7 +166,7 @@ func (m *model) healthCell(h observe.Host) string {
 }
 
 // balancerCell is "UP · 3 sess" (several endpoints that disagree: "UP/DRAIN").
-func (m *model) balancerCell(server string, w int) string {
+func (m *fleetPane) balancerCell(server string, w int) string {
 	ss := m.servers[server]
 	if len(ss) == 0 {
 		if len(m.servers) == 0 {
@@ -189,7 +193,7 @@ func (m *model) balancerCell(server string, w int) string {
 }
 
 // targetPanel lists the versions to go to.
-func (m *model) targetPanel(w int) string {
+func (m *fleetPane) targetPanel(w int, planning bool) string {
 	var b strings.Builder
 	if m.downgradePick {
 		b.WriteString(m.st.badStrong.Render("DOWNGRADE TO"))
@@ -235,7 +239,7 @@ func (m *model) targetPanel(w int) string {
 			b.WriteString("\n" + m.st.dim.Render(" "+strings.TrimSpace(l)))
 		}
 	}
-	if m.planning {
+	if planning {
 		b.WriteString("\n\n" + m.st.dim.Render(" planning…"))
 	}
 	return b.String()

@@ -13,7 +13,7 @@ import (
 // planLines is the plan's outline (plan.Plan.Outline) laid out for width
 // w: wrapped with hanging indents, the point of no return and the rollback
 // notes marked. It never parses rendered text.
-func (m *model) planLines(w int) []string {
+func (m *planPane) planLines(w int) []string {
 	if m.plan == nil {
 		return nil
 	}
@@ -191,7 +191,7 @@ func (m *model) renderPlan(w, h int) string {
 	return out
 }
 
-func (m *model) planHeadline() string {
+func (m *planPane) planHeadline() string {
 	p := m.plan
 	if p == nil {
 		return ""

@@ -14,7 +14,7 @@ import (
 var spinnerFrames = []string{"⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"}
 
 // selectedRow is the host under the cursor of the run's host list.
-func (m *model) selectedRow() *hostRow {
+func (m *runPane) selectedRow() *hostRow {
 	if m.run == nil {
 		return nil
 	}
@@ -141,7 +141,7 @@ func (m *model) progressLine(w int) string {
 
 // countsLine is the hosts by state: in flight · in service · failed ·
 // waiting (and rolled back, left drained when any).
-func (m *model) countsLine(w int) string {
+func (m *runPane) countsLine(w int) string {
 	flight, service, failed, waiting, back, drained := stateCounts(m.run)
 	parts := []string{
 		m.st.active.Render(fmt.Sprintf("in flight %d", flight)),
@@ -215,7 +215,7 @@ func (m *model) trafficLine(w int) string {
 // hostCols are the widths of the host table's columns.
 type hostCols struct{ name, state, ver, time, note int }
 
-func (m *model) hostColumns(w int) hostCols {
+func (m *runPane) hostColumns(w int) hostCols {
 	nameW := 6
 	for _, h := range m.run.rows[:min(len(m.run.rows), 2000)] {
 		nameW = max(nameW, len(h.name))
@@ -226,7 +226,7 @@ func (m *model) hostColumns(w int) hostCols {
 }
 
 // renderHostTable renders the header and only the visible rows.
-func (m *model) renderHostTable(w, listH int) string {
+func (m *runPane) renderHostTable(w, listH int) string {
 	r := m.run
 	order := m.runOrder()
 	n := len(order)
@@ -254,22 +254,22 @@ func (m *model) renderHostTable(w, listH int) string {
 	return b.String()
 }
 
-func (m *model) hostLine(h *hostRow, selected bool, c hostCols) string {
+func (m *runPane) hostLine(h *hostRow, selected bool, c hostCols) string {
 	mark := "  "
 	if selected {
 		mark = "▸ "
 	}
 	if h.active() && !m.run.finished {
-		mark = spinnerFrames[m.frame%len(spinnerFrames)] + " "
+		mark = spinnerFrames[m.clk.frame%len(spinnerFrames)] + " "
 		if selected {
-			mark = "▸" + spinnerFrames[m.frame%len(spinnerFrames)]
+			mark = "▸" + spinnerFrames[m.clk.frame%len(spinnerFrames)]
 		}
 	}
 	el := ""
 	if !h.started.IsZero() {
 		end := h.ended
 		if end.IsZero() {
-			end = m.now
+			end = m.clk.now
 			if m.run.finished {
 				end = m.run.lastTime
 			}
@@ -291,7 +291,7 @@ func (m *model) hostLine(h *hostRow, selected bool, c hostCols) string {
 	return m.st.active.Render(mark) + cell(h.name, c.name) + " " + st + " " + cell(h.version, c.ver) + " " + m.st.dim.Render(cell(el, c.time)) + msg
 }
 
-func (m *model) stateStyle(h *hostRow) lipgloss.Style {
+func (m *runPane) stateStyle(h *hostRow) lipgloss.Style {
 	switch h.state {
 	case event.HostInService:
 		return m.st.ok
@@ -307,7 +307,7 @@ func (m *model) stateStyle(h *hostRow) lipgloss.Style {
 
 // renderOutput is the selected host's streamed output, following the end
 // unless scrolled back (never past its first line).
-func (m *model) renderOutput(w, h int) string {
+func (m *runPane) renderOutput(w, h int) string {
 	sel := m.selectedRow()
 	name := "-"
 	var lines []string
