@@ -18,6 +18,15 @@ type hostList struct {
 	// sel is the selected host; "" follows the hosts in flight.
 	sel    string
 	offset int
+
+	// the last order, for the same run, events, filter and sort
+	cache struct {
+		run    *runState
+		rev    int
+		filter string
+		byName bool
+		order  []int
+	}
 }
 
 // rank orders the rows when not sorted by name.
@@ -33,6 +42,16 @@ func rank(h *hostRow, finished bool) int {
 
 // order is the rows the filter keeps, in display order.
 func (l *hostList) order(r *runState, filter string) []int {
+	c := &l.cache
+	if c.run == r && c.rev == r.rev && c.filter == filter && c.byName == l.byName && c.order != nil && len(r.rows) > 0 {
+		return c.order
+	}
+	out := l.sorted(r, filter)
+	c.run, c.rev, c.filter, c.byName, c.order = r, r.rev, filter, l.byName, out
+	return out
+}
+
+func (l *hostList) sorted(r *runState, filter string) []int {
 	f := strings.ToLower(strings.TrimSpace(filter))
 	out := make([]int, 0, len(r.rows))
 	for i, h := range r.rows {

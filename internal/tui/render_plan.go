@@ -181,6 +181,9 @@ func (m *model) renderPlan(w, h int) string {
 	pos := "all shown"
 	if len(lines) > ph {
 		pos = fmt.Sprintf("lines %d–%d of %d · ↑/↓ pgup/pgdn", top+1, min(top+ph, len(lines)), len(lines))
+		if top+ph >= len(lines) {
+			pos = fmt.Sprintf("lines %d–%d of %d (end) · ↑/pgup", top+1, len(lines), len(lines))
+		}
 	}
 	head := m.planHeadline()
 	vis := lines[top:min(top+ph, len(lines))]

@@ -92,6 +92,16 @@ func (r *runState) progressText() (string, float64) {
 	if r.inRollback {
 		return fmt.Sprintf("%d/%d hosts back", r.done, r.todo), frac(r.done, r.todo)
 	}
+	if r.progRev == r.rev && r.progText != "" {
+		return r.progText, frac(r.done, r.todo)
+	}
+	r.progText = r.hopProgress()
+	r.progRev = r.rev
+	return r.progText, frac(r.done, r.todo)
+}
+
+// hopProgress is "3/60 hosts · hop 1/2" (without the hop for one hop).
+func (r *runState) hopProgress() string {
 	hops := max(len(r.plan.Hops), 1)
 	hop := min(max(r.hop, 0), hops-1)
 	inHop, doneHop := 0, 0
@@ -105,11 +115,10 @@ func (r *runState) progressText() (string, float64) {
 			}
 		}
 	}
-	// Whole-run fraction for the bar: finished deploy steps of all hops.
 	if hops == 1 {
-		return fmt.Sprintf("%d/%d hosts", doneHop, inHop), frac(r.done, r.todo)
+		return fmt.Sprintf("%d/%d hosts", doneHop, inHop)
 	}
-	return fmt.Sprintf("%d/%d hosts · hop %d/%d", doneHop, inHop, hop+1, hops), frac(r.done, r.todo)
+	return fmt.Sprintf("%d/%d hosts · hop %d/%d", doneHop, inHop, hop+1, hops)
 }
 
 func frac(a, b int) float64 {

@@ -121,7 +121,11 @@ type runState struct {
 	timeline []span
 	spanIdx  map[string]int
 	// rb caches what a rollback now would do (see rollbackNow).
-	rb       *rollbackInfo
+	rb *rollbackInfo
+	// rev counts the events applied: views cache what they derive per rev.
+	rev      int
+	progRev  int
+	progText string
 	lockLost string
 
 	// Side by side: versions served by the hosts of the hop under way.
@@ -259,6 +263,7 @@ func (r *runState) apply(e event.Event) {
 		r.lastTime = e.Time
 	}
 	r.rb = nil
+	r.rev++
 	if r.runID == "" {
 		r.runID = e.RunID
 	}
