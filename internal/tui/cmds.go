@@ -204,3 +204,22 @@ func downTargetsCmd(b Backend) tea.Cmd {
 		return d
 	}
 }
+
+// gateLBMsg is the balancer's view when a canary gate opened.
+type gateLBMsg struct {
+	step    string
+	servers map[string][]lb.ServerState
+	err     error
+}
+
+// gateBalancerCmd asks the balancer how the canary is doing, for the gate.
+func gateBalancerCmd(ctx context.Context, b Backend, step string) tea.Cmd {
+	return func() tea.Msg {
+		states, err := b.Balancer(ctx)
+		msg := gateLBMsg{step: step, servers: map[string][]lb.ServerState{}, err: err}
+		for _, s := range states {
+			msg.servers[s.Server] = append(msg.servers[s.Server], s)
+		}
+		return msg
+	}
+}

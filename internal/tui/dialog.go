@@ -154,6 +154,7 @@ func (m *model) gateText() (string, []string, bool) {
 	}
 	if len(canary) > 0 {
 		lines = append(lines, fmt.Sprintf("In service on %s: %s.", g.to, joinLimited(canary, 300)))
+		lines = append(lines, m.gateBalancerLines(g)...)
 	} else {
 		lines = append(lines, "No host is in service on "+g.to+" yet.")
 	}
@@ -219,4 +220,38 @@ func (m *model) unfinishedText(w int) (string, []string, bool) {
 	}
 	lines = append(lines, "", m.keyLine())
 	return title, lines, true
+}
+
+// gateBalancerLines are the balancer's figures for the canary hosts: its
+// state, its last health check and its sessions, as they were when the
+// gate opened.
+func (m *model) gateBalancerLines(g *gateInfo) []string {
+	lbv := m.gateLB
+	if lbv == nil || lbv.step != g.step {
+		return nil
+	}
+	if lbv.err != nil {
+		return []string{"Balancer: " + lbv.err.Error()}
+	}
+	var parts []string
+	for _, h := range m.run.rows {
+		if h.state != event.HostInService || g.to != "" && h.version != g.to {
+			continue
+		}
+		for _, s := range lbv.servers[h.name] {
+			p := fmt.Sprintf("%s %s", h.name, s.Status)
+			if s.CheckStatus != "" {
+				p += ", check " + s.CheckStatus
+			}
+			p += fmt.Sprintf(", %d session(s)", s.Sessions)
+			if s.Queued > 0 {
+				p += fmt.Sprintf(", %d queued", s.Queued)
+			}
+			parts = append(parts, p)
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return []string{"Balancer: " + joinLimited(parts, 300) + "."}
 }

@@ -198,7 +198,7 @@ func runningModelAt(t *testing.T, b *fakeBackend, p *plan.Plan, o Options, evs [
 	m := runningModel(t, b, p, o, nil)
 	send(t, m, tickMsg(t0)) // a fixed clock
 	m.ticking = false
-	feed(t, m, evs...)
+	send(t, m, eventsMsg(evs)) // and what the events start (the gate's balancer look)
 	sendResize(t, m, w, h)
 	return m
 }

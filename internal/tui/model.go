@@ -146,6 +146,8 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.handlePlan(msg)
 	case downTargetsMsg:
 		m.handleDownTargets(msg)
+	case gateLBMsg:
+		m.handleGateLB(msg)
 	case startedMsg:
 		cmd = m.handleStarted(msg)
 	case trafficMsg:
@@ -321,16 +323,31 @@ func (m *model) handleEvents(evs eventsMsg) tea.Cmd {
 			m.outcome, m.summary = e.Outcome, e.Summary
 		}
 	}
+	var lbCmd tea.Cmd
 	switch {
 	case m.run.gate != nil && m.dialog == dlgNone:
 		m.dialog = dlgGate
+		if !m.run.gate.failed {
+			// The canary's figures from the balancer, as the gate opens.
+			m.gateLB = nil
+			lbCmd = gateBalancerCmd(m.ctx, m.b, m.run.gate.step)
+		}
 	case m.run.gate == nil && m.dialog == dlgGate:
 		m.dialog = dlgNone
 	}
 	if m.run.finished {
 		return m.runEnded()
 	}
-	return waitForEvent(m.events)
+	return tea.Batch(waitForEvent(m.events), lbCmd)
+}
+
+// handleGateLB keeps the balancer's view of the canary for the gate that
+// asked for it.
+func (m *model) handleGateLB(msg gateLBMsg) {
+	if m.run == nil || m.run.gate == nil || m.run.gate.step != msg.step {
+		return
+	}
+	m.gateLB = &msg
 }
 
 // handleClosed: the channel closed. Normally RunFinished came first.

@@ -110,6 +110,9 @@ type runPane struct {
 	list         hostList
 	logv         *logView
 	showTimeline bool
+	// gateLB is the balancer's view of the fleet when the canary gate
+	// opened.
+	gateLB *gateLBMsg
 
 	// the last run's end, for Run's return
 	outcome event.Outcome

@@ -33,7 +33,7 @@ func (m *model) render() string {
 	bodyH := max(ih-len(top)-len(bottom), 1)
 	var body string
 	switch {
-	case m.logv != nil:
+	case m.logv != nil && m.dialog == dlgNone:
 		body = m.renderLog(iw, bodyH)
 	default:
 		body = m.renderScreen(iw, bodyH)

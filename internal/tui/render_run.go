@@ -69,6 +69,11 @@ func (m *model) renderRun(w, h int) string {
 	listH, outH := m.runSplit(w, h)
 	var b strings.Builder
 	b.WriteString(m.progressLine(w) + "\n")
+	if dlg := m.dialogBox(w); dlg != "" && m.runFixed()+1+lipgloss.Height(dlg) > h {
+		// A short terminal: the question, whole, before the host list.
+		b.WriteString(dlg)
+		return b.String()
+	}
 	b.WriteString(m.countsLine(w) + "\n")
 	b.WriteString(m.infoLine(w) + "\n")
 	if m.o.Demo {
