@@ -505,6 +505,7 @@ func (m *model) logKey(msg tea.KeyPressMsg) tea.Cmd {
 	closed, cmd := lv.update(msg, m.keys, m.logLines(), w, h)
 	if closed {
 		m.logv = nil
+		m.closeDialog() // back to the gate if the engine still waits in it
 	}
 	return later(cmd)
 }
@@ -855,6 +856,9 @@ func (m *model) doneKey(msg tea.KeyPressMsg) tea.Cmd {
 // shows only those, and a key that is not shown does nothing.
 func (m *model) syncKeys() {
 	k := &m.keys
+	if m.dialog != dlgQuit {
+		k.Quit.SetHelp("q", "quit")
+	}
 	switch {
 	case m.logv != nil && m.dialog == dlgNone && !m.filtering:
 		m.syncLogKeys()
@@ -1018,7 +1022,8 @@ func (m *model) syncDialogKeys() {
 	case dlgStart, dlgRollback, dlgAbort:
 		k.only(&k.Yes, &k.No, &k.Help, &k.Quit)
 	case dlgQuit:
-		k.only(&k.Yes, &k.No, &k.Help)
+		k.only(&k.Yes, &k.No, &k.Help, &k.Quit)
+		k.Quit.SetHelp("q", "abort and quit")
 	case dlgGate:
 		k.only(&k.Promote, &k.GateAbort, &k.Help, &k.Quit)
 		ok, _ := m.run.canRollback()
@@ -1047,7 +1052,7 @@ func (m *model) syncDialogKeys() {
 	case dlgAbort:
 		k.Yes.SetHelp("y", "abort")
 	case dlgQuit:
-		k.Yes.SetHelp("y/q", "abort and quit")
+		k.Yes.SetHelp("y", "abort and quit")
 	default:
 		k.Yes.SetHelp("y", "yes")
 	}

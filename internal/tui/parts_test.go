@@ -413,7 +413,7 @@ func TestHelpKeepsQuitAndHelpEverywhere(t *testing.T) {
 				want = []string{"ctrl+c quit"}
 			}
 			if m.dialog == dlgQuit {
-				want = []string{"? keys"}
+				want = []string{"? keys", "q abort and quit"}
 			}
 			for _, w := range want {
 				if !strings.Contains(last, w) {
@@ -456,5 +456,17 @@ func TestFleetErrorIsWrappedNotCut(t *testing.T) {
 	}
 	if !strings.Contains(screenText(m), "web3   1.3.2") {
 		t.Fatalf("the host table is gone:\n%s", screenText(m))
+	}
+}
+
+func TestLogFromTheGateReturnsToTheGate(t *testing.T) {
+	m := screens["run-gate"](t, 80, 24)
+	press(t, m, "enter")
+	if m.logv == nil || !strings.Contains(screenText(m), "log: web1") {
+		t.Fatalf("enter at the gate:\n%s", screenText(m))
+	}
+	press(t, m, "esc")
+	if m.logv != nil || m.dialog != dlgGate || !strings.Contains(screenText(m), "Canary gate") {
+		t.Fatalf("esc from the log: dialog %v\n%s", m.dialog, screenText(m))
 	}
 }
