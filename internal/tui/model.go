@@ -372,6 +372,7 @@ func (m *model) runEnded() tea.Cmd {
 	m.screen = screenDone
 	m.list.sel, m.list.offset = "", 0
 	m.outScroll = 0
+	m.notice = "" // what a key said during the run; the summary says how it ended
 	if m.downgradeAfter {
 		// The summary first: the operator reads how the run ended, then
 		// opens the downgrade.

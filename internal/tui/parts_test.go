@@ -470,3 +470,19 @@ func TestLogFromTheGateReturnsToTheGate(t *testing.T) {
 		t.Fatalf("esc from the log: dialog %v\n%s", m.dialog, screenText(m))
 	}
 }
+
+func TestFleetTableScrollsToItsLastHost(t *testing.T) {
+	b := newFakeBackend(60)
+	m := testModel(t, b, Options{}, 80, 24)
+	drain(t, m, m.Init(), 0)
+	if !strings.Contains(screenText(m), "1–") || !strings.Contains(screenText(m), "of 60 (pgup/pgdn)") {
+		t.Fatalf("no position line:\n%s", screenText(m))
+	}
+	for range 20 {
+		press(t, m, "pgdown")
+	}
+	text := screenText(m)
+	if !strings.Contains(text, "web60 ") || !strings.Contains(text, "–60 of 60") || m.keys.PageDown.Enabled() {
+		t.Fatalf("the end of the fleet:\n%s", text)
+	}
+}

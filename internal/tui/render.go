@@ -94,6 +94,9 @@ func (m *model) layout() (bodyH, listH int) {
 	switch m.screen {
 	case screenFleet:
 		listH = bodyH - 1 - lipgloss.Height(m.fleetSummary(iw)) - lipgloss.Height(m.dialogBox(iw))
+		if len(m.fleetRows()) > listH {
+			listH-- // the table's "1–20 of 60" line
+		}
 	case screenRun:
 		listH, _ = m.runSplit(iw, bodyH)
 	case screenDone:
@@ -137,7 +140,19 @@ func (m *model) headerLines(w int) []string {
 			}
 		}
 	}
-	lines := []string{m.st.header.Render(spread(left, right, w))}
+	var lines []string
+	if right == "" || ansi.StringWidth(left)+2+ansi.StringWidth(right) <= w {
+		lines = []string{m.st.header.Render(spread(left, right, w))}
+	} else {
+		// Too narrow for both: the path and the lock each get their own
+		// lines, wrapped, never cut.
+		for _, l := range strings.Split(ansi.Hardwrap(left, w, true), "\n") {
+			lines = append(lines, m.st.header.Render(l))
+		}
+		for _, l := range strings.Split(ansi.Wordwrap(right, w, ""), "\n") {
+			lines = append(lines, m.st.header.Render(ansi.Hardwrap(l, w, true)))
+		}
+	}
 	if m.emergency {
 		b := "EMERGENCY DOWNGRADE"
 		if m.downTo != "" {

@@ -131,6 +131,9 @@ func (m *fleetPane) fleetTable(w, listH int) string {
 	lbW := max(w-nameW-verW-healthW-3, 8)
 	var b strings.Builder
 	b.WriteString(m.st.colHead.Render(cell("HOST", nameW)+" "+cell("VERSION", verW)+" "+cell("HEALTH", healthW)+" "+cell("BALANCER", lbW)) + "\n")
+	if len(rows) > listH {
+		listH = max(listH-1, 1) // room for "1–20 of 60"
+	}
 	off := scrollOffset(m.offset, 0, len(rows), listH, false)
 	for n, i := range rows[off:min(off+listH, len(rows))] {
 		if n > 0 {

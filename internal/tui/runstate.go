@@ -420,6 +420,7 @@ func (r *runState) stepStarted(e event.Event) {
 		}
 		h := r.row(s.Host)
 		h.inStep, h.healthy, h.health = true, false, ""
+		h.msg = "" // what staging said is over
 		h.started, h.ended = e.Time, time.Time{}
 		h.add(e.Time, "── "+s.String())
 	case plan.StepStage:
