@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -88,8 +89,15 @@ func planDowngradeCmd(b Backend, to, reason string) tea.Cmd {
 	}
 }
 
-func startCmd(b Backend, p *plan.Plan) tea.Cmd {
+// startCmd starts p, unless a fresh look at the lock finds it held by a
+// live run: a second operator is refused before anything starts (the
+// engine's lock step still guards the moment between the look and the
+// start).
+func startCmd(ctx context.Context, b Backend, p *plan.Plan) tea.Cmd {
 	return func() tea.Msg {
+		if li, err := b.Lock(ctx); err == nil && li != nil && !li.Expired() {
+			return startedMsg{err: fmt.Errorf("the fleet is locked by %s (run %s): a second operator cannot start a run; wait for that run to end (relctl status shows it)", li.Owner, li.RunID)}
+		}
 		h, ch, err := b.Start(p)
 		return startedMsg{handle: h, events: ch, err: err}
 	}

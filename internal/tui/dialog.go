@@ -82,7 +82,7 @@ func (m *model) startText() (string, []string, bool) {
 		}
 	}
 	if m.lock != nil {
-		lines = append(lines, m.st.badStrong.Render(fmt.Sprintf("The fleet is LOCKED by %s (run %s): the start will be refused.", m.lock.Owner, m.lock.RunID)))
+		lines = append(lines, m.st.badStrong.Render(fmt.Sprintf("The fleet was LOCKED by %s (run %s) when last observed: the start is refused while that run holds it.", m.lock.Owner, m.lock.RunID)))
 	}
 	lines = append(lines, "", m.keyLine())
 	return fmt.Sprintf("Start this %s?", p.Kind), lines, false

@@ -112,8 +112,6 @@ type fakeBackend struct {
 	traffic *TrafficStats
 	onStart func(p *plan.Plan, ch chan event.Event) // optional: a synthetic run
 	reasons []string
-	// startErr refuses Start (a second operator: the lock is held).
-	startErr error
 	// handleOverride is the Handle Start returns with onStart.
 	handleOverride Handle
 }
@@ -164,9 +162,6 @@ func (b *fakeBackend) Start(p *plan.Plan) (Handle, <-chan event.Event, error) {
 	b.mu.Lock()
 	b.started = append(b.started, p)
 	b.mu.Unlock()
-	if b.startErr != nil {
-		return nil, nil, b.startErr
-	}
 	if b.onStart != nil {
 		ch := make(chan event.Event, 64)
 		go b.onStart(p, ch)

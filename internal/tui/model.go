@@ -568,7 +568,7 @@ func (m *model) dialogKey(msg tea.KeyPressMsg) tea.Cmd {
 		case key.Matches(msg, k.Yes):
 			m.dialog = dlgNone
 			m.starting = true
-			return startCmd(m.b, m.plan)
+			return startCmd(m.ctx, m.b, m.plan)
 		case key.Matches(msg, k.No):
 			m.dialog = dlgNone
 		case key.Matches(msg, k.Quit):

@@ -10,6 +10,7 @@ import (
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/plan"
+	"github.com/relctl/relctl/internal/rollout"
 )
 
 // twoHopPlan: 1.3.2 → 1.4.0 → 2.0.0 on n hosts, each hop with its
@@ -484,5 +485,22 @@ func TestFleetTableScrollsToItsLastHost(t *testing.T) {
 	text := screenText(m)
 	if !strings.Contains(text, "web60 ") || !strings.Contains(text, "–60 of 60") || m.keys.PageDown.Enabled() {
 		t.Fatalf("the end of the fleet:\n%s", text)
+	}
+}
+
+func TestExpiredLockDoesNotRefuseTheStart(t *testing.T) {
+	b := newFakeBackend(3)
+	b.lock = &rollout.LockInfo{Owner: "bob@ops2", RunID: "20260314T080000Z-77aa", LeaseUntil: 100, Now: 200}
+	m := testModel(t, b, Options{Plan: upgradePlan(t, 3)}, 80, 24)
+	press(t, m, "enter", "y")
+	if len(b.started) != 1 || m.screen != screenRun {
+		t.Fatalf("an expired lease refused the start: started %d, err %q", len(b.started), m.err)
+	}
+	b2 := newFakeBackend(3)
+	b2.lock = &rollout.LockInfo{Owner: "bob@ops2", RunID: "20260314T080000Z-77aa", LeaseUntil: 300, Now: 200}
+	m2 := testModel(t, b2, Options{Plan: upgradePlan(t, 3)}, 80, 24)
+	press(t, m2, "enter", "y")
+	if len(b2.started) != 0 || m2.screen != screenPlan || !strings.Contains(m2.err, "locked by bob@ops2") {
+		t.Fatalf("a live lock: started %d, screen %v, err %q", len(b2.started), m2.screen, m2.err)
 	}
 }
