@@ -143,8 +143,8 @@ func NoInventory(file string) string {
 	}
 	return fmt.Sprintf(`No inventory: %s does not exist.
 
-To try relctl on a sandbox fleet on this machine (no SSH setup, nothing
-outside a temporary directory is touched):
+To try relctl on a demo fleet on this machine (hosts on 127.0.0.1 behind a
+load balancer, with live traffic; q stops everything it started):
     relctl demo
 
 To describe your own fleet, write an inventory in %s: fleet.example.yaml
