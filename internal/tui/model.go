@@ -966,10 +966,8 @@ func (m *model) syncListKeys() {
 	k.OpenLog.SetEnabled(len(order) > 0)
 	k.FollowFlight.SetEnabled(m.screen == screenRun && m.list.sel != "")
 	if m.screen == screenDone {
-		page := max(m.listHeight()-1, 1)
 		k.PageUp.SetEnabled(cur > 0)
 		k.PageDown.SetEnabled(cur < len(order)-1)
-		_ = page
 		k.PageUp.SetHelp("pgup", "page up")
 		k.PageDown.SetHelp("pgdn", "page down")
 	}
