@@ -7,6 +7,7 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/plan"
 )
 
@@ -215,11 +216,32 @@ func (m *model) unfinishedText(w int) (string, []string, bool) {
 	for _, name := range sortedKeys(u.LeftDrained) {
 		lines = append(lines, m.st.badStrong.Render("LEFT DRAINED "+name+": "+u.LeftDrained[name]))
 	}
-	if u.PostMigrated {
-		lines = append(lines, "Its post-migrate ran: rollback is refused (use an emergency downgrade, d on the fleet).")
+	switch to, hosts, why := unfinishedRollback(u); {
+	case why != "":
+		lines = append(lines, "Rollback is refused: "+why+" (an emergency downgrade can go back: d on the fleet).")
+	case len(hosts) > 0:
+		lines = append(lines, fmt.Sprintf("r sends %s back to %s.", joinLimited(hosts, 200), to))
 	}
 	lines = append(lines, "", m.keyLine())
 	return title, lines, true
+}
+
+// unfinishedRollback is what rolling back the unfinished run would do, as
+// the CLI plans it (plan.Rollback of its last plan and progress): the
+// version and hosts, or why it is refused. A run already rolling back is
+// continued by c, not r.
+func unfinishedRollback(u *journal.Run) (to string, hosts []string, why string) {
+	switch {
+	case u == nil || u.Plan == nil:
+		return "", nil, "the journal has no plan for it"
+	case u.Plan.Kind == plan.KindRollback:
+		return "", nil, "it is a rollback already: c continues it"
+	}
+	to, hosts, err := plan.RollbackNow(u.Plan, u.Progress)
+	if err != nil {
+		return "", nil, err.Error()
+	}
+	return to, hosts, ""
 }
 
 // gateBalancerLines are the balancer's figures for the canary hosts: its

@@ -1037,7 +1037,8 @@ func (m *model) syncDialogKeys() {
 		}
 	case dlgUnfinished:
 		k.only(&k.ResumeRun, &k.No, &k.Help, &k.Quit)
-		k.RollbackRun.SetEnabled(m.o.Unfinished != nil && !m.o.Unfinished.PostMigrated)
+		_, _, why := unfinishedRollback(m.o.Unfinished)
+		k.RollbackRun.SetEnabled(why == "")
 		k.No.SetHelp("esc", "later")
 	}
 	if m.dialog != dlgUnfinished {

@@ -504,3 +504,41 @@ func TestExpiredLockDoesNotRefuseTheStart(t *testing.T) {
 		t.Fatalf("a live lock: started %d, screen %v, err %q", len(b2.started), m2.screen, m2.err)
 	}
 }
+
+// TestUnfinishedRollbackAsThePlannerSays: an unfinished two-hop run in its
+// second hop may still roll that hop back (post-migrate@1.4.0 ran, not
+// post-migrate@2.0.0); one past its last post-migrate may not.
+func TestUnfinishedRollbackAsThePlannerSays(t *testing.T) {
+	p := twoHopPlan(t, 3)
+	prog := plan.Progress{Started: map[string]bool{}, Finished: map[string]bool{}}
+	for _, st := range p.Steps {
+		prog.Started[st.ID] = true
+		prog.Finished[st.ID] = true
+		if st.ID == "deploy/web1@2.0.0" {
+			break
+		}
+	}
+	u := unfinishedRun(p)
+	u.Progress, u.OriginalProgress, u.PostMigrated = prog, prog, true
+	m := testModel(t, newFakeBackend(3), Options{Unfinished: u}, 80, 24)
+	if !m.keys.RollbackRun.Enabled() || !strings.Contains(screenText(m), "r sends web1 back to 1.4.0") {
+		t.Fatalf("between the post-migrates:\n%s", screenText(m))
+	}
+	prog2 := plan.Progress{Started: map[string]bool{}, Finished: map[string]bool{}}
+	for _, st := range p.Steps {
+		prog2.Started[st.ID] = true
+		if st.ID == "post-migrate@2.0.0" {
+			break
+		}
+	}
+	u2 := unfinishedRun(p)
+	u2.Progress, u2.OriginalProgress, u2.PostMigrated = prog2, prog2, true
+	m2 := testModel(t, newFakeBackend(3), Options{Unfinished: u2}, 80, 24)
+	if m2.keys.RollbackRun.Enabled() || !strings.Contains(strings.Join(strings.Fields(screenText(m2)), " "), "Rollback is refused") {
+		t.Fatalf("past the last post-migrate:\n%s", screenText(m2))
+	}
+	press(t, m2, "r")
+	if m2.dialog != dlgUnfinished {
+		t.Fatal("r past the last post-migrate did something")
+	}
+}
