@@ -9,92 +9,65 @@ import (
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/plan"
+	"github.com/relctl/relctl/internal/rollout"
 )
 
-// dialogBox renders the open dialog for width w, or "".
-func (m *model) dialogBox(w int) string {
-	if m.dialog == dlgNone {
+// dialogPart is the open question, if any. What it shows is built from a
+// dialogView the model hands it, not from the model itself.
+type dialogPart struct {
+	dialog dialogKind
+}
+
+// dialogView is everything a dialog may say.
+type dialogView struct {
+	kind       dialogKind
+	st         *styles
+	keyLine    string // the keys that work now (see model.keyLine)
+	emergency  bool
+	plan       *plan.Plan
+	lock       *rollout.LockInfo
+	run        *runState
+	unfinished *journal.Run
+	gateLB     *gateLBMsg
+	traffic    *TrafficStats // nil unless the demo's traffic panel is on
+	// pausedForDialog: the run is held while the operator decides.
+	pausedForDialog bool
+}
+
+// box renders the open dialog for width w, or "".
+func (d dialogPart) box(v dialogView, w int) string {
+	if d.dialog == dlgNone {
 		return ""
 	}
+	v.kind = d.dialog
 	bw := min(w, 76)
 	tw := bw - 4 // border and padding
-	title, lines, risky := m.dialogText(tw)
+	title, lines, risky := v.dialogText(tw)
 	var b strings.Builder
-	b.WriteString(m.st.bold.Render(title))
+	b.WriteString(v.st.bold.Render(title))
 	for _, l := range lines {
 		for _, wl := range strings.Split(ansi.Wordwrap(l, tw, ""), "\n") {
 			b.WriteString("\n" + wl)
 		}
 	}
-	style := m.st.dialog
-	if risky || m.emergency {
-		style = m.st.dialogRisk
+	style := v.st.dialog
+	if risky || v.emergency {
+		style = v.st.dialogRisk
 	}
 	return style.Width(bw).Render(b.String())
 }
 
-// dialogText is the dialog's title and lines; risky dialogs get the red
-// border.
-func (m *model) dialogText(w int) (string, []string, bool) {
-	switch m.dialog {
-	case dlgStart:
-		return m.startText()
-	case dlgGate:
-		return m.gateText()
-	case dlgRollback:
-		return m.rollbackText(w)
-	case dlgAbort:
-		flight := m.run.inFlight()
-		s := "The hosts in flight finish their switch or are reverted; nothing further starts; the lock is released."
-		if len(flight) > 0 {
-			s = fmt.Sprintf("In flight now: %s. They finish their switch or are reverted; nothing further starts; the lock is released.", joinLimited(flight, 200))
-		}
-		return "Abort the run?", []string{s, m.staysText(), "", m.keyLine()}, true
-	case dlgQuit:
-		lines := []string{"Quitting aborts the run: the hosts in flight finish their switch or are reverted, nothing further starts, and relctl exits once the run has ended. It never abandons a host mid-switch.",
-			m.staysText()}
-		if m.run.gate != nil {
-			lines[0] = "Quitting answers the gate with abort: nothing further starts, and relctl exits once the run has ended."
-		}
-		return "A run is in progress. Quit?", append(lines, "", m.keyLine()), true
-	case dlgUnfinished:
-		return m.unfinishedText(w)
+// dialogBox is the open dialog, as the model's state has it, for width w.
+func (m *model) dialogBox(w int) string {
+	if m.dialog == dlgNone {
+		return ""
 	}
-	return "", nil, false
-}
-
-func (m *model) startText() (string, []string, bool) {
-	p := m.plan
-	hosts := p.DeployHosts()
-	if p.Kind == plan.KindDowngrade {
-		return "Start the EMERGENCY DOWNGRADE?", []string{
-			fmt.Sprintf("%s → %s on %d host(s), batches %s, no canary pause, no migrations.", p.From, p.To, len(hosts), batchText(p)),
-			"Reason (audited): " + p.Reason,
-			"", m.keyLine()}, true
+	v := dialogView{st: &m.st, keyLine: m.keyLine(), emergency: m.emergency, plan: m.plan, lock: m.lock,
+		run: m.run, unfinished: m.o.Unfinished, gateLB: m.gateLB, pausedForDialog: m.pausedForDialog}
+	if m.o.Demo {
+		v.traffic = m.traffic
 	}
-	lines := []string{fmt.Sprintf("%s %s → %s on %d host(s), batches %s.", p.Kind, p.From, p.To, len(hosts), batchText(p))}
-	if p.Settings.PauseAfterCanary {
-		lines = append(lines, "The run stops for your approval after the canary batch.")
-	}
-	for _, s := range p.Steps {
-		if s.PointOfNoReturn {
-			lines = append(lines, "Rollback is one key (r) until "+s.ID+" starts: that is the point of no return.")
-			break
-		}
-	}
-	if m.lock != nil {
-		lines = append(lines, m.st.badStrong.Render(fmt.Sprintf("The fleet was LOCKED by %s (run %s) when last observed: the start is refused while that run holds it.", m.lock.Owner, m.lock.RunID)))
-	}
-	lines = append(lines, "", m.keyLine())
-	return fmt.Sprintf("Start this %s?", p.Kind), lines, false
-}
-
-func batchText(p *plan.Plan) string {
-	var bs []string
-	for _, b := range p.Settings.Batches {
-		bs = append(bs, b.String())
-	}
-	return strings.Join(bs, ", ")
+	return m.dialogPart.box(v, w)
 }
 
 // keyLine is the dialog's keys, from the bindings that work now: a key
@@ -110,9 +83,73 @@ func (m *model) keyLine() string {
 	return strings.Join(parts, " · ")
 }
 
+// dialogText is the dialog's title and lines; risky dialogs get the red
+// border.
+func (m dialogView) dialogText(w int) (string, []string, bool) {
+	switch m.kind {
+	case dlgStart:
+		return m.startText()
+	case dlgGate:
+		return m.gateText()
+	case dlgRollback:
+		return m.rollbackText(w)
+	case dlgAbort:
+		flight := m.run.inFlight()
+		s := "The hosts in flight finish their switch or are reverted; nothing further starts; the lock is released."
+		if len(flight) > 0 {
+			s = fmt.Sprintf("In flight now: %s. They finish their switch or are reverted; nothing further starts; the lock is released.", joinLimited(flight, 200))
+		}
+		return "Abort the run?", []string{s, m.staysText(), "", m.keyLine}, true
+	case dlgQuit:
+		lines := []string{"Quitting aborts the run: the hosts in flight finish their switch or are reverted, nothing further starts, and relctl exits once the run has ended. It never abandons a host mid-switch.",
+			m.staysText()}
+		if m.run.gate != nil {
+			lines[0] = "Quitting answers the gate with abort: nothing further starts, and relctl exits once the run has ended."
+		}
+		return "A run is in progress. Quit?", append(lines, "", m.keyLine), true
+	case dlgUnfinished:
+		return m.unfinishedText(w)
+	}
+	return "", nil, false
+}
+
+func (m dialogView) startText() (string, []string, bool) {
+	p := m.plan
+	hosts := p.DeployHosts()
+	if p.Kind == plan.KindDowngrade {
+		return "Start the EMERGENCY DOWNGRADE?", []string{
+			fmt.Sprintf("%s → %s on %d host(s), batches %s, no canary pause, no migrations.", p.From, p.To, len(hosts), batchText(p)),
+			"Reason (audited): " + p.Reason,
+			"", m.keyLine}, true
+	}
+	lines := []string{fmt.Sprintf("%s %s → %s on %d host(s), batches %s.", p.Kind, p.From, p.To, len(hosts), batchText(p))}
+	if p.Settings.PauseAfterCanary {
+		lines = append(lines, "The run stops for your approval after the canary batch.")
+	}
+	for _, s := range p.Steps {
+		if s.PointOfNoReturn {
+			lines = append(lines, "Rollback is one key (r) until "+s.ID+" starts: that is the point of no return.")
+			break
+		}
+	}
+	if m.lock != nil {
+		lines = append(lines, m.st.badStrong.Render(fmt.Sprintf("The fleet was LOCKED by %s (run %s) when last observed: the start is refused while that run holds it.", m.lock.Owner, m.lock.RunID)))
+	}
+	lines = append(lines, "", m.keyLine)
+	return fmt.Sprintf("Start this %s?", p.Kind), lines, false
+}
+
+func batchText(p *plan.Plan) string {
+	var bs []string
+	for _, b := range p.Settings.Batches {
+		bs = append(bs, b.String())
+	}
+	return strings.Join(bs, ", ")
+}
+
 // staysText says what stays switched when the run stops without a
 // rollback, and whether r could send it back instead.
-func (m *model) staysText() string {
+func (m dialogView) staysText() string {
 	r := m.run
 	var switched []string
 	for _, h := range r.rows {
@@ -132,13 +169,13 @@ func (m *model) staysText() string {
 	return s
 }
 
-func (m *model) gateText() (string, []string, bool) {
+func (m dialogView) gateText() (string, []string, bool) {
 	g := m.run.gate
 	if g == nil {
 		return "", nil, false
 	}
 	if g.failed {
-		return "Paused after a failure", []string{g.message, "", m.keyLine()}, true
+		return "Paused after a failure", []string{g.message, "", m.keyLine}, true
 	}
 	lines := []string{g.message}
 	// The canary: the hosts in service on the gate's own target version,
@@ -159,7 +196,7 @@ func (m *model) gateText() (string, []string, bool) {
 	} else {
 		lines = append(lines, "No host is in service on "+g.to+" yet.")
 	}
-	if m.o.Demo && m.traffic != nil {
+	if m.traffic != nil {
 		lines = append(lines, fmt.Sprintf("Traffic so far: %d requests, %d failed.", m.traffic.Requests, m.traffic.Failed))
 	}
 	if info := m.run.rollbackNow(); info.ok {
@@ -167,20 +204,20 @@ func (m *model) gateText() (string, []string, bool) {
 	} else {
 		lines = append(lines, "Rollback is not possible here: "+info.why+".")
 	}
-	lines = append(lines, "", m.keyLine())
+	lines = append(lines, "", m.keyLine)
 	return "Canary gate: promote or roll back?", lines, false
 }
 
 // rollbackText lists exactly the hosts that go back, as plan.Rollback
 // plans them.
-func (m *model) rollbackText(w int) (string, []string, bool) {
+func (m dialogView) rollbackText(w int) (string, []string, bool) {
 	info := m.run.rollbackNow()
 	if !info.ok {
-		return "Rollback refused", []string{info.why, "", m.keyLine()}, true
+		return "Rollback refused", []string{info.why, "", m.keyLine}, true
 	}
 	hosts := info.hosts
 	if len(hosts) == 0 {
-		return "Roll back?", []string{"No host has been switched yet: the run stops and nothing needs to go back.", "", m.keyLine()}, true
+		return "Roll back?", []string{"No host has been switched yet: the run stops and nothing needs to go back.", "", m.keyLine}, true
 	}
 	lines := []string{fmt.Sprintf("These %d host(s) go back to %s, one at a time, in this order (after the hosts in flight):", len(hosts), info.to)}
 	lines = append(lines, wrapList(hosts, w, 6)...)
@@ -188,12 +225,12 @@ func (m *model) rollbackText(w int) (string, []string, bool) {
 	if m.pausedForDialog {
 		lines = append(lines, "The run is paused while you decide: no other host starts.")
 	}
-	lines = append(lines, "", m.keyLine())
+	lines = append(lines, "", m.keyLine)
 	return fmt.Sprintf("Roll back %d host(s)?", len(hosts)), lines, true
 }
 
-func (m *model) unfinishedText(w int) (string, []string, bool) {
-	u := m.o.Unfinished
+func (m dialogView) unfinishedText(w int) (string, []string, bool) {
+	u := m.unfinished
 	what := ""
 	if u.Plan != nil {
 		what = fmt.Sprintf(" (%s %s → %s)", u.Plan.Kind, u.Plan.From, u.Plan.To)
@@ -222,7 +259,7 @@ func (m *model) unfinishedText(w int) (string, []string, bool) {
 	case len(hosts) > 0:
 		lines = append(lines, fmt.Sprintf("r sends %s back to %s.", joinLimited(hosts, 200), to))
 	}
-	lines = append(lines, "", m.keyLine())
+	lines = append(lines, "", m.keyLine)
 	return title, lines, true
 }
 
@@ -247,7 +284,7 @@ func unfinishedRollback(u *journal.Run) (to string, hosts []string, why string) 
 // gateBalancerLines are the balancer's figures for the canary hosts: its
 // state, its last health check and its sessions, as they were when the
 // gate opened.
-func (m *model) gateBalancerLines(g *gateInfo) []string {
+func (m dialogView) gateBalancerLines(g *gateInfo) []string {
 	lbv := m.gateLB
 	if lbv == nil || lbv.step != g.step {
 		return nil

@@ -58,8 +58,7 @@ type model struct {
 	ticks
 
 	screen    screen
-	emergency bool // the red emergency downgrade session
-	dialog    dialogKind
+	emergency bool   // the red emergency downgrade session
 	notice    string // one line for the operator, cleared by the next key
 	err       string // the last error, shown until the screen changes
 
@@ -74,6 +73,7 @@ type model struct {
 	fleetPane
 	planPane
 	runPane
+	dialogPart
 }
 
 func newModel(ctx context.Context, b Backend, o Options) *model {
