@@ -530,11 +530,11 @@ wait:
 		// passed on the host too. It is a timeout.
 		cause, killNote = ErrTimeout, watchdogNote()
 	}
-	if errors.Is(cause, ErrTimeout) && !ended {
-		// The host's watchdog sends TERM now and KILL after KillGrace; the
-		// margin covers a loaded host (the kill session is the backstop
-		// for a watchdog that could not run, not the usual way).
+	// waitEnd waits for the shell to report the command's end, at most
+	// KillGrace plus a margin for a loaded host.
+	waitEnd := func() {
 		bound := time.NewTimer(c.opts.KillGrace + 5*time.Second)
+		defer bound.Stop()
 		select {
 		case end = <-cur.endOut:
 			ended = true
@@ -542,7 +542,12 @@ wait:
 			end, ended = endNow()
 		case <-bound.C:
 		}
-		bound.Stop()
+	}
+	if errors.Is(cause, ErrTimeout) && !ended {
+		// The host's watchdog sends TERM now and KILL after KillGrace (the
+		// kill session is the backstop for a watchdog that could not run,
+		// not the usual way).
+		waitEnd()
 		if ended {
 			killNote = watchdogNote()
 		}
@@ -550,15 +555,7 @@ wait:
 	if cause != nil && !ended {
 		killNote = c.stopRemote(cur.pidc)
 		// The shell reports the end once the process group is gone.
-		bound := time.NewTimer(c.opts.KillGrace + 5*time.Second)
-		select {
-		case end = <-cur.endOut:
-			ended = true
-		case <-sh.dead:
-			end, ended = endNow()
-		case <-bound.C:
-		}
-		bound.Stop()
+		waitEnd()
 		if !ended {
 			sh.close() // still blocked: the next command gets a new shell
 		}
