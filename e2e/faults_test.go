@@ -20,23 +20,6 @@ import (
 // The executor's faults on real parts: OpenSSH sshd hosts, real HAProxy,
 // the relctl binary, and steady load through the balancer.
 
-const (
-	origVersion = `version: "cat {{.Path}}/current/VERSION"`
-	origStop    = `stop: "{{.Path}}/current/bin/demoapp stop --dir {{.Path}}"`
-	origHealth  = `health: "{{.Path}}/current/bin/demoapp check`
-)
-
-// replaceOrFail edits an inventory text, failing the test when the text to
-// replace is not there (testfleet changed its template).
-func replaceOrFail(t *testing.T, old, new string) func(string) string {
-	return func(inv string) string {
-		if !strings.Contains(inv, old) {
-			t.Fatalf("inventory lacks %q:\n%s", old, inv)
-		}
-		return strings.Replace(inv, old, new, 1)
-	}
-}
-
 // inService checks, from HAProxy itself, that every server but the named
 // ones is UP, and that every named one is not.
 func inService(t *testing.T, s *stage, notUp ...string) {
@@ -193,7 +176,7 @@ func haproxyPIDs(config string) []int {
 // every other switched host (web1) goes back; exit 6.
 func TestSSHDDiesDuringStopRollsBackTheOthers(t *testing.T) {
 	s := newStage(t, 3, "haproxy", "rollout:\n  batches: [1]\n  pause_after_canary: false\n  on_failure: rollback\n",
-		replaceOrFail(t, origStop, `stop: "sleep 3; {{.Path}}/current/bin/demoapp stop --dir {{.Path}}"`))
+		wrapCommand(t, "stop", "sleep 3; "))
 	l := startLoad(t, s, "13. sshd dies during stop, on_failure: rollback")
 	c, buf := s.background("apply", "--to", "1.1.0", "--yes", "--plain")
 	s.waitJournal(func(e event.Event) bool {
@@ -239,7 +222,7 @@ func TestSSHDDiesDuringStopRollsBackTheOthers(t *testing.T) {
 // ends rolled back, and no request fails.
 func TestHungVersionCheckIsCutAndRolledBack(t *testing.T) {
 	s := newStage(t, 3, "haproxy", "timeouts:\n  version: 3s\n",
-		replaceOrFail(t, origVersion, `version: "if [ {{.Version}} = 1.1.0 ]; then sleep 600; fi; cat {{.Path}}/current/VERSION"`))
+		wrapCommand(t, "version", "if [ {{.Version}} = 1.1.0 ]; then sleep 600; fi; "))
 	l := startLoad(t, s, "14. hung version check, deadline, rollback")
 	start := time.Now()
 	code, out, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
@@ -263,7 +246,7 @@ func TestHungVersionCheckIsCutAndRolledBack(t *testing.T) {
 // lock released or stated, and every host not in service named.
 func TestCtrlCTwiceDuringAHungCommand(t *testing.T) {
 	s := newStage(t, 3, "haproxy", "timeouts:\n  version: 20m\n",
-		replaceOrFail(t, origVersion, `version: "if [ {{.Version}} = 1.1.0 ]; then sleep 1200; fi; cat {{.Path}}/current/VERSION"`))
+		wrapCommand(t, "version", "if [ {{.Version}} = 1.1.0 ]; then sleep 1200; fi; "))
 	l := startLoad(t, s, "15. Ctrl-C twice during a hung command")
 	c, buf := s.background("apply", "--to", "1.1.0", "--yes", "--plain")
 	s.waitJournal(func(e event.Event) bool {
@@ -326,7 +309,7 @@ func TestCtrlCTwiceDuringAHungCommand(t *testing.T) {
 func TestBudgetedHealthFailureIsPartial(t *testing.T) {
 	s := newStage(t, 3, "haproxy",
 		"rollout:\n  batches: [1]\n  pause_after_canary: false\n  max_failed_hosts: 1\n  on_failure: rollback\nhealth:\n  timeout: 3s\n  interval: 200ms\n  stable_for: 500ms\n",
-		replaceOrFail(t, origHealth, `health: "if [ {{.Host}} = web2 ] && [ {{.Version}} = 1.1.0 ]; then exit 1; fi; {{.Path}}/current/bin/demoapp check`))
+		wrapCommand(t, "health", "if [ {{.Host}} = web2 ] && [ {{.Version}} = 1.1.0 ]; then exit 1; fi; "))
 	l := startLoad(t, s, "16. budgeted health failure")
 	code, out, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
 	l.stop(true)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/event"
+	"go.yaml.in/yaml/v3"
 )
 
 // figures collects every scenario's numbers; writeFigures rewrites the
@@ -228,9 +229,7 @@ func TestSSHDKilledMidSwitch(t *testing.T) {
 
 // 9. The balancer's admin socket is unreachable at preflight.
 func TestBalancerUnreachable(t *testing.T) {
-	s := newStage(t, 3, "haproxy", "", func(inv string) string {
-		return strings.Replace(inv, adminTCP(inv), "127.0.0.1:1", 1)
-	})
+	s := newStage(t, 3, "haproxy", "", editNode(t, func(n *yaml.Node) { n.Value = "127.0.0.1:1" }, "balancer", "endpoints", "0", "tcp"))
 	code, _, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
 	if code != 1 || !strings.Contains(errs, "balancer") {
 		t.Fatalf("exit %d: %s", code, errs)
@@ -239,13 +238,6 @@ func TestBalancerUnreachable(t *testing.T) {
 	if len(s.f.Migrations()) != 0 {
 		t.Error("a migration ran")
 	}
-}
-
-// adminTCP finds the haproxy TCP admin address in an inventory text.
-func adminTCP(inv string) string {
-	i := strings.Index(inv, "{tcp: \"")
-	j := strings.Index(inv[i+7:], "\"")
-	return inv[i+7 : i+7+j]
 }
 
 // 11. Emergency downgrade under load.

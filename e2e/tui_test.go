@@ -92,6 +92,10 @@ func upgradeThenRollBack(t *testing.T, tm *term, demo bool) string {
 	tm.wait("▸ 2.0.0", time.Minute)
 	tm.keys("Enter")
 	tm.wait("POINT OF NO RETURN", 30*time.Second)
+	// The preview scrolls to its end and stops there.
+	tm.keys("NPage", "NPage", "NPage", "NPage", "NPage", "NPage")
+	tm.wait("(end)", 10*time.Second)
+	tm.wait("What rollback can and cannot undo", 10*time.Second)
 	tm.keys("Enter")
 	tm.wait("Start this upgrade?", 10*time.Second)
 	tm.keys("y")
@@ -109,6 +113,12 @@ func upgradeThenRollBack(t *testing.T, tm *term, demo bool) string {
 	tm.keys("y")
 	s = tm.wait("ROLLED BACK", 2*time.Minute)
 	t.Logf("final screen:\n%s", s)
+	// After the run: a host's full log, then back to the summary.
+	tm.keys("Enter")
+	tm.wait("log: ", 10*time.Second)
+	tm.wait("── deploy ", 10*time.Second)
+	tm.keys("Escape")
+	s = tm.wait("ROLLED BACK", 10*time.Second)
 	return s
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/relctl/relctl/internal/event"
+	"go.yaml.in/yaml/v3"
 )
 
 func readEvents(t testing.TB, path string) []event.Event {
@@ -52,4 +53,51 @@ func liveProcessesMentioning(s string) []string {
 		out = append(out, filepath.Base(d)+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
 	}
 	return out
+}
+
+// editNode returns an inventory edit that parses the YAML, hands the value
+// at path (mapping keys, and "0" for a sequence's first item) to edit, and
+// writes the YAML back. It fails the test when the path is not there, so an
+// edit never silently misses because testfleet's writer quotes differently.
+func editNode(t *testing.T, edit func(*yaml.Node), path ...string) func(string) string {
+	return func(inv string) string {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(inv), &doc); err != nil {
+			t.Fatalf("inventory: %v", err)
+		}
+		n := doc.Content[0]
+		for _, key := range path {
+			var next *yaml.Node
+			switch n.Kind {
+			case yaml.MappingNode:
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == key {
+						next = n.Content[i+1]
+					}
+				}
+			case yaml.SequenceNode:
+				if key == "0" && len(n.Content) > 0 {
+					next = n.Content[0]
+				}
+			}
+			if next == nil {
+				t.Fatalf("inventory lacks %s:\n%s", strings.Join(path, "."), inv)
+			}
+			n = next
+		}
+		edit(n)
+		out, err := yaml.Marshal(&doc)
+		if err != nil {
+			t.Fatalf("inventory: %v", err)
+		}
+		return string(out)
+	}
+}
+
+// wrapCommand returns an inventory edit that puts prefix before
+// commands.<name>.
+func wrapCommand(t *testing.T, name, prefix string) func(string) string {
+	return editNode(t, func(n *yaml.Node) {
+		n.Value, n.Style = prefix+n.Value, yaml.DoubleQuotedStyle
+	}, "commands", name)
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
@@ -249,9 +250,22 @@ func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o 
 	return nil
 }
 
-// wantTUI reports whether this invocation should open the TUI.
+// wantTUI reports whether this invocation should open the TUI. A terminal
+// the TUI cannot draw in (TERM=dumb, smaller than tui.MinWidth×MinHeight)
+// gets plain output, with a note saying why.
 func wantTUI(ios *IO, of outFlags) bool {
-	return !of.plain && !of.json && !of.yes && ios.interactive() && isTerminal(ios.Out) && os.Getenv("TERM") != "dumb"
+	if of.plain || of.json || of.yes || !ios.interactive() || !isTerminal(ios.Out) {
+		return false
+	}
+	w, h := 0, 0
+	if f, ok := ios.Out.(interface{ Fd() uintptr }); ok {
+		w, h, _ = term.GetSize(int(f.Fd()))
+	}
+	if ok, note := tui.Usable(os.Getenv("TERM"), w, h); !ok {
+		fmt.Fprintln(ios.Err, note)
+		return false
+	}
+	return true
 }
 
 // rootRun opens the TUI when relctl runs with no subcommand in a terminal.
@@ -261,6 +275,9 @@ func rootRun(ios *IO, g *globals, cf *connFlags) func(*cobra.Command, []string) 
 			return cmd.Help()
 		}
 		inv, err := loadFleet(g)
+		if errors.Is(err, os.ErrNotExist) {
+			fmt.Fprint(ios.Err, tui.NoInventory(g.fleet))
+		}
 		if err != nil {
 			return err
 		}

@@ -104,6 +104,7 @@ type Event struct {
 	Plan     *plan.Plan    `json:"plan,omitempty"`
 	Outcome  Outcome       `json:"outcome,omitempty"`
 	Summary  *Summary      `json:"summary,omitempty"`
+	Control  ControlKind   `json:"ctl,omitempty"` // Control and GateRequested events: what happened (see ControlKind)
 }
 
 // Summary is what a finished run tells the operator.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Load reads, checks and defaults the inventory at path.
@@ -26,7 +26,7 @@ func Load(path string) (*Inventory, error) {
 // Parse checks and defaults an inventory held in memory; file names it in
 // errors. Every problem found is returned at once, as Errors.
 func Parse(file string, data []byte) (*Inventory, error) {
-	l := &loader{file: file, lines: map[string]int{}}
+	l := &loader{file: file, lines: map[string]int{}, reported: map[string]bool{}}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Errors{l.syntaxError(err)}
@@ -36,14 +36,18 @@ func Parse(file string, data []byte) (*Inventory, error) {
 	}
 	doc := root.Content[0]
 	l.hostNames = hostNames(doc)
-	l.walk(doc, reflect.TypeOf(Inventory{}), "")
-	if len(l.errs) > 0 {
+	// One pass reports everything: the walk records structural problems
+	// (unknown keys, wrong kinds, bad scalars) and cuts the offending keys
+	// out of the tree, so that the rest still decodes and is validated.
+	// Validation then stays quiet about a key the walk already reported.
+	if !l.walk(doc, reflect.TypeOf(Inventory{}), "") {
 		return nil, l.sorted()
 	}
 	inv := &Inventory{}
 	if err := doc.Decode(inv); err != nil {
 		// The walk checks every kind and scalar; this is a safety net.
-		return nil, Errors{l.syntaxError(err)}
+		l.errs = append(l.errs, l.syntaxError(err))
+		return nil, l.sorted()
 	}
 	inv.File = file
 	applyDefaults(inv, func(p string) bool { _, ok := l.lines[p]; return ok })
@@ -59,6 +63,9 @@ type loader struct {
 	lines     map[string]int // key path → line, for validation errors
 	hostNames []string
 	errs      Errors
+	// reported holds the key paths the walk found wrong (and cut out):
+	// validation says nothing more at or under them.
+	reported map[string]bool
 }
 
 var yamlLineRe = regexp.MustCompile(`line (\d+): (.*)`)
@@ -73,9 +80,47 @@ func (l *loader) syntaxError(err error) *Error {
 	return &Error{File: l.file, Msg: "YAML: " + msg}
 }
 
+// sorted puts the problems in file order: by line, then by key path (with
+// list indexes in number order, so batches[2] comes before batches[10]).
 func (l *loader) sorted() Errors {
-	sort.SliceStable(l.errs, func(i, j int) bool { return l.errs[i].Line < l.errs[j].Line })
+	sort.SliceStable(l.errs, func(i, j int) bool {
+		a, b := l.errs[i], l.errs[j]
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return pathLess(a.Path, b.Path)
+	})
 	return l.errs
+}
+
+// pathLess orders key paths as text, except that runs of digits compare as
+// numbers.
+func pathLess(a, b string) bool {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		if da > 0 && db > 0 {
+			na, _ := strconv.Atoi(a[:da])
+			nb, _ := strconv.Atoi(b[:db])
+			if na != nb {
+				return na < nb
+			}
+			a, b = a[da:], b[db:]
+			continue
+		}
+		if a[0] != b[0] {
+			return a[0] < b[0]
+		}
+		a, b = a[1:], b[1:]
+	}
+	return len(a) < len(b)
+}
+
+func digits(s string) int {
+	n := 0
+	for n < len(s) && n < 9 && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
 }
 
 // add records a problem at path (a raw path such as "hosts[2].address").
@@ -83,9 +128,37 @@ func (l *loader) add(line int, path, format string, args ...any) {
 	l.errs = append(l.errs, &Error{File: l.file, Line: line, Path: l.pretty(path), Msg: fmt.Sprintf(format, args...)})
 }
 
-// at records a problem whose line is looked up from its key path.
+// at records a validation problem whose line is looked up from its key
+// path, unless the walk already reported that key or one above it.
 func (l *loader) at(path, format string, args ...any) {
+	if l.covered(path) {
+		return
+	}
 	l.add(l.line(path), path, format, args...)
+}
+
+// missing records that key (a full key path) is required, at path (where the
+// key should be), unless the walk already reported key: a value of the wrong
+// kind, or a misspelt key that was most likely meant to be it.
+func (l *loader) missing(path, key, format string, args ...any) {
+	if l.covered(key) {
+		return
+	}
+	l.at(path, format, args...)
+}
+
+// covered reports whether the walk reported path or one of its ancestors.
+func (l *loader) covered(path string) bool {
+	for p := path; ; {
+		if l.reported[p] {
+			return true
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			return l.reported[""]
+		}
+		p = p[:i]
+	}
 }
 
 // line finds the line of path, or of its nearest ancestor that has one.
@@ -157,7 +230,17 @@ func join(path, key string) string {
 
 // walk checks node against the Go type t: unknown and duplicate keys, node
 // kinds and scalar syntax, recording the line of every key path on the way.
-func (l *loader) walk(n *yaml.Node, t reflect.Type, path string) {
+// It reports false when n itself is wrong (its parent then drops it, so that
+// the rest decodes); keys that are wrong inside n are cut out of n here.
+func (l *loader) walk(n *yaml.Node, t reflect.Type, path string) bool {
+	ok := l.check(n, t, path)
+	if !ok {
+		l.reported[path] = true
+	}
+	return ok
+}
+
+func (l *loader) check(n *yaml.Node, t reflect.Type, path string) bool {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
@@ -168,7 +251,7 @@ func (l *loader) walk(n *yaml.Node, t reflect.Type, path string) {
 		t = t.Elem()
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
-		return // an empty value: defaults or "is required" apply
+		return true // an empty value: defaults or "is required" apply
 	}
 	where := path
 	if where == "" {
@@ -176,29 +259,30 @@ func (l *loader) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 	switch {
 	case t == durationType:
-		if l.scalar(n, path) {
-			if _, err := time.ParseDuration(n.Value); err != nil {
-				l.add(n.Line, path, "%q is not a duration (such as 500ms, 30s or 2m)", n.Value)
-			}
+		if !l.scalar(n, path) {
+			return false
+		}
+		if _, err := time.ParseDuration(n.Value); err != nil {
+			l.add(n.Line, path, "%q is not a duration (such as 500ms, 30s or 2m)", n.Value)
+			return false
 		}
 	case t == stringListType:
-		if n.Kind == yaml.SequenceNode {
-			for i, c := range n.Content {
-				l.walk(c, reflect.TypeOf(""), fmt.Sprintf("%s[%d]", path, i))
-			}
-		} else {
-			l.scalar(n, path)
+		if n.Kind != yaml.SequenceNode {
+			return l.scalar(n, path)
 		}
+		l.list(n, reflect.TypeOf(""), path)
 	case t == batchSizeType:
-		if l.scalar(n, path) {
-			if _, err := ParseBatchSize(n.Value); err != nil {
-				l.add(n.Line, path, "%v", err)
-			}
+		if !l.scalar(n, path) {
+			return false
+		}
+		if _, err := ParseBatchSize(n.Value); err != nil {
+			l.add(n.Line, path, "%v", err)
+			return false
 		}
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			l.add(n.Line, path, "%s must be a mapping of keys, not %s", where, kindName(n))
-			return
+			return false
 		}
 		fields := map[string]reflect.Type{}
 		var names []string
@@ -211,7 +295,12 @@ func (l *loader) walk(n *yaml.Node, t reflect.Type, path string) {
 			fields[tag] = f.Type
 			names = append(names, tag)
 		}
+		given := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			given[n.Content[i].Value] = true
+		}
 		seen := map[string]int{}
+		kept := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			kp := join(path, k.Value)
@@ -225,19 +314,29 @@ func (l *loader) walk(n *yaml.Node, t reflect.Type, path string) {
 				msg := fmt.Sprintf("unknown key %q", k.Value)
 				if s := suggest(k.Value, names); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
+					if !given[s] {
+						l.reported[join(path, s)] = true // no "s is required" on top
+					}
 				}
 				l.add(k.Line, path, "%s", msg)
+				l.reported[kp] = true
 				continue
 			}
 			l.lines[kp] = k.Line
-			l.walk(v, ft, kp)
+			if l.walk(v, ft, kp) {
+				kept = append(kept, k, v)
+			} else {
+				delete(l.lines, kp) // as if left out: defaults apply
+			}
 		}
+		n.Content = kept
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			l.add(n.Line, path, "%s must be a mapping, not %s", where, kindName(n))
-			return
+			return false
 		}
 		seen := map[string]int{}
+		kept := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			kp := join(path, strconv.Quote(k.Value))
@@ -247,30 +346,51 @@ func (l *loader) walk(n *yaml.Node, t reflect.Type, path string) {
 			}
 			seen[k.Value] = k.Line
 			l.lines[kp] = k.Line
-			l.walk(v, t.Elem(), kp)
+			if l.walk(v, t.Elem(), kp) {
+				kept = append(kept, k, v)
+			}
 		}
+		n.Content = kept
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			l.add(n.Line, path, "%s must be a list, not %s", where, kindName(n))
-			return
+			return false
 		}
-		for i, c := range n.Content {
-			l.walk(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
-		}
+		l.list(n, t.Elem(), path)
 	case t.Kind() == reflect.Int:
-		if l.scalar(n, path) {
-			if _, err := strconv.Atoi(n.Value); err != nil {
-				l.add(n.Line, path, "%q is not a whole number", n.Value)
-			}
+		if !l.scalar(n, path) {
+			return false
+		}
+		if _, err := strconv.Atoi(n.Value); err != nil {
+			l.add(n.Line, path, "%q is not a whole number", n.Value)
+			return false
 		}
 	case t.Kind() == reflect.Bool:
-		if l.scalar(n, path) {
-			if _, err := strconv.ParseBool(n.Value); err != nil {
-				l.add(n.Line, path, "%q is not true or false", n.Value)
-			}
+		if !l.scalar(n, path) {
+			return false
+		}
+		if _, err := strconv.ParseBool(n.Value); err != nil {
+			l.add(n.Line, path, "%q is not true or false", n.Value)
+			return false
 		}
 	case t.Kind() == reflect.String:
-		l.scalar(n, path)
+		return l.scalar(n, path)
+	}
+	return true
+}
+
+// list walks the items of a sequence. A wrong item is replaced by the zero
+// value of its type (not removed, and not null, which the decoder would
+// skip), so that the items after it keep their index in every later message.
+func (l *loader) list(n *yaml.Node, elem reflect.Type, path string) {
+	for i, c := range n.Content {
+		if !l.walk(c, elem, fmt.Sprintf("%s[%d]", path, i)) {
+			zero := &yaml.Node{}
+			if err := zero.Encode(reflect.Zero(elem).Interface()); err != nil {
+				zero = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}
+			}
+			n.Content[i] = zero
+		}
 	}
 }
 

@@ -132,7 +132,7 @@ func TestBadInput(t *testing.T) {
 		{"bad duration", func(s string) string { return s + "health: {timeout: 60}\n" }, `health.timeout: "60" is not a duration`, 14, ""},
 		{"bad int", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_releases: many", 1) }, `keep_releases: "many" is not a whole number`, 2, ""},
 		{"hosts not a list", func(s string) string { return s[:strings.Index(s, "hosts:")] + "hosts: web1\n" }, "hosts must be a list", 10, ""},
-		{"bad upgrade_from", func(s string) string { return s + "releases:\n  \"2.0.0\": {upgrade_from: \"~>1.0\"}\n" }, "upgrade_from", 15, ""},
+		{"bad upgrade_from", func(s string) string { return s + "releases:\n  \"2.0.0\": {upgrade_from: \">=banana\"}\n" }, "upgrade_from", 15, ""},
 		{"host name with shell chars", func(s string) string { return strings.Replace(s, "name: web3", "name: \"web3;reboot\"", 1) }, "may hold only letters", 13, ""},
 		{"keep_releases 0", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_releases: 0", 1) }, "keep_releases must be at least 2", 2, ""},
 		{"max_parallel 0", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nssh: {max_parallel: 0}", 1) }, "max_parallel must be at least 1", 2, ""},
@@ -213,6 +213,127 @@ func TestAllErrorsAtOnce(t *testing.T) {
 	var es Errors
 	if !errors.As(err, &es) || len(es) != 3 {
 		t.Fatalf("want 3 errors, got %v", err)
+	}
+}
+
+// TestOnePass: structural problems (unknown keys, wrong kinds, bad scalars)
+// and validation problems come out together, in file order, each with its
+// file:line and key path; nothing is said twice about one mistake.
+func TestOnePass(t *testing.T) {
+	s := strings.Replace(base, "app: shop", "app: shop\nkeep_relases: 3\nkeep_releases: many", 1)
+	s = strings.Replace(s, "{name: web2, address: 10.0.0.12}", "{name: web2, adress: 10.0.0.12}", 1)
+	s = strings.Replace(s, "kind: none", "kind: f5", 1)
+	s = strings.Replace(s, "./dist/shop-{{.Version}}.tar.gz", "https://example.com/shop-{{.Version}}.tar.gz", 1)
+	s += "rollout: {batches: [0, lots, 2, 0, 0, 0, 0, 0, 0, 0, 0], on_failure: retry}\nhealth: {timeout: soon}\n"
+	_, err := Parse("fleet.yaml", []byte(s))
+	want := `fleet.yaml:2: unknown key "keep_relases" (did you mean "keep_releases"?)
+fleet.yaml:3: keep_releases: "many" is not a whole number
+fleet.yaml:5: artifact.source: URLs are not fetched yet; give a local path template such as ./dist/shop-{{.Version}}.tar.gz (got "https://example.com/shop-{{.Version}}.tar.gz")
+fleet.yaml:10: balancer.kind: unknown balancer kind "f5": use haproxy, nginx, exec or none
+fleet.yaml:14: hosts[1] (web2): unknown key "adress" (did you mean "address"?)
+fleet.yaml:16: rollout.batches[0]: batch size must be at least 1 (got 0)
+fleet.yaml:16: rollout.batches[1]: batch size "lots" is not a number or a percentage such as "25%"
+fleet.yaml:16: rollout.batches[3]: batch size must be at least 1 (got 0)
+fleet.yaml:16: rollout.batches[4]: batch size must be at least 1 (got 0)
+fleet.yaml:16: rollout.batches[5]: batch size must be at least 1 (got 0)
+fleet.yaml:16: rollout.batches[6]: batch size must be at least 1 (got 0)
+fleet.yaml:16: rollout.batches[7]: batch size must be at least 1 (got 0)
+fleet.yaml:16: rollout.batches[8]: batch size must be at least 1 (got 0)
+fleet.yaml:16: rollout.batches[9]: batch size must be at least 1 (got 0)
+fleet.yaml:16: rollout.batches[10]: batch size must be at least 1 (got 0)
+fleet.yaml:16: rollout.on_failure: on_failure must be "rollback" or "pause", not "retry"
+fleet.yaml:17: health.timeout: "soon" is not a duration (such as 500ms, 30s or 2m)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got:\n%v\nwant:\n%s", err, want)
+	}
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatal("not Errors")
+	}
+	for _, e := range es {
+		if e.File != "fleet.yaml" || e.Line == 0 || !errors.Is(e, ErrInvalid) {
+			t.Errorf("error without its place: %+v", e)
+		}
+	}
+}
+
+// TestNoEchoes: a key the walk already reported gets no second message
+// from validation ("is required", "must be at least"), and the items after
+// a bad list item keep their index.
+func TestNoEchoes(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(string) string
+		want string // the one error
+	}{
+		{"misspelt required key", func(s string) string {
+			return strings.Replace(s, "{name: web2, address: 10.0.0.12}", "{name: web2, adress: 10.0.0.12}", 1)
+		}, `fleet.yaml:12: hosts[1] (web2): unknown key "adress" (did you mean "address"?)`},
+		{"a misspelt key beside the real one hides nothing", func(s string) string {
+			return strings.Replace(s, "{name: web2, address: 10.0.0.12}", "{name: web2, address: \"10.0.0.12;x\", adress: 10.0.0.12}", 1)
+		}, `fleet.yaml:12: hosts[1] (web2): unknown key "adress" (did you mean "address"?)
+fleet.yaml:12: hosts[1] (web2).address: address "10.0.0.12;x" holds characters an address cannot have`},
+		{"required key of the wrong kind", func(s string) string { return strings.Replace(s, "app: shop", "app: [shop]", 1) },
+			`fleet.yaml:1: app: must be a single value, not a list`},
+		{"hosts not a list", func(s string) string { return s[:strings.Index(s, "hosts:")] + "hosts: web1\n" },
+			`fleet.yaml:10: hosts: hosts must be a list, not the value "web1"`},
+		{"a host that is not a mapping", func(s string) string {
+			s = strings.Replace(s, "{name: web1, address: 10.0.0.11, labels: [canary]}", "web1", 1)
+			return strings.Replace(s, "10.0.0.13", "10.0.0.13;x", 1)
+		}, `fleet.yaml:11: hosts[0]: hosts[0] must be a mapping of keys, not the value "web1"
+fleet.yaml:13: hosts[2] (web3).address: address "10.0.0.13;x" holds characters an address cannot have`},
+		{"a bad batch keeps the index of the next", func(s string) string { return s + "rollout: {batches: [lots, 0]}\n" },
+			`fleet.yaml:14: rollout.batches[0]: batch size "lots" is not a number or a percentage such as "25%"
+fleet.yaml:14: rollout.batches[1]: batch size must be at least 1 (got 0)`},
+		{"bad int keeps the default", func(s string) string { return strings.Replace(s, "app: shop", "app: shop\nkeep_releases: many", 1) },
+			`fleet.yaml:2: keep_releases: "many" is not a whole number`},
+		{"misspelt balancer kind key", func(s string) string { return strings.Replace(s, "kind: none", "knd: none", 1) },
+			`fleet.yaml:8: balancer: unknown key "knd" (did you mean "kind"?)`},
+		{"balancer not a mapping", func(s string) string { return strings.Replace(s, "balancer: {kind: none}", "balancer: none", 1) },
+			`fleet.yaml:8: balancer: balancer must be a mapping of keys, not the value "none"`},
+		{"commands of the wrong kind", func(s string) string { return strings.Replace(s, `start: "start-it"`, `start: [a, b]`, 1) },
+			`fleet.yaml:6: commands.start: must be a single value, not a list`},
+		{"the document is a list", func(string) string { return "- a\n- b\n" },
+			`fleet.yaml:1: the document must be a mapping of keys, not a list`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("fleet.yaml", []byte(c.edit(base)))
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("err = %v", err)
+			}
+			if err.Error() != c.want {
+				t.Errorf("got:\n%v\nwant:\n%s", err, c.want)
+			}
+		})
+	}
+}
+
+func TestArtifactURLs(t *testing.T) {
+	for _, src := range []string{
+		"https://dl.example.com/shop-{{.Version}}.tar.gz",
+		"http://dl.example.com/shop-{{.Version}}.tar.gz",
+		"s3://releases/shop-{{.Version}}.tar.gz",
+		"file:///srv/dist/shop-{{.Version}}.tar.gz",
+		" HTTPS://x/{{.Version}}",
+		"{{if .Version}}https://{{end}}x/{{.Version}}", // a template that renders a URL
+	} {
+		s := strings.Replace(base, `"./dist/shop-{{.Version}}.tar.gz"`, `'`+src+`'`, 1)
+		_, err := Parse("fleet.yaml", []byte(s))
+		if err == nil {
+			t.Errorf("source %q accepted", src)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "fleet.yaml:3: artifact.source: URLs are not fetched yet; give a local path template") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("source %q: %v", src, err)
+		}
+	}
+	for _, src := range []string{"./dist/shop-{{.Version}}.tar.gz", "/srv/dist/shop:{{.Version}}.tgz", "dist/s3-{{.Version}}.tar.gz"} {
+		s := strings.Replace(base, `"./dist/shop-{{.Version}}.tar.gz"`, `'`+src+`'`, 1)
+		if _, err := Parse("fleet.yaml", []byte(s)); err != nil {
+			t.Errorf("local source %q refused: %v", src, err)
+		}
 	}
 }
 

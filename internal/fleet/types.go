@@ -13,11 +13,11 @@ import (
 	"text/template"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Inventory is a parsed, defaulted and validated fleet.yaml. The key names are
-// a contract (see DESIGN.md): they are extended, never renamed.
+// a contract (see docs/design.md): they are extended, never renamed.
 type Inventory struct {
 	// File is the path the inventory was loaded from; used in error messages.
 	File string `yaml:"-"`
@@ -36,7 +36,7 @@ type Inventory struct {
 	Timeouts     Timeouts           `yaml:"timeouts"`
 	Releases     map[string]Release `yaml:"releases"`
 	// Vars are template values for every host ({{.Vars.name}}); a host's own
-	// vars override them. An extension of the DESIGN.md keys.
+	// vars override them. An extension of the original inventory keys.
 	Vars  map[string]string `yaml:"vars"`
 	Hosts []Host            `yaml:"hosts"`
 

@@ -20,6 +20,9 @@ var (
 	// safePathRe keeps paths free of anything a shell or a human would
 	// misread; they are quoted anyway.
 	safePathRe = regexp.MustCompile(`^/[A-Za-z0-9._/@+-]*$`)
+	// urlRe finds a URL (https://, s3://, file://...) where a local path is
+	// expected: relctl does not fetch artifacts.
+	urlRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
 )
 
 // Balancer kinds.
@@ -32,7 +35,7 @@ const (
 
 func (l *loader) validate(inv *Inventory) {
 	if inv.App == "" {
-		l.at("", "app is required")
+		l.missing("", "app", "app is required")
 	} else if !nameRe.MatchString(inv.App) {
 		l.at("app", "app %q may hold only letters, digits and . _ -", inv.App)
 	}
@@ -68,7 +71,7 @@ func (l *loader) absPath(key, p string, required bool) {
 	switch {
 	case p == "" && required:
 		i := strings.LastIndexByte(key, '.')
-		l.at(key[:max(i, 0)], "%s is required", key[i+1:])
+		l.missing(key[:max(i, 0)], key, "%s is required", key[i+1:])
 	case p == "":
 	case !path.IsAbs(p):
 		l.at(key, "%s must be an absolute path (got %q)", key[strings.LastIndexByte(key, '.')+1:], p)
@@ -99,7 +102,11 @@ func (l *loader) validateSSH(inv *Inventory) {
 func (l *loader) validateArtifact(inv *Inventory) {
 	src := inv.Artifact.Source
 	if src == "" {
-		l.at("artifact", "artifact.source is required: a path template such as ./dist/%s-{{.Version}}.tar.gz", inv.App)
+		l.missing("artifact", "artifact.source", "artifact.source is required: a path template such as ./dist/%s-{{.Version}}.tar.gz", inv.App)
+		return
+	}
+	if urlRe.MatchString(strings.TrimSpace(src)) {
+		l.at("artifact.source", "URLs are not fetched yet; give a local path template such as ./dist/%s-{{.Version}}.tar.gz (got %q)", inv.App, src)
 		return
 	}
 	t, err := template.New("artifact").Option("missingkey=error").Parse(src)
@@ -112,14 +119,16 @@ func (l *loader) validateArtifact(inv *Inventory) {
 		l.at("artifact.source", "source must contain {{.Version}}, or every version would be the same file")
 		return
 	}
-	if _, err := inv.ArtifactPath("1.0.0"); err != nil {
+	if p, err := inv.ArtifactPath("1.0.0"); err != nil {
 		l.at("artifact.source", "%s (only {{.Version}} and {{.App}} are known here)", strings.TrimPrefix(err.Error(), "artifact.source: "))
+	} else if urlRe.MatchString(strings.TrimSpace(p)) {
+		l.at("artifact.source", "URLs are not fetched yet; give a local path template such as ./dist/%s-{{.Version}}.tar.gz (it renders to %q)", inv.App, p)
 	}
 }
 
 func (l *loader) validateHosts(inv *Inventory) {
 	if len(inv.Hosts) == 0 {
-		l.at("", "hosts: at least one host is required")
+		l.missing("", "hosts", "hosts: at least one host is required")
 		return
 	}
 	names := map[string]int{}
@@ -128,7 +137,7 @@ func (l *loader) validateHosts(inv *Inventory) {
 	for i, h := range inv.Hosts {
 		p := fmt.Sprintf("hosts[%d]", i)
 		if h.Name == "" {
-			l.at(p, "name is required")
+			l.missing(p, p+".name", "name is required")
 		} else if !nameRe.MatchString(h.Name) {
 			l.at(p+".name", "name %q may hold only letters, digits and . _ -", h.Name)
 		} else if j, dup := names[h.Name]; dup {
@@ -137,7 +146,7 @@ func (l *loader) validateHosts(inv *Inventory) {
 			names[h.Name] = i
 		}
 		if h.Address == "" {
-			l.at(p, "address is required")
+			l.missing(p, p+".address", "address is required")
 		} else if key, err := addrKey(h, inv.SSH.Port); err != nil {
 			l.at(p+".address", "%v", err)
 		} else if j, dup := addrs[key]; dup {
@@ -218,7 +227,7 @@ func (l *loader) validateCommands(inv *Inventory) {
 		key := "commands." + cmd.name
 		if cmd.src == "" {
 			if cmd.required {
-				l.at("commands", "%s is required", key)
+				l.missing("commands", key, "%s is required", key)
 			}
 			continue
 		}
@@ -310,7 +319,7 @@ func (l *loader) validateBalancer(inv *Inventory) {
 	b := inv.Balancer
 	switch b.Kind {
 	case "":
-		l.at("balancer", "balancer.kind is required: haproxy, nginx, exec or none (none sends traffic to hosts while they restart)")
+		l.missing("balancer", "balancer.kind", "balancer.kind is required: haproxy, nginx, exec or none (none sends traffic to hosts while they restart)")
 		return
 	case BalancerHAProxy, BalancerNginx, BalancerExec, BalancerNone:
 	default:
@@ -321,12 +330,12 @@ func (l *loader) validateBalancer(inv *Inventory) {
 		return
 	}
 	if b.Backend == "" && b.Kind != BalancerExec {
-		l.at("balancer", "balancer.backend is required for kind %s", b.Kind)
+		l.missing("balancer", "balancer.backend", "balancer.backend is required for kind %s", b.Kind)
 	} else if b.Backend != "" && !nameRe.MatchString(b.Backend) {
 		l.at("balancer.backend", "backend %q may hold only letters, digits and . _ - (it is sent to the balancer's admin API)", b.Backend)
 	}
 	if len(b.Endpoints) == 0 && b.Kind != BalancerExec {
-		l.at("balancer", "balancer.endpoints: at least one endpoint is required for kind %s", b.Kind)
+		l.missing("balancer", "balancer.endpoints", "balancer.endpoints: at least one endpoint is required for kind %s", b.Kind)
 	}
 	for i, e := range b.Endpoints {
 		p := fmt.Sprintf("balancer.endpoints[%d]", i)
@@ -357,7 +366,7 @@ func (l *loader) validateBalancer(inv *Inventory) {
 			key := "balancer.commands." + c.name
 			if c.src == "" {
 				if c.name != "state" {
-					l.at("balancer", "%s is required for kind exec", key)
+					l.missing("balancer", key, "%s is required for kind exec", key)
 				}
 				continue
 			}

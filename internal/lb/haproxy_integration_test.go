@@ -139,8 +139,8 @@ func (p *haproxyProc) reload(t testing.TB) (oldPid, newPid int) {
 	oldPid = p.pid(t)
 	p.reloads++
 	cmd := exec.Command(haproxyBin, "-f", p.cfgPath, "-db", "-x", p.Socket, "-sf", strconv.Itoa(oldPid))
-	log := lbtest.StartProcess(t, p.dir, fmt.Sprintf("haproxy-reload%d", p.reloads), cmd)
-	newPid = cmd.Process.Pid
+	np, log := lbtest.StartProc(t, p.dir, fmt.Sprintf("haproxy-reload%d", p.reloads), cmd)
+	newPid = np.PID()
 	lbtest.Eventually(t, 10*time.Second, "the reloaded haproxy answers", func() (bool, string) {
 		reply, err := p.raw("unix", p.Socket, "show info")
 		return err == nil && strings.Contains(reply, fmt.Sprintf("Pid: %d\n", newPid)), fmt.Sprintf("%v; log: %s", err, log())

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/version"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -217,6 +218,40 @@ func TestPath(t *testing.T) {
 	}
 }
 
+// TestPathConstraintForms: the releases table's upgrade_from takes ~, ^, ||
+// and orders pre-releases by SemVer (rc.2 before rc.10).
+func TestPathConstraintForms(t *testing.T) {
+	rel := map[string]fleet.Release{
+		"3.0.0":       {UpgradeFrom: "^2.1.0 || ~2.0.5"},
+		"2.1.0":       {UpgradeFrom: "~2.0.0"},
+		"2.0.0":       {UpgradeFrom: ">=1.0.0-rc.10, <2.0.0"},
+		"1.0.0-rc.10": {UpgradeFrom: ">=1.0.0-rc.2"},
+	}
+	cases := []struct{ from, to, want string }{
+		{"2.0.5", "3.0.0", "2.0.5→3.0.0"},                       // the || alternative
+		{"2.0.1", "3.0.0", "2.0.1→2.1.0→3.0.0"},                 // ~2.0.0 first
+		{"1.0.0-rc.2", "2.0.0", "1.0.0-rc.2→1.0.0-rc.10→2.0.0"}, // rc.10 is after rc.2
+		{"1.5.0-beta.1", "2.0.0", "1.5.0-beta.1→2.0.0"},         // pre-releases are ordered, not excluded
+	}
+	for _, c := range cases {
+		hops, err := Path(rel, c.from, c.to)
+		if err != nil {
+			t.Errorf("%s→%s: %v", c.from, c.to, err)
+			continue
+		}
+		chain := []string{hops[0].From}
+		for _, h := range hops {
+			chain = append(chain, h.To)
+		}
+		if got := strings.Join(chain, "→"); got != c.want {
+			t.Errorf("%s→%s: path %s, want %s", c.from, c.to, got, c.want)
+		}
+	}
+	if _, err := Path(rel, "0.9.0", "3.0.0"); !errors.Is(err, ErrNoPath) {
+		t.Errorf("0.9.0→3.0.0: err = %v, want ErrNoPath (the first stop, 1.0.0-rc.10, needs >=1.0.0-rc.2)", err)
+	}
+}
+
 func TestMixedFleets(t *testing.T) {
 	inv := inventory(t, 4, "")
 	obs := Assume(inv, "1.4.0")
@@ -270,9 +305,21 @@ func TestRefusesDowngradeAsUpgrade(t *testing.T) {
 
 func TestBadVersions(t *testing.T) {
 	inv := inventory(t, 2, "")
-	for _, v := range []string{"1.0;reboot", "1.0 .0", "$(id)", ""} {
-		if _, err := Build(inv, Assume(inv, "1.4.0"), Options{To: v}); err == nil {
+	for _, v := range []string{"1.0;reboot", "1.0 .0", "$(id)", "", "latest", "v1.2.0", "1.2", "1.4", "banana"} {
+		_, err := Build(inv, Assume(inv, "1.4.0"), Options{To: v})
+		if err == nil {
 			t.Errorf("--to %q accepted", v)
+			continue
+		}
+		if !errors.Is(err, version.ErrInvalid) || !strings.Contains(err.Error(), "--to: ") ||
+			!strings.Contains(err.Error(), "a release version is MAJOR.MINOR.PATCH, e.g. 1.2.0") {
+			t.Errorf("--to %q: %v, want the flag named and what is expected", v, err)
+		}
+		if v == "" {
+			continue // an empty --upfrom is no --upfrom
+		}
+		if _, err := Build(inv, Assume(inv, "1.4.0"), Options{To: "2.0.0", Upfrom: v}); err == nil || !strings.Contains(err.Error(), "--upfrom: ") {
+			t.Errorf("--upfrom %q: %v", v, err)
 		}
 	}
 }
@@ -375,6 +422,13 @@ func TestDowngrade(t *testing.T) {
 	}
 	if _, err := Downgrade(inv, obs, DowngradeOptions{To: "1.4.0"}); err == nil {
 		t.Error("a downgrade without a reason was accepted")
+	}
+	// --to is a release version here too, said as such (not "not declared").
+	for _, v := range []string{"latest", "v1.4.0", "1.4", ""} {
+		_, err := Downgrade(inv, obs, DowngradeOptions{To: v, Reason: "x"})
+		if !errors.Is(err, version.ErrInvalid) || !strings.HasPrefix(err.Error(), "--to: ") {
+			t.Errorf("downgrade --to %q: err = %v, want the release-version error", v, err)
+		}
 	}
 }
 
@@ -593,7 +647,7 @@ func TestPlanFileVersionsValidated(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, _ := MarshalJSONIndent(p)
-	for _, evil := range []string{`"2.0.0 $(touch x)"`, `"1.4.0;reboot"`, `""`} {
+	for _, evil := range []string{`"2.0.0 $(touch x)"`, `"1.4.0;reboot"`, `""`, `"latest"`, `"2.0"`, `"v2.0.0"`} {
 		bad := strings.Replace(string(data), `"to": "2.0.0"`, `"to": `+evil, 1)
 		if bad == string(data) {
 			t.Fatal("test did not edit the plan")

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/version"
 )
 
 // Progress is what a run did, as its journal records it: the IDs of the
@@ -115,6 +116,9 @@ type DowngradeOptions struct {
 // last run's upfrom. It uses the emergency batches and drain timeout, has no
 // canary pause and runs no migrations.
 func Downgrade(inv *fleet.Inventory, obs Observed, o DowngradeOptions) (*Plan, error) {
+	if err := version.Valid(o.To); err != nil {
+		return nil, fmt.Errorf("--to: %w", err)
+	}
 	if strings.TrimSpace(o.Reason) == "" {
 		return nil, fmt.Errorf("a downgrade needs a reason (--reason): it is written to the audit record")
 	}

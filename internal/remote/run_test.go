@@ -113,13 +113,24 @@ func testRunEnvExported(t *testing.T, plain bool) {
 	}
 }
 
-func TestRunScriptQuotingAndArgs(t *testing.T) {
+func TestRunScriptQuotingAndArgs(t *testing.T) { bothModes(t, testRunScriptQuotingAndArgs) }
+
+func testRunScriptQuotingAndArgs(t *testing.T, plain bool) {
 	t.Parallel()
-	c := newFixture(t, nil).client()
+	c := newModeFixture(t, nil, plain).client()
 	weird := "a 'b' \"c\" $(d) `e` \\f\n*"
 	out, err := c.Output(testCtx(t), "printf '%s' "+shell.Quote(weird))
 	if err != nil || out != strings.TrimSpace(weird) {
 		t.Fatalf("%q %v", out, err)
+	}
+	// The script runs as sh -c would run it: $0 is sh, no arguments.
+	out, err = c.Output(testCtx(t), `printf '%s|%s|%s' "${0##*/}" "$#" "$*"`)
+	if err != nil || out != "sh|0|" {
+		t.Fatalf("$0/$#: %q %v", out, err)
+	}
+	// A syntax error is the script's failure, reported as sh reports it.
+	if _, err := c.Run(testCtx(t), Command{Script: "echo ok; if then"}); !isExit(err, 2) {
+		t.Fatalf("syntax error: %v", err)
 	}
 }
 

@@ -39,8 +39,10 @@ import (
 // the next command), exports the environment there (values travel on
 // stdin, never in a command line that ps shows), and execs setsid sh, which
 // reports its pid (the pid line comes from the command's own process, so
-// it is on stdout before anything the command prints) and execs sh -c
-// script: its own session and process group. A command with a timeout
+// it is on stdout before anything the command prints), clears its
+// arguments and evaluates the script as sh -c would ($0 is sh, no
+// positional parameters; one exec fewer): its own session and process
+// group. A command with a timeout
 // gets a watchdog on the host (its own process group too, removed when
 // the command ends) that sends the group TERM at the timeout and KILL a
 // grace period later, so a timeout costs no session; if the command is
@@ -60,7 +62,8 @@ const driverScript = `set +e +u
 relctl_run() {
 	if [ "$#" -ne 6 ] || [ "$6" != "relctl-eor:$1" ]; then printf '\nrelctl-bad:%s\n' "$1"; return 0; fi
 	printf 'relctl-ack:%s\n' "$1"
-	( eval "$2" || exit 126; exec setsid sh -c 'printf "relctl-pid:%s %s g\n" "$1" "$$"; exec sh -c "$2"' relctl-run "$1" "$3" ) </dev/null &
+	( eval "$2" || exit 126; exec setsid sh -c 'printf "relctl-pid:%s %s g\n" "$1" "$$"; eval "set --
+$2"' sh "$1" "$3" ) </dev/null &
 	relctl_p=$!
 	relctl_w=
 	if [ "$4" != 0 ] && command -v setsid >/dev/null 2>&1; then
@@ -293,11 +296,12 @@ func (c *Client) openShell(ctx context.Context) (*rshell, error) {
 
 func (sh *rshell) markDead() { sh.deadOnce.Do(func() { close(sh.dead) }) }
 
-// close ends the shell's session (its stdin closes: the shell exits).
+// close ends the shell's session: sshd closes the shell's stdin and it
+// exits. (Not stdin.Close: a request may be being written, and x/crypto's
+// EOF flag is not safe against a concurrent Write; closing the channel is.)
 func (sh *rshell) close() {
 	sh.closeOnce.Do(func() {
 		sh.markDead()
-		sh.stdin.Close()
 		sh.sess.Close()
 	})
 }
@@ -514,11 +518,23 @@ wait:
 	}
 
 	var killNote string
-	if errors.Is(cause, ErrTimeout) {
-		// The host's watchdog sends TERM now and KILL after KillGrace; the
-		// margin covers a loaded host (the kill session is the backstop
-		// for a watchdog that could not run, not the usual way).
+	watchdogNote := func() string {
+		if pid, ok := peekPID(cur.pidc); ok {
+			return fmt.Sprintf("remote process group %d killed", pid.pid)
+		}
+		return "remote process group killed"
+	}
+	if ended && cmd.Timeout > 0 && time.Since(start) >= cmd.Timeout {
+		// The end came as the timer fired (a loaded client sees both at
+		// once): the host's watchdog started after start, so the deadline
+		// passed on the host too. It is a timeout.
+		cause, killNote = ErrTimeout, watchdogNote()
+	}
+	// waitEnd waits for the shell to report the command's end, at most
+	// KillGrace plus a margin for a loaded host.
+	waitEnd := func() {
 		bound := time.NewTimer(c.opts.KillGrace + 5*time.Second)
+		defer bound.Stop()
 		select {
 		case end = <-cur.endOut:
 			ended = true
@@ -526,26 +542,20 @@ wait:
 			end, ended = endNow()
 		case <-bound.C:
 		}
-		bound.Stop()
+	}
+	if errors.Is(cause, ErrTimeout) && !ended {
+		// The host's watchdog sends TERM now and KILL after KillGrace (the
+		// kill session is the backstop for a watchdog that could not run,
+		// not the usual way).
+		waitEnd()
 		if ended {
-			killNote = "remote process group killed"
-			if pid, ok := peekPID(cur.pidc); ok {
-				killNote = fmt.Sprintf("remote process group %d killed", pid.pid)
-			}
+			killNote = watchdogNote()
 		}
 	}
 	if cause != nil && !ended {
 		killNote = c.stopRemote(cur.pidc)
 		// The shell reports the end once the process group is gone.
-		bound := time.NewTimer(c.opts.KillGrace + 5*time.Second)
-		select {
-		case end = <-cur.endOut:
-			ended = true
-		case <-sh.dead:
-			end, ended = endNow()
-		case <-bound.C:
-		}
-		bound.Stop()
+		waitEnd()
 		if !ended {
 			sh.close() // still blocked: the next command gets a new shell
 		}

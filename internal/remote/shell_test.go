@@ -199,7 +199,8 @@ func TestShellTimeoutThenNextCommand(t *testing.T) {
 	}
 	shellPID := c.shell.pid
 	pidfile := filepath.Join(f.dir, "sleep.pid")
-	_, err = c.Run(ctx, Command{Script: "sleep 300 & echo $! > " + shell.Quote(pidfile) + "; echo started; wait", Timeout: 500 * time.Millisecond})
+	cmdPIDFile := filepath.Join(f.dir, "cmd.pid")
+	_, err = c.Run(ctx, Command{Script: "echo $$ > " + shell.Quote(cmdPIDFile) + "; sleep 300 & echo $! > " + shell.Quote(pidfile) + "; echo started; wait", Timeout: 500 * time.Millisecond})
 	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), "process group") {
 		t.Fatalf("want ErrTimeout killing the process group, got %v", err)
 	}
@@ -231,10 +232,55 @@ func TestShellTimeoutThenNextCommand(t *testing.T) {
 	if out, err := c.Output(ctx, "echo next"); err != nil || out != "next" || p.Sessions("web1") != 1 {
 		t.Fatalf("after KILL: %q %v, %d sessions", out, err, p.Sessions("web1"))
 	}
-	// No watchdog is left behind on the host.
-	if out, err := c.Output(ctx, "ps -eo args | grep -c '[r]elctl-watchdog' || true"); err != nil || out != "0" {
-		t.Fatalf("watchdogs left: %q %v", out, err)
+	// A command with a timeout has its watchdog while it runs, and
+	// loses it when it ends in time.
+	waiting, goOn := filepath.Join(f.dir, "waiting.pid"), filepath.Join(f.dir, "go")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run(ctx, Command{Script: "echo $$ > " + shell.Quote(waiting) + ".tmp; mv " + shell.Quote(waiting) + ".tmp " + shell.Quote(waiting) +
+			"; while [ ! -e " + shell.Quote(goOn) + " ]; do sleep 0.02; done", Timeout: time.Minute})
+		done <- err
+	}()
+	if !eventually(10*time.Second, func() bool { _, err := os.Stat(waiting); return err == nil }) {
+		t.Fatal("command did not start")
 	}
+	waitingPID := strings.TrimSpace(readFile(t, waiting))
+	if !eventually(10*time.Second, func() bool { return len(watchdogsFor(waitingPID)) == 1 }) {
+		t.Fatalf("no watchdog seen for %s: %v", waitingPID, watchdogsFor(waitingPID))
+	}
+	writeFile(t, goOn, "")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Every watchdog of this test is gone (this machine is the host;
+	// other tests' watchdogs may be running beside them).
+	cmdPID := strings.TrimSpace(readFile(t, cmdPIDFile))
+	for _, target := range []string{cmdPID, strconv.Itoa(pid), waitingPID} {
+		if !eventually(5*time.Second, func() bool { return len(watchdogsFor(target)) == 0 }) {
+			t.Fatalf("watchdog of %s left: %v", target, watchdogsFor(target))
+		}
+	}
+}
+
+// watchdogsFor lists the local processes that are the shell's watchdog
+// for the command with the given pid.
+func watchdogsFor(pid string) []string {
+	var found []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		// sh -c <script> relctl-watchdog <timeout> <grace> <pid>
+		for i, a := range args {
+			if a == "relctl-watchdog" && i+3 == len(args)-1 && args[i+3] == pid {
+				found = append(found, p)
+			}
+		}
+	}
+	return found
 }
 
 // When the host's watchdog cannot work (a sleep(1) without fractions),

@@ -204,7 +204,10 @@ func TestUploadSharesOneSFTPSession(t *testing.T) {
 		t.Fatalf("%d sessions: the SFTP session was not kept", n)
 	}
 
-	// Cancelled mid-write.
+	// Cancelled mid-write. 64 MiB (hashed on both sides) takes a while
+	// under -race on a busy machine: a context of its own.
+	ctx, cancelAll := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancelAll()
 	big := filepath.Join(t.TempDir(), "big")
 	bigSum := writeRandom(t, big, 64<<20)
 	dst := filepath.Join(f.dir, "c", "big")

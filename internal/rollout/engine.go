@@ -205,7 +205,7 @@ func (e *Engine) Force() {
 			e.abortReq = "forced by a second interrupt"
 		}
 		e.mu.Unlock()
-		e.bus.Emit(event.Event{Type: event.Control, Message: fmt.Sprintf("forced: cutting the command in flight; the host in flight gets one attempt (≤%s) to go back into rotation, then relctl exits", e.cfg.ForceGrace)})
+		e.bus.Emit(event.Event{Type: event.Control, Control: event.CtlForced, Message: fmt.Sprintf("forced: cutting the command in flight; the host in flight gets one attempt (≤%s) to go back into rotation, then relctl exits", e.cfg.ForceGrace)})
 		select {
 		case e.wake <- struct{}{}:
 		default:
@@ -271,29 +271,29 @@ func (e *Engine) markCompensated(id string) {
 
 // Pause asks the run to stop after the hosts in flight, until Resume.
 func (e *Engine) Pause() {
-	e.control(func() { e.paused = true }, "pause requested: stopping after the hosts in flight")
+	e.control(func() { e.paused = true }, event.CtlPauseRequested, "pause requested: stopping after the hosts in flight")
 }
 
 // Resume lets a paused run go on.
-func (e *Engine) Resume() { e.control(func() { e.paused = false }, "resumed") }
+func (e *Engine) Resume() { e.control(func() { e.paused = false }, event.CtlResumed, "resumed") }
 
 // Abort asks the run to stop safely: the hosts in flight finish (or are
 // reverted), nothing further starts, the lock is released.
 func (e *Engine) Abort(why string) {
-	e.control(func() { e.abortReq = why }, "abort requested: "+why)
+	e.control(func() { e.abortReq = why }, event.CtlAbortRequested, "abort requested: "+why)
 }
 
 // RequestRollback asks the run to send every switched host back, after the
 // hosts in flight.
 func (e *Engine) RequestRollback() {
-	e.control(func() { e.rollbackReq = true }, "rollback requested: after the hosts in flight, every switched host goes back")
+	e.control(func() { e.rollbackReq = true }, event.CtlRollbackRequested, "rollback requested: after the hosts in flight, every switched host goes back")
 }
 
-func (e *Engine) control(f func(), msg string) {
+func (e *Engine) control(f func(), kind event.ControlKind, msg string) {
 	e.mu.Lock()
 	f()
 	e.mu.Unlock()
-	e.bus.Emit(event.Event{Type: event.Control, Message: msg})
+	e.bus.Emit(event.Event{Type: event.Control, Control: kind, Message: msg})
 	select {
 	case e.wake <- struct{}{}:
 	default:
@@ -369,7 +369,7 @@ func (e *Engine) Run(ctx context.Context) Result {
 	if e.cfg.Resume == nil {
 		e.bus.Emit(event.Event{Type: event.RunStarted, Plan: e.plan, Owner: e.cfg.Owner, Message: e.plan.Steps[0].String()})
 	} else {
-		e.bus.Emit(event.Event{Type: event.Control, Message: fmt.Sprintf("resumed by %s", e.cfg.Owner)})
+		e.bus.Emit(event.Event{Type: event.Control, Control: event.CtlResumed, Message: fmt.Sprintf("resumed by %s", e.cfg.Owner)})
 		if !e.plan.HasKind(plan.StepLock) {
 			// An inline rollback plan has no lock step: take our lock again.
 			if err := e.acquireLock(ctx, plan.Step{}); err != nil {
@@ -522,7 +522,7 @@ func (e *Engine) runSteps(ctx context.Context, done *plan.Progress) error {
 			return err
 		}
 		if s.Kind == plan.StepDeploy && i < len(steps) && steps[i].Kind == plan.StepDeploy && e.plan.Settings.WaitBetweenBatches > 0 {
-			e.bus.Emit(event.Event{Type: event.Control, Message: fmt.Sprintf("waiting %s before the next batch", e.plan.Settings.WaitBetweenBatches)})
+			e.bus.Emit(event.Event{Type: event.Control, Control: event.CtlWaiting, Message: fmt.Sprintf("waiting %s before the next batch", e.plan.Settings.WaitBetweenBatches)})
 			select {
 			case <-time.After(time.Duration(e.plan.Settings.WaitBetweenBatches)):
 			case <-ctx.Done():
@@ -631,7 +631,7 @@ func (e *Engine) parallel(ctx context.Context, steps []plan.Step, limit int, fn 
 
 func (e *Engine) gate(ctx context.Context, s plan.Step) error {
 	e.progress.Started[s.ID] = true
-	e.bus.Emit(event.Event{Type: event.GateRequested, Step: s.ID, Message: fmt.Sprintf("the canary runs %s: promote it to the rest of the fleet, or roll back", s.To)})
+	e.bus.Emit(event.Event{Type: event.GateRequested, Control: event.CtlCanaryGate, Step: s.ID, Version: s.To, Message: fmt.Sprintf("the canary runs %s: promote it to the rest of the fleet, or roll back", s.To)})
 	d, err := e.cfg.Gate.Approve(ctx, s)
 	if err != nil {
 		d = Abort
@@ -704,7 +704,7 @@ func (e *Engine) onFailure(ctx context.Context, cause error) error {
 		}
 		return &rolledBack{cause: cause}
 	}
-	e.bus.Emit(event.Event{Type: event.Control, Message: "paused for the operator (on_failure: pause): " + cause.Error()})
+	e.bus.Emit(event.Event{Type: event.Control, Control: event.CtlPausedForFailure, Message: "paused for the operator (on_failure: pause): " + cause.Error()})
 	d, err := e.cfg.Gate.Failed(ctx, cause.Error())
 	if err != nil {
 		d = Stop

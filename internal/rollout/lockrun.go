@@ -33,7 +33,7 @@ func (e *Engine) keepLock(since time.Time) {
 // onLockLost tells the operator and wakes a paused checkpoint, which then
 // ends the run (lockLost).
 func (e *Engine) onLockLost(err error) {
-	e.bus.Emit(event.Event{Type: event.Warning, Message: err.Error() +
+	e.bus.Emit(event.Event{Type: event.Warning, Control: event.CtlLockLost, Message: err.Error() +
 		": no new step starts; the hosts in flight finish (or are reverted) and the run stops. Check the fleet with relctl status before going on."})
 	select {
 	case e.wake <- struct{}{}:

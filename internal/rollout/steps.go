@@ -195,7 +195,7 @@ func (e *Engine) acquireLock(ctx context.Context, s plan.Step) error {
 		if !errors.As(err, &le) || time.Now().After(deadline) {
 			return err
 		}
-		e.bus.Emit(event.Event{Type: event.Control, Message: fmt.Sprintf("waiting for the lock (%s), up to %s more", le.Holder, time.Until(deadline).Round(time.Second))})
+		e.bus.Emit(event.Event{Type: event.Control, Control: event.CtlWaiting, Message: fmt.Sprintf("waiting for the lock (%s), up to %s more", le.Holder, time.Until(deadline).Round(time.Second))})
 		select {
 		case <-time.After(min(5*time.Second, time.Until(deadline)+time.Millisecond)):
 		case <-ctx.Done():

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
@@ -24,6 +25,7 @@ type (
 		servers []lb.ServerState
 		targets []string
 		err     error
+		gen     int // which refresh this answers
 	}
 	// planMsg is a plan built on request (or why it could not be).
 	planMsg struct {
@@ -56,9 +58,9 @@ const (
 	maxEventsBatch = 512
 )
 
-func refreshCmd(ctx context.Context, b Backend) tea.Cmd {
+func refreshCmd(ctx context.Context, b Backend, gen int) tea.Cmd {
 	return func() tea.Msg {
-		var m fleetMsg
+		m := fleetMsg{gen: gen}
 		var errs []error
 		hosts, err := b.Observe(ctx)
 		m.hosts = hosts
@@ -87,8 +89,15 @@ func planDowngradeCmd(b Backend, to, reason string) tea.Cmd {
 	}
 }
 
-func startCmd(b Backend, p *plan.Plan) tea.Cmd {
+// startCmd starts p, unless a fresh look at the lock finds it held by a
+// live run: a second operator is refused before anything starts (the
+// engine's lock step still guards the moment between the look and the
+// start).
+func startCmd(ctx context.Context, b Backend, p *plan.Plan) tea.Cmd {
 	return func() tea.Msg {
+		if li, err := b.Lock(ctx); err == nil && li != nil && !li.Expired() {
+			return startedMsg{err: fmt.Errorf("the fleet is locked by %s (run %s): a second operator cannot start a run; wait for that run to end (relctl status shows it)", li.Owner, li.RunID)}
+		}
 		h, ch, err := b.Start(p)
 		return startedMsg{handle: h, events: ch, err: err}
 	}
@@ -105,7 +114,7 @@ func resumeCmd(b Backend, rollback bool) tea.Cmd {
 // behind it, so a busy run costs one Update per batch, not per line. It is
 // re-armed after each batch.
 func waitForEvent(ch <-chan event.Event) tea.Cmd {
-	return func() tea.Msg {
+	return later(func() tea.Msg {
 		e, ok := <-ch
 		if !ok {
 			return eventsClosedMsg{}
@@ -123,11 +132,11 @@ func waitForEvent(ch <-chan event.Event) tea.Cmd {
 			}
 		}
 		return batch
-	}
+	})
 }
 
 func tickCmd() tea.Cmd {
-	return tea.Tick(tickEvery, func(t time.Time) tea.Msg { return tickMsg(t) })
+	return later(tea.Tick(tickEvery, func(t time.Time) tea.Msg { return tickMsg(t) }))
 }
 
 // trafficCmd reads the traffic, when the backend has a TrafficSource.
@@ -150,5 +159,75 @@ func call(what string, f func()) tea.Cmd {
 	return func() tea.Msg {
 		f()
 		return calledMsg{what: what}
+	}
+}
+
+// laterMsg carries a command that waits (for the next event, a tick, a
+// cursor blink): Update hands it back to the program to run. Marking the
+// waits this way lets a test run every other command to completion,
+// however slow the machine, and leave the waits alone.
+type laterMsg struct{ cmd tea.Cmd }
+
+// later marks cmd as a wait (see laterMsg); nil stays nil.
+func later(cmd tea.Cmd) tea.Cmd {
+	if cmd == nil {
+		return nil
+	}
+	return func() tea.Msg { return laterMsg{cmd} }
+}
+
+// downPick is the downgrade picker's list: the versions the planner
+// accepts as an emergency downgrade from what the fleet runs, the one it
+// runs, and why each other version is not offered.
+type downPick struct {
+	probed  bool
+	ok      []string
+	running string
+	refused map[string]string
+	err     string
+}
+
+// downTargetsMsg is the planner's answer for each version.
+type downTargetsMsg downPick
+
+// downTargetsCmd asks the planner, version by version, which emergency
+// downgrades it accepts: only declared downgrade_to paths (and the last
+// run's upfrom before its post-migrate) plan; the version the fleet runs
+// plans as "nothing to do" and is not offered. The reason given here is
+// never used: the operator writes the real one after picking.
+func downTargetsCmd(b Backend) tea.Cmd {
+	return func() tea.Msg {
+		d := downTargetsMsg{refused: map[string]string{}}
+		for _, v := range b.Targets() {
+			p, err := b.PlanDowngrade(v, "checking which versions a downgrade may go to")
+			switch {
+			case err != nil:
+				d.refused[v] = err.Error()
+			case p.Empty():
+				d.running = v
+			default:
+				d.ok = append(d.ok, v)
+			}
+		}
+		return d
+	}
+}
+
+// gateLBMsg is the balancer's view when a canary gate opened.
+type gateLBMsg struct {
+	step    string
+	servers map[string][]lb.ServerState
+	err     error
+}
+
+// gateBalancerCmd asks the balancer how the canary is doing, for the gate.
+func gateBalancerCmd(ctx context.Context, b Backend, step string) tea.Cmd {
+	return func() tea.Msg {
+		states, err := b.Balancer(ctx)
+		msg := gateLBMsg{step: step, servers: map[string][]lb.ServerState{}, err: err}
+		for _, s := range states {
+			msg.servers[s.Server] = append(msg.servers[s.Server], s)
+		}
+		return msg
 	}
 }

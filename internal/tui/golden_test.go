@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
+
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
@@ -50,7 +52,7 @@ func golden(t *testing.T, m *model, name string) {
 	}
 }
 
-var sizes = [][2]int{{80, 24}, {160, 48}}
+var sizes = [][2]int{{80, 24}, {160, 48}, {60, 16}}
 
 // screens builds each screen in a fixed state.
 var screens = map[string]func(t *testing.T, w, h int) *model{
@@ -116,19 +118,58 @@ var screens = map[string]func(t *testing.T, w, h int) *model{
 		s := newScript().prelude(p).deploy("web1", "1.3.2").deployStart("web2")
 		return runningModelAt(t, b, p, Options{}, s.evs, w, h)
 	},
-	"done": func(t *testing.T, w, h int) *model {
-		b := newFakeBackend(3)
-		p := upgradePlan(t, 3)
-		s := newScript().prelude(p)
-		for _, h := range p.DeployHosts() {
-			s.deploy(h, "1.4.0")
+	"run-gate2": func(t *testing.T, w, h int) *model {
+		b := newFakeBackend(6)
+		p := twoHopPlan(t, 6)
+		return runningModelAt(t, b, p, Options{}, twoHopToGate2(p).evs, w, h)
+	},
+	"run-60-hosts": func(t *testing.T, w, h int) *model {
+		return sixtyHostRun(t, w, h)
+	},
+	"log": func(t *testing.T, w, h int) *model {
+		m := midRun(t, w, h, Options{})
+		sel := m.selectedRow()
+		for i := range 40 {
+			sel.add(t0.Add(time.Duration(i)*time.Second), fmt.Sprintf("request %d served in %dms", i, i*3))
 		}
-		m := runningModelAt(t, b, p, Options{}, s.evs, w, h)
-		feed(t, m, event.Event{Type: event.RunFinished, Outcome: event.OutcomeSucceeded, Time: s.now.Add(time.Second), Summary: &event.Summary{
-			Kind: plan.KindUpgrade, From: "1.3.2", To: "1.4.0", Upgraded: []string{"web1", "web2", "web3"}, PostMigrated: true,
-			Elapsed: 2*time.Minute + 5*time.Second, Journal: "/home/ana/.local/state/relctl/shop/20260314T093000Z-ab12.jsonl"}})
+		sel.add(t0.Add(time.Minute), "a long line: "+strings.Repeat("checkout latency above the threshold ", 6))
+		press(t, m, "enter", "pgup", "pgup")
 		return m
 	},
+	"log-search": func(t *testing.T, w, h int) *model {
+		m := midRun(t, w, h, Options{})
+		press(t, m, "enter", "/")
+		for _, r := range "drain" {
+			send(t, m, tea.KeyPressMsg{Code: r, Text: string(r)})
+		}
+		press(t, m, "enter")
+		return m
+	},
+	"done-timeline": func(t *testing.T, w, h int) *model {
+		m := doneModel(t, w, h)
+		press(t, m, "t")
+		return m
+	},
+	"downgrade-pick": func(t *testing.T, w, h int) *model {
+		b := newFakeBackend(4)
+		for i := range b.hosts {
+			b.hosts[i].Version = "1.4.0"
+		}
+		b.targets = []string{"2.0.0", "1.4.0", "1.3.2"}
+		b.plans["down 1.3.2"] = downgradePlan(t, 4)
+		m := testModel(t, b, Options{}, w, h)
+		drain(t, m, m.Init(), 0)
+		press(t, m, "d")
+		return m
+	},
+	"plan-end": func(t *testing.T, w, h int) *model {
+		m := testModel(t, newFakeBackend(5), Options{Plan: twoHopPlan(t, 5)}, w, h)
+		for range 100 {
+			press(t, m, "pgdown")
+		}
+		return m
+	},
+	"done": func(t *testing.T, w, h int) *model { return doneModel(t, w, h) },
 	"done-left-drained": func(t *testing.T, w, h int) *model {
 		b := newFakeBackend(5)
 		p := upgradePlan(t, 5)
@@ -157,7 +198,7 @@ func runningModelAt(t *testing.T, b *fakeBackend, p *plan.Plan, o Options, evs [
 	m := runningModel(t, b, p, o, nil)
 	send(t, m, tickMsg(t0)) // a fixed clock
 	m.ticking = false
-	feed(t, m, evs...)
+	send(t, m, eventsMsg(evs)) // and what the events start (the gate's balancer look)
 	sendResize(t, m, w, h)
 	return m
 }
@@ -177,4 +218,47 @@ func TestGoldenScreens(t *testing.T) {
 			})
 		}
 	}
+}
+
+// sixtyHostRun: hop 1 of a two-hop upgrade of 60 hosts, three in service,
+// one failed, a 25% batch in flight.
+func sixtyHostRun(t *testing.T, w, h int) *model {
+	b := newFakeBackend(60)
+	p := twoHopPlan(t, 60)
+	s := newScript().started(p)
+	for _, st := range p.Steps {
+		if st.Kind == plan.StepPreflight || st.Kind == plan.StepLock || st.Kind == plan.StepStage || st.ID == "migrate@1.4.0" {
+			s.step(st.ID, st.Host).stepDone(st.ID, st.Host)
+		}
+	}
+	for _, h := range []string{"web1", "web2", "web3"} {
+		s.deployStartID("deploy/"+h+"@1.4.0", h).deployEndID("deploy/"+h+"@1.4.0", h, "1.4.0")
+	}
+	s.state("web40", event.HostFailed, "", "web40: health: not healthy")
+	for i := 4; i <= 18; i++ {
+		h := fmt.Sprintf("web%d", i)
+		s.deployStartID("deploy/"+h+"@1.4.0", h)
+	}
+	return runningModelAt(t, b, p, Options{}, s.evs, w, h)
+}
+
+// TestTooSmallNote is the note a terminal under 60×16 gets.
+func TestTooSmallNote(t *testing.T) {
+	m := testModel(t, newFakeBackend(3), Options{}, 59, 16)
+	golden(t, m, "too-small")
+}
+
+// doneModel is a finished three-host run.
+func doneModel(t *testing.T, w, h int) *model {
+	b := newFakeBackend(3)
+	p := upgradePlan(t, 3)
+	s := newScript().prelude(p)
+	for _, h := range p.DeployHosts() {
+		s.deploy(h, "1.4.0")
+	}
+	m := runningModelAt(t, b, p, Options{}, s.evs, w, h)
+	feed(t, m, event.Event{Type: event.RunFinished, Outcome: event.OutcomeSucceeded, Time: s.now.Add(time.Second), Summary: &event.Summary{
+		Kind: plan.KindUpgrade, From: "1.3.2", To: "1.4.0", Upgraded: []string{"web1", "web2", "web3"}, PostMigrated: true,
+		Elapsed: 2*time.Minute + 5*time.Second, Journal: "/home/ana/.local/state/relctl/shop/20260314T093000Z-ab12.jsonl"}})
+	return m
 }

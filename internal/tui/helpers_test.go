@@ -40,6 +40,7 @@ rollout: {batches: [1, 2, "25%"], pause_after_canary: true, on_failure: rollback
 emergency: {batches: ["50%"], drain_timeout: 5s}
 releases:
   "1.4.0": {upgrade_from: ">=1.0.0", downgrade_to: ["1.3.2"]}
+  "2.0.0": {upgrade_from: ">=1.4.0", downgrade_to: ["1.4.0"]}
 hosts:
 `)
 	for i := 1; i <= n; i++ {
@@ -146,6 +147,14 @@ func (b *fakeBackend) PlanDowngrade(to, reason string) (*plan.Plan, error) {
 	if p := b.plans["down "+to]; p != nil {
 		return p, nil
 	}
+	running := len(b.hosts) > 0
+	for _, h := range b.hosts {
+		running = running && h.Version == to
+	}
+	if running {
+		// What plan.Downgrade answers: nothing to do.
+		return &plan.Plan{Kind: plan.KindDowngrade, From: to, To: to, Reason: reason, Notes: []string{"nothing to do: every host runs " + to}}, nil
+	}
 	return nil, errors.New("downgrade refused: 1.4.0 declares no downgrade_to " + to)
 }
 func (b *fakeBackend) PlanRollback() (*plan.Plan, error) { return nil, errors.New("not used") }
@@ -209,21 +218,24 @@ func (s *script) state(host string, st event.HostState, v, msg string) *script {
 }
 
 // deployStart takes a host up to "switching".
-func (s *script) deployStart(host string) *script {
-	id := "deploy/" + host
+func (s *script) deployStart(host string) *script { return s.deployStartID("deploy/"+host, host) }
+
+func (s *script) deployStartID(id, host string) *script {
 	s.step(id, host)
 	s.state(host, event.HostDraining, "", "")
 	s.add(event.Event{Type: event.ActionStarted, Step: id, Host: host, Action: plan.ActionDrain})
 	s.add(event.Event{Type: event.ActionDone, Step: id, Host: host, Action: plan.ActionDrain, Status: event.StatusOK, Message: "out of rotation, idle after 120ms"})
 	s.state(host, event.HostStopping, "", "")
 	s.add(event.Event{Type: event.StepOutput, Step: id, Host: host, Stream: "stdout", Line: "shop: stopping (pid 4242)"})
+	s.add(event.Event{Type: event.ActionDone, Step: id, Host: host, Action: plan.ActionSwitch, Status: event.StatusOK})
 	s.state(host, event.HostSwitching, "", "")
 	return s
 }
 
 // deployEnd finishes a host started with deployStart, in service on v.
-func (s *script) deployEnd(host, v string) *script {
-	id := "deploy/" + host
+func (s *script) deployEnd(host, v string) *script { return s.deployEndID("deploy/"+host, host, v) }
+
+func (s *script) deployEndID(id, host, v string) *script {
 	s.state(host, event.HostStarting, "", "")
 	s.add(event.Event{Type: event.StepOutput, Step: id, Host: host, Stream: "stdout", Line: "shop " + v + " listening on :8080"})
 	s.state(host, event.HostChecking, "", "")
@@ -323,10 +335,13 @@ func drain(t testing.TB, m *model, cmd tea.Cmd, depth int) {
 }
 
 // runCmd runs cmd (and the commands of batches, concurrently) and returns,
-// in order, the messages that arrive within 50ms; blocking waits (events,
-// ticks, cursor blinks) are abandoned.
+// in order, the messages they answer. The model marks every command that
+// waits (events, ticks, cursor blinks) with later, and those are left
+// alone, so every other command is waited for, however busy the machine:
+// nothing is dropped for being slow. A command still running after a
+// minute is reported as hung.
 func runCmd(cmd tea.Cmd) []tea.Msg {
-	return runCmds([]tea.Cmd{cmd}, time.Now().Add(50*time.Millisecond))
+	return runCmds([]tea.Cmd{cmd}, time.Now().Add(time.Minute))
 }
 
 func runCmds(cmds []tea.Cmd, deadline time.Time) []tea.Msg {
@@ -346,20 +361,19 @@ func runCmds(cmds []tea.Cmd, deadline time.Time) []tea.Msg {
 	msgs := make([]tea.Msg, len(cmds))
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
-wait:
 	for got := 0; got < n; got++ {
 		select {
 		case r := <-ch:
 			msgs[r.i] = r.msg
 		case <-timer.C:
-			break wait
+			panic("a command that is not marked later() did not return within a minute")
 		}
 	}
 	var out []tea.Msg
 	for _, msg := range msgs {
 		switch msg := msg.(type) {
-		case nil, tickMsg, eventsMsg, eventsClosedMsg:
-			// the test delivers events and ticks itself
+		case nil, laterMsg, tickMsg, eventsMsg, eventsClosedMsg:
+			// waits: the test delivers events and ticks itself
 		case tea.BatchMsg:
 			out = append(out, runCmds(msg, deadline)...)
 		default:

@@ -1,7 +1,10 @@
 package tui
 
 import (
+	"strings"
+
 	"charm.land/bubbles/v2/key"
+	"github.com/charmbracelet/x/ansi"
 )
 
 // keyMap holds every binding. Bindings are enabled and disabled as the
@@ -46,6 +49,17 @@ type keyMap struct {
 	ToFleet      key.Binding
 	AcceptFilter key.Binding
 	ClearFilter  key.Binding
+
+	// host list and log view (run and done screens)
+	OpenLog      key.Binding
+	Sort         key.Binding
+	FollowFlight key.Binding
+	Timeline     key.Binding
+	Follow       key.Binding
+	Wrap         key.Binding
+	Search       key.Binding
+	NextMatch    key.Binding
+	PrevMatch    key.Binding
 }
 
 func newKeyMap() keyMap {
@@ -54,7 +68,7 @@ func newKeyMap() keyMap {
 	}
 	return keyMap{
 		Quit: b([]string{"q", "ctrl+c"}, "q", "quit"),
-		Help: b([]string{"?"}, "?", "more keys"),
+		Help: b([]string{"?"}, "?", "keys"),
 
 		Up:       b([]string{"up", "k"}, "↑/k", "up"),
 		Down:     b([]string{"down", "j"}, "↓/j", "down"),
@@ -73,7 +87,7 @@ func newKeyMap() keyMap {
 		Resume:     b([]string{"space"}, "space", "resume"),
 		Abort:      b([]string{"a"}, "a", "abort…"),
 		Rollback:   b([]string{"r"}, "r", "roll back…"),
-		NoRollback: b([]string{"r"}, "r", "off — past post-migrate: use an emergency downgrade (d)"),
+		NoRollback: b([]string{"r"}, "r", "off (past post-migrate)"),
 
 		Yes:          b([]string{"y", "enter"}, "y", "yes"),
 		No:           b([]string{"n", "esc"}, "n/esc", "no"),
@@ -84,9 +98,19 @@ func newKeyMap() keyMap {
 		ResumeRun:    b([]string{"c"}, "c", "continue the run"),
 		RollbackRun:  b([]string{"r"}, "r", "roll it back"),
 		SubmitReason: b([]string{"enter"}, "enter", "plan the downgrade"),
-		ToFleet:      b([]string{"enter"}, "enter", "back to the fleet"),
+		ToFleet:      b([]string{"esc"}, "esc", "back to the fleet"),
 		AcceptFilter: b([]string{"enter"}, "enter", "keep filter"),
 		ClearFilter:  b([]string{"esc"}, "esc", "clear filter"),
+
+		OpenLog:      b([]string{"enter", "l"}, "enter", "host log"),
+		Sort:         b([]string{"s"}, "s", "sort by name"),
+		FollowFlight: b([]string{"esc"}, "esc", "follow hosts in flight"),
+		Timeline:     b([]string{"t"}, "t", "timeline"),
+		Follow:       b([]string{"f"}, "f", "follow off"),
+		Wrap:         b([]string{"w"}, "w", "wrap off"),
+		Search:       b([]string{"/"}, "/", "search"),
+		NextMatch:    b([]string{"n"}, "n", "next match"),
+		PrevMatch:    b([]string{"N"}, "N", "previous match"),
 	}
 }
 
@@ -95,7 +119,8 @@ func (k *keyMap) all() []*key.Binding {
 		&k.PickTarget, &k.Downgrade, &k.Refresh, &k.StartPlan,
 		&k.Pause, &k.Resume, &k.Abort, &k.Rollback, &k.NoRollback,
 		&k.Yes, &k.No, &k.Promote, &k.GateRollback, &k.GateAbort, &k.GateStop, &k.ResumeRun, &k.RollbackRun,
-		&k.SubmitReason, &k.ToFleet, &k.AcceptFilter, &k.ClearFilter}
+		&k.SubmitReason, &k.ToFleet, &k.AcceptFilter, &k.ClearFilter,
+		&k.OpenLog, &k.Sort, &k.FollowFlight, &k.Timeline, &k.Follow, &k.Wrap, &k.Search, &k.NextMatch, &k.PrevMatch}
 }
 
 // only enables exactly the given bindings.
@@ -114,8 +139,9 @@ func (k keyMap) ShortHelp() []key.Binding {
 	return []key.Binding{
 		k.Yes, k.No, k.Promote, k.GateRollback, k.GateAbort, k.GateStop, k.ResumeRun, k.RollbackRun,
 		k.SubmitReason, k.AcceptFilter, k.ClearFilter,
-		k.PickTarget, k.StartPlan, k.ToFleet, k.Rollback, k.NoRollback, k.Downgrade, k.Pause, k.Resume, k.Abort,
-		k.Refresh, k.Filter, k.Back, k.Help, k.Quit, k.Up, k.Down,
+		k.PickTarget, k.StartPlan, k.Rollback, k.NoRollback, k.Downgrade, k.Pause, k.Resume, k.Abort,
+		k.OpenLog, k.ToFleet, k.Timeline, k.Search, k.NextMatch, k.Follow, k.Wrap,
+		k.Refresh, k.Filter, k.Sort, k.FollowFlight, k.Back, k.Up, k.Down, k.PageUp, k.PageDown, k.PrevMatch, k.Help, k.Quit,
 	}
 }
 
@@ -124,6 +150,47 @@ func (k keyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Yes, k.No, k.Promote, k.GateRollback, k.GateAbort, k.GateStop, k.ResumeRun, k.RollbackRun, k.SubmitReason},
 		{k.PickTarget, k.StartPlan, k.ToFleet, k.Rollback, k.NoRollback, k.Pause, k.Resume, k.Abort, k.Downgrade, k.Refresh},
+		{k.OpenLog, k.Timeline, k.Sort, k.FollowFlight, k.Follow, k.Wrap, k.Search, k.NextMatch, k.PrevMatch},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Filter, k.AcceptFilter, k.ClearFilter, k.Back, k.Help, k.Quit},
 	}
+}
+
+// shortHelp is the one-line help for width w: the enabled keys in
+// ShortHelp's order, cut to fit, with ? and q always kept at the end
+// (when they are enabled, which they are outside text inputs).
+func (k keyMap) shortHelp(st styles, w int, typing bool) string {
+	render := func(b key.Binding) string {
+		h := b.Help()
+		return st.help.ShortKey.Render(h.Key) + " " + st.help.ShortDesc.Render(h.Desc)
+	}
+	sep := st.help.ShortSeparator.Render(" · ")
+	var tail []string
+	for _, b := range []key.Binding{k.Help, k.Quit} {
+		if b.Enabled() {
+			tail = append(tail, render(b))
+		}
+	}
+	if typing {
+		// q and ? type into the input: ctrl+c still quits.
+		tail = append(tail, st.help.ShortKey.Render("ctrl+c")+" "+st.help.ShortDesc.Render("quit"))
+	}
+	tailS := strings.Join(tail, sep)
+	used := ansi.StringWidth(tailS)
+	var parts []string
+	for _, b := range k.ShortHelp() {
+		if !b.Enabled() || b.Help().Key == k.Help.Help().Key && b.Help().Desc == k.Help.Help().Desc || b.Help().Key == k.Quit.Help().Key && b.Help().Desc == k.Quit.Help().Desc {
+			continue
+		}
+		r := render(b)
+		need := ansi.StringWidth(r) + 3
+		if used+need > w {
+			continue // a shorter one may still fit
+		}
+		parts = append(parts, r)
+		used += need
+	}
+	if tailS != "" {
+		parts = append(parts, tailS)
+	}
+	return strings.Join(parts, sep)
 }

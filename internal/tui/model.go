@@ -3,18 +3,16 @@ package tui
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"charm.land/bubbles/v2/help"
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
-	"charm.land/bubbles/v2/viewport"
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/relctl/relctl/internal/event"
-	"github.com/relctl/relctl/internal/lb"
-	"github.com/relctl/relctl/internal/observe"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
 )
@@ -43,13 +41,12 @@ const (
 	dlgUnfinished            // an earlier run did not finish: resume / roll back
 )
 
-// model is the one root model. Update dispatches to handleKey,
-// handleEvents and handleResize; no Update path does I/O.
+// model is the root model. It routes messages to its parts, which own
+// their state and render themselves: the fleet pane, the plan pane, the
+// run pane (its host list and log view are parts of their own), and the
+// dialogs. The parts are embedded so that their state reads as the
+// model's; no Update path does I/O.
 type model struct {
-	// pausedForDialog: r paused the run so that the rollback confirmation
-	// lists exactly the hosts that will go back; n resumes it.
-	pausedForDialog bool
-
 	ctx  context.Context
 	b    Backend
 	o    Options
@@ -57,61 +54,33 @@ type model struct {
 	st   styles
 	help help.Model
 
-	w, h  int
-	now   time.Time
-	frame int // spinner frame
+	w, h int
+	ticks
 
 	screen    screen
-	emergency bool // the red emergency downgrade session
-	dialog    dialogKind
+	emergency bool   // the red emergency downgrade session
 	notice    string // one line for the operator, cleared by the next key
 	err       string // the last error, shown until the screen changes
-
-	// fleet
-	hosts         []observe.Host
-	lock          *rollout.LockInfo
-	servers       map[string][]lb.ServerState
-	targets       []string
-	targetCur     int
-	loading       bool
-	fleetErr      string
-	downgradePick bool // the target list picks an emergency downgrade target
-
-	// plan preview
-	plan     *plan.Plan
-	planView viewport.Model
-	planning bool
 
 	// emergency downgrade reason
 	reason textinput.Model
 	downTo string
 
-	// host list filter and scroll (fleet and run views)
+	// the host filter, shared by the fleet and run host lists
 	filter    textinput.Model
 	filtering bool
-	cursor    int
-	offset    int
 
-	// run
-	run            *runState
-	handle         Handle
-	events         <-chan event.Event
-	resuming       bool
-	starting       bool
-	ticking        bool
-	quitting       bool // abort sent: quit once the run has finished
-	downgradeAfter bool // open the emergency downgrade when the run ends
-	traffic        *TrafficStats
-	lastTraffic    time.Time
-	outScroll      int // output pane: lines scrolled back from the bottom
-
-	// the last run's end, for Run's return
-	outcome event.Outcome
-	summary *event.Summary
+	fleetPane
+	planPane
+	runPane
+	dialogPart
 }
 
 func newModel(ctx context.Context, b Backend, o Options) *model {
-	m := &model{ctx: ctx, b: b, o: o, keys: newKeyMap(), st: newStyles(), help: help.New(), loading: true}
+	m := &model{ctx: ctx, b: b, o: o, keys: newKeyMap(), st: newStyles(), help: help.New()}
+	m.fleetPane = fleetPane{st: &m.st, filter: &m.filter, loading: true}
+	m.planPane = planPane{st: &m.st}
+	m.runPane = runPane{st: &m.st, filter: &m.filter, clk: &m.ticks}
 	m.help.Styles = m.st.help
 	m.reason = textinput.New()
 	m.reason.Placeholder = "what is wrong in production"
@@ -120,7 +89,6 @@ func newModel(ctx context.Context, b Backend, o Options) *model {
 	m.filter = textinput.New()
 	m.filter.Prompt = "/"
 	m.filter.Placeholder = "host or state"
-	m.planView = viewport.New()
 	if o.Plan != nil {
 		m.setPlan(o.Plan)
 	}
@@ -143,12 +111,12 @@ func newModel(ctx context.Context, b Backend, o Options) *model {
 
 // Init implements tea.Model.
 func (m *model) Init() tea.Cmd {
-	cmds := []tea.Cmd{refreshCmd(m.ctx, m.b)}
+	cmds := []tea.Cmd{m.refresh()}
 	if m.planning && m.o.Downgrade != nil {
 		cmds = append(cmds, planDowngradeCmd(m.b, m.o.Downgrade.To, m.o.Downgrade.Reason))
 	}
 	if m.screen == screenReason {
-		cmds = append(cmds, textinput.Blink)
+		cmds = append(cmds, later(textinput.Blink))
 	}
 	if m.o.Demo {
 		cmds = append(cmds, m.startTick())
@@ -160,6 +128,8 @@ func (m *model) Init() tea.Cmd {
 func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	var cmd tea.Cmd
 	switch msg := msg.(type) {
+	case laterMsg:
+		return m, msg.cmd
 	case tea.WindowSizeMsg:
 		m.handleResize(msg)
 	case tea.KeyPressMsg:
@@ -174,6 +144,10 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.handleFleet(msg)
 	case planMsg:
 		m.handlePlan(msg)
+	case downTargetsMsg:
+		m.handleDownTargets(msg)
+	case gateLBMsg:
+		m.handleGateLB(msg)
 	case startedMsg:
 		cmd = m.handleStarted(msg)
 	case trafficMsg:
@@ -196,7 +170,11 @@ func (m *model) forwardToInputs(msg tea.Msg) tea.Cmd {
 	if m.filtering {
 		m.filter, c2 = m.filter.Update(msg)
 	}
-	return tea.Batch(c1, c2)
+	var c3 tea.Cmd
+	if m.logv != nil && m.logv.searching {
+		m.logv.search, c3 = m.logv.search.Update(msg)
+	}
+	return later(tea.Batch(c1, c2, c3))
 }
 
 func (m *model) handleResize(msg tea.WindowSizeMsg) {
@@ -205,9 +183,7 @@ func (m *model) handleResize(msg tea.WindowSizeMsg) {
 	m.help.SetWidth(iw)
 	m.reason.SetWidth(max(iw-12, 10))
 	m.filter.SetWidth(max(iw-4, 10))
-	if m.plan != nil {
-		m.planView.SetContentLines(m.planLines(iw))
-	}
+	m.planTop = min(m.planTop, m.planMaxTop())
 	m.clampList()
 }
 
@@ -260,18 +236,15 @@ func (m *model) handleTick(t time.Time) tea.Cmd {
 	return tea.Batch(cmds...)
 }
 
+// refresh asks for a fresh look at the fleet.
+func (m *model) refresh() tea.Cmd {
+	m.refreshGen++
+	m.loading = true
+	return refreshCmd(m.ctx, m.b, m.refreshGen)
+}
+
 func (m *model) handleFleet(msg fleetMsg) {
-	m.loading = false
-	m.hosts, m.lock, m.targets = msg.hosts, msg.lock, msg.targets
-	m.servers = map[string][]lb.ServerState{}
-	for _, s := range msg.servers {
-		m.servers[s.Server] = append(m.servers[s.Server], s)
-	}
-	m.fleetErr = ""
-	if msg.err != nil {
-		m.fleetErr = msg.err.Error()
-	}
-	m.targetCur = min(m.targetCur, max(len(m.pickable())-1, 0))
+	m.fleetPane.apply(msg)
 	m.clampList()
 }
 
@@ -293,15 +266,20 @@ func (m *model) handlePlan(msg planMsg) {
 	m.screen = screenPlan
 }
 
+// handleDownTargets: the planner's answer for each version.
+func (m *model) handleDownTargets(msg downTargetsMsg) {
+	m.down = downPick(msg)
+	m.down.probed = true
+	m.targetCur = 0
+}
+
 func (m *model) setPlan(p *plan.Plan) {
 	m.plan = p
 	m.screen = screenPlan
 	if p.Kind == plan.KindDowngrade {
 		m.emergency = true
 	}
-	iw, _ := m.inner()
-	m.planView.SetContentLines(m.planLines(iw))
-	m.planView.GotoTop()
+	m.planTop = 0
 }
 
 func (m *model) handleStarted(msg startedMsg) tea.Cmd {
@@ -324,6 +302,8 @@ func (m *model) handleStarted(msg startedMsg) tea.Cmd {
 	m.resuming = false
 	m.screen, m.dialog = screenRun, dlgNone
 	m.cursor, m.offset, m.outScroll = 0, 0, 0
+	m.list, m.logv, m.showTimeline = hostList{}, nil, false
+	m.fleetStale = true
 	m.filter.SetValue("")
 	return tea.Batch(waitForEvent(m.events), m.startTick())
 }
@@ -343,16 +323,31 @@ func (m *model) handleEvents(evs eventsMsg) tea.Cmd {
 			m.outcome, m.summary = e.Outcome, e.Summary
 		}
 	}
+	var lbCmd tea.Cmd
 	switch {
 	case m.run.gate != nil && m.dialog == dlgNone:
 		m.dialog = dlgGate
+		if !m.run.gate.failed {
+			// The canary's figures from the balancer, as the gate opens.
+			m.gateLB = nil
+			lbCmd = gateBalancerCmd(m.ctx, m.b, m.run.gate.step)
+		}
 	case m.run.gate == nil && m.dialog == dlgGate:
 		m.dialog = dlgNone
 	}
 	if m.run.finished {
 		return m.runEnded()
 	}
-	return waitForEvent(m.events)
+	return tea.Batch(waitForEvent(m.events), lbCmd)
+}
+
+// handleGateLB keeps the balancer's view of the canary for the gate that
+// asked for it.
+func (m *model) handleGateLB(msg gateLBMsg) {
+	if m.run == nil || m.run.gate == nil || m.run.gate.step != msg.step {
+		return
+	}
+	m.gateLB = &msg
 }
 
 // handleClosed: the channel closed. Normally RunFinished came first.
@@ -375,11 +370,21 @@ func (m *model) runEnded() tea.Cmd {
 		m.dialog = dlgNone
 	}
 	m.screen = screenDone
+	m.list.sel, m.list.offset = "", 0
+	m.outScroll = 0
+	m.notice = "" // what a key said during the run; the summary says how it ended
 	if m.downgradeAfter {
+		// The summary first: the operator reads how the run ended, then
+		// opens the downgrade.
 		m.downgradeAfter = false
-		return m.openDowngradePick()
+		m.notice = "the run has ended: read its summary, then press d for the emergency downgrade you asked for"
 	}
-	return nil
+	// The fleet's versions changed: look again, and say until then that
+	// what the fleet screen holds is from before the run.
+	m.fleetStale = true
+	cmd := m.refresh()
+	m.freshGen = m.refreshGen
+	return cmd
 }
 
 func (m *model) handleInterrupt() tea.Cmd {
@@ -411,19 +416,18 @@ func (m *model) openDowngradePick() tea.Cmd {
 	m.screen = screenFleet
 	m.emergency, m.downgradePick = true, true
 	m.targetCur, m.cursor, m.offset = 0, 0, 0
-	m.loading = true
-	return refreshCmd(m.ctx, m.b)
+	m.err = ""
+	m.down = downPick{}
+	return tea.Batch(m.refresh(), downTargetsCmd(m.b))
 }
 
-// pickable are the versions the fleet screen's list offers.
-func (m *model) pickable() []string {
-	return m.targets
-}
-
-// handleKey routes a key to the text inputs, the open dialog or the screen.
+// handleKey routes a key to the log view, the text inputs, the open dialog
+// or the screen.
 func (m *model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 	m.notice = ""
 	switch {
+	case m.logv != nil && !m.filtering && m.dialog == dlgNone:
+		return m.logKey(msg)
 	case m.filtering:
 		return m.filterKey(msg)
 	case m.screen == screenReason:
@@ -453,6 +457,10 @@ func (m *model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 
 func (m *model) quit() tea.Cmd {
 	if m.runActive() {
+		if m.quitting {
+			m.notice = "already aborting: relctl quits once the hosts in flight have finished or reverted"
+			return nil
+		}
 		m.dialog = dlgQuit
 		return nil
 	}
@@ -473,13 +481,45 @@ func (m *model) filterKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.filtering = false
 		m.filter.Blur()
 		m.filter.SetValue("")
-		m.cursor, m.offset = 0, 0
+		m.cursor, m.offset, m.list.offset = 0, 0, 0
 		return nil
 	}
 	var cmd tea.Cmd
 	m.filter, cmd = m.filter.Update(msg)
-	m.cursor, m.offset = 0, 0
-	return cmd
+	m.cursor, m.offset, m.list.offset = 0, 0, 0
+	return later(cmd)
+}
+
+// logKey routes a key to the full-screen log view.
+func (m *model) logKey(msg tea.KeyPressMsg) tea.Cmd {
+	lv := m.logv
+	switch {
+	case msg.String() == "ctrl+c":
+		return m.quit()
+	case !lv.searching && key.Matches(msg, m.keys.Quit):
+		return m.quit()
+	case !lv.searching && key.Matches(msg, m.keys.Help):
+		m.help.ShowAll = !m.help.ShowAll
+		return nil
+	}
+	w, h := m.logArea()
+	closed, cmd := lv.update(msg, m.keys, m.logLines(), w, h)
+	if closed {
+		m.logv = nil
+		m.closeDialog() // back to the gate if the engine still waits in it
+	}
+	return later(cmd)
+}
+
+// logLines are the lines of the host the log view shows.
+func (m *model) logLines() []logLine {
+	if m.logv == nil || m.run == nil {
+		return nil
+	}
+	if i, ok := m.run.idx[m.logv.host]; ok {
+		return m.run.rows[i].lines
+	}
+	return nil
 }
 
 func (m *model) reasonKey(msg tea.KeyPressMsg) tea.Cmd {
@@ -494,6 +534,9 @@ func (m *model) reasonKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.screen = screenFleet
 		m.downgradePick = m.o.Downgrade == nil || m.downTo == ""
 		m.emergency = m.downgradePick
+		if m.downgradePick && !m.down.probed {
+			return downTargetsCmd(m.b)
+		}
 		return nil
 	case key.Matches(msg, m.keys.SubmitReason):
 		why := m.reason.Value()
@@ -510,7 +553,7 @@ func (m *model) reasonKey(msg tea.KeyPressMsg) tea.Cmd {
 	}
 	var cmd tea.Cmd
 	m.reason, cmd = m.reason.Update(msg)
-	return cmd
+	return later(cmd)
 }
 
 func (m *model) dialogKey(msg tea.KeyPressMsg) tea.Cmd {
@@ -525,9 +568,11 @@ func (m *model) dialogKey(msg tea.KeyPressMsg) tea.Cmd {
 		case key.Matches(msg, k.Yes):
 			m.dialog = dlgNone
 			m.starting = true
-			return startCmd(m.b, m.plan)
+			return startCmd(m.ctx, m.b, m.plan)
 		case key.Matches(msg, k.No):
 			m.dialog = dlgNone
+		case key.Matches(msg, k.Quit):
+			return tea.Quit
 		}
 	case dlgGate:
 		h := m.handle
@@ -544,6 +589,11 @@ func (m *model) dialogKey(msg tea.KeyPressMsg) tea.Cmd {
 			m.dialog = dlgNone
 			m.run.gate = nil
 			return call("answer stop", func() { h.Answer(rollout.Stop) })
+		case key.Matches(msg, k.OpenLog):
+			if sel := m.selectedRow(); sel != nil {
+				m.logv = newLogView(sel.name)
+				m.dialog = dlgNone
+			}
 		case key.Matches(msg, k.Quit):
 			m.dialog = dlgQuit
 		}
@@ -571,6 +621,8 @@ func (m *model) dialogKey(msg tea.KeyPressMsg) tea.Cmd {
 				m.pausedForDialog = false
 				return call("resume", h.Resume)
 			}
+		case key.Matches(msg, k.Quit):
+			m.dialog = dlgQuit
 		}
 	case dlgAbort:
 		switch {
@@ -584,13 +636,18 @@ func (m *model) dialogKey(msg tea.KeyPressMsg) tea.Cmd {
 			return cmd
 		case key.Matches(msg, k.No):
 			m.closeDialog()
+		case key.Matches(msg, k.Quit):
+			m.dialog = dlgQuit
 		}
 	case dlgQuit:
 		switch {
-		case key.Matches(msg, k.Yes):
+		case key.Matches(msg, k.Yes), key.Matches(msg, k.Quit):
 			cmd := m.abortCmd("the operator quit the TUI")
 			m.quitting = true
 			m.dialog = dlgNone
+			if m.run.gate != nil {
+				m.run.gate = nil
+			}
 			m.notice = "aborting: waiting for the hosts in flight to finish or revert, then quitting"
 			return cmd
 		case key.Matches(msg, k.No):
@@ -636,15 +693,14 @@ func (m *model) fleetKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.clampList()
 	case key.Matches(msg, k.Filter):
 		m.filtering = true
-		return m.filter.Focus()
+		return later(m.filter.Focus())
 	case key.Matches(msg, k.Refresh):
-		m.loading = true
-		return refreshCmd(m.ctx, m.b)
+		return m.refresh()
 	case key.Matches(msg, k.Downgrade):
-		m.downgradePick, m.emergency = true, true
-		m.targetCur, m.err = 0, ""
+		return m.openDowngradePick()
 	case key.Matches(msg, k.Back):
 		m.downgradePick, m.emergency, m.err = false, false, ""
+		m.targetCur = 0
 	case key.Matches(msg, k.PickTarget):
 		ts := m.pickable()
 		if len(ts) == 0 {
@@ -655,7 +711,10 @@ func (m *model) fleetKey(msg tea.KeyPressMsg) tea.Cmd {
 		if m.downgradePick {
 			m.downTo = to
 			m.screen = screenReason
-			return m.reason.Focus()
+			// A fresh reason every time: an earlier text is never
+			// audited by mistake.
+			m.reason.Reset()
+			return later(m.reason.Focus())
 		}
 		m.planning = true
 		return planUpgradeCmd(m.b, to)
@@ -665,46 +724,80 @@ func (m *model) fleetKey(msg tea.KeyPressMsg) tea.Cmd {
 
 func (m *model) planKey(msg tea.KeyPressMsg) tea.Cmd {
 	k := m.keys
+	page := max(m.planHeight()-1, 1)
 	switch {
 	case key.Matches(msg, k.Up):
-		m.planView.ScrollUp(1)
+		m.scroll(-1, m.planMaxTop())
 	case key.Matches(msg, k.Down):
-		m.planView.ScrollDown(1)
+		m.scroll(1, m.planMaxTop())
 	case key.Matches(msg, k.PageUp):
-		m.planView.PageUp()
+		m.scroll(-page, m.planMaxTop())
 	case key.Matches(msg, k.PageDown):
-		m.planView.PageDown()
+		m.scroll(page, m.planMaxTop())
 	case key.Matches(msg, k.StartPlan):
 		m.dialog = dlgStart
 	case key.Matches(msg, k.Back):
 		m.screen, m.err = screenFleet, ""
 		m.emergency, m.downgradePick = false, false
 		m.plan = nil
-		m.loading = true
-		return refreshCmd(m.ctx, m.b)
+		return m.refresh()
 	}
 	return nil
 }
 
+// runOrder is the run's host list in display order (filter applied).
+func (m *runPane) runOrder() []int {
+	if m.run == nil {
+		return nil
+	}
+	return m.list.order(m.run, m.filter.Value())
+}
+
+// listKeys are the keys the run and done screens share: the host list,
+// its sort, filter and log view.
+func (m *model) listKey(msg tea.KeyPressMsg) (bool, tea.Cmd) {
+	k := m.keys
+	order := m.runOrder()
+	switch {
+	case key.Matches(msg, k.Up):
+		m.list.move(m.run, order, -1)
+		m.outScroll = 0
+	case key.Matches(msg, k.Down):
+		m.list.move(m.run, order, 1)
+		m.outScroll = 0
+	case key.Matches(msg, k.Sort):
+		sel := m.list.selected(m.run, order)
+		m.list.byName = !m.list.byName
+		if sel != nil && m.list.sel == "" && m.screen == screenDone {
+			m.list.sel = sel.name
+		}
+		m.list.offset = 0
+	case key.Matches(msg, k.FollowFlight):
+		m.list.sel = ""
+	case key.Matches(msg, k.Filter):
+		m.filtering = true
+		return true, later(m.filter.Focus())
+	case key.Matches(msg, k.OpenLog):
+		if sel := m.list.selected(m.run, order); sel != nil {
+			m.logv = newLogView(sel.name)
+		}
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
 func (m *model) runKey(msg tea.KeyPressMsg) tea.Cmd {
+	if ok, cmd := m.listKey(msg); ok {
+		return cmd
+	}
 	k := m.keys
 	h := m.handle
 	switch {
-	case key.Matches(msg, k.Up):
-		m.cursor = max(m.cursor-1, 0)
-		m.outScroll = 0
-		m.clampList()
-	case key.Matches(msg, k.Down):
-		m.cursor++
-		m.outScroll = 0
-		m.clampList()
 	case key.Matches(msg, k.PageUp):
-		m.outScroll += max(m.outputHeight()-1, 1)
+		m.outScroll = min(m.outScroll+max(m.outputHeight()-1, 1), m.outMaxScroll())
 	case key.Matches(msg, k.PageDown):
 		m.outScroll = max(m.outScroll-max(m.outputHeight()-1, 1), 0)
-	case key.Matches(msg, k.Filter):
-		m.filtering = true
-		return m.filter.Focus()
 	case key.Matches(msg, k.Pause):
 		m.run.paused = true
 		m.notice = "pausing after the hosts in flight (space resumes)"
@@ -724,105 +817,244 @@ func (m *model) runKey(msg tea.KeyPressMsg) tea.Cmd {
 		}
 	case key.Matches(msg, k.NoRollback):
 		_, why := m.run.canRollback()
-		m.notice = "rollback refused: " + why + " (d)"
+		m.notice = "rollback refused: " + why + " (d: emergency downgrade once this run ends)"
 	case key.Matches(msg, k.Downgrade):
-		if m.runActive() {
-			m.downgradeAfter = true
-			m.notice = "the emergency downgrade opens as soon as this run ends (the run holds the fleet's lock)"
-			return nil
-		}
-		return m.openDowngradePick()
+		m.downgradeAfter = true
+		m.notice = "after this run ends and you have read its summary, d opens the emergency downgrade (the run holds the fleet's lock)"
 	}
 	return nil
 }
 
 func (m *model) doneKey(msg tea.KeyPressMsg) tea.Cmd {
+	if !m.showTimeline {
+		if ok, cmd := m.listKey(msg); ok {
+			return cmd
+		}
+	}
+	k := m.keys
 	switch {
-	case key.Matches(msg, m.keys.ToFleet):
+	case key.Matches(msg, k.PageUp):
+		m.list.move(m.run, m.runOrder(), -max(m.listHeight()-1, 1))
+	case key.Matches(msg, k.PageDown):
+		m.list.move(m.run, m.runOrder(), max(m.listHeight()-1, 1))
+	case key.Matches(msg, k.Timeline):
+		m.showTimeline = !m.showTimeline
+	case key.Matches(msg, k.ToFleet):
 		m.screen, m.emergency, m.downgradePick = screenFleet, false, false
 		m.run, m.plan = nil, nil
 		m.cursor, m.offset = 0, 0
-		m.loading = true
-		return refreshCmd(m.ctx, m.b)
-	case key.Matches(msg, m.keys.Downgrade):
+		m.filter.SetValue("")
+		return m.refresh()
+	case key.Matches(msg, k.Downgrade):
 		m.run = nil
+		m.filter.SetValue("")
 		return m.openDowngradePick()
 	}
 	return nil
 }
 
 // syncKeys enables exactly the bindings that work now, so the help bar
-// shows only those.
+// shows only those, and a key that is not shown does nothing.
 func (m *model) syncKeys() {
 	k := &m.keys
+	if m.dialog != dlgQuit {
+		k.Quit.SetHelp("q", "quit")
+	}
 	switch {
+	case m.logv != nil && m.dialog == dlgNone && !m.filtering:
+		m.syncLogKeys()
+		return
 	case m.filtering:
 		k.only(&k.AcceptFilter, &k.ClearFilter)
 		return
 	case m.screen == screenReason:
 		k.only(&k.SubmitReason, &k.Back)
 		k.SubmitReason.SetEnabled(!m.planning)
+		k.Back.SetEnabled(!m.planning)
 		return
 	case m.dialog != dlgNone:
 		m.syncDialogKeys()
 		return
 	}
+	k.only(&k.Help, &k.Quit)
 	switch m.screen {
 	case screenFleet:
-		k.only(&k.Up, &k.Down, &k.PageUp, &k.PageDown, &k.Filter, &k.Refresh, &k.Help, &k.Quit)
-		k.Downgrade.SetHelp("d", "emergency downgrade")
-		k.PickTarget.SetEnabled(len(m.pickable()) > 0 && !m.planning)
+		n := len(m.fleetRows())
+		k.PageUp.SetEnabled(m.offset > 0)
+		k.PageDown.SetEnabled(m.offset < max(n-m.listHeight(), 0))
+		k.Filter.SetEnabled(len(m.hosts) > 0)
+		k.Refresh.SetEnabled(!m.loading)
+		ts := m.pickable()
+		k.Up.SetEnabled(m.targetCur > 0)
+		k.Down.SetEnabled(m.targetCur < len(ts)-1)
+		k.Up.SetHelp("↑/k", "version up")
+		k.Down.SetHelp("↓/j", "version down")
+		k.PickTarget.SetEnabled(len(ts) > 0 && !m.planning)
 		if m.downgradePick {
 			k.PickTarget.SetHelp("enter", "downgrade to…")
 			k.Back.SetEnabled(true)
+			k.Back.SetHelp("esc", "cancel the downgrade")
 		} else {
 			k.PickTarget.SetHelp("enter", "plan")
 			k.Downgrade.SetEnabled(true)
+			k.Downgrade.SetHelp("d", "emergency downgrade")
 		}
 	case screenPlan:
-		k.only(&k.Up, &k.Down, &k.PageUp, &k.PageDown, &k.Back, &k.Help, &k.Quit)
+		k.Up.SetEnabled(m.planTop > 0)
+		k.Down.SetEnabled(m.planTop < m.planMaxTop())
+		k.PageUp.SetEnabled(m.planTop > 0)
+		k.PageDown.SetEnabled(m.planTop < m.planMaxTop())
+		k.Up.SetHelp("↑/k", "up")
+		k.Down.SetHelp("↓/j", "down")
+		k.Back.SetEnabled(!m.starting)
+		k.Back.SetHelp("esc", "back")
 		k.StartPlan.SetEnabled(m.plan != nil && !m.plan.Empty() && !m.starting)
-	case screenRun:
-		k.only(&k.Up, &k.Down, &k.PageUp, &k.PageDown, &k.Filter, &k.Help, &k.Quit)
+	case screenRun, screenDone:
+		m.syncListKeys()
+		if m.screen == screenDone {
+			k.ToFleet.SetEnabled(true)
+			k.Downgrade.SetEnabled(true)
+			k.Downgrade.SetHelp("d", "emergency downgrade")
+			k.Timeline.SetEnabled(m.run != nil && len(m.run.timeline) > 0)
+			if m.showTimeline {
+				k.Timeline.SetHelp("t", "host list")
+			} else {
+				k.Timeline.SetHelp("t", "timeline")
+			}
+			break
+		}
+		out := m.outMaxScroll()
+		k.PageUp.SetEnabled(m.outScroll < out)
+		k.PageDown.SetEnabled(m.outScroll > 0)
+		k.PageUp.SetHelp("pgup", "output back")
+		k.PageDown.SetHelp("pgdn", "output forward")
 		if m.runActive() && !m.quitting {
 			k.Pause.SetEnabled(!m.run.paused)
 			k.Resume.SetEnabled(m.run.paused)
 			k.Abort.SetEnabled(true)
 			ok, _ := m.run.canRollback()
 			k.Rollback.SetEnabled(ok)
-			k.NoRollback.SetEnabled(!ok && m.run.pnr != "")
-			k.Downgrade.SetEnabled(m.run.pnr != "" && !m.downgradeAfter)
-			k.Downgrade.SetHelp("d", "downgrade…")
+			k.NoRollback.SetEnabled(!ok && m.run.pastNoReturn())
+			k.Downgrade.SetEnabled(m.run.pastNoReturn() && !m.downgradeAfter)
+			k.Downgrade.SetHelp("d", "downgrade after the run")
 		}
-	case screenDone:
-		k.only(&k.ToFleet, &k.Downgrade, &k.Help, &k.Quit)
-		k.Downgrade.SetHelp("d", "emergency downgrade")
+	}
+}
+
+// syncListKeys: the host list of the run and done screens.
+func (m *model) syncListKeys() {
+	k := &m.keys
+	if m.run == nil || m.screen == screenDone && m.showTimeline {
+		return
+	}
+	order := m.runOrder()
+	cur := m.list.cursor(m.run, order)
+	k.Up.SetEnabled(cur > 0)
+	k.Down.SetEnabled(cur < len(order)-1)
+	k.Up.SetHelp("↑/k", "host up")
+	k.Down.SetHelp("↓/j", "host down")
+	k.Filter.SetEnabled(len(m.run.rows) > 0)
+	// s is offered only when it would reorder the list.
+	other := m.list
+	other.byName = !other.byName
+	k.Sort.SetEnabled(len(m.run.rows) > 1 && !slices.Equal(order, other.order(m.run, m.filter.Value())))
+	if m.list.byName {
+		k.Sort.SetHelp("s", "failed and in flight first")
+	} else {
+		k.Sort.SetHelp("s", "sort by name")
+	}
+	k.OpenLog.SetEnabled(len(order) > 0)
+	k.FollowFlight.SetEnabled(m.screen == screenRun && m.list.sel != "")
+	if m.screen == screenDone {
+		k.PageUp.SetEnabled(cur > 0)
+		k.PageDown.SetEnabled(cur < len(order)-1)
+		k.PageUp.SetHelp("pgup", "page up")
+		k.PageDown.SetHelp("pgdn", "page down")
+	}
+}
+
+// syncLogKeys: the full-screen log view.
+func (m *model) syncLogKeys() {
+	k := &m.keys
+	lv := m.logv
+	if lv.searching {
+		k.only(&k.AcceptFilter, &k.ClearFilter)
+		k.AcceptFilter.SetHelp("enter", "search")
+		k.ClearFilter.SetHelp("esc", "cancel")
+		return
+	}
+	k.AcceptFilter.SetHelp("enter", "keep filter")
+	k.ClearFilter.SetHelp("esc", "clear filter")
+	k.only(&k.Back, &k.Follow, &k.Wrap, &k.Search, &k.Help, &k.Quit)
+	w, h := m.logArea()
+	lines := m.logLines()
+	disp, _ := lv.display(lines, w)
+	top := lv.top
+	if lv.follow {
+		top = maxTop(len(disp), h)
+	}
+	k.Up.SetEnabled(top > 0)
+	k.PageUp.SetEnabled(top > 0)
+	k.Down.SetEnabled(!lv.follow && top < maxTop(len(disp), h))
+	k.PageDown.SetEnabled(!lv.follow && top < maxTop(len(disp), h))
+	k.Up.SetHelp("↑/k", "up")
+	k.Down.SetHelp("↓/j", "down")
+	k.Back.SetHelp("esc", "close the log")
+	ms := lv.matches(lines)
+	k.NextMatch.SetEnabled(len(ms) > 0)
+	k.PrevMatch.SetEnabled(len(ms) > 1)
+	if lv.follow {
+		k.Follow.SetHelp("f", "follow off")
+	} else {
+		k.Follow.SetHelp("f", "follow on")
+	}
+	if lv.wrap {
+		k.Wrap.SetHelp("w", "wrap off")
+	} else {
+		k.Wrap.SetHelp("w", "wrap on")
 	}
 }
 
 func (m *model) syncDialogKeys() {
 	k := &m.keys
 	switch m.dialog {
-	case dlgStart, dlgRollback, dlgAbort, dlgQuit:
-		k.only(&k.Yes, &k.No, &k.Help)
+	case dlgStart, dlgRollback, dlgAbort:
+		k.only(&k.Yes, &k.No, &k.Help, &k.Quit)
+	case dlgQuit:
+		k.only(&k.Yes, &k.No, &k.Help, &k.Quit)
+		k.Quit.SetHelp("q", "abort and quit")
 	case dlgGate:
 		k.only(&k.Promote, &k.GateAbort, &k.Help, &k.Quit)
 		ok, _ := m.run.canRollback()
 		k.GateRollback.SetEnabled(ok)
 		failed := m.run.gate != nil && m.run.gate.failed
 		k.GateStop.SetEnabled(failed)
+		k.OpenLog.SetEnabled(m.selectedRow() != nil)
 		if failed {
 			k.Promote.SetHelp("p", "go on")
 		} else {
 			k.Promote.SetHelp("p", "promote")
 		}
 	case dlgUnfinished:
-		k.only(&k.ResumeRun, &k.No, &k.Quit)
-		k.RollbackRun.SetEnabled(m.o.Unfinished != nil && !m.o.Unfinished.PostMigrated)
+		k.only(&k.ResumeRun, &k.No, &k.Help, &k.Quit)
+		_, _, why := unfinishedRollback(m.o.Unfinished)
+		k.RollbackRun.SetEnabled(why == "")
 		k.No.SetHelp("esc", "later")
 	}
 	if m.dialog != dlgUnfinished {
 		k.No.SetHelp("n/esc", "no")
+	}
+	switch m.dialog {
+	case dlgStart:
+		k.Yes.SetHelp("y", "start")
+	case dlgRollback:
+		k.Yes.SetHelp("y", "roll back")
+	case dlgAbort:
+		k.Yes.SetHelp("y", "abort")
+	case dlgQuit:
+		k.Yes.SetHelp("y", "abort and quit")
+	default:
+		k.Yes.SetHelp("y", "yes")
 	}
 }
 
@@ -832,11 +1064,14 @@ func (m *model) listHeight() int {
 	return max(h, 1)
 }
 
-// clampList keeps the cursor on a row and the row on screen.
+// clampList keeps the fleet's cursor on a row and the row on screen.
 func (m *model) clampList() {
-	n := m.listLen()
+	if m.screen != screenFleet {
+		return
+	}
+	n := len(m.fleetRows())
 	m.cursor = min(max(m.cursor, 0), max(n-1, 0))
-	m.offset = scrollOffset(m.offset, m.cursor, n, m.listHeight(), m.screen == screenRun)
+	m.offset = scrollOffset(m.offset, m.cursor, n, m.listHeight(), false)
 }
 
 // scrollOffset returns the first visible row of a list of n rows in height

@@ -24,10 +24,52 @@ func (m *model) View() tea.View {
 // render is the whole screen as a string of exactly the window's height.
 func (m *model) render() string {
 	w, h := m.size()
+	if ok, note := Usable("", w, h); !ok {
+		return strings.Join(fit(strings.Split(ansi.Wordwrap(note, w, ""), "\n"), w, h), "\n")
+	}
 	iw, ih := m.inner()
 	top := m.headerLines(iw)
 	bottom := m.footerLines(iw)
 	bodyH := max(ih-len(top)-len(bottom), 1)
+	var body string
+	switch {
+	case m.logv != nil && m.dialog == dlgNone:
+		body = m.renderLog(iw, bodyH)
+	default:
+		body = m.renderScreen(iw, bodyH)
+	}
+	lines := make([]string, 0, ih)
+	lines = append(lines, top...)
+	lines = append(lines, block(body, iw, bodyH)...)
+	lines = append(lines, bottom...)
+	content := strings.Join(fit(lines, iw, ih), "\n")
+	if m.emergency {
+		return m.st.frame.Width(w).Height(h).Render(content)
+	}
+	return content
+}
+
+// logArea is the size of the log view's log lines.
+func (m *model) logArea() (int, int) {
+	iw, _ := m.inner()
+	bodyH, _ := m.layout()
+	return iw, max(bodyH-2, 1)
+}
+
+// renderLog is the full-screen log of one host.
+func (m *model) renderLog(w, h int) string {
+	state := ""
+	if m.run != nil {
+		if i, ok := m.run.idx[m.logv.host]; ok {
+			r := m.run.rows[i]
+			state = r.label() + " · " + r.version
+		}
+	}
+	return m.logv.render(m.st, m.logLines(), state, w, h)
+}
+
+// renderScreen is the body of the current screen.
+func (m *model) renderScreen(iw, bodyH int) string {
 	var body string
 	switch m.screen {
 	case screenFleet:
@@ -41,15 +83,7 @@ func (m *model) render() string {
 	case screenDone:
 		body = m.renderDone(iw, bodyH)
 	}
-	lines := make([]string, 0, ih)
-	lines = append(lines, top...)
-	lines = append(lines, block(body, iw, bodyH)...)
-	lines = append(lines, bottom...)
-	content := strings.Join(fit(lines, iw, ih), "\n")
-	if m.emergency {
-		return m.st.frame.Width(w).Height(h).Render(content)
-	}
-	return content
+	return body
 }
 
 // layout is the body height and the host list height of the current
@@ -59,9 +93,14 @@ func (m *model) layout() (bodyH, listH int) {
 	bodyH = max(ih-len(m.headerLines(iw))-len(m.footerLines(iw)), 1)
 	switch m.screen {
 	case screenFleet:
-		listH = bodyH - 2 - lipgloss.Height(m.dialogBox(iw))
+		listH = bodyH - 1 - lipgloss.Height(m.fleetSummary(iw)) - lipgloss.Height(m.dialogBox(iw))
+		if len(m.fleetRows()) > listH {
+			listH-- // the table's "1–20 of 60" line
+		}
 	case screenRun:
 		listH, _ = m.runSplit(iw, bodyH)
+	case screenDone:
+		listH = bodyH - m.doneHeadHeight(iw) - 1
 	}
 	return bodyH, max(listH, 1)
 }
@@ -85,6 +124,9 @@ func (m *model) headerLines(w int) []string {
 			left += " · " + m.o.FleetFile
 		}
 		right = m.lockText()
+		if m.downgradePick {
+			left += " · pick a downgrade target"
+		}
 	case screenPlan:
 		left += " · plan preview"
 	case screenReason:
@@ -98,7 +140,19 @@ func (m *model) headerLines(w int) []string {
 			}
 		}
 	}
-	lines := []string{m.st.header.Render(spread(left, right, w))}
+	var lines []string
+	if right == "" || ansi.StringWidth(left)+2+ansi.StringWidth(right) <= w {
+		lines = []string{m.st.header.Render(spread(left, right, w))}
+	} else {
+		// Too narrow for both: the path and the lock each get their own
+		// lines, wrapped, never cut.
+		for _, l := range strings.Split(ansi.Hardwrap(left, w, true), "\n") {
+			lines = append(lines, m.st.header.Render(l))
+		}
+		for _, l := range strings.Split(ansi.Wordwrap(right, w, ""), "\n") {
+			lines = append(lines, m.st.header.Render(ansi.Hardwrap(l, w, true)))
+		}
+	}
 	if m.emergency {
 		b := "EMERGENCY DOWNGRADE"
 		if m.downTo != "" {
@@ -124,7 +178,7 @@ func (m *model) reasonText() string {
 	return strings.TrimSpace(m.reason.Value())
 }
 
-func (m *model) lockText() string {
+func (m *fleetPane) lockText() string {
 	switch {
 	case m.loading && m.hosts == nil:
 		return "lock: …"
@@ -134,22 +188,47 @@ func (m *model) lockText() string {
 	return "LOCKED by " + m.lock.Owner + " (run " + m.lock.RunID + ")"
 }
 
-// footerLines are the status line and the help.
+// footerLines are the status lines (wrapped, never cut) and the help.
 func (m *model) footerLines(w int) []string {
-	status := ""
+	var status []string
+	wrapped := func(st lipgloss.Style, s string) []string {
+		_, h := m.inner()
+		lines := strings.Split(ansi.Wordwrap(s, w, ""), "\n")
+		// A message longer than a third of the screen keeps its start
+		// and end; the rest is in the journal or the log view.
+		if limit := max(h/3, 2); len(lines) > limit {
+			lines = append(lines[:limit-1], "… "+lines[len(lines)-1])
+		}
+		out := make([]string, len(lines))
+		for i, l := range lines {
+			out[i] = st.Render(ansi.Hardwrap(l, w, true))
+		}
+		return out
+	}
 	switch {
 	case m.notice != "":
-		status = m.st.notice.Render(ansi.Truncate(m.notice, w, "…"))
+		status = wrapped(m.st.notice, m.notice)
 	case m.err != "":
-		status = m.st.badStrong.Render(ansi.Truncate("error: "+m.err, w, "…"))
+		status = wrapped(m.st.badStrong, "error: "+m.err)
 	case m.filtering:
-		status = m.filter.View()
-	case m.filter.Value() != "" && (m.screen == screenFleet || m.screen == screenRun):
-		status = m.st.dim.Render(fmt.Sprintf("filter: %q (/ to change, esc in the filter clears it)", m.filter.Value()))
+		status = []string{m.filter.View()}
+	case m.filter.Value() != "" && m.logv == nil && (m.screen == screenFleet || m.screen == screenRun || m.screen == screenDone):
+		status = []string{m.st.dim.Render(cell(fmt.Sprintf("filter: %q (/ to change, esc in the filter clears it)", m.filter.Value()), w))}
+	default:
+		status = []string{""}
 	}
-	out := []string{status}
-	out = append(out, strings.Split(m.help.View(m.keys), "\n")...)
+	out := status
+	if m.help.ShowAll {
+		out = append(out, strings.Split(m.help.View(m.keys), "\n")...)
+	} else {
+		out = append(out, m.keys.shortHelp(m.st, w, m.textInput()))
+	}
 	return out
+}
+
+// textInput reports whether a text input has the keys (q and ? type).
+func (m *model) textInput() bool {
+	return m.filtering || m.screen == screenReason && m.logv == nil || m.logv != nil && m.logv.searching
 }
 
 // block cuts or pads s to exactly h lines, each cut to w columns.

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"charm.land/lipgloss/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/observe"
@@ -14,7 +15,7 @@ import (
 const targetPanelWidth = 24
 
 // fleetRows are the indices of the hosts the filter keeps.
-func (m *model) fleetRows() []int {
+func (m *fleetPane) fleetRows() []int {
 	f := strings.ToLower(strings.TrimSpace(m.filter.Value()))
 	out := make([]int, 0, len(m.hosts))
 	for i, h := range m.hosts {
@@ -25,22 +26,6 @@ func (m *model) fleetRows() []int {
 	return out
 }
 
-func (m *model) listLen() int {
-	switch m.screen {
-	case screenFleet:
-		return len(m.fleetRows())
-	case screenRun:
-		if m.run == nil {
-			return 0
-		}
-		if m.filter.Value() == "" {
-			return len(m.run.rows)
-		}
-		return len(m.runRows())
-	}
-	return 0
-}
-
 // renderFleet: a summary line, the host table and the target list.
 func (m *model) renderFleet(w, h int) string {
 	dlg := m.dialogBox(w)
@@ -49,10 +34,14 @@ func (m *model) renderFleet(w, h int) string {
 		dh = lipgloss.Height(dlg)
 	}
 	tw := targetPanelWidth
-	if w < 60 {
+	switch {
+	case w < 50:
 		tw = 0
+	case w < 80:
+		tw = 20
 	}
-	listH := max(h-2-dh, 1)
+	summary := m.fleetSummary(w)
+	listH := max(h-1-lipgloss.Height(summary)-dh, 1)
 	hostW := w - tw
 	if tw > 0 {
 		hostW--
@@ -60,20 +49,20 @@ func (m *model) renderFleet(w, h int) string {
 	left := m.fleetTable(hostW, listH)
 	var body string
 	if tw > 0 {
-		right := strings.Join(block(m.targetPanel(tw), tw, listH+1), "\n")
+		right := strings.Join(block(m.targetPanel(tw, m.planning), tw, listH+1), "\n")
 		sep := strings.TrimSuffix(strings.Repeat("│\n", listH+1), "\n")
 		body = lipgloss.JoinHorizontal(lipgloss.Top, strings.Join(block(left, hostW, listH+1), "\n"), m.st.dim.Render(sep), right)
 	} else {
 		body = left
 	}
-	out := m.fleetSummary(w) + "\n" + body
+	out := summary + "\n" + body
 	if dlg != "" {
 		out = strings.Join(block(out, w, h-dh), "\n") + "\n" + dlg
 	}
 	return out
 }
 
-func (m *model) fleetSummary(w int) string {
+func (m *fleetPane) fleetSummary(w int) string {
 	if m.loading && m.hosts == nil {
 		return m.st.dim.Render("observing the fleet…")
 	}
@@ -105,6 +94,9 @@ func (m *model) fleetSummary(w int) string {
 		}
 	}
 	s := strings.Join(parts, " · ")
+	if m.fleetStale {
+		s = m.st.warn.Render("STALE: from before the run, refreshing") + " · " + s
+	}
 	if len(m.servers) > 0 {
 		if down == 0 {
 			s += " · " + m.st.ok.Render("balancer: all UP")
@@ -115,17 +107,20 @@ func (m *model) fleetSummary(w int) string {
 	if unreachable > 0 {
 		s += " · " + m.st.badStrong.Render(fmt.Sprintf("%d unreachable", unreachable))
 	}
-	if m.fleetErr != "" {
-		s += " · " + m.st.bad.Render(m.fleetErr)
-	}
 	if m.loading {
 		s += m.st.dim.Render(" · refreshing…")
+	}
+	if m.fleetErr != "" {
+		// Wrapped under the summary, never cut.
+		for _, l := range strings.Split(ansi.Wordwrap("error: "+m.fleetErr, w, ""), "\n") {
+			s += "\n" + m.st.bad.Render(ansi.Hardwrap(l, w, true))
+		}
 	}
 	return s
 }
 
 // fleetTable is the header and the visible rows of the host table.
-func (m *model) fleetTable(w, listH int) string {
+func (m *fleetPane) fleetTable(w, listH int) string {
 	rows := m.fleetRows()
 	nameW := 6
 	for _, i := range rows {
@@ -136,6 +131,9 @@ func (m *model) fleetTable(w, listH int) string {
 	lbW := max(w-nameW-verW-healthW-3, 8)
 	var b strings.Builder
 	b.WriteString(m.st.colHead.Render(cell("HOST", nameW)+" "+cell("VERSION", verW)+" "+cell("HEALTH", healthW)+" "+cell("BALANCER", lbW)) + "\n")
+	if len(rows) > listH {
+		listH = max(listH-1, 1) // room for "1–20 of 60"
+	}
 	off := scrollOffset(m.offset, 0, len(rows), listH, false)
 	for n, i := range rows[off:min(off+listH, len(rows))] {
 		if n > 0 {
@@ -157,7 +155,7 @@ func (m *model) fleetTable(w, listH int) string {
 	return b.String()
 }
 
-func (m *model) healthCell(h observe.Host) string {
+func (m *fleetPane) healthCell(h observe.Host) string {
 	const w = 10
 	switch {
 	case !h.Reachable:
@@ -171,7 +169,7 @@ func (m *model) healthCell(h observe.Host) string {
 }
 
 // balancerCell is "UP · 3 sess" (several endpoints that disagree: "UP/DRAIN").
-func (m *model) balancerCell(server string, w int) string {
+func (m *fleetPane) balancerCell(server string, w int) string {
 	ss := m.servers[server]
 	if len(ss) == 0 {
 		if len(m.servers) == 0 {
@@ -198,7 +196,7 @@ func (m *model) balancerCell(server string, w int) string {
 }
 
 // targetPanel lists the versions to go to.
-func (m *model) targetPanel(w int) string {
+func (m *fleetPane) targetPanel(w int, planning bool) string {
 	var b strings.Builder
 	if m.downgradePick {
 		b.WriteString(m.st.badStrong.Render("DOWNGRADE TO"))
@@ -206,7 +204,18 @@ func (m *model) targetPanel(w int) string {
 		b.WriteString(m.st.colHead.Render("GO TO"))
 	}
 	ts := m.pickable()
-	if len(ts) == 0 {
+	switch {
+	case m.downgradePick && !m.down.probed:
+		b.WriteString("\n" + m.st.dim.Render(" asking the planner…"))
+	case m.downgradePick && len(ts) == 0:
+		from := m.down.running
+		if from == "" {
+			from = "the running version"
+		}
+		for _, l := range strings.Split(ansi.Wordwrap(" no declared downgrade path from "+from+" (downgrade_to in the releases table)", w, ""), "\n") {
+			b.WriteString("\n" + m.st.warn.Render(l))
+		}
+	case len(ts) == 0:
 		b.WriteString("\n" + m.st.dim.Render(" no version available"))
 	}
 	running := map[string]int{}
@@ -224,7 +233,16 @@ func (m *model) targetPanel(w int) string {
 		}
 		b.WriteString("\n" + line)
 	}
-	if m.planning {
+	if m.downgradePick && m.down.running != "" {
+		b.WriteString("\n" + m.st.dim.Render(cell("  "+m.down.running+" running now", w)))
+	}
+	if m.downgradePick && len(m.down.refused) > 0 {
+		text := fmt.Sprintf(" not offered: %s (no declared downgrade path)", strings.Join(sortedKeys(m.down.refused), ", "))
+		for _, l := range strings.Split(ansi.Wordwrap(text, w-1, ""), "\n") {
+			b.WriteString("\n" + m.st.dim.Render(" "+strings.TrimSpace(l)))
+		}
+	}
+	if planning {
 		b.WriteString("\n\n" + m.st.dim.Render(" planning…"))
 	}
 	return b.String()

@@ -2,7 +2,6 @@ package tui
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 
 	"charm.land/lipgloss/v2"
@@ -11,38 +10,117 @@ import (
 	"github.com/relctl/relctl/internal/plan"
 )
 
-// entryRe finds the hanging indent of a numbered plan entry ("   5. batch 1 (canary)     ").
-var entryRe = regexp.MustCompile(`^(\s*\d+\.\s+\S.*?\s{2,})\S`)
-
-// planLines is plan.RenderText wrapped to w with hanging indents, the
-// point of no return and the rollback notes marked.
-func (m *model) planLines(w int) []string {
+// planLines is the plan's outline (plan.Plan.Outline) laid out for width
+// w: wrapped with hanging indents, the point of no return and the rollback
+// notes marked. It never parses rendered text.
+func (m *planPane) planLines(w int) []string {
 	if m.plan == nil {
 		return nil
 	}
+	o := m.plan.Outline()
 	var out []string
-	for _, line := range strings.Split(strings.TrimRight(plan.RenderText(m.plan), "\n"), "\n") {
-		style := lipgloss.Style{}
-		styled := false
-		switch {
-		case strings.Contains(line, "POINT OF NO RETURN"):
-			style, styled = m.st.pnr, true
-			text := " " + strings.Trim(line, " ━") + " "
-			side := max((min(w, 100)-ansi.StringWidth(text))/2, 2)
-			line = strings.Repeat("━", side) + text + strings.Repeat("━", side)
-		case strings.HasPrefix(line, "Plan — "):
-			style, styled = m.st.title, true
-		case strings.HasPrefix(line, "What rollback"), strings.HasPrefix(line, "Steps:"), strings.HasPrefix(line, "Each host:"):
-			style, styled = m.st.bold, true
-		}
-		for _, l := range wrapIndent(line, w) {
-			if styled {
+	add := func(style *lipgloss.Style, lines ...string) {
+		for _, l := range lines {
+			if style != nil {
 				l = style.Render(l)
 			}
 			out = append(out, l)
 		}
 	}
+	hang := func(first, text string) []string {
+		return hangWrap(first, text, w)
+	}
+	add(&m.st.title, hang("Plan — ", o.Title)...)
+	add(nil, "")
+	for _, f := range o.Facts {
+		add(nil, hang(fmt.Sprintf("  %-9s ", f.Name+":"), f.Value)...)
+	}
+	if o.Empty {
+		add(nil, "")
+		add(&m.st.bold, "Nothing to do.")
+		for _, n := range o.Notes {
+			add(nil, hang("  - ", n)...)
+		}
+		return out
+	}
+	add(nil, "")
+	add(&m.st.bold, "Steps:")
+	nameW := 20
+	if w < 70 {
+		nameW = 14
+	}
+	for i, e := range o.Entries {
+		if e.Hop != "" {
+			add(nil, "")
+			add(&m.st.bold, cell("  ── "+e.Hop+" ──", w))
+		}
+		if e.PointOfNoReturn {
+			text := " POINT OF NO RETURN "
+			side := max((min(w, 100)-ansi.StringWidth(text))/2, 2)
+			add(&m.st.pnr, cell(strings.Repeat("━", side)+text+strings.Repeat("━", side), w))
+		}
+		head := fmt.Sprintf("  %2d. %-*s ", i+1, nameW, e.Name)
+		if ansi.StringWidth(head) > 6+nameW+1 {
+			head = fmt.Sprintf("  %2d. %s ", i+1, e.Name)
+		}
+		var st *lipgloss.Style
+		if e.Gate {
+			st = &m.st.notice
+		}
+		add(st, hang(head, e.Text)...)
+		if len(e.Hosts) > 0 {
+			hosts := strings.Join(e.Hosts, ", ")
+			if e.Compact && len(e.Hosts) > 12 {
+				hosts = fmt.Sprintf("%s … %s (%d hosts)", strings.Join(e.Hosts[:5], ", "), e.Hosts[len(e.Hosts)-1], len(e.Hosts))
+			}
+			add(nil, hang(strings.Repeat(" ", 6+nameW+1), hosts)...)
+		}
+	}
+	add(nil, "")
+	add(&m.st.bold, "Each host:")
+	add(nil, hang("  ", o.PerHost)...)
+	add(nil, "")
+	add(&m.st.bold, "What rollback can and cannot undo:")
+	for _, u := range o.Undo {
+		add(nil, hang("  - ", u)...)
+	}
+	if len(o.Notes) > 0 {
+		add(nil, "")
+		add(&m.st.bold, "Notes:")
+		for _, n := range o.Notes {
+			add(nil, hang("  - ", n)...)
+		}
+	}
 	return out
+}
+
+// hangWrap wraps first+text to w, continuing under the text (or four
+// columns in when first is too wide for w).
+func hangWrap(first, text string, w int) []string {
+	indent := ansi.StringWidth(first)
+	if indent > w/2 {
+		indent = 4
+	}
+	lines := strings.Split(ansi.Wordwrap(text, max(w-indent, 10), ""), "\n")
+	out := make([]string, 0, len(lines))
+	for i, l := range lines {
+		if i == 0 {
+			if ansi.StringWidth(first)+ansi.StringWidth(l) > w {
+				out = append(out, strings.TrimRight(first, " "))
+				out = append(out, strings.Repeat(" ", indent)+l)
+				continue
+			}
+			out = append(out, first+l)
+			continue
+		}
+		out = append(out, strings.Repeat(" ", indent)+l)
+	}
+	for i, l := range out {
+		if ansi.StringWidth(l) > w {
+			out[i] = ansi.Hardwrap(l, w, true) // a word longer than the line
+		}
+	}
+	return strings.Split(strings.Join(out, "\n"), "\n")
 }
 
 // wrapIndent wraps line to w, continuing under its text.
@@ -51,9 +129,7 @@ func wrapIndent(line string, w int) []string {
 		return []string{line}
 	}
 	indent := len(line) - len(strings.TrimLeft(line, " "))
-	if mm := entryRe.FindStringSubmatchIndex(line); mm != nil {
-		indent = ansi.StringWidth(line[:mm[3]])
-	} else if i := strings.Index(line, ": "); i > 0 && i < 14 && strings.HasPrefix(line, "  ") {
+	if i := strings.Index(line, ": "); i > 0 && i < 14 && strings.HasPrefix(line, "  ") {
 		indent = i + 2 // "  basis:    ..." facts
 		for indent < len(line) && line[indent] == ' ' {
 			indent++
@@ -75,29 +151,50 @@ func wrapIndent(line string, w int) []string {
 	return out
 }
 
+// planHeight is how many plan lines the preview shows.
+func (m *model) planHeight() int {
+	iw, _ := m.inner()
+	bodyH, _ := m.layout()
+	dh := 0
+	if dlg := m.dialogBox(iw); dlg != "" {
+		dh = lipgloss.Height(dlg)
+	}
+	return max(bodyH-1-dh, 1)
+}
+
+// planMaxTop is the last first line that still fills the preview: the
+// scroll stops at the end.
+func (m *model) planMaxTop() int {
+	if m.plan == nil {
+		return 0
+	}
+	iw, _ := m.inner()
+	return max(len(m.planLines(iw))-m.planHeight(), 0)
+}
+
 // renderPlan is the scrollable plan and, when asked, the start dialog.
 func (m *model) renderPlan(w, h int) string {
 	dlg := m.dialogBox(w)
-	dh := 0
-	if dlg != "" {
-		dh = lipgloss.Height(dlg)
-	}
-	vp := m.planView
-	vp.SetWidth(w)
-	vp.SetHeight(max(h-1-dh, 1))
+	lines := m.planLines(w)
+	ph := m.planHeight()
+	top := min(max(m.planTop, 0), max(len(lines)-ph, 0))
 	pos := "all shown"
-	if vp.TotalLineCount() > vp.Height() {
-		pos = fmt.Sprintf("%d%% · ↑/↓ pgup/pgdn scroll", int(vp.ScrollPercent()*100))
+	if len(lines) > ph {
+		pos = fmt.Sprintf("lines %d–%d of %d · ↑/↓ pgup/pgdn", top+1, min(top+ph, len(lines)), len(lines))
+		if top+ph >= len(lines) {
+			pos = fmt.Sprintf("lines %d–%d of %d (end) · ↑/pgup", top+1, len(lines), len(lines))
+		}
 	}
 	head := m.planHeadline()
-	out := spread(head, m.st.dim.Render(pos), w) + "\n" + vp.View()
+	vis := lines[top:min(top+ph, len(lines))]
+	out := spread(head, m.st.dim.Render(pos), w) + "\n" + strings.Join(block(strings.Join(vis, "\n"), w, ph), "\n")
 	if dlg != "" {
 		out += "\n" + dlg
 	}
 	return out
 }
 
-func (m *model) planHeadline() string {
+func (m *planPane) planHeadline() string {
 	p := m.plan
 	if p == nil {
 		return ""

@@ -24,7 +24,15 @@ type hostRow struct {
 	started time.Time
 	ended   time.Time
 	inStep  bool // its deploy (or rollback) step is running
-	lines   []string
+	lines   []logLine
+	// health is the last health check result of its current deploy.
+	health string
+}
+
+// logLine is one line of a host's log, as the log view shows it.
+type logLine struct {
+	t    time.Time
+	text string
 }
 
 // active reports whether the host is being worked on now.
@@ -58,19 +66,30 @@ func (h *hostRow) label() string {
 	return string(h.state)
 }
 
-func (h *hostRow) add(line string) {
+func (h *hostRow) add(t time.Time, line string) {
 	if len(h.lines) >= maxHostLines {
 		n := copy(h.lines, h.lines[maxHostLines/4:])
 		h.lines = h.lines[:n]
 	}
-	h.lines = append(h.lines, line)
+	h.lines = append(h.lines, logLine{t: t, text: line})
+}
+
+// texts are the host's log lines without their times.
+func (h *hostRow) texts() []string {
+	out := make([]string, len(h.lines))
+	for i, l := range h.lines {
+		out[i] = l.text
+	}
+	return out
 }
 
 // gateInfo is a pending question from the engine.
 type gateInfo struct {
 	step    string
 	message string
-	failed  bool // Gate.Failed (on_failure: pause) rather than the canary gate
+	to      string // the version the canary runs (the gate's hop's target)
+	failed  bool   // Gate.Failed (on_failure: pause) rather than the canary gate
+	since   time.Time
 }
 
 // runState is everything the run view knows, built only from events. It is
@@ -93,6 +112,21 @@ type runState struct {
 	startTime    time.Time
 	lastTime     time.Time
 	log          []string // control messages and warnings, newest last
+	// note is the latest control message for the info line; a new gate
+	// clears it, so the header never shows an earlier gate's answer.
+	note string
+	// prog is the original plan's progress, as plan.Rollback reads it.
+	prog plan.Progress
+	// timeline: the run's steps and batches with their durations.
+	timeline []span
+	spanIdx  map[string]int
+	// rb caches what a rollback now would do (see rollbackNow).
+	rb *rollbackInfo
+	// rev counts the events applied: views cache what they derive per rev.
+	rev      int
+	progRev  int
+	progText string
+	lockLost string
 
 	// Side by side: versions served by the hosts of the hop under way.
 	mixHop      int
@@ -109,7 +143,8 @@ type runState struct {
 }
 
 func newRunState(p *plan.Plan) *runState {
-	r := &runState{idx: map[string]int{}, started: map[string]bool{}, origStarted: map[string]bool{}, mixHop: -1}
+	r := &runState{idx: map[string]int{}, started: map[string]bool{}, origStarted: map[string]bool{}, mixHop: -1, spanIdx: map[string]int{}}
+	r.prog = plan.Progress{Started: map[string]bool{}, Finished: map[string]bool{}, Reverted: map[string]bool{}, Switched: map[string]bool{}}
 	r.setPlan(p, true)
 	return r
 }
@@ -124,12 +159,19 @@ func resumedRunState(u *journal.Run) *runState {
 	r := newRunState(p)
 	r.runID, r.owner = u.ID, u.Owner
 	for id := range u.OriginalProgress.Started {
+		r.prog.Started[id] = true
+		// Steps started before the resume: what they did is not known
+		// here, so they count as switched (as the engine counts them).
+		r.prog.Switched[id] = true
 		if s, ok := p.Step(id); ok && s.Kind == plan.StepDeploy {
 			r.origStarted[id] = true
 		}
 		if s, ok := p.Step(id); ok && s.PointOfNoReturn {
 			r.pnr = id
 		}
+	}
+	for id := range u.OriginalProgress.Finished {
+		r.prog.Finished[id] = true
 	}
 	if u.PostMigrated && r.pnr == "" {
 		r.pnr = "post-migrate"
@@ -166,7 +208,9 @@ func (r *runState) setPlan(p *plan.Plan, first bool) {
 		r.orig = p
 		r.rows, r.idx = nil, map[string]int{}
 		r.origStarted = map[string]bool{}
+		r.prog = plan.Progress{Started: map[string]bool{}, Finished: map[string]bool{}, Reverted: map[string]bool{}, Switched: map[string]bool{}}
 	}
+	r.rb = nil
 	r.plan = p
 	r.started = map[string]bool{}
 	r.todo, r.done = 0, 0
@@ -218,6 +262,8 @@ func (r *runState) apply(e event.Event) {
 	if e.Time.After(r.lastTime) {
 		r.lastTime = e.Time
 	}
+	r.rb = nil
+	r.rev++
 	if r.runID == "" {
 		r.runID = e.RunID
 	}
@@ -239,6 +285,7 @@ func (r *runState) apply(e event.Event) {
 		r.inRollback = e.Plan != nil && e.Plan.Kind == plan.KindRollback
 		r.gate = nil
 		r.addLog("now running the " + string(e.Plan.Kind) + " plan: " + e.Message)
+		r.note = "now running the " + string(e.Plan.Kind) + " plan"
 		r.phase = string(e.Plan.Kind) + " " + e.Plan.From + " → " + e.Plan.To
 	case event.StepStarted:
 		r.stepStarted(e)
@@ -250,11 +297,11 @@ func (r *runState) apply(e event.Event) {
 			if e.Stream == "stderr" {
 				prefix = "! "
 			}
-			r.row(e.Host).add(prefix + e.Line)
+			r.row(e.Host).add(e.Time, prefix+e.Line)
 		}
 	case event.ActionStarted:
 		if e.Host != "" {
-			r.row(e.Host).add("▸ " + string(e.Action))
+			r.row(e.Host).add(e.Time, "▸ "+string(e.Action))
 		}
 	case event.ActionDone:
 		if e.Host == "" {
@@ -266,48 +313,79 @@ func (r *runState) apply(e event.Event) {
 			if e.Message != "" {
 				line += ": " + e.Message
 			}
-			h.add(line)
+			h.add(e.Time, line)
 			if e.Action == plan.ActionHealth {
 				h.healthy = true
+				h.health = e.Message
+			}
+			if e.Action == plan.ActionSwitch && !r.inRollback {
+				r.prog.Switched[e.Step] = true
 			}
 		} else {
-			h.add("✗ " + string(e.Action) + ": " + e.Error)
+			h.add(e.Time, "✗ "+string(e.Action)+": "+e.Error)
+			if e.Action == plan.ActionHealth {
+				h.health = "not healthy: " + e.Error
+			}
 		}
 	case event.HostChanged:
 		r.hostChanged(e)
 	case event.GateRequested:
-		r.gate = &gateInfo{step: e.Step, message: e.Message}
+		r.gate = &gateInfo{step: e.Step, message: e.Message, to: e.Version, since: e.Time}
+		if r.gate.to == "" {
+			if s, ok := r.plan.Step(e.Step); ok {
+				r.gate.to = s.To
+			}
+		}
+		r.note = ""
 		r.phase = "waiting for the operator: canary gate"
+		if len(r.plan.Hops) > 1 {
+			if s, ok := r.plan.Step(e.Step); ok {
+				r.phase = fmt.Sprintf("waiting for the operator: canary gate of hop %d/%d (→ %s)", s.Hop+1, len(r.plan.Hops), s.To)
+			}
+		}
+		r.spanStart("gate:"+e.Step, "gate: "+e.Step+" (waiting for the operator)", e.Time)
 	case event.GateAnswered:
 		r.gate = nil
 		r.addLog("gate answered: " + e.Message)
+		r.note = "gate answered: " + e.Message
+		if e.Step != "" {
+			r.spanEnd("gate:"+e.Step, e.Time)
+		}
 	case event.Warning:
 		msg := "warning: " + e.Message
 		if e.Host != "" {
 			msg = "warning: " + e.Host + ": " + e.Message
-			r.row(e.Host).add("⚠ " + e.Message)
+			r.row(e.Host).add(e.Time, "⚠ "+e.Message)
 		}
 		r.addLog(msg)
+		r.note = msg
+		if e.Control == event.CtlLockLost {
+			r.lockLost = e.Message
+		}
 	case event.Control:
-		r.control(e.Message)
+		r.control(e)
 	case event.RunFinished:
 		r.finished, r.outcome, r.summary, r.errText = true, e.Outcome, e.Summary, e.Error
+		r.applySummary(e.Summary)
 		r.gate = nil
 		r.phase = "finished: " + string(e.Outcome)
 		r.updateMix(e.Time, true)
+		r.endSpans(e.Time)
 	}
 }
 
-func (r *runState) control(msg string) {
-	r.addLog(msg)
-	switch {
-	case strings.HasPrefix(msg, "pause requested"):
+// control folds a typed control event (never its wording) into the state.
+func (r *runState) control(e event.Event) {
+	r.addLog(e.Message)
+	r.note = e.Message
+	switch e.Control {
+	case event.CtlPauseRequested:
 		r.paused = true
-	case strings.HasPrefix(msg, "resumed"):
+	case event.CtlResumed:
 		r.paused = false
-	case strings.HasPrefix(msg, "paused for the operator"):
+	case event.CtlPausedForFailure:
 		// The engine now waits in Gate.Failed.
-		r.gate = &gateInfo{message: msg, failed: true}
+		r.gate = &gateInfo{message: e.Message, failed: true, since: e.Time}
 		r.phase = "paused for the operator after a failure"
 	}
 }
@@ -322,6 +400,11 @@ func (r *runState) stepStarted(e event.Event) {
 		r.phase = e.Message
 		return
 	}
+	if !r.inRollback {
+		r.prog.Started[s.ID] = true
+	}
+	key, name := spanOf(s, r.inRollback, len(r.plan.Hops))
+	r.spanStart(key, name, e.Time)
 	if s.PointOfNoReturn {
 		r.pnr = s.ID
 	}
@@ -336,18 +419,19 @@ func (r *runState) stepStarted(e event.Event) {
 			r.startMixHop(s.Hop, e.Time)
 		}
 		h := r.row(s.Host)
-		h.inStep, h.healthy = true, false
+		h.inStep, h.healthy, h.health = true, false, ""
+		h.msg = "" // what staging said is over
 		h.started, h.ended = e.Time, time.Time{}
-		h.add("── " + s.String())
+		h.add(e.Time, "── "+s.String())
 	case plan.StepStage:
 		r.phase = fmt.Sprintf("stage: upload and unpack %s on every host (nothing serves it yet)", strings.Join(s.Versions, ", "))
-		r.row(s.Host).add("── " + s.String())
+		r.row(s.Host).add(e.Time, "── "+s.String())
 	case plan.StepPostMigrate:
 		r.phase = "post-migrate on " + s.Host + " — POINT OF NO RETURN"
-		r.row(s.Host).add("── " + s.String())
+		r.row(s.Host).add(e.Time, "── "+s.String())
 	case plan.StepMigrate:
 		r.phase = "migrate on " + s.Host + " (pre-deploy, before any host switches)"
-		r.row(s.Host).add("── " + s.String())
+		r.row(s.Host).add(e.Time, "── "+s.String())
 	default:
 		r.phase = s.String()
 	}
@@ -361,6 +445,11 @@ func (r *runState) stepFinished(e event.Event) {
 	if !ok {
 		return
 	}
+	if !r.inRollback && e.Type == event.StepFinished && e.Status == event.StatusOK {
+		r.prog.Finished[s.ID] = true
+	}
+	key, _ := spanOf(s, r.inRollback, len(r.plan.Hops))
+	r.spanEnd(key, e.Time)
 	if s.Kind == plan.StepDeploy {
 		r.done++
 		h := r.row(s.Host)
@@ -370,7 +459,7 @@ func (r *runState) stepFinished(e event.Event) {
 		}
 	}
 	if e.Status == event.StatusFailed && e.Host != "" {
-		r.row(e.Host).add("✗ " + e.Step + ": " + e.Error)
+		r.row(e.Host).add(e.Time, "✗ "+e.Step+": "+e.Error)
 	}
 	if e.Status == event.StatusFailed && e.Host == "" {
 		r.addLog(e.Step + " failed: " + e.Error)
@@ -389,9 +478,7 @@ func (r *runState) batchText(s plan.Step) string {
 	if r.inRollback {
 		b.WriteString("rollback")
 	} else if len(r.plan.Hops) > 0 {
-		if len(r.plan.Hops) > 1 {
-			fmt.Fprintf(&b, "hop %d/%d ", s.Hop+1, len(r.plan.Hops))
-		}
+		// The hop number is on the progress line ("· hop 1/2").
 		h := r.plan.Hops[min(max(s.Hop, 0), len(r.plan.Hops)-1)]
 		fmt.Fprintf(&b, "deploy %s → %s", h.From, h.To)
 	}
@@ -410,7 +497,16 @@ func (r *runState) hostChanged(e event.Event) {
 	}
 	if e.Message != "" {
 		h.msg = e.Message
-		h.add(string(e.State) + ": " + e.Message)
+		h.add(e.Time, string(e.State)+": "+e.Message)
+	}
+	if !r.inRollback && (e.State == event.HostRolledBack || e.State == event.HostLeftDrained) && h.inStep {
+		// Its own compensation handled it: a rollback does not list it
+		// again (as the engine counts it).
+		for id := range r.origStarted {
+			if s, ok := r.orig.Step(id); ok && s.Host == e.Host && !r.prog.Finished[id] {
+				r.prog.Reverted[id] = true
+			}
+		}
 	}
 	switch e.State {
 	case event.HostInService, event.HostRolledBack, event.HostLeftDrained:
@@ -486,29 +582,58 @@ func (r *runState) sideBySide(now time.Time) (time.Duration, bool) {
 	return d, false
 }
 
-// rollbackHosts are the hosts a rollback now would send back: those whose
-// deploy step started in the hop under way, except those already back.
-func (r *runState) rollbackHosts() []string {
-	if r.orig == nil {
-		return nil
-	}
-	hop := -1
-	for _, s := range r.orig.Steps {
-		if s.Kind == plan.StepDeploy && r.origStarted[s.ID] {
-			hop = max(hop, s.Hop)
-		}
-	}
-	var out []string
-	for _, s := range r.orig.Steps {
-		if s.Kind == plan.StepDeploy && s.Hop == hop && r.origStarted[s.ID] {
-			if i, ok := r.idx[s.Host]; ok && r.rows[i].state == event.HostRolledBack {
-				continue
-			}
-			out = append(out, s.Host)
-		}
-	}
-	return out
+// rollbackInfo is what a rollback requested now would do, as
+// plan.Rollback decides it.
+type rollbackInfo struct {
+	ok    bool
+	why   string   // the refusal, when !ok
+	to    string   // the version the hosts go back to
+	hosts []string // the hosts that go back, in order
 }
+
+// rollbackNow asks plan.Rollback (the engine's own planner) what a
+// rollback now would do with the progress the events showed.
+func (r *runState) rollbackNow() rollbackInfo {
+	if r.rb != nil {
+		return *r.rb
+	}
+	info := rollbackInfo{}
+	switch {
+	case r.finished:
+		info.why = "the run has ended"
+	case r.inRollback:
+		info.why = "already rolling back"
+	case r.orig == nil:
+		info.why = "no plan"
+	default:
+		// A rollback starts after the hosts in flight: each of them has
+		// then switched, or been reverted by its own compensation (and is
+		// in Reverted). A finished step switched.
+		prog := r.prog
+		prog.Switched = map[string]bool{}
+		for id := range r.prog.Switched {
+			prog.Switched[id] = true
+		}
+		for id := range r.origStarted {
+			if s, ok := r.orig.Step(id); ok {
+				if i, ok := r.idx[s.Host]; ok && r.rows[i].inStep || r.prog.Finished[id] {
+					prog.Switched[id] = true
+				}
+			}
+		}
+		to, hosts, err := plan.RollbackNow(r.orig, prog)
+		if err != nil {
+			info.why = err.Error()
+		} else {
+			info.ok, info.to, info.hosts = true, to, hosts
+		}
+	}
+	r.rb = &info
+	return info
+}
+
+// rollbackHosts are the hosts a rollback now would send back, in order.
+func (r *runState) rollbackHosts() []string { return r.rollbackNow().hosts }
 
 // inFlight are the hosts being worked on now.
 func (r *runState) inFlight() []string {
@@ -523,13 +648,37 @@ func (r *runState) inFlight() []string {
 
 // canRollback says whether the one-key rollback is open, and why not.
 func (r *runState) canRollback() (bool, string) {
-	switch {
-	case r.finished:
-		return false, "the run has ended"
-	case r.pnr != "":
-		return false, "past post-migrate: use an emergency downgrade"
-	case r.inRollback:
-		return false, "already rolling back"
+	info := r.rollbackNow()
+	return info.ok, info.why
+}
+
+// pastNoReturn reports whether rollback is refused because a
+// post-migrate of the hop under way started.
+func (r *runState) pastNoReturn() bool {
+	if r.pnr == "" {
+		return false
 	}
-	return true, ""
+	ok, _ := r.canRollback()
+	return !ok && !r.inRollback && !r.finished
+}
+
+// applySummary makes the host list agree with the run's summary, the
+// engine's last word on every host it touched.
+func (r *runState) applySummary(s *event.Summary) {
+	if s == nil {
+		return
+	}
+	for h, v := range s.Versions {
+		r.row(h).version = v
+	}
+	for _, h := range s.RolledBack {
+		r.row(h).state = event.HostRolledBack
+	}
+	for _, h := range s.Failed {
+		r.row(h).state = event.HostFailed
+	}
+	for h, why := range s.LeftDrained {
+		row := r.row(h)
+		row.state, row.msg = event.HostLeftDrained, strings.TrimPrefix(why, h+": ")
+	}
 }

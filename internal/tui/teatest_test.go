@@ -63,6 +63,7 @@ func waitState(t *testing.T, tm *teatest.TestModel, what string, cond func(*mode
 // engine is a synthetic engine: it plays a run and blocks at the gate
 // until the handle is answered, like rollout.Engine with a tui.Gate.
 type engine struct {
+	t        testing.TB
 	gate     *Gate
 	handle   *engineHandle
 	mu       sync.Mutex

@@ -114,3 +114,42 @@ func Run(ctx context.Context, b Backend, o Options, in io.Reader, out io.Writer,
 	}
 	return fm.outcome, fm.summary, err
 }
+
+// MinWidth and MinHeight are the smallest terminal the TUI draws in.
+const (
+	MinWidth  = 60
+	MinHeight = 16
+)
+
+// Usable reports whether the full-screen TUI can run in a terminal of type
+// term and size w×h (0 when unknown); when it cannot, note says why and
+// what relctl does instead, for the CLI to print before it falls back to
+// plain output.
+func Usable(term string, w, h int) (bool, string) {
+	switch {
+	case term == "dumb":
+		return false, "TERM=dumb: this terminal cannot draw the full-screen TUI, so relctl prints plain output instead (set TERM to your terminal's type for the TUI)."
+	case w > 0 && h > 0 && (w < MinWidth || h < MinHeight):
+		return false, fmt.Sprintf("This terminal is %d×%d; the TUI needs at least %d×%d, so relctl prints plain output instead. Make the window larger for the TUI.", w, h, MinWidth, MinHeight)
+	}
+	return true, ""
+}
+
+// NoInventory is what relctl says when there is no inventory to open:
+// how to start.
+func NoInventory(file string) string {
+	if file == "" {
+		file = "fleet.yaml"
+	}
+	return fmt.Sprintf(`No inventory: %s does not exist.
+
+To try relctl on a demo fleet on this machine (hosts on 127.0.0.1 behind a
+load balancer, with live traffic; q stops everything it started):
+    relctl demo
+
+To describe your own fleet, write an inventory in %s: fleet.example.yaml
+in relctl's source is a commented one to start from (its hosts, commands
+and releases). Then run relctl again, or point at another file with
+--fleet or RELCTL_FLEET.
+`, file, file)
+}

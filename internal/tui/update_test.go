@@ -151,7 +151,8 @@ func TestRollbackListsExactlyStartedHostsOfHop(t *testing.T) {
 		deploy("web2", "1.4.0").deployStart("web3")
 	m := runningModel(t, b, p, Options{}, s.evs)
 	got := m.run.rollbackHosts()
-	if want := []string{"web1", "web2", "web3"}; !slices.Equal(got, want) {
+	// plan.Rollback's order: the reverse of their upgrade.
+	if want := []string{"web3", "web2", "web1"}; !slices.Equal(got, want) {
 		t.Fatalf("rollback hosts %v, want %v", got, want)
 	}
 	press(t, m, "r")
@@ -205,7 +206,7 @@ func TestRollbackDisabledPastPointOfNoReturn(t *testing.T) {
 		t.Fatal("r is enabled after post-migrate started")
 	}
 	help := screenText(m)
-	if !strings.Contains(help, "past post-migrate: use an emergency downgrade") {
+	if !strings.Contains(help, "r off (past post-migrate)") || !strings.Contains(help, "d downgrade after the run") {
 		t.Fatalf("the help does not say why:\n%s", help)
 	}
 	press(t, m, "r")
@@ -221,8 +222,13 @@ func TestRollbackDisabledPastPointOfNoReturn(t *testing.T) {
 	}
 	feed(t, m, event.Event{Type: event.RunFinished, Outcome: event.OutcomeFailed, Time: s.now.Add(time.Second),
 		Summary: &event.Summary{Kind: plan.KindUpgrade, From: "1.3.2", To: "1.4.0", PostMigrated: true, Error: "post-migrate: exit 1"}})
+	// The summary comes first: how the run ended is never skipped.
+	if m.screen != screenDone || !strings.Contains(screenText(m), "FAILED") || !strings.Contains(m.notice, "press d") {
+		t.Fatalf("after the run: screen %v notice %q\n%s", m.screen, m.notice, screenText(m))
+	}
+	press(t, m, "d")
 	if m.screen != screenFleet || !m.emergency || !m.downgradePick {
-		t.Fatalf("after the run: screen %v emergency %v pick %v", m.screen, m.emergency, m.downgradePick)
+		t.Fatalf("d on the summary: screen %v emergency %v pick %v", m.screen, m.emergency, m.downgradePick)
 	}
 }
 
@@ -306,7 +312,7 @@ func TestFailedGate(t *testing.T) {
 	p := upgradePlan(t, 3)
 	s := newScript().prelude(p).deployStart("web1").
 		state("web1", event.HostFailed, "", "web1: health: not healthy within 1m0s").
-		add(event.Event{Type: event.Control, Message: "paused for the operator (on_failure: pause): web1: health: not healthy"})
+		add(event.Event{Type: event.Control, Control: event.CtlPausedForFailure, Message: "paused for the operator (on_failure: pause): web1: health: not healthy"})
 	m := runningModel(t, b, p, Options{}, s.evs)
 	if m.dialog != dlgGate || !m.run.gate.failed || !m.keys.GateStop.Enabled() {
 		t.Fatalf("dialog %v gate %+v", m.dialog, m.run.gate)
@@ -336,9 +342,9 @@ func TestRunFinishedShowsSummary(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, text)
 		}
 	}
-	press(t, m, "enter")
+	press(t, m, "esc")
 	if m.screen != screenFleet {
-		t.Errorf("enter on the summary: %v", m.screen)
+		t.Errorf("esc on the summary: %v", m.screen)
 	}
 }
 
@@ -365,7 +371,7 @@ func TestEmergencyDowngradeFromFleet(t *testing.T) {
 		send(t, m, tea.KeyPressMsg{Code: r, Text: string(r)})
 	}
 	press(t, m, "enter")
-	if m.screen != screenPlan || m.plan != dg || len(b.reasons) != 1 || b.reasons[0] != "checkout 500" {
+	if m.screen != screenPlan || m.plan != dg || len(b.reasons) == 0 || b.reasons[len(b.reasons)-1] != "checkout 500" {
 		t.Fatalf("screen %v reasons %q", m.screen, b.reasons)
 	}
 	if !strings.Contains(screenText(m), "EMERGENCY DOWNGRADE") {
@@ -414,7 +420,7 @@ func TestUnfinishedRunOffersResumeAndRollback(t *testing.T) {
 	if !slices.Equal(b.resumed, []bool{true}) || m.screen != screenRun {
 		t.Fatalf("resumed %v screen %v", b.resumed, m.screen)
 	}
-	if got := m.run.rollbackHosts(); !slices.Equal(got, []string{"web1", "web2"}) {
+	if got := m.run.rollbackHosts(); !slices.Equal(got, []string{"web2", "web1"}) {
 		t.Errorf("resumed run's rollback hosts %v", got)
 	}
 	m = testModel(t, b, Options{Unfinished: unfinishedRun(p)}, 80, 24)
@@ -446,7 +452,7 @@ func TestFilterAndScroll1000Hosts(t *testing.T) {
 		send(t, m, tea.KeyPressMsg{Code: r, Text: string(r)})
 	}
 	press(t, m, "enter")
-	if n := m.listLen(); n != 11 { // web99, web990..web999
+	if n := len(m.runOrder()); n != 11 { // web99, web990..web999
 		t.Fatalf("filter web99: %d rows", n)
 	}
 	if sel := m.selectedRow(); sel == nil || !strings.HasPrefix(sel.name, "web99") {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/shell"

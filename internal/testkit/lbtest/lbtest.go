@@ -124,7 +124,15 @@ func ShortTempDir(t testing.TB, prefix string) string {
 // proc, output captured to a file in dir, and stops it by PID at cleanup:
 // SIGTERM (nginx's master then stops its workers), SIGKILL of its process
 // group after 5s. It returns a function that reads the output so far.
+// cmd itself is not started (cmd.Process stays nil): use StartProc for the pid.
 func StartProcess(t testing.TB, dir, name string, cmd *exec.Cmd) func() string {
+	t.Helper()
+	_, log := StartProc(t, dir, name, cmd)
+	return log
+}
+
+// StartProc is StartProcess that also returns the started process.
+func StartProc(t testing.TB, dir, name string, cmd *exec.Cmd) (*proc.Proc, func() string) {
 	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
 	p, err := proc.Start(proc.Spec{Name: name, Log: logPath, Env: cmd.Env,
@@ -137,7 +145,7 @@ func StartProcess(t testing.TB, dir, name string, cmd *exec.Cmd) func() string {
 			t.Logf("lbtest: %v", err)
 		}
 	})
-	return func() string { return proc.Tail(logPath, 1<<20) }
+	return p, func() string { return proc.Tail(logPath, 1<<20) }
 }
 
 // Eventually polls cond every 10ms until it returns true or timeout passes,

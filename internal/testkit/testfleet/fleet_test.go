@@ -10,7 +10,7 @@ import (
 	"github.com/relctl/relctl/internal/demo/demoapp"
 	"github.com/relctl/relctl/internal/demo/loadgen"
 	"github.com/relctl/relctl/internal/fleet"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 func sshRun(t *testing.T, f *Fleet, i int, cmd ...string) (string, error) {
