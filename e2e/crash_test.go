@@ -334,10 +334,9 @@ func TestPausedRunResumedOrRolledBack(t *testing.T) {
 			name = "resume --rollback"
 		}
 		t.Run(name, func(t *testing.T) {
-			failing := `health: 'if [ {{.Host}} = web2 ] && [ {{.Version}} = 1.1.0 ] && [ ! -f {{.Path}}/fixed ]; then exit 1; fi; {{.Path}}/current/bin/demoapp check`
 			s := newStage(t, 3, "haproxy",
 				"rollout:\n  batches: [1]\n  pause_after_canary: false\n  on_failure: pause\nhealth:\n  timeout: 3s\n  interval: 200ms\n  stable_for: 500ms\n",
-				replaceOrFail(t, `health: '{{.Path}}/current/bin/demoapp check`, failing))
+				wrapCommand(t, "health", "if [ {{.Host}} = web2 ] && [ {{.Version}} = 1.1.0 ] && [ ! -f {{.Path}}/fixed ]; then exit 1; fi; "))
 			code, out, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
 			if code != 6 || !strings.Contains(out, "paused") {
 				t.Fatalf("apply: exit %d, want 6 (paused)\n%s\n%s", code, out, errs)
