@@ -3,102 +3,54 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/internal/fleet"
-	"github.com/relctl/relctl/internal/journal"
-	"github.com/relctl/relctl/internal/plan"
+	"github.com/relctl/relctl/internal/ops"
 	"github.com/relctl/relctl/internal/tui"
 )
 
 var timeNow = time.Now
 
-type applyOptions struct {
-	to, upfrom, planFile string
-	force                bool
-	conn                 connFlags
-	out                  outFlags
+// ApplyOptions are apply's flags.
+type ApplyOptions struct {
+	To, Upfrom, PlanFile string
+	Force                bool
+	Conn                 connFlags
+	Out                  outFlags
 }
 
-// refuseUnfinished stops a new run while this machine's journal holds an
-// unfinished one: the fleet is half-way and the operator must choose.
-func refuseUnfinished(inv *fleet.Inventory) error {
-	dir, err := journalDir(inv)
-	if err != nil {
-		return err
-	}
-	r, err := journal.Unfinished(dir)
-	if err != nil {
-		return err
-	}
-	if r == nil {
-		return nil
-	}
-	return withCode(ExitLocked, fmt.Errorf("run %s by %s (%s %s → %s) did not finish: finish it with relctl resume, or roll it back with relctl resume --rollback",
-		r.ID, r.Owner, r.Plan.Kind, r.Plan.From, r.Plan.To))
-}
-
-// runApply is apply's whole path: observe, plan (or read and check a saved
-// plan), show, confirm, run.
-func runApply(ctx context.Context, ios *IO, inv *fleet.Inventory, o *applyOptions) error {
-	if (o.to == "") == (o.planFile == "") {
+// runApply: one operation (PlanUpgrade or LoadPlan), then the view.
+func runApply(ctx context.Context, ios *IO, inv *fleet.Inventory, o *ApplyOptions) error {
+	if (o.To == "") == (o.PlanFile == "") {
 		return withCode(ExitUsage, errors.New("give --to VERSION or --plan FILE"))
 	}
-	if err := refuseUnfinished(inv); err != nil {
-		return err
-	}
-	conn := connect(ios, inv, o.conn)
-	defer conn.Pool.Close()
-	obs, err := observeForPlan(ctx, inv, conn)
+	env, err := newEnv(ios, inv, o.Conn)
 	if err != nil {
 		return err
 	}
-	var p *plan.Plan
-	if o.planFile != "" {
-		data, err := os.ReadFile(o.planFile)
+	defer env.Conn.Pool.Close()
+	var pr *ops.Prepared
+	if o.PlanFile != "" {
+		data, err := ops.ReadPlanFile(o.PlanFile)
 		if err != nil {
-			return withCode(ExitUsage, err)
+			return err
 		}
-		if p, err = plan.UnmarshalJSON(data); err != nil {
-			return withCode(ExitUsage, err)
-		}
-		if fp := obs.Fingerprint(); !p.Basis.Offline && fp != p.Basis.Fingerprint {
-			return withCode(ExitError, fmt.Errorf("plan is stale: it was built from fleet state %s, the fleet is now %s; run relctl plan again", p.Basis.Fingerprint, fp))
-		}
-		if p.Basis.Offline {
-			// An offline plan assumed a version: build it again from what
-			// the fleet really runs; it must still hold.
-			q, err := plan.Build(inv, obs, plan.Options{To: p.To, Upfrom: p.From, CanVerify: canVerify(inv)})
-			if err != nil {
-				return withCode(planErrCode(err), fmt.Errorf("plan is stale: %w", err))
-			}
-			p = q
-		}
-	} else {
-		p, err = plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom, CanVerify: canVerify(inv)})
+		pr, err = env.LoadPlan(ctx, data, o.PlanFile)
 		if err != nil {
-			return withCode(planErrCode(err), err)
+			return err
 		}
-	}
-	if p.Empty() {
-		fmt.Fprintf(ios.Out, "nothing to do: every host runs %s\n", p.To)
-		return nil
-	}
-	if wantTUI(ios, o.out) {
-		conn.Pool.Close()
-		return runTUI(ctx, ios, inv, o.conn, tui.Options{Plan: p}, nil)
-	}
-	if !o.out.json {
-		fmt.Fprint(ios.Err, plan.RenderText(p))
-	}
-	if err := confirm(ios, o.out, fmt.Sprintf("apply this plan to %s?", plural(len(p.DeployHosts()), "host"))); err != nil {
+		pr.Force = o.Force
+	} else if pr, err = env.PlanUpgrade(ctx, ops.UpgradeOptions{To: o.To, Upfrom: o.Upfrom, Force: o.Force}); err != nil {
 		return err
 	}
-	return execute(ctx, execution{ios: ios, inv: inv, conn: conn, plan: p, of: o.out, force: o.force})
+	if pr.Nothing == "" && wantTUI(ios, o.Out) {
+		env.Conn.Pool.Close()
+		return runTUI(ctx, ios, inv, o.Conn, tui.Options{Plan: pr.Plan}, nil, pr)
+	}
+	return showConfirmRun(ctx, ios, env, pr, o.Out, true)
 }
 
 func addRunFlags(cmd *cobra.Command, cf *connFlags, of *outFlags) {
@@ -111,13 +63,13 @@ func addRunFlags(cmd *cobra.Command, cf *connFlags, of *outFlags) {
 }
 
 func newApplyCmd(ios *IO, g *globals) *cobra.Command {
-	o := &applyOptions{}
+	o := &ApplyOptions{}
 	cmd := &cobra.Command{
 		Use:   "apply --to VERSION",
 		Short: "Upgrade the fleet: observe, plan, then roll out host by host",
 		Example: `  relctl apply --to 1.4.0
   relctl apply --to 1.4.0 --yes --plain       # in CI: approve the canary gate, plain lines
-  relctl apply --plan plan.json --yes         # apply a saved plan; refused if the fleet changed since`,
+  relctl apply --plan plan.json --yes         # apply a saved plan; refused if edited or if the fleet changed since`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inv, err := loadFleet(g)
@@ -128,10 +80,10 @@ func newApplyCmd(ios *IO, g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.to, "to", "", "target version")
-	f.StringVar(&o.upfrom, "upfrom", "", "assert the version the fleet runs; refuse if it runs another")
-	f.StringVar(&o.planFile, "plan", "", "apply a plan saved by relctl plan --format json")
-	f.BoolVar(&o.force, "force", false, "start even if a balancer server is already in DRAIN or MAINT")
-	addRunFlags(cmd, &o.conn, &o.out)
+	f.StringVar(&o.To, "to", "", "target version")
+	f.StringVar(&o.Upfrom, "upfrom", "", "assert the version the fleet runs; refuse if it runs another")
+	f.StringVar(&o.PlanFile, "plan", "", "apply a plan saved by relctl plan --format json")
+	f.BoolVar(&o.Force, "force", false, "start even if a balancer server is already in DRAIN or MAINT")
+	addRunFlags(cmd, &o.Conn, &o.Out)
 	return cmd
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/ops"
+	"github.com/relctl/relctl/internal/rollout"
 )
 
 // Version is set at build time (-ldflags "-X github.com/relctl/relctl/internal/cli.Version=1.2.3").
@@ -41,7 +43,8 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	code := codeOf(err)
 	var ee *exitError
-	if !errors.As(err, &ee) {
+	var oe *ops.Error
+	if !errors.As(err, &ee) && !errors.As(err, &oe) && !errors.Is(err, rollout.ErrLocked) {
 		// cobra's own errors: unknown command, bad flag.
 		code = ExitUsage
 	}

@@ -109,7 +109,7 @@ func runDemo(ctx context.Context, ios *IO, o *demoOptions) error {
 }
 
 func runDemoPlain(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox.Demo, o *demoOptions) error {
-	runErr := runApply(ctx, ios, inv, &applyOptions{to: o.to, out: outFlags{yes: true, plain: true}})
+	runErr := runApply(ctx, ios, inv, &ApplyOptions{To: o.to, Out: outFlags{yes: true, plain: true}})
 	// Let in-flight requests land before the figures are read.
 	time.Sleep(300 * time.Millisecond)
 	st := d.Traffic()

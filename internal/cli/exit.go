@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 
+	"github.com/relctl/relctl/internal/ops"
 	"github.com/relctl/relctl/internal/view"
 )
 
@@ -47,5 +48,5 @@ func codeOf(err error) int {
 	if errors.As(err, &ee) {
 		return ee.code
 	}
-	return ExitError
+	return ops.Code(err)
 }

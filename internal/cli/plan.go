@@ -1,14 +1,13 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/ops"
 	"github.com/relctl/relctl/internal/plan"
 )
 
@@ -49,22 +48,16 @@ func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
 	if err != nil {
 		return err
 	}
-	var obs plan.Observed
-	if o.upfrom != "" {
-		obs = plan.Assume(inv, o.upfrom)
-	} else {
-		conn := connect(ios, inv, o.conn)
-		defer conn.Pool.Close()
-		observed, err := observeForPlan(cmd.Context(), inv, conn)
-		if err != nil {
-			return err
-		}
-		obs = observed
-	}
-	p, err := plan.Build(inv, obs, plan.Options{To: o.to, Upfrom: o.upfrom, CanVerify: canVerify(inv)})
+	env, err := newEnv(ios, inv, o.conn)
 	if err != nil {
-		return withCode(planErrCode(err), err)
+		return err
 	}
+	defer env.Conn.Pool.Close()
+	pr, err := env.PlanUpgrade(cmd.Context(), ops.UpgradeOptions{To: o.to, Upfrom: o.upfrom, Offline: o.upfrom != "", Preview: true})
+	if err != nil {
+		return err
+	}
+	p := pr.Plan
 	warnMissingArtifacts(ios, inv, p)
 	out, err := render(p)
 	if err != nil {
@@ -93,16 +86,6 @@ func renderer(format string) (func(*plan.Plan) ([]byte, error), error) {
 	return nil, withCode(ExitUsage, fmt.Errorf("--format %q: use text, markdown or json", format))
 }
 
-// planErrCode maps planning errors: bad requests are usage errors.
-func planErrCode(err error) int {
-	switch {
-	case errors.Is(err, plan.ErrNoPath), errors.Is(err, plan.ErrUpfromMismatch), errors.Is(err, plan.ErrIsDowngrade),
-		errors.Is(err, plan.ErrDowngradeRefused), errors.Is(err, plan.ErrMixedFleet), errors.Is(err, plan.ErrPastPointOfNoReturn):
-		return ExitUsage
-	}
-	return ExitError
-}
-
 // warnMissingArtifacts tells the operator now what preflight would refuse later.
 func warnMissingArtifacts(ios *IO, inv *fleet.Inventory, p *plan.Plan) {
 	for _, h := range p.Hops {
@@ -117,13 +100,4 @@ func warnMissingArtifacts(ios *IO, inv *fleet.Inventory, p *plan.Plan) {
 }
 
 // artifactPath resolves the artifact of version v relative to the inventory.
-func artifactPath(inv *fleet.Inventory, v string) (string, error) {
-	p, err := inv.ArtifactPath(v)
-	if err != nil {
-		return "", err
-	}
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(filepath.Dir(inv.File), p)
-	}
-	return p, nil
-}
+func artifactPath(inv *fleet.Inventory, v string) (string, error) { return ops.ArtifactPath(inv, v) }

@@ -10,93 +10,44 @@ import (
 	"sync"
 
 	"github.com/relctl/relctl/internal/event"
-	"github.com/relctl/relctl/internal/fleet"
-	"github.com/relctl/relctl/internal/journal"
+	"github.com/relctl/relctl/internal/ops"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
 	"github.com/relctl/relctl/internal/view"
 )
 
-// execution is one run of a plan from the CLI.
-type execution struct {
-	ios    *IO
-	inv    *fleet.Inventory
-	conn   *rollout.SSH
-	plan   *plan.Plan
-	of     outFlags
-	force  bool
-	resume *journal.Run // continue this run instead of starting one
-	// forced is closed by a second interrupt (see Main).
-	forced <-chan struct{}
+// showConfirmRun is the line front end of every operation's answer: say
+// there is nothing to do, or show the plan, ask, start and report.
+func showConfirmRun(ctx context.Context, ios *IO, env *ops.Env, pr *ops.Prepared, of outFlags, showPlan bool) error {
+	if pr.Nothing != "" {
+		fmt.Fprintln(ios.Out, pr.Nothing)
+		return nil
+	}
+	if showPlan && !of.json {
+		fmt.Fprint(ios.Err, plan.RenderText(pr.Plan))
+	}
+	if err := confirm(ios, of, pr.Question); err != nil {
+		return err
+	}
+	return execute(ctx, ios, env, pr, of)
 }
 
-// prepared is an engine ready to run, with its journal.
-type prepared struct {
-	eng     *rollout.Engine
-	journal *journal.Writer
-	bus     *event.Bus
-}
-
-// prepare builds the engine for x: balancer, artifacts (hashed), journal
-// (new, or the resumed run's), the event bus with the journal first.
-func prepare(x execution, gate rollout.Gate, sinks ...event.Sink) (*prepared, error) {
-	bal, err := balancer(x.inv, x.conn)
-	if err != nil {
-		return nil, err
-	}
-	arts, err := artifacts(x.inv, x.plan)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := journalDir(x.inv)
-	if err != nil {
-		return nil, err
-	}
-	var j *journal.Writer
-	var runID string
-	var done *plan.Progress
-	if x.resume != nil {
-		runID = x.resume.ID
-		j, err = journal.Open(x.resume.Path)
-		done = &x.resume.Progress
-	} else {
-		runID = journal.NewRunID(timeNow())
-		j, err = journal.Create(dir, runID)
-	}
-	if err != nil {
-		return nil, err
-	}
-	bus := event.NewBus(runID, nil, j)
-	for _, s := range sinks {
-		bus.Add(s)
-	}
-	eng := rollout.New(rollout.Config{
-		Inventory: x.inv, Plan: x.plan, Hosts: x.conn, Balancer: bal, Gate: gate, Bus: bus, Journal: j,
-		Artifacts: arts, RunID: runID, Owner: owner(), Resume: done, ForceBalancer: x.force, LockWait: x.of.lockWait,
-		Force: x.forced,
-	})
-	return &prepared{eng: eng, journal: j, bus: bus}, nil
-}
-
-// execute runs x.plan with the journal and the chosen line view, and
-// returns the exit code's error (nil on success).
-func execute(ctx context.Context, x execution) error {
+// execute starts pr with the chosen line view and returns the exit code's
+// error (nil on success).
+func execute(ctx context.Context, ios *IO, env *ops.Env, pr *ops.Prepared, of outFlags) error {
 	var gate rollout.Gate = rollout.AutoApprove{}
-	if !x.of.yes {
-		gate = &promptGate{ios: x.ios}
+	if !of.yes {
+		gate = &promptGate{ios: ios}
 	}
-	var sink event.Sink = view.NewPlain(x.ios.Err)
-	if x.of.json {
-		sink = view.NewJSON(x.ios.Out)
+	var sink event.Sink = view.NewPlain(ios.Err)
+	if of.json {
+		sink = view.NewJSON(ios.Out)
 	}
-	x.forced = forceOf(ctx)
-	pr, err := prepare(x, gate, sink)
+	run, err := env.Start(ctx, pr, ops.StartOptions{Gate: gate, Sinks: []event.Sink{sink}, LockWait: of.lockWait, Force: forceOf(ctx)})
 	if err != nil {
 		return err
 	}
-	defer pr.journal.Close()
-	res := pr.eng.Run(ctx)
-	return report(x.ios, x.of.json, res)
+	return report(ios, of.json, run.Wait(ctx))
 }
 
 // report prints how a run ended (the summary, then the verdict's lines

@@ -18,53 +18,45 @@ import (
 	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/observe"
+	"github.com/relctl/relctl/internal/ops"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
 	"github.com/relctl/relctl/internal/tui"
 	"github.com/relctl/relctl/internal/version"
 )
 
-// tuiBackend is the TUI's view of the world: the same observe, plan and
-// engine code the line commands use.
+// tuiBackend is the TUI's view of the world: a thin adapter over the same
+// operations (package ops) the line commands call.
 type tuiBackend struct {
-	ctx  context.Context
-	ios  *IO
-	inv  *fleet.Inventory
-	conn *rollout.SSH
+	ctx context.Context
+	ios *IO
+	env *ops.Env
 
-	mu  sync.Mutex
-	obs plan.Observed
-	bal lb.Balancer
+	mu       sync.Mutex
+	bal      lb.Balancer
+	prepared map[*plan.Plan]*ops.Prepared // what each plan the TUI holds was prepared with
+	refused  error                        // the last start refused by the lock, until a run starts
+	result   *rollout.Result              // how the last run ended
 }
 
 var _ tui.Backend = (*tuiBackend)(nil)
 
 func (b *tuiBackend) Observe(ctx context.Context) ([]observe.Host, error) {
-	hosts, obs := observe.Fleet(ctx, b.inv, b.conn, observe.Options{Health: true})
-	b.mu.Lock()
-	b.obs = obs
-	b.mu.Unlock()
-	return hosts, hostKeyProblem(hosts)
+	hosts := b.env.ObserveHosts(ctx, true)
+	return hosts, ops.HostKeyProblem(hosts)
 }
 
-func (b *tuiBackend) observed() plan.Observed {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.obs.Hosts == nil {
-		_, b.obs = observe.Fleet(b.ctx, b.inv, b.conn, observe.Options{})
-	}
-	return b.obs
-}
-
+// Lock returns the lock's holder; an error says why it cannot be read
+// (the TUI shows "lock: unknown (<why>)", never "free").
 func (b *tuiBackend) Lock(ctx context.Context) (*rollout.LockInfo, error) {
-	return lockFor(b.inv, b.conn).Read(ctx)
+	return b.env.ReadLockInfo(ctx)
 }
 
 func (b *tuiBackend) balancer() (lb.Balancer, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.bal == nil {
-		bal, err := balancer(b.inv, b.conn)
+		bal, err := balancer(b.env.Inv, b.env.Conn)
 		if err != nil {
 			return nil, err
 		}
@@ -84,11 +76,12 @@ func (b *tuiBackend) Balancer(ctx context.Context) ([]lb.ServerState, error) {
 // Targets are the releases table's versions and those with an artifact on
 // this machine, newest first.
 func (b *tuiBackend) Targets() []string {
+	inv := b.env.Inv
 	set := map[string]bool{}
-	for v := range b.inv.Releases {
+	for v := range inv.Releases {
 		set[v] = true
 	}
-	if pat, err := artifactPath(b.inv, "*"); err == nil {
+	if pat, err := artifactPath(inv, "*"); err == nil {
 		files, _ := filepath.Glob(pat)
 		pre, suf, _ := strings.Cut(pat, "*")
 		for _, f := range files {
@@ -106,36 +99,33 @@ func (b *tuiBackend) Targets() []string {
 	return out
 }
 
-func (b *tuiBackend) PlanUpgrade(to string) (*plan.Plan, error) {
-	return plan.Build(b.inv, b.observed(), plan.Options{To: to, CanVerify: canVerify(b.inv)})
+// keep remembers how p was prepared, for Start.
+func (b *tuiBackend) keep(pr *ops.Prepared, err error) (*plan.Plan, error) {
+	if err != nil {
+		return nil, err
+	}
+	if pr.Plan == nil {
+		return nil, errors.New(pr.Nothing)
+	}
+	b.mu.Lock()
+	if b.prepared == nil {
+		b.prepared = map[*plan.Plan]*ops.Prepared{}
+	}
+	b.prepared[pr.Plan] = pr
+	b.mu.Unlock()
+	return pr.Plan, nil
 }
 
-func (b *tuiBackend) lastRun() *journal.Run {
-	dir, err := journalDir(b.inv)
-	if err != nil {
-		return nil
-	}
-	r, _ := journal.Latest(dir)
-	return r
+func (b *tuiBackend) PlanUpgrade(to string) (*plan.Plan, error) {
+	return b.keep(b.env.PlanUpgrade(b.ctx, ops.UpgradeOptions{To: to}))
 }
 
 func (b *tuiBackend) PlanDowngrade(to, reason string) (*plan.Plan, error) {
-	var last *plan.LastRun
-	if r := b.lastRun(); r != nil && r.Original != nil {
-		last = &plan.LastRun{From: r.Original.From, To: r.Original.To, PostMigrated: r.PostMigrated}
-	}
-	return plan.Downgrade(b.inv, b.observed(), plan.DowngradeOptions{To: to, Reason: reason, Last: last, CanVerify: canVerify(b.inv)})
+	return b.keep(b.env.PlanDowngrade(b.ctx, to, reason))
 }
 
 func (b *tuiBackend) PlanRollback() (*plan.Plan, error) {
-	r := b.lastRun()
-	if r == nil {
-		return nil, errors.New("no run to roll back")
-	}
-	if r.Plan.Kind != plan.KindUpgrade {
-		return nil, fmt.Errorf("the last run was a %s, not an upgrade", r.Plan.Kind)
-	}
-	return plan.Rollback(b.inv, r.Plan, r.Progress)
+	return b.keep(b.env.PlanRollback(b.ctx))
 }
 
 // runHandle controls one engine run for the TUI.
@@ -150,56 +140,61 @@ func (h *runHandle) Abort(why string)          { h.eng.Abort(why) }
 func (h *runHandle) RequestRollback()          { h.eng.RequestRollback() }
 func (h *runHandle) Answer(d rollout.Decision) { h.gate.Answer(d) }
 
-func (b *tuiBackend) start(x execution) (tui.Handle, <-chan event.Event, error) {
+// start runs pr through ops.Start: a fresh observation and the stale-plan
+// guard, the lock checked before any journal is written.
+func (b *tuiBackend) start(pr *ops.Prepared) (tui.Handle, <-chan event.Event, error) {
 	gate := tui.NewGate()
 	ch := event.NewChan(4096)
-	x.forced = forceOf(b.ctx)
-	pr, err := prepare(x, gate, ch)
+	run, err := b.env.Start(b.ctx, pr, ops.StartOptions{Gate: gate, Sinks: []event.Sink{ch}, Force: forceOf(b.ctx)})
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if err != nil {
+		if errors.Is(err, rollout.ErrLocked) {
+			b.refused = err
+		}
 		return nil, nil, err
 	}
+	b.refused = nil
 	go func() {
 		defer ch.Close()
-		defer pr.journal.Close()
-		pr.eng.Run(b.ctx)
+		res := run.Wait(b.ctx)
+		b.mu.Lock()
+		b.result = &res
+		b.mu.Unlock()
 	}()
-	return &runHandle{eng: pr.eng, gate: gate}, ch.C, nil
+	return &runHandle{eng: run.Engine, gate: gate}, ch.C, nil
 }
 
 func (b *tuiBackend) Start(p *plan.Plan) (tui.Handle, <-chan event.Event, error) {
-	if err := refuseUnfinished(b.inv); err != nil && p.Kind != plan.KindRollback {
-		return nil, nil, err
+	b.mu.Lock()
+	pr := b.prepared[p]
+	b.mu.Unlock()
+	if pr == nil {
+		// A plan the TUI was handed (apply opened it): fresh start.
+		pr = &ops.Prepared{Plan: p, Force: p.Kind == plan.KindDowngrade}
 	}
-	return b.start(execution{ios: b.ios, inv: b.inv, conn: b.conn, plan: p, force: p.Kind == plan.KindDowngrade})
+	return b.start(pr)
 }
 
 func (b *tuiBackend) Resume(rollback bool) (tui.Handle, <-chan event.Event, error) {
-	dir, err := journalDir(b.inv)
+	pr, err := b.env.PlanResume(b.ctx, rollback)
 	if err != nil {
+		if errors.Is(err, rollout.ErrLocked) {
+			b.mu.Lock()
+			b.refused = err
+			b.mu.Unlock()
+		}
 		return nil, nil, err
 	}
-	run, _ := journal.Unfinished(dir)
-	if run == nil {
-		return nil, nil, errors.New("no unfinished run")
-	}
-	obs := b.observed()
-	if err := agreeJournal(run, obs); err != nil {
-		return nil, nil, err
-	}
-	x := execution{ios: b.ios, inv: b.inv, conn: b.conn, plan: run.Plan, resume: run}
-	if rollback && run.Plan.Kind != plan.KindRollback {
-		rb, err := plan.Rollback(b.inv, run.Plan, run.Progress)
-		if err != nil {
+	if pr.Settle != nil {
+		if err := b.env.Settle(b.ctx, pr); err != nil {
 			return nil, nil, err
 		}
-		rb.Basis = plan.Basis{Fingerprint: obs.Fingerprint(), Hosts: obs.Hosts}
-		rb, _ = plan.DropSettled(rb, obs)
-		if err := finishAbandoned(run); err != nil {
-			return nil, nil, err
-		}
-		x.plan, x.resume = rb, nil
 	}
-	return b.start(x)
+	if pr.Nothing != "" {
+		return nil, nil, errors.New(pr.Nothing)
+	}
+	return b.start(pr)
 }
 
 // trafficBackend is the TUI backend of a fleet with live traffic through
@@ -211,24 +206,47 @@ type trafficBackend struct {
 
 // runTUI opens the TUI on inv and maps how its last run ended to an exit
 // code. traffic, when not nil, feeds the live traffic panel (the demo).
-func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o tui.Options, traffic tui.TrafficSource) error {
-	conn := connect(ios, inv, cf)
-	defer conn.Pool.Close()
-	tb := &tuiBackend{ctx: ctx, ios: ios, inv: inv, conn: conn}
+//
+// prepared, when given, is how o.Plan was prepared (apply's --force): the
+// TUI's start of that plan goes on with it.
+func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o tui.Options, traffic tui.TrafficSource, prepared ...*ops.Prepared) error {
+	env, err := newEnv(ios, inv, cf)
+	if err != nil {
+		return err
+	}
+	defer env.Conn.Pool.Close()
+	tb := &tuiBackend{ctx: ctx, ios: ios, env: env}
+	for _, pr := range prepared {
+		_, _ = tb.keep(pr, nil)
+	}
 	var b tui.Backend = tb
 	if traffic != nil {
 		b = trafficBackend{tb, traffic}
 	}
 	o.App, o.FleetFile, o.Demo = inv.App, inv.File, traffic != nil
-	if dir, err := journalDir(inv); err == nil && o.Unfinished == nil {
-		o.Unfinished, _ = journal.Unfinished(dir)
+	if o.Unfinished == nil {
+		u, err := journal.Unfinished(env.JournalDir)
+		if err != nil {
+			return withCode(ExitError, err)
+		}
+		o.Unfinished = u
 	}
 	outcome, sum, err := tui.Run(ctx, b, o, ios.In, ios.Out)
 	if err != nil {
 		return err
 	}
-	if sum != nil {
+	tb.mu.Lock()
+	res, refused := tb.result, tb.refused
+	tb.mu.Unlock()
+	switch {
+	case sum != nil && res != nil:
+		return report(ios, false, *res)
+	case sum != nil:
 		return report(ios, false, rollout.Result{Outcome: outcome, Summary: *sum})
+	case refused != nil:
+		// The operator tried to start and the lock refused it: exit 4,
+		// as on the command line.
+		return refused
 	}
 	return nil
 }

@@ -38,9 +38,8 @@ func applyDefaults(inv *Inventory, set func(path string) bool) {
 		inv.KeepReleases = DefaultKeepReleases
 	}
 	s := &inv.SSH
-	if !set("ssh.port") {
-		s.Port = DefaultSSHPort
-	}
+	// ssh.port is left 0 when absent: the SSH side consults ssh_config's
+	// Port first, then uses DefaultSSHPort.
 	if len(s.KnownHosts) == 0 {
 		s.KnownHosts = StringList{DefaultKnownHosts}
 	}

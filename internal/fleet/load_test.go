@@ -46,7 +46,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if inv.KeepReleases != 5 || inv.SSH.Port != 22 || inv.SSH.MaxParallel != 20 ||
+	if inv.KeepReleases != 5 || inv.SSH.Port != 0 || inv.SSH.MaxParallel != 20 ||
 		inv.Health.Timeout != 60*time.Second || inv.Rollout.OnFailure != "rollback" ||
 		!*inv.Rollout.PauseAfterCanary || inv.Emergency.DrainTimeout != 5*time.Second ||
 		inv.Migrations.Host != "web1" || inv.Hosts[1].Server != "web2" {
@@ -393,4 +393,16 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted an inventory without hosts or start: %+v", inv)
 		}
 	})
+}
+
+// ssh.port left out stays 0, so that ssh_config's Port is consulted before
+// 22; written out, 0 is an error.
+func TestSSHPortLeftToSSHConfig(t *testing.T) {
+	inv, err := Parse("fleet.yaml", []byte(base))
+	if err != nil || inv.SSH.Port != 0 {
+		t.Fatalf("port %d, err %v: want 0 (unset)", inv.SSH.Port, err)
+	}
+	if _, err := Parse("fleet.yaml", []byte("ssh: {port: 0}\n"+base)); err == nil || !strings.Contains(err.Error(), "ssh.port") {
+		t.Fatalf("explicit port 0: %v", err)
+	}
 }

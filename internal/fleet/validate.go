@@ -82,7 +82,7 @@ func (l *loader) absPath(key, p string, required bool) {
 
 func (l *loader) validateSSH(inv *Inventory) {
 	s := inv.SSH
-	if s.Port < 1 || s.Port > 65535 {
+	if s.Port < 0 || s.Port > 65535 || s.Port == 0 && l.has("ssh.port") {
 		l.at("ssh.port", "port must be between 1 and 65535 (got %d)", s.Port)
 	}
 	if s.MaxParallel < 1 {
@@ -199,6 +199,9 @@ func addrKey(h Host, defPort int) (string, error) {
 		p := defPort
 		if h.SSH.Port != 0 {
 			p = h.SSH.Port
+		}
+		if p == 0 {
+			p = DefaultSSHPort
 		}
 		port = strconv.Itoa(p)
 	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
@@ -399,3 +402,6 @@ func (l *loader) validateReleases(inv *Inventory) {
 		}
 	}
 }
+
+// has reports whether the inventory wrote key path p.
+func (l *loader) has(p string) bool { _, ok := l.lines[p]; return ok }

@@ -21,3 +21,8 @@ var (
 	// ErrIsDowngrade means an upgrade was asked for a lower version.
 	ErrIsDowngrade = errors.New("target is older than the running version")
 )
+
+// ErrStalePlan means the fleet no longer runs what a plan was built from
+// (or, for a resumed run, what its steps can start from): starting it would
+// act on a fleet the plan did not see. CheckBasis returns it.
+var ErrStalePlan = errors.New("plan is stale")

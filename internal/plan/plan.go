@@ -94,21 +94,41 @@ func (d Duration) String() string { return time.Duration(d).String() }
 //   - only post-migrate steps are points of no return;
 //   - Basis.Fingerprint is Observed.Fingerprint of the state it was built from.
 type Plan struct {
-	Schema   int      `json:"schema"`
-	App      string   `json:"app"`
-	Kind     Kind     `json:"kind"`
-	From     string   `json:"from"`
-	To       string   `json:"to"`
-	Hops     []Hop    `json:"hops"`
-	Reason   string   `json:"reason,omitempty"` // downgrades: why, for the audit
-	Settings Settings `json:"settings"`
+	Schema int    `json:"schema"`
+	App    string `json:"app"`
+	Kind   Kind   `json:"kind"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Hops   []Hop  `json:"hops"`
+	Reason string `json:"reason,omitempty"` // downgrades: why, for the audit
+	// RollsBack is the unfinished run a rollback plan undoes (resume
+	// --rollback): the rollback continues under that run's lock.
+	RollsBack string   `json:"rolls_back,omitempty"`
+	Settings  Settings `json:"settings"`
 	// Actions is the per-host sequence every deploy and rollback step runs.
 	Actions []Action `json:"actions"`
 	Steps   []Step   `json:"steps"`
 	Skipped []Skip   `json:"skipped,omitempty"`
 	Basis   Basis    `json:"basis"`
+	// Inputs are what the plan was built from besides Basis, so that a
+	// saved plan can be rebuilt and compared before it runs.
+	Inputs *Inputs `json:"inputs,omitempty"`
 	// Notes are things the operator should know that are not steps.
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Inputs are a plan's inputs other than the observed basis: with Basis
+// they determine the plan (Build is pure), so apply --plan rebuilds it
+// from them and refuses any difference.
+type Inputs struct {
+	// Inventory is the sha256 of the inventory file the plan was built from.
+	Inventory string `json:"inventory_sha256"`
+	// To is --to: the target asked for.
+	To string `json:"to"`
+	// Upfrom is --upfrom, when given.
+	Upfrom string `json:"upfrom,omitempty"`
+	// CanVerify is Options.CanVerify.
+	CanVerify bool `json:"can_verify"`
 }
 
 // Hop is one full pass from one version to the next (an upgrade across a

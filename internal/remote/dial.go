@@ -115,15 +115,18 @@ func (p *Pool) dial(ctx context.Context, h HostConfig, isJump bool) (*Client, er
 }
 
 // jumpConfig is the HostConfig of h's jump host "[user@]host[:port]",
-// sharing h's identity, known_hosts and timeout.
+// sharing h's known_hosts and timeout. Its user, port and identity are the
+// spec's, then ssh_config's for the jump host itself, then (user and
+// identity) the target's.
 func jumpConfig(h HostConfig, t target) (HostConfig, error) {
 	spec := t.jump
 	jh := HostConfig{
-		Name:           "jump " + spec,
-		IdentityFile:   h.IdentityFile,
-		KnownHosts:     h.KnownHosts,
-		UseSSHConfig:   h.UseSSHConfig,
-		ConnectTimeout: t.timeout,
+		Name:             "jump " + spec,
+		KnownHosts:       h.KnownHosts,
+		UseSSHConfig:     h.UseSSHConfig,
+		ConnectTimeout:   t.timeout,
+		fallbackUser:     t.user,
+		fallbackIdentity: t.identity,
 
 		ServerAliveInterval: t.aliveEvery,
 		ServerAliveCountMax: t.aliveMax,
@@ -140,9 +143,6 @@ func jumpConfig(h HostConfig, t target) (HostConfig, error) {
 		}
 	}
 	jh.Address = spec
-	if jh.User == "" {
-		jh.User = t.user // the target's user, as the inventory says
-	}
 	return jh, nil
 }
 
@@ -161,6 +161,11 @@ func (p *Pool) hostKeyCheck(t target) (*hostKeys, error) {
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%s: known_hosts %s: %w", t.name, f, err)
 		}
+	}
+	if len(existing) == 0 && !p.opts.AcceptNewHostKeys {
+		// Not "unknown key, add this line" to a file that is not there.
+		return nil, fmt.Errorf("%s: %w: %s does not exist: create it with the host keys (ssh-keyscan, after checking them), or run with --accept-new-host-keys to record them on first use",
+			t.name, ErrKnownHostsMissing, strings.Join(t.knownHosts, ", "))
 	}
 	db, err := p.knownHostsDB(existing)
 	if err != nil {

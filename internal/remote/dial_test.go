@@ -36,6 +36,10 @@ func TestHostKeyMismatchIsAHardStop(t *testing.T) {
 	if !strings.HasPrefix(msg, "web2: ") || !strings.Contains(msg, f.knownHosts+":2") {
 		t.Fatalf("message must name the host and the known_hosts line: %s", msg)
 	}
+	host, port, _ := net.SplitHostPort(f.srv.Addr())
+	if fix := "ssh-keygen -R '[" + host + "]:" + port + "' -f " + f.knownHosts; !strings.Contains(msg, fix) {
+		t.Fatalf("message must give the command that clears the old entry (%s): %s", fix, msg)
+	}
 	if hke.Host != "web2" || hke.Address != f.srv.Addr() || !keysEqual(hke.Key, f.srv.HostKey()) {
 		t.Fatalf("%+v", hke)
 	}
@@ -446,3 +450,77 @@ func shortTempDir(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+// A missing known_hosts file is reported as missing, not as an unknown key
+// with a line to add to a file that is not there; --accept-new-host-keys
+// creates it.
+func TestKnownHostsMissing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	h := f.host("web4")
+	missing := filepath.Join(f.dir, "nope", "known_hosts")
+	h.KnownHosts = []string{missing}
+	_, err := f.pool(Options{}).Get(testCtx(t), h)
+	if !errors.Is(err, ErrKnownHostsMissing) || errors.Is(err, ErrHostKeyUnknown) ||
+		!strings.HasPrefix(err.Error(), "web4: ") || !strings.Contains(err.Error(), missing+" does not exist") {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := f.pool(Options{AcceptNewHostKeys: true}).Get(testCtx(t), h); err != nil {
+		t.Fatalf("with --accept-new-host-keys: %v", err)
+	}
+	if got := readFile(t, missing); !strings.Contains(got, f.srv.HostKey().Type()) {
+		t.Fatalf("known_hosts not written: %q", got)
+	}
+}
+
+// A jump host named by an ssh_config alias gets its own HostName, Port,
+// User and IdentityFile from ssh_config, not the target's: here the jump
+// server accepts only its own key.
+func TestJumpHostFromSSHConfig(t *testing.T) {
+	t.Parallel()
+	target := newFixture(t, nil)
+	jump := newFixture(t, nil) // authorizes only jump.identity
+	writeFile(t, target.knownHosts,
+		knownhosts.Line([]string{target.srv.Addr()}, target.srv.HostKey())+"\n"+
+			knownhosts.Line([]string{jump.srv.Addr()}, jump.srv.HostKey())+"\n")
+	jhost, jport, _ := net.SplitHostPort(jump.srv.Addr())
+	cfgPath := filepath.Join(target.dir, "ssh_config")
+	writeFile(t, cfgPath, "Host bastion\n  HostName "+jhost+"\n  Port "+jport+"\n  User bastionuser\n  IdentityFile "+jump.identity+"\n")
+	h := target.host("web11")
+	h.Jump, h.UseSSHConfig = "bastion", true
+	p := target.pool(Options{SSHConfigPath: cfgPath})
+	c, err := p.Get(testCtx(t), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Output(testCtx(t), "echo via bastion"); err != nil || out != "via bastion" {
+		t.Fatalf("%q %v", out, err)
+	}
+	tt, err := p.resolve(h, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jh, err := jumpConfig(h, tt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jt, err := p.resolve(jh, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jt.user != "bastionuser" || jt.addr != jump.srv.Addr() || jt.identity != jump.identity {
+		t.Fatalf("jump resolved to user %q addr %q identity %q", jt.user, jt.addr, jt.identity)
+	}
+	// Without ssh_config entries the jump host falls back to the target's
+	// user and identity, and port 22.
+	jh2, _ := jumpConfig(h, target2(tt, "elsewhere"))
+	jt2, err := p.resolve(jh2, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jt2.user != "deploy" || jt2.identity != target.identity || jt2.addr != "elsewhere:22" {
+		t.Fatalf("fallback: user %q identity %q addr %q", jt2.user, jt2.identity, jt2.addr)
+	}
+}
+
+func target2(t target, jump string) target { t.jump = jump; return t }

@@ -6,6 +6,9 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/relctl/relctl/internal/shell"
 )
 
 // ErrHostKeyMismatch means the host offered a key that differs from the one
@@ -19,6 +22,11 @@ var ErrHostKeyMismatch = errors.New("host key mismatch")
 // the exact known_hosts line the operator can add after checking the
 // fingerprint.
 var ErrHostKeyUnknown = errors.New("host key unknown")
+
+// ErrKnownHostsMissing means none of a host's known_hosts files exists,
+// so no key can be verified; it is reported as missing, not as an unknown
+// key.
+var ErrKnownHostsMissing = errors.New("known_hosts file missing")
 
 // ErrTimeout means Command.Timeout passed: the remote process group was
 // sent TERM, then KILL, and the command counts as failed.
@@ -60,9 +68,15 @@ func (e *HostKeyError) Error() string {
 		if where == "" {
 			where = strings.Join(e.Files, ", ")
 		}
+		fix := ""
+		if len(e.Want) > 0 {
+			file := e.Want[0][:strings.LastIndexByte(e.Want[0], ':')]
+			fix = fmt.Sprintf("; if the host was reinstalled and you checked its new key, remove the old entry with: ssh-keygen -R %s -f %s",
+				shell.Quote(knownhosts.Normalize(e.Address)), shell.Quote(file))
+		}
 		return fmt.Sprintf("%s: %s: %v: the host offered %s but %s records a different key "+
-			"(the host was reinstalled, or someone is intercepting the connection); refusing to connect",
-			e.Host, e.Address, e.Err, fp, where)
+			"(the host was reinstalled, or someone is intercepting the connection); refusing to connect%s",
+			e.Host, e.Address, e.Err, fp, where, fix)
 	}
 	return fmt.Sprintf("%s: %s: %v: %s is not in %s; after checking the fingerprint, add this line:\n%s",
 		e.Host, e.Address, e.Err, fp, strings.Join(e.Files, ", "), e.KnownLine)

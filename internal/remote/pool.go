@@ -49,6 +49,10 @@ type HostConfig struct {
 	// UseSSHConfig, else Options.KeepAlive and Options.KeepAliveCountMax.
 	ServerAliveInterval time.Duration
 	ServerAliveCountMax int
+
+	// A jump host's user and identity when neither its spec nor ssh_config
+	// gives one: the target's (see jumpConfig).
+	fallbackUser, fallbackIdentity string
 }
 
 // Options are the pool-wide settings.
@@ -345,6 +349,12 @@ func (p *Pool) resolve(h HostConfig, isJump bool) (target, error) {
 				}
 			}
 		}
+	}
+	if t.user == "" {
+		t.user = h.fallbackUser
+	}
+	if identity == "" {
+		identity = h.fallbackIdentity
 	}
 	if strings.Contains(t.jump, ",") {
 		return t, fmt.Errorf("%s: jump %q: only one jump host is supported", h.Name, t.jump)

@@ -93,6 +93,13 @@ type Config struct {
 	// ForceGrace bounds that attempt, and each closing call (unlock,
 	// balancer re-assert, audit) once forced (default 10s).
 	ForceGrace time.Duration
+	// TakeOver is the lock, as read, of the dead run this run continues
+	// (the rollback of an unfinished run): the lock step takes it over
+	// (Lock.TakeOver, audited with both run ids) instead of refusing it.
+	TakeOver *LockInfo
+	// OnLocked, when set, is called once, as soon as the run holds the
+	// lock: the run has started changing the fleet.
+	OnLocked func()
 }
 
 // Result is how a run ended.
@@ -352,6 +359,13 @@ func (e *Engine) Run(ctx context.Context) Result {
 			}
 		}()
 	}
+	if len(e.plan.Steps) == 0 {
+		// Nothing to run (an empty rollback plan): say so, change nothing.
+		if e.cfg.Resume == nil {
+			e.bus.Emit(event.Event{Type: event.RunStarted, Plan: e.plan, Owner: e.cfg.Owner, Message: "nothing to do"})
+		}
+		return e.finish(ctx, event.OutcomeSucceeded, nil)
+	}
 	if e.cfg.Resume == nil {
 		e.bus.Emit(event.Event{Type: event.RunStarted, Plan: e.plan, Owner: e.cfg.Owner, Message: e.plan.Steps[0].String()})
 	} else {
@@ -478,6 +492,9 @@ func (e *Engine) runSteps(ctx context.Context, done *plan.Progress) error {
 					e.touched[g.Host] = true
 					e.final[g.Host] = event.HostInService
 					e.versions[g.Host] = g.To
+				}
+				if g.Kind == plan.StepPostMigrate {
+					e.postDone = true // the summary covers the whole run
 				}
 				if g.Kind == plan.StepLock {
 					// Take our own lock again (the lease may have lapsed).

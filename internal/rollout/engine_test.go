@@ -99,8 +99,15 @@ func (f *fakeFleet) rec(ctx context.Context, timeout time.Duration, s string) er
 
 var relRe = regexp.MustCompile(`releases/([0-9.]+)`)
 
+// wrappedRe finds the command a migration wrapper runs (see
+// migrationWrapper); the fake runs the command itself.
+var wrappedRe = regexp.MustCompile(`\n\s*sh -c '?([^'\n]*)'? > `)
+
 func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (remote.Result, error) {
 	s := c.Script
+	if strings.Contains(s, "/.relctl/migrations/") {
+		s = wrappedRe.FindStringSubmatch(s)[1]
+	}
 	out := func(l string) {
 		if c.Stdout != nil {
 			c.Stdout(l)

@@ -65,7 +65,7 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 	// Another run holding the lock is the first thing a second operator
 	// must hear, before anything it may have left drained.
 	if e.cfg.LockWait == 0 {
-		if info, err := e.lock.Read(ctx); err == nil && info != nil && info.RunID != e.cfg.RunID {
+		if info, err := e.lock.Read(ctx); err == nil && info != nil && info.RunID != e.cfg.RunID && !e.takesOver(*info) {
 			return &LockError{Holder: *info}
 		}
 	}
@@ -183,6 +183,12 @@ func (e *Engine) acquireLock(ctx context.Context, s plan.Step) error {
 		sent = time.Now()
 		err := e.lock.Acquire(ctx, e.lockInfo)
 		var le *LockError
+		if errors.As(err, &le) && e.takesOver(le.Holder) {
+			// The rollback of a dead run continues under its lock.
+			if err = e.lock.TakeOver(ctx, le.Holder, e.lockInfo); err == nil {
+				e.bus.Emit(event.Event{Type: event.Control, Message: fmt.Sprintf("took over the lock of run %s (audited in %s/.relctl/history.jsonl on %s)", le.Holder.RunID, strings.TrimRight(e.lock.Path, "/"), e.lock.Host)})
+			}
+		}
 		if err == nil {
 			break
 		}
@@ -198,7 +204,18 @@ func (e *Engine) acquireLock(ctx context.Context, s plan.Step) error {
 	}
 	e.lockHeld = true
 	e.keepLock(sent)
+	if f := e.cfg.OnLocked; f != nil {
+		e.cfg.OnLocked = nil
+		f()
+	}
 	return nil
+}
+
+// takesOver reports whether holder is the lock of the dead run this run
+// was told to take over (Config.TakeOver).
+func (e *Engine) takesOver(holder LockInfo) bool {
+	t := e.cfg.TakeOver
+	return t != nil && holder.RunID == t.RunID && holder.Started == t.Started
 }
 
 func (e *Engine) releaseLock(ctx context.Context) error {
@@ -265,10 +282,83 @@ func (e *Engine) migrate(_ context.Context, s plan.Step, name string) error {
 	if name == fleet.CmdPostMigrate {
 		timeout = e.to.PostMigrate
 	}
-	if err := r.cmd(ctx, name, vals, timeout); err != nil {
+	t := e.inv.Template(name)
+	if t == nil {
+		return nil
+	}
+	script, err := t.Render(vals)
+	if err != nil {
+		return fmt.Errorf("commands.%s: %w", name, err)
+	}
+	dir := migrationDir(e.inv.HostPath(h), e.cfg.RunID, s.ID)
+	if err := r.script(ctx, migrationWrapper(dir, script), vals, timeout); err != nil {
 		return fmt.Errorf("%s: %s %s: %w", h.Name, strings.ReplaceAll(name, "_", "-"), s.To, err)
 	}
 	return nil
+}
+
+// migrationDir is where the wrapper of one run's migration step records
+// it on the host: path/.relctl/migrations/<run>.<step>.
+func migrationDir(base, runID, stepID string) string {
+	key := strings.NewReplacer("/", "_", "@", "_").Replace(stepID)
+	return strings.TrimRight(base, "/") + "/.relctl/migrations/" + runID + "." + key
+}
+
+// migrationWrapper runs a migration exactly once per run across crashes of
+// relctl. The first wrapper to create dir/claim (mkdir is atomic) owns the
+// migration: it records the pid (and start time) of the shell that runs
+// it before starting it, and its exit status when it ends, each written to
+// a temporary file and renamed. Any later wrapper of the same run (resume)
+// finds:
+//   - a status: the migration ran; its status is the result, it does not
+//     run again;
+//   - a pid still alive: the migration is still running (relctl was killed,
+//     the host kept going); it waits for it (bounded by the step's timeout)
+//     and takes its status;
+//   - a pid that ended without a status: the migration may have run in
+//     part; it refuses (exit 3), naming dir, rather than run it twice.
+//
+// The migration's output goes to dir/stdout and dir/stderr, which the
+// wrapper follows: a migration whose relctl died (and its session with it)
+// is not killed by a broken pipe. A TERM (the step's timeout, a forced
+// end) is recorded as status 143.
+func migrationWrapper(dir, script string) string {
+	return fmt.Sprintf(`d=%[1]s
+mkdir -p "$d" || exit 1
+starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
+alive() { kill -0 "$1" 2>/dev/null && { [ -z "$2" ] || [ "$(starttime "$1")" = "$2" ]; }; }
+if mkdir "$d/claim" 2>/dev/null; then
+  record() { printf '%%s\n' "$1" > "$d/status.tmp" && mv "$d/status.tmp" "$d/status"; }
+  trap 'record 143; exit 143' TERM
+  printf '%%s %%s\n' "$$" "$(starttime $$)" > "$d/pid.tmp" && mv "$d/pid.tmp" "$d/pid" || exit 1
+  : > "$d/stdout"; : > "$d/stderr"
+  sh -c %[2]s > "$d/stdout" 2> "$d/stderr" < /dev/null &
+  child=$!
+  tail --pid="$child" -n +1 -f "$d/stdout" 2>/dev/null &
+  tail --pid="$child" -n +1 -f "$d/stderr" >&2 2>/dev/null &
+  wait "$child"
+  s=$?
+  wait
+  trap - TERM
+  record "$s"
+  exit "$s"
+fi
+i=0
+while [ ! -f "$d/pid" ] && [ ! -f "$d/status" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if [ ! -f "$d/status" ] && [ -f "$d/pid" ]; then
+  read -r pid st < "$d/pid"
+  if alive "$pid" "$st"; then
+    echo "relctl: the migration an earlier relctl process started (pid $pid) is still running: waiting for it to end"
+    while alive "$pid" "$st" && [ ! -f "$d/status" ]; do sleep 0.2; done
+  fi
+fi
+if [ -f "$d/status" ]; then
+  read -r s < "$d/status"
+  echo "relctl: the migration already ran in this run (an earlier relctl process started it): exit status $s"
+  exit "$s"
+fi
+echo "relctl: the migration started by an earlier relctl process ended without recording its exit status: it may have run in part; check it, then remove $d to let relctl run it again" >&2
+exit 3`, shell.Quote(dir), shell.Quote(script))
 }
 
 // postMigrate runs only when every host of the hop was verified on the
@@ -339,6 +429,10 @@ type HistoryRecord struct {
 	Result  string    `json:"result"`
 	Outcome string    `json:"outcome"`
 	Reason  string    `json:"reason,omitempty"`
+	// PrevRun and PrevOwner name the run whose lock a takeover or a break
+	// replaced (kinds lock-takeover and lock-break).
+	PrevRun   string `json:"prev_run,omitempty"`
+	PrevOwner string `json:"prev_owner,omitempty"`
 }
 
 // audit appends a history record on every host the run touched.
