@@ -242,26 +242,19 @@ func newLockCmd(ios *IO, g *globals) *cobra.Command {
 		Short: "Show who holds the fleet's deploy lock",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := loadFleet(g)
-			if err != nil {
-				return err
-			}
-			env, err := newEnv(ios, inv, cf)
-			if err != nil {
-				return err
-			}
-			defer env.Conn.Pool.Close()
-			l := env.Lock()
-			info, err := l.Read(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if info == nil {
-				fmt.Fprintf(ios.Out, "free (on %s)\n", l.Host)
+			return withEnv(ios, g, cf, func(env *ops.Env) error {
+				l := env.Lock()
+				info, err := l.Read(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if info == nil {
+					fmt.Fprintf(ios.Out, "free (on %s)\n", l.Host)
+					return nil
+				}
+				fmt.Fprintf(ios.Out, "%s (on %s)\n", info, l.Host)
 				return nil
-			}
-			fmt.Fprintf(ios.Out, "%s (on %s)\n", info, l.Host)
-			return nil
+			})
 		},
 	}
 	var force bool
@@ -299,43 +292,36 @@ func newHistoryCmd(ios *IO, g *globals) *cobra.Command {
 		Short: "What relctl did on the fleet, newest first, from every host's audit record",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := loadFleet(g)
-			if err != nil {
-				return err
-			}
-			env, err := newEnv(ios, inv, cf)
-			if err != nil {
-				return err
-			}
-			defer env.Conn.Pool.Close()
-			recs, errs := env.History(cmd.Context())
-			if limit > 0 && len(recs) > limit {
-				recs = recs[:limit]
-			}
-			if asJSON {
-				enc := json.NewEncoder(ios.Out)
-				for _, r := range recs {
-					_ = enc.Encode(r)
+			return withEnv(ios, g, cf, func(env *ops.Env) error {
+				recs, errs := env.History(cmd.Context())
+				if limit > 0 && len(recs) > limit {
+					recs = recs[:limit]
 				}
-			} else {
-				tw := table(ios.Out)
-				fmt.Fprintln(tw, "TIME\tHOST\tRUN\tOWNER\tWHAT\tRESULT")
-				for _, r := range recs {
-					what := fmt.Sprintf("%s %s → %s", r.Kind, r.From, r.To)
-					switch r.Kind {
-					case "lock-break":
-						what = "lock break of run " + r.PrevRun
-					case "lock-takeover":
-						what = "lock takeover from run " + r.PrevRun
+				if asJSON {
+					enc := json.NewEncoder(ios.Out)
+					for _, r := range recs {
+						_ = enc.Encode(r)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), r.Host, r.RunID, r.Owner, what, r.Result)
+				} else {
+					tw := table(ios.Out)
+					fmt.Fprintln(tw, "TIME\tHOST\tRUN\tOWNER\tWHAT\tRESULT")
+					for _, r := range recs {
+						what := fmt.Sprintf("%s %s → %s", r.Kind, r.From, r.To)
+						switch r.Kind {
+						case "lock-break":
+							what = "lock break of run " + r.PrevRun
+						case "lock-takeover":
+							what = "lock takeover from run " + r.PrevRun
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), r.Host, r.RunID, r.Owner, what, r.Result)
+					}
+					tw.Flush()
 				}
-				tw.Flush()
-			}
-			if err := errors.Join(errs...); err != nil {
-				return withCode(ExitError, err)
-			}
-			return nil
+				if err := errors.Join(errs...); err != nil {
+					return withCode(ExitError, err)
+				}
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON lines")
