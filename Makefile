@@ -16,12 +16,12 @@ build:
 # nginx on 127.0.0.x when they are installed; in CI they must be).
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 # The proof on real parts only (also part of `make test`): real sshd hosts,
 # HAProxy and nginx, traffic during every scenario.
 e2e:
-	$(GO) test -race -count=1 -v ./e2e/
+	$(GO) test -race -count=1 -timeout 30m -v ./e2e/
 
 # Rerun the load scenarios and write their figures table (for README.md).
 figures:
