@@ -92,7 +92,7 @@ type Event struct {
 	Step     string        `json:"step,omitempty"`
 	Host     string        `json:"host,omitempty"`
 	Action   plan.Action   `json:"action,omitempty"`
-	Stream   string        `json:"stream,omitempty"` // stdout | stderr
+	Stream   string        `json:"stream,omitempty"` // stdout | stderr | check (one health check, as the host reported it)
 	Line     string        `json:"line,omitempty"`
 	Status   Status        `json:"status,omitempty"`
 	State    HostState     `json:"state,omitempty"`

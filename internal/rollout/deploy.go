@@ -408,58 +408,6 @@ func (e *Engine) runningVersion(ctx context.Context, h fleet.Host, vals fleet.Va
 	return got, nil
 }
 
-// waitHealthy polls the health command until it has passed for stable_for,
-// or fails after the health timeout with the last failure's output. Each
-// check is bounded by timeouts.health_check and by what is left of the
-// health timeout.
-func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values) (string, error) {
-	st := e.plan.Settings
-	timeout, interval, stable := time.Duration(st.HealthTimeout), time.Duration(st.HealthInterval), time.Duration(st.StableFor)
-	t := e.inv.Template(fleet.CmdHealth)
-	script, err := t.Render(vals)
-	if err != nil {
-		return "", err
-	}
-	start := time.Now()
-	deadline := start.Add(timeout)
-	var okSince time.Time
-	checks := 0
-	var lastOut []string
-	var lastErr error
-	for {
-		checks++
-		var out []string
-		attempt := min(e.to.HealthCheck, max(time.Until(deadline), 0)+time.Second)
-		_, err := e.hostsRun(ctx, r.h.Name, remote.Command{Script: script, Env: vals.Env(), Timeout: attempt,
-			Stdout: func(l string) { out = append(out, l) }, Stderr: func(l string) { out = append(out, l) }})
-		now := time.Now()
-		if err == nil {
-			if okSince.IsZero() {
-				okSince = now
-			}
-			if now.Sub(okSince) >= stable {
-				return fmt.Sprintf("healthy after %d check(s) in %s", checks, now.Sub(start).Round(time.Millisecond)), nil
-			}
-		} else {
-			okSince, lastErr, lastOut = time.Time{}, err, out
-			if errors.Is(err, remote.ErrConnectionLost) || ctx.Err() != nil {
-				return "", err
-			}
-		}
-		if now.After(deadline) {
-			for _, l := range lastOut {
-				r.emit(event.Event{Type: event.StepOutput, Stream: "stderr", Line: l})
-			}
-			return "", fmt.Errorf("not healthy within %s (%d checks): %v", timeout, checks, lastErr)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(min(interval, time.Until(deadline)+time.Millisecond)):
-		}
-	}
-}
-
 // deployHost takes one host from step.From to step.To by running the
 // plan's action list, in order, through the runners table. Once it has
 // begun it runs to the end even if the operator interrupts once: a host
