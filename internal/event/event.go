@@ -127,6 +127,11 @@ type Summary struct {
 	Lock string `json:"lock,omitempty"`
 	// Forced is true when a second interrupt ended the run.
 	Forced bool `json:"forced,omitempty"`
+	// SSHSessions is how many SSH sessions the process opened to each
+	// host (the persistent shell, SFTP, kills of timed-out commands, and
+	// every command on a host without the shell), observation included;
+	// nil when the hosts are not reached over SSH.
+	SSHSessions map[string]int `json:"ssh_sessions,omitempty"`
 }
 
 // Sink consumes events. Emit must not block for long: views that may be slow
