@@ -30,6 +30,9 @@ type hostRun struct {
 	// drain is what the drain action saw; wait-idle reports and confirms it.
 	drain      lb.DrainResult
 	drainStart time.Time
+	// version is what the version command printed in the health wait's
+	// command (health.go); the version action judges it and clears it.
+	version *versionRead
 }
 
 func (r *hostRun) emit(ev event.Event) {
@@ -288,7 +291,7 @@ func (r *hostRun) undoStop(ctx context.Context) (string, error) {
 	if err := r.cmd(ctx, fleet.CmdStart, r.back, e.to.Start); err != nil {
 		return "", fmt.Errorf("start %s: %w", r.step.From, err)
 	}
-	msg, err := e.waitHealthy(ctx, r, r.back)
+	msg, err := e.waitHealthy(ctx, r, r.back, false)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", r.step.From, err)
 	}
@@ -334,11 +337,31 @@ func (r *hostRun) undoStart(ctx context.Context) (string, error) {
 }
 
 func (r *hostRun) runHealth(ctx context.Context) (string, error) {
-	return r.e.waitHealthy(ctx, r, r.vals)
+	acts := r.e.plan.Actions
+	i := slices.Index(acts, plan.ActionHealth)
+	next := i >= 0 && i+1 < len(acts) && acts[i+1] == plan.ActionVersion
+	return r.e.waitHealthy(ctx, r, r.vals, next)
 }
 
+// runVersion judges what the version command printed at the end of the
+// health wait, in the same remote command, or runs it now.
 func (r *hostRun) runVersion(ctx context.Context) (string, error) {
-	return r.e.checkVersion(ctx, r, r.vals)
+	v := r.version
+	r.version = nil
+	if v == nil {
+		return r.e.checkVersion(ctx, r, r.vals)
+	}
+	if v.err != nil {
+		return "", v.err
+	}
+	got, err := validVersion(r.h.Name, observe.VersionLine(v.out))
+	if err != nil {
+		return "", err
+	}
+	if got != r.vals.Version {
+		return "", fmt.Errorf("runs %q, want %q", got, r.vals.Version)
+	}
+	return "runs " + got + " (read in the health wait's command)", nil
 }
 
 func (r *hostRun) runEnable(ctx context.Context) (string, error) {
@@ -402,8 +425,13 @@ func (e *Engine) runningVersion(ctx context.Context, h fleet.Host, vals fleet.Va
 		}
 		got = path.Base(strings.TrimSpace(out))
 	}
+	return validVersion(h.Name, got)
+}
+
+// validVersion refuses what a host reports unless it is a valid version.
+func validVersion(host, got string) (string, error) {
 	if err := version.Valid(got); err != nil {
-		return "", fmt.Errorf("%s reports an invalid version: %w", h.Name, err)
+		return "", fmt.Errorf("%s reports an invalid version: %w", host, err)
 	}
 	return got, nil
 }

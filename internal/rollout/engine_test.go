@@ -208,7 +208,7 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 	return remote.Result{}, nil
 }
 
-var healthCall = regexp.MustCompile(`(?m)^relctl_health (\S+) (\d+) (\d+) (\d+) (\d+) (\d+) (.*)$`)
+var healthCall = regexp.MustCompile(`(?m)^relctl_health (\S+) (\d+) (\d+) (\d+) (\d+) (\d+) (.*) (\S+) (\d+)$`)
 
 // healthLoop plays the host side of the health wait (health.go) as the
 // loop's shell text would: one logged "HOST health VERSION" per check,
@@ -262,6 +262,32 @@ func (f *fakeFleet) healthLoop(ctx context.Context, host string, c remote.Comman
 		}
 		if !okSince.IsZero() && now.Sub(okSince) >= stable {
 			out("relctl-healthy:%s %d %d", nonce, n, now.Sub(start).Milliseconds())
+			if then := strings.Trim(m[8], "'"); then != "" {
+				// The version command, run once healthy, as the fleet
+				// runs any command.
+				out("relctl-then-out:%s", nonce)
+				var stdout []string
+				t0 := time.Now()
+				_, err := f.Run(ctx, host, remote.Command{Script: then, Timeout: msOf(m[9]), Stdout: func(l string) { stdout = append(stdout, l) }})
+				st, tmo := 0, 0
+				switch {
+				case err == nil:
+				case errors.Is(err, remote.ErrTimeout):
+					st, tmo = 143, 1
+				case errors.Is(err, remote.ErrConnectionLost), ctx.Err() != nil, err.Error() == "killed":
+					return remote.Result{ExitCode: -1}, err
+				default:
+					st = 1
+				}
+				for _, l := range stdout {
+					out("%s", l)
+				}
+				out("relctl-then-err:%s", nonce)
+				if err != nil && tmo == 0 {
+					out("%v", err)
+				}
+				out("relctl-then:%s %d %d %d", nonce, st, time.Since(t0).Milliseconds(), tmo)
+			}
 			return remote.Result{}, nil
 		}
 		if !now.Before(deadline) {

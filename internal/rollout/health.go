@@ -35,6 +35,16 @@ import (
 //	relctl-healthy:<nonce> <checks> <elapsed ms>
 //	relctl-unhealthy:<nonce> <checks> <elapsed ms>
 //
+// When the plan's next action is the version check, a healthy loop runs
+// the version command right away, in the same command (a round trip per
+// host saved on the critical path, which a WAN makes count), bounded by
+// timeouts.version, and reports it after the verdict; the version action
+// then judges what it printed, exactly as if it had run it:
+//
+//	relctl-then-out:<nonce>                 …its stdout…
+//	\nrelctl-then-err:<nonce>                …its stderr…
+//	\nrelctl-then:<nonce> <exit status> <duration ms> <timed out 0|1>
+//
 // Time on the host comes from /proc/uptime (10 ms steps; date +%s, 1 s
 // steps, where there is none). A check is started in its own session
 // (setsid) with a watchdog that sends its process group TERM at the
@@ -53,10 +63,14 @@ const healthLoopScript = `relctl_ms() {
 relctl_secs() { printf '%d.%03d' $(( $1 / 1000 )) $(( $1 % 1000 )); }
 relctl_check() {
 	if [ -z "$relctl_setsid" ]; then
-		sh -c "$relctl_script" </dev/null 2>&1
+		if [ "$2" = split ]; then sh -c "$relctl_script" </dev/null; else sh -c "$relctl_script" </dev/null 2>&1; fi
 		return
 	fi
-	setsid sh -c "$relctl_script" </dev/null 2>&1 &
+	if [ "$2" = split ]; then
+		setsid sh -c "$relctl_script" </dev/null &
+	else
+		setsid sh -c "$relctl_script" </dev/null 2>&1 &
+	fi
 	relctl_p=$!
 	setsid sh -c 'sleep "$1" || exit 0; kill -s TERM -- "-$3" 2>/dev/null || kill -s TERM "$3" 2>/dev/null || exit 0; sleep "$2" || exit 0; kill -s KILL -- "-$3" 2>/dev/null || kill -s KILL "$3" 2>/dev/null' \
 		relctl-watchdog "$(relctl_secs "$1")" "$relctl_grace" "$relctl_p" </dev/null >/dev/null 2>&1 &
@@ -68,8 +82,25 @@ relctl_check() {
 	kill -s KILL -- "-$relctl_p" 2>/dev/null
 	return "$relctl_rc"
 }
+relctl_then() {
+	relctl_script=$relctl_then
+	relctl_ef=$(mktemp 2>/dev/null) || relctl_ef=/tmp/relctl-then.$$
+	relctl_now=$(relctl_ms)
+	printf 'relctl-then-out:%s\n' "$relctl_n"
+	relctl_check "$relctl_thento" split 2>"$relctl_ef"
+	relctl_rc=$?
+	relctl_end=$(relctl_ms)
+	relctl_d=$((relctl_end - relctl_now))
+	relctl_tmo=0
+	if [ "$relctl_rc" -gt 128 ] && [ $((relctl_d + 20)) -ge "$relctl_thento" ]; then relctl_tmo=1; fi
+	printf '\nrelctl-then-err:%s\n' "$relctl_n"
+	cat "$relctl_ef" 2>/dev/null
+	rm -f "$relctl_ef"
+	printf '\nrelctl-then:%s %s %s %s\n' "$relctl_n" "$relctl_rc" "$relctl_d" "$relctl_tmo"
+}
 relctl_health() {
 	relctl_n=$1 relctl_iv=$2 relctl_st=$3 relctl_to=$4 relctl_hc=$5 relctl_grace=$6 relctl_script=$7
+	relctl_then=${8-} relctl_thento=${9-0}
 	relctl_setsid=
 	if command -v setsid >/dev/null 2>&1; then relctl_setsid=1; fi
 	relctl_t0=$(relctl_ms)
@@ -98,6 +129,7 @@ relctl_health() {
 		if [ -n "$relctl_out" ]; then printf '%s\n' "$relctl_out"; fi
 		if [ -n "$relctl_ok" ] && [ $((relctl_end - relctl_ok)) -ge "$relctl_st" ]; then
 			printf 'relctl-healthy:%s %s %s\n' "$relctl_n" "$relctl_i" $((relctl_end - relctl_t0))
+			if [ -n "$relctl_then" ]; then relctl_then; fi
 			return 0
 		fi
 		if [ "$relctl_end" -ge "$relctl_dl" ]; then
@@ -123,6 +155,8 @@ type healthLoop struct {
 	timeout  time.Duration // the health timeout: no check starts after it
 	check    time.Duration // one check's bound (timeouts.health_check)
 	script   string        // the rendered health command
+	then     string        // the rendered version command to run once healthy ("" = none)
+	thenTO   time.Duration // its bound (timeouts.version)
 }
 
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
@@ -132,13 +166,25 @@ func (l healthLoop) Script() string {
 	return healthLoopScript + "relctl_health " + strings.Join([]string{
 		shell.Quote(l.nonce), ms(l.interval), ms(l.stable), ms(l.timeout), ms(max(l.check, time.Millisecond)),
 		strconv.Itoa(int(healthKillGrace / time.Second)), shell.Quote(l.script),
+		shell.Quote(l.then), ms(max(l.thenTO, time.Millisecond)),
 	}, " ") + "\n"
 }
 
 // bound is the loop command's own timeout: the health timeout, one more
 // check and its kill grace, and room for the host's clock steps.
 func (l healthLoop) bound() time.Duration {
-	return l.timeout + l.check + l.interval + healthKillGrace + 5*time.Second
+	d := l.timeout + l.check + l.interval + healthKillGrace + 5*time.Second
+	if l.then != "" {
+		d += l.thenTO + healthKillGrace
+	}
+	return d
+}
+
+// versionRead is what the version command printed when it ran in the
+// health wait's command (out), or how it failed (err).
+type versionRead struct {
+	out string
+	err error
 }
 
 // healthCheck is one check the loop reported.
@@ -160,6 +206,12 @@ type healthReader struct {
 	verdict string // "healthy" | "unhealthy" | ""
 	checks  int
 	stray   []string // lines before the first check (not from a check)
+	// The version command run once healthy: thenMode is where its lines
+	// go ("out", "err"), then its end (nil until reported).
+	thenMode         string
+	thenOut, thenErr []string
+	thenStarted      bool
+	then             *healthCheck
 }
 
 func (h *healthReader) flush() {
@@ -178,7 +230,35 @@ func (h *healthReader) flush() {
 }
 
 func (h *healthReader) line(l string) {
+	switch l {
+	case "relctl-then-out:" + h.nonce:
+		h.flush()
+		h.thenMode, h.thenStarted = "out", true
+		return
+	case "relctl-then-err:" + h.nonce:
+		h.thenMode = "err"
+		return
+	}
 	tag, rest, ok := strings.Cut(l, ":"+h.nonce+" ")
+	if ok && tag == "relctl-then" {
+		f := strings.Fields(rest)
+		if len(f) == 3 {
+			st, _ := strconv.Atoi(f[0])
+			d, _ := strconv.Atoi(f[1])
+			h.then = &healthCheck{status: st, took: time.Duration(d) * time.Millisecond, timedOut: f[2] == "1",
+				out: h.thenOut}
+			h.thenMode = ""
+			return
+		}
+	}
+	switch h.thenMode {
+	case "out":
+		h.thenOut = append(h.thenOut, l)
+		return
+	case "err":
+		h.thenErr = append(h.thenErr, l)
+		return
+	}
 	if !ok {
 		if h.cur != nil {
 			h.cur.out = append(h.cur.out, l)
@@ -248,7 +328,11 @@ func newNonce() string {
 // left of the health timeout (plus a second). Every check the host
 // reports becomes a "check" output event. A dropped connection is
 // remote.ErrConnectionLost, as for any command.
-func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values) (string, error) {
+//
+// With withVersion, a healthy loop also runs the version command in the
+// same remote command and leaves what it printed (or how it failed) in
+// r.version, for the version action that follows.
+func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values, withVersion bool) (string, error) {
 	st := e.plan.Settings
 	t := e.inv.Template(fleet.CmdHealth)
 	script, err := t.Render(vals)
@@ -257,6 +341,13 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values)
 	}
 	loop := healthLoop{nonce: newNonce(), interval: time.Duration(st.HealthInterval), stable: time.Duration(st.StableFor),
 		timeout: time.Duration(st.HealthTimeout), check: e.to.HealthCheck, script: script}
+	r.version = nil
+	if vt := e.inv.Template(fleet.CmdVersion); withVersion && vt != nil {
+		if loop.then, err = vt.Render(vals); err != nil {
+			return "", err
+		}
+		loop.thenTO = e.to.Version
+	}
 	rd := &healthReader{nonce: loop.nonce, onCheck: func(c healthCheck) {
 		r.emit(event.Event{Type: event.StepOutput, Stream: "check", Line: c.String()})
 	}}
@@ -266,6 +357,26 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values)
 		Stdout: rd.line, Stderr: func(l string) { stderr = append(stderr, l) }})
 	rd.flush()
 	took := time.Since(start).Round(time.Millisecond)
+	if rd.verdict == "healthy" && loop.then != "" {
+		// Healthy, whatever happened to the version command after: the
+		// version action reports that.
+		v := &versionRead{}
+		switch {
+		case rd.then != nil && rd.then.status == 0:
+			v.out = strings.Join(rd.thenOut, "\n")
+		case rd.then != nil:
+			c := *rd.then
+			c.out = rd.thenErr
+			v.err = c.err(r.h.Name, loop.thenTO)
+		case err != nil:
+			v.err = err
+		default:
+			v.err = errors.New("the version command ran after the health wait but did not report its end")
+		}
+		r.version = v
+		msg := fmt.Sprintf("healthy after %d check(s) in %s", rd.checks, took)
+		return msg, nil
+	}
 	switch {
 	case err == nil && rd.verdict == "healthy":
 		return fmt.Sprintf("healthy after %d check(s) in %s", rd.checks, took), nil

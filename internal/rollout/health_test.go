@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relctl/relctl/internal/observe"
 	"github.com/relctl/relctl/internal/remote"
 )
 
@@ -143,3 +144,35 @@ func TestHealthReaderIgnoresForgedMarkers(t *testing.T) {
 		t.Fatalf("%+v", rd)
 	}
 }
+
+// Once healthy, the loop runs the version command in the same command and
+// reports its stdout, its stderr and its end apart; a failing one is a
+// failure of the version, not of the health wait.
+func TestHealthLoopRunsTheVersionCommandOnceHealthy(t *testing.T) {
+	l := healthLoop{nonce: "n4", interval: 10 * time.Millisecond, timeout: 5 * time.Second, check: 2 * time.Second, script: "true",
+		then: `echo warming >&2; echo; echo 1.1.0; echo extra`, thenTO: 2 * time.Second}
+	rd, _, code := runLoop(t, l)
+	if code != 0 || rd.verdict != "healthy" || rd.then == nil || rd.then.status != 0 {
+		t.Fatalf("exit %d, verdict %q, then %+v", code, rd.verdict, rd.then)
+	}
+	if got := observeVersion(rd.thenOut); got != "1.1.0" || !strings.Contains(strings.Join(rd.thenErr, "|"), "warming") {
+		t.Fatalf("version %q from out %q, err %q", got, rd.thenOut, rd.thenErr)
+	}
+	l.nonce, l.then = "n5", `echo "no version file" >&2; exit 2`
+	rd, _, code = runLoop(t, l)
+	if code != 0 || rd.verdict != "healthy" || rd.then == nil || rd.then.status != 2 {
+		t.Fatalf("exit %d, verdict %q, then %+v", code, rd.verdict, rd.then)
+	}
+	c := *rd.then
+	c.out = rd.thenErr
+	if err := c.err("web1", l.thenTO); !strings.Contains(err.Error(), "web1: exit status 2: no version file") {
+		t.Fatalf("err = %v", err)
+	}
+	l.nonce, l.then, l.thenTO = "n6", "sleep 600", 200*time.Millisecond
+	rd, _, _ = runLoop(t, l)
+	if rd.then == nil || !rd.then.timedOut {
+		t.Fatalf("a hung version command: then %+v", rd.then)
+	}
+}
+
+func observeVersion(lines []string) string { return observe.VersionLine(strings.Join(lines, "\n")) }
