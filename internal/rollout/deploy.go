@@ -30,8 +30,9 @@ type hostRun struct {
 	// drain is what the drain action saw; wait-idle reports and confirms it.
 	drain      lb.DrainResult
 	drainStart time.Time
-	// version is what the version command printed in the health wait's
-	// command (health.go); the version action judges it and clears it.
+	// version is what the version command prints in the health wait's
+	// command, still running when the health action ends (health.go);
+	// the version action waits for it, judges it and clears it.
 	version *versionRead
 }
 
@@ -351,6 +352,7 @@ func (r *hostRun) runVersion(ctx context.Context) (string, error) {
 	if v == nil {
 		return r.e.checkVersion(ctx, r, r.vals)
 	}
+	<-v.done // bounded: the command has its own timeout, its call a context
 	if v.err != nil {
 		return "", v.err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/relctl/relctl/internal/event"
@@ -183,8 +184,9 @@ func (l healthLoop) bound() time.Duration {
 // versionRead is what the version command printed when it ran in the
 // health wait's command (out), or how it failed (err).
 type versionRead struct {
-	out string
-	err error
+	done chan struct{} // closed when out or err is set
+	out  string
+	err  error
 }
 
 // healthCheck is one check the loop reported.
@@ -352,31 +354,55 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values,
 		r.emit(event.Event{Type: event.StepOutput, Stream: "check", Line: c.String()})
 	}}
 	var stderr []string
+	// The health action ends when the verdict arrives; with a version
+	// command, the command goes on and the version action waits for it.
+	verdict := make(chan struct{})
+	var once sync.Once
+	line := func(l string) {
+		rd.line(l)
+		if rd.verdict != "" {
+			once.Do(func() { close(verdict) })
+		}
+	}
+	ended := make(chan error, 1)
 	start := time.Now()
-	_, err = e.hostsRun(ctx, r.h.Name, remote.Command{Script: loop.Script(), Env: vals.Env(), Timeout: loop.bound(),
-		Stdout: rd.line, Stderr: func(l string) { stderr = append(stderr, l) }})
+	go func() {
+		_, err := e.hostsRun(ctx, r.h.Name, remote.Command{Script: loop.Script(), Env: vals.Env(), Timeout: loop.bound(),
+			Stdout: line, Stderr: func(l string) { stderr = append(stderr, l) }})
+		ended <- err
+	}()
+	select {
+	case <-verdict:
+		if rd.verdict == "healthy" && loop.then != "" {
+			took := time.Since(start).Round(time.Millisecond)
+			checks := rd.checks
+			v := &versionRead{done: make(chan struct{})}
+			r.version = v
+			go func() {
+				defer close(v.done)
+				err := <-ended
+				// Healthy, whatever happened to the version command
+				// after: the version action reports that.
+				switch {
+				case rd.then != nil && rd.then.status == 0:
+					v.out = strings.Join(rd.thenOut, "\n")
+				case rd.then != nil:
+					c := *rd.then
+					c.out = rd.thenErr
+					v.err = c.err(r.h.Name, loop.thenTO)
+				case err != nil:
+					v.err = err
+				default:
+					v.err = errors.New("the version command ran after the health wait but did not report its end")
+				}
+			}()
+			return fmt.Sprintf("healthy after %d check(s) in %s", checks, took), nil
+		}
+		err = <-ended
+	case err = <-ended:
+	}
 	rd.flush()
 	took := time.Since(start).Round(time.Millisecond)
-	if rd.verdict == "healthy" && loop.then != "" {
-		// Healthy, whatever happened to the version command after: the
-		// version action reports that.
-		v := &versionRead{}
-		switch {
-		case rd.then != nil && rd.then.status == 0:
-			v.out = strings.Join(rd.thenOut, "\n")
-		case rd.then != nil:
-			c := *rd.then
-			c.out = rd.thenErr
-			v.err = c.err(r.h.Name, loop.thenTO)
-		case err != nil:
-			v.err = err
-		default:
-			v.err = errors.New("the version command ran after the health wait but did not report its end")
-		}
-		r.version = v
-		msg := fmt.Sprintf("healthy after %d check(s) in %s", rd.checks, took)
-		return msg, nil
-	}
 	switch {
 	case err == nil && rd.verdict == "healthy":
 		return fmt.Sprintf("healthy after %d check(s) in %s", rd.checks, took), nil
