@@ -129,7 +129,7 @@ func (m *model) rollbackText(w int) (string, []string, bool) {
 	if m.run.hop >= 0 && m.run.hop < len(m.run.orig.Hops) {
 		to = m.run.orig.Hops[m.run.hop].From
 	}
-	lines := []string{fmt.Sprintf("These %d host(s) go back to %s in reverse order, each batch together as it went forward (after the hosts in flight):", len(hosts), to)}
+	lines := []string{fmt.Sprintf("These %d host(s) go back to %s, one at a time, in this order (after the hosts in flight):", len(hosts), to)}
 	lines = append(lines, wrapList(back, w, 6)...)
 	lines = append(lines, "Every other host has not been touched and stays as it is.")
 	if m.pausedForDialog {
