@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# floor.sh — the floor relctl is measured against: a plain shell loop that does
-# exactly the host-side work of a relctl upgrade with batch size 1, and
-# nothing else. OpenSSH with one multiplexed connection per host
-# (ControlMaster), socat to the HAProxy admin socket, the same deploy
-# commands, polling every 20 ms. It cannot stage in parallel: it uploads and
-# unpacks each host's release inside the loop.
+# floor.sh — the floor relctl is measured against: the least work that does
+# the job of a relctl upgrade with batch size 1. A plain shell loop that, per
+# host, drains it on HAProxy (socat to the admin socket), waits until it is
+# idle, runs ONE deploy command over one multiplexed OpenSSH connection
+# (ControlMaster) — the artifact on its stdin: save and unpack it, the
+# pre-deploy migration on the first host, stop, switch current, start, poll
+# the health check every 20 ms on the host, read the version — then waits
+# for HAProxy's check and puts the host back in rotation. One SSH session per
+# host (plus the post-deploy migration on the last host). It cannot stage in
+# parallel: each host's upload and unpack is inside its deploy command.
 #
 # usage: floor.sh HOSTS_FILE ADMIN_ADDR BACKEND VERSION ARTIFACT MIGRATIONS_LOG USER -- SSH_OPTS...
 #   HOSTS_FILE: lines "name ip path listen" (one per host, in deploy order)
@@ -33,20 +37,22 @@ first=1
 # The host list is read on fd 3: ssh inside the loop would eat stdin.
 while read -r name ip path listen <&3; do
   rel="$path/releases/$version"
-  # stage this host (the loop has no way to do it beforehand in parallel)
-  ssh_to "$ip" "cat > $path/shop-$version.tar.gz" < "$artifact"
-  ssh_to "$ip" "mkdir -p $rel && tar -xzf $path/shop-$version.tar.gz -C $rel"
+  pre=:
   if [ $first = 1 ]; then
-    ssh_to "$ip" "$rel/bin/demoapp migrate --log $mlog --version $version --phase pre"
+    pre="$rel/bin/demoapp migrate --log $mlog --version $version --phase pre"
     first=0
   fi
   lb "set server $backend/$name state drain" >/dev/null
   poll idle "$name"
-  ssh_to "$ip" "$path/current/bin/demoapp stop --dir $path"
-  ssh_to "$ip" "ln -sfn $rel $path/current.tmp && mv -T $path/current.tmp $path/current"
-  ssh_to "$ip" "$path/current/bin/demoapp start --dir $path --listen $listen"
-  poll ssh_to "$ip" "$path/current/bin/demoapp check --url http://$listen --version $version" >/dev/null 2>&1
-  ssh_to "$ip" "cat $path/current/VERSION" >/dev/null
+  ssh_to "$ip" "set -e
+cat > $path/shop-$version.tar.gz
+mkdir -p $rel && tar -xzf $path/shop-$version.tar.gz -C $rel
+$pre
+$path/current/bin/demoapp stop --dir $path
+ln -sfn $rel $path/current.tmp && mv -T $path/current.tmp $path/current
+$path/current/bin/demoapp start --dir $path --listen $listen
+until $path/current/bin/demoapp check --url http://$listen --version $version >/dev/null 2>&1; do sleep 0.02; done
+cat $path/current/VERSION" < "$artifact" >/dev/null
   poll checked "$name"
   lb "set server $backend/$name state ready" >/dev/null
   poll up "$name"

@@ -92,7 +92,7 @@ type Event struct {
 	Step     string        `json:"step,omitempty"`
 	Host     string        `json:"host,omitempty"`
 	Action   plan.Action   `json:"action,omitempty"`
-	Stream   string        `json:"stream,omitempty"` // stdout | stderr
+	Stream   string        `json:"stream,omitempty"` // stdout | stderr | check (one health check, as the host reported it)
 	Line     string        `json:"line,omitempty"`
 	Status   Status        `json:"status,omitempty"`
 	State    HostState     `json:"state,omitempty"`
@@ -128,6 +128,11 @@ type Summary struct {
 	Lock string `json:"lock,omitempty"`
 	// Forced is true when a second interrupt ended the run.
 	Forced bool `json:"forced,omitempty"`
+	// SSHSessions is how many SSH sessions the process opened to each
+	// host (the persistent shell, SFTP, kills of timed-out commands, and
+	// every command on a host without the shell), observation included;
+	// nil when the hosts are not reached over SSH.
+	SSHSessions map[string]int `json:"ssh_sessions,omitempty"`
 }
 
 // Sink consumes events. Emit must not block for long: views that may be slow

@@ -665,3 +665,71 @@ func TestPlanFileVersionsValidated(t *testing.T) {
 		t.Errorf("plan with an unknown action accepted (err %v)", err)
 	}
 }
+
+// A rollback goes back in the forward run's batches, reversed: the last
+// batch that started goes first, all its hosts in parallel, the canary
+// last. A host its own compensation took back, or that never switched, is
+// left out of its batch.
+func TestRollbackInReverseBatches(t *testing.T) {
+	inv := inventory(t, 8, "rollout: {batches: [1, 3]}\n", 8)
+	p, err := Build(inv, Assume(inv, "1.4.0"), Options{To: "2.0.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Forward: [web8] [web1 web2 web3] [web4 web5 web6] [web7]. The third
+	// batch failed on web5 (compensated), web6 never switched.
+	prog := Progress{Started: map[string]bool{}, Finished: map[string]bool{},
+		Switched: map[string]bool{}, Reverted: map[string]bool{"deploy/web5": true}}
+	for _, h := range []string{"web8", "web1", "web2", "web3", "web4", "web5", "web6"} {
+		prog.Started["deploy/"+h] = true
+		if h != "web6" {
+			prog.Switched["deploy/"+h] = true
+		}
+	}
+	rb, err := Rollback(inv, p, prog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]string
+	for _, s := range rb.Steps {
+		if s.Kind != StepDeploy {
+			continue
+		}
+		if s.Batch > len(got) {
+			got = append(got, nil)
+		}
+		got[s.Batch-1] = append(got[s.Batch-1], s.Host)
+	}
+	want := [][]string{{"web4"}, {"web3", "web2", "web1"}, {"web8"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("rollback batches %v, want %v", got, want)
+	}
+	if sizes := fmt.Sprint(rb.Settings.Batches); sizes != "[1 3 1]" {
+		t.Errorf("settings batches %s", sizes)
+	}
+	txt := RenderText(rb)
+	for _, w := range []string{"batch 2              roll back 2.0.0 → 1.4.0 on 3 hosts, in parallel", "web3, web2, web1", "web4; then web3, web2, web1; then web8"} {
+		if !strings.Contains(txt, w) {
+			t.Errorf("plan text lacks %q:\n%s", w, txt)
+		}
+	}
+}
+
+// An emergency downgrade goes in the emergency batches, each batch's
+// hosts in parallel: never one host at a time unless the batch says 1.
+func TestDowngradeInBatches(t *testing.T) {
+	inv := inventory(t, 5, "emergency: {batches: [2]}\n", 3)
+	p, err := Downgrade(inv, Assume(inv, "1.4.0"), DowngradeOptions{To: "1.3.2", Reason: "500s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range p.Steps {
+		if s.Kind == StepDeploy {
+			got = append(got, fmt.Sprintf("%d:%s", s.Batch, s.Host))
+		}
+	}
+	if want := []string{"1:web3", "1:web1", "2:web2", "2:web4", "3:web5"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("downgrade batches %v, want %v", got, want)
+	}
+}

@@ -118,9 +118,9 @@ func (p *Plan) outline() outline {
 			e.text = fmt.Sprintf("pre-deploy migration, once, on %s from the %s release — before any host switches; if it fails, no host has been touched", st.Host, st.To)
 		case StepDeploy:
 			// Fold the batch: every consecutive deploy step with the same
-			// batch (a rollback's one-at-a-time steps fold into one entry).
+			// batch.
 			j := i
-			for j < len(p.Steps) && p.Steps[j].Kind == StepDeploy && (p.Steps[j].Batch == st.Batch || p.Kind == KindRollback) && p.Steps[j].Hop == st.Hop {
+			for j < len(p.Steps) && p.Steps[j].Kind == StepDeploy && p.Steps[j].Batch == st.Batch && p.Steps[j].Hop == st.Hop {
 				e.hosts = append(e.hosts, p.Steps[j].Host)
 				j++
 			}
@@ -139,8 +139,8 @@ func (p *Plan) outline() outline {
 				e.text += ", in parallel"
 			}
 			if p.Kind == KindRollback {
-				e.name = "rollback"
-				e.text = fmt.Sprintf("roll back %s → %s on %s, one at a time, in reverse order of their upgrade", st.From, st.To, hostCount(len(e.hosts)))
+				// Batches go back in the reverse of the upgrade's order.
+				e.text += ", reverse order of the upgrade"
 			}
 			if p.Kind == KindRepair {
 				e.name = "repair"

@@ -26,9 +26,12 @@ type Progress struct {
 }
 
 // Rollback plans the return of every host that p switched, or began to
-// switch, to the version it ran before, in reverse order, one host at a time
-// with the same drain and health discipline. It is refused once a
-// post-migrate step of the hop being undone has started.
+// switch, to the version it ran before: in reverse batches — the hosts of
+// the last batch that started go back first, together, then the batch
+// before, and so on, the canary last — so a batch goes back with the
+// parallelism it went forward with, and with the same drain and health
+// discipline (no host gets traffic before it is healthy). It is refused
+// once a post-migrate step of the hop being undone has started.
 func Rollback(inv *fleet.Inventory, p *Plan, prog Progress) (*Plan, error) {
 	hop := -1
 	for _, s := range p.Steps {
@@ -51,9 +54,11 @@ func Rollback(inv *fleet.Inventory, p *Plan, prog Progress) (*Plan, error) {
 	r := newPlan(inv, obs, KindRollback, h.To, h.From, p.Settings.Balancer, slices.Contains(p.Actions, ActionVerify))
 	r.Hops = []Hop{{From: h.To, To: h.From}}
 	r.Settings.PauseAfterCanary = false
-	r.Settings.Batches = []fleet.BatchSize{{N: 1}}
+	r.Settings.WaitBetweenBatches = 0
 	r.Settings.OnFailure = fleet.OnFailurePause // a failing rollback stops for the operator
 	var hosts, never []string
+	var batches [][]string // the forward batches' hosts going back, in forward order
+	lastBatch := -1
 	for _, s := range p.Steps {
 		if s.Kind != StepDeploy || s.Hop != hop || !prog.Started[s.ID] || prog.Reverted[s.ID] {
 			continue
@@ -63,6 +68,11 @@ func Rollback(inv *fleet.Inventory, p *Plan, prog Progress) (*Plan, error) {
 			continue
 		}
 		hosts = append(hosts, s.Host)
+		if s.Batch != lastBatch || len(batches) == 0 {
+			batches = append(batches, nil)
+			lastBatch = s.Batch
+		}
+		batches[len(batches)-1] = append(batches[len(batches)-1], s.Host)
 	}
 	if len(never) > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("not in this rollback: %s never switched to %s", strings.Join(never, ", "), h.To))
@@ -71,15 +81,22 @@ func Rollback(inv *fleet.Inventory, p *Plan, prog Progress) (*Plan, error) {
 		r.Notes = append(r.Notes, fmt.Sprintf("nothing to roll back: every host of the hop to %s is already back on %s", h.To, h.From))
 		return r, nil
 	}
-	slices.Reverse(hosts)
+	slices.Reverse(batches)
 	lockHost := p.Settings.MigrationsHost
 	r.add(Step{ID: "preflight", Kind: StepPreflight, Hop: -1})
 	r.add(Step{ID: "lock", Kind: StepLock, Hop: -1, Host: lockHost, Mutating: true})
-	for i, host := range hosts {
-		r.add(Step{ID: "rollback/" + host, Kind: StepDeploy, Hop: 0, Batch: i + 1, Host: host, From: h.To, To: h.From, Mutating: true})
+	r.Settings.Batches = nil
+	var order []string
+	for i, b := range batches {
+		slices.Reverse(b)
+		r.Settings.Batches = append(r.Settings.Batches, fleet.BatchSize{N: len(b)})
+		for _, host := range b {
+			r.add(Step{ID: "rollback/" + host, Kind: StepDeploy, Hop: 0, Batch: i + 1, Host: host, From: h.To, To: h.From, Mutating: true})
+		}
+		order = append(order, strings.Join(b, ", "))
 	}
 	r.add(Step{ID: "unlock", Kind: StepUnlock, Hop: -1, Host: lockHost, Mutating: true})
-	r.Notes = append(r.Notes, fmt.Sprintf("goes back: %s (reverse order, one at a time)", strings.Join(hosts, ", ")))
+	r.Notes = append(r.Notes, fmt.Sprintf("goes back in reverse batches, each in parallel, as they went forward: %s", strings.Join(order, "; then ")))
 	if _, ok := p.Step(migrateID(p, hop)); ok && prog.Started[migrateID(p, hop)] {
 		r.Notes = append(r.Notes, fmt.Sprintf("the pre-deploy migration to %s stays: it is expand-only and %s runs on it", h.To, h.From))
 	}
@@ -113,8 +130,9 @@ type DowngradeOptions struct {
 
 // Downgrade plans an emergency downgrade: only to a version the running
 // release lists in downgrade_to, or, before any post-migrate, back to the
-// last run's upfrom. It uses the emergency batches and drain timeout, has no
-// canary pause and runs no migrations.
+// last run's upfrom. It goes in the emergency batches, each batch's hosts
+// in parallel (as an upgrade's); it uses the emergency drain timeout, has
+// no canary pause and runs no migrations.
 func Downgrade(inv *fleet.Inventory, obs Observed, o DowngradeOptions) (*Plan, error) {
 	if err := version.Valid(o.To); err != nil {
 		return nil, fmt.Errorf("--to: %w", err)

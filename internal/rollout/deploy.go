@@ -30,6 +30,10 @@ type hostRun struct {
 	// drain is what the drain action saw; wait-idle reports and confirms it.
 	drain      lb.DrainResult
 	drainStart time.Time
+	// version is what the version command prints in the health wait's
+	// command, still running when the health action ends (health.go);
+	// the version action waits for it, judges it and clears it.
+	version *versionRead
 }
 
 func (r *hostRun) emit(ev event.Event) {
@@ -288,7 +292,7 @@ func (r *hostRun) undoStop(ctx context.Context) (string, error) {
 	if err := r.cmd(ctx, fleet.CmdStart, r.back, e.to.Start); err != nil {
 		return "", fmt.Errorf("start %s: %w", r.step.From, err)
 	}
-	msg, err := e.waitHealthy(ctx, r, r.back)
+	msg, err := e.waitHealthy(ctx, r, r.back, false)
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", r.step.From, err)
 	}
@@ -334,11 +338,32 @@ func (r *hostRun) undoStart(ctx context.Context) (string, error) {
 }
 
 func (r *hostRun) runHealth(ctx context.Context) (string, error) {
-	return r.e.waitHealthy(ctx, r, r.vals)
+	acts := r.e.plan.Actions
+	i := slices.Index(acts, plan.ActionHealth)
+	next := i >= 0 && i+1 < len(acts) && acts[i+1] == plan.ActionVersion
+	return r.e.waitHealthy(ctx, r, r.vals, next)
 }
 
+// runVersion judges what the version command printed at the end of the
+// health wait, in the same remote command, or runs it now.
 func (r *hostRun) runVersion(ctx context.Context) (string, error) {
-	return r.e.checkVersion(ctx, r, r.vals)
+	v := r.version
+	r.version = nil
+	if v == nil {
+		return r.e.checkVersion(ctx, r, r.vals)
+	}
+	<-v.done // bounded: the command has its own timeout, its call a context
+	if v.err != nil {
+		return "", v.err
+	}
+	got, err := validVersion(r.h.Name, observe.VersionLine(v.out))
+	if err != nil {
+		return "", err
+	}
+	if got != r.vals.Version {
+		return "", fmt.Errorf("runs %q, want %q", got, r.vals.Version)
+	}
+	return "runs " + got + " (read in the health wait's command)", nil
 }
 
 func (r *hostRun) runEnable(ctx context.Context) (string, error) {
@@ -402,62 +427,15 @@ func (e *Engine) runningVersion(ctx context.Context, h fleet.Host, vals fleet.Va
 		}
 		got = path.Base(strings.TrimSpace(out))
 	}
-	if err := version.Valid(got); err != nil {
-		return "", fmt.Errorf("%s reports an invalid version: %w", h.Name, err)
-	}
-	return got, nil
+	return validVersion(h.Name, got)
 }
 
-// waitHealthy polls the health command until it has passed for stable_for,
-// or fails after the health timeout with the last failure's output. Each
-// check is bounded by timeouts.health_check and by what is left of the
-// health timeout.
-func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values) (string, error) {
-	st := e.plan.Settings
-	timeout, interval, stable := time.Duration(st.HealthTimeout), time.Duration(st.HealthInterval), time.Duration(st.StableFor)
-	t := e.inv.Template(fleet.CmdHealth)
-	script, err := t.Render(vals)
-	if err != nil {
-		return "", err
+// validVersion refuses what a host reports unless it is a valid version.
+func validVersion(host, got string) (string, error) {
+	if err := version.Valid(got); err != nil {
+		return "", fmt.Errorf("%s reports an invalid version: %w", host, err)
 	}
-	start := time.Now()
-	deadline := start.Add(timeout)
-	var okSince time.Time
-	checks := 0
-	var lastOut []string
-	var lastErr error
-	for {
-		checks++
-		var out []string
-		attempt := min(e.to.HealthCheck, max(time.Until(deadline), 0)+time.Second)
-		_, err := e.hostsRun(ctx, r.h.Name, remote.Command{Script: script, Env: vals.Env(), Timeout: attempt,
-			Stdout: func(l string) { out = append(out, l) }, Stderr: func(l string) { out = append(out, l) }})
-		now := time.Now()
-		if err == nil {
-			if okSince.IsZero() {
-				okSince = now
-			}
-			if now.Sub(okSince) >= stable {
-				return fmt.Sprintf("healthy after %d check(s) in %s", checks, now.Sub(start).Round(time.Millisecond)), nil
-			}
-		} else {
-			okSince, lastErr, lastOut = time.Time{}, err, out
-			if errors.Is(err, remote.ErrConnectionLost) || ctx.Err() != nil {
-				return "", err
-			}
-		}
-		if now.After(deadline) {
-			for _, l := range lastOut {
-				r.emit(event.Event{Type: event.StepOutput, Stream: "stderr", Line: l})
-			}
-			return "", fmt.Errorf("not healthy within %s (%d checks): %v", timeout, checks, lastErr)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(min(interval, time.Until(deadline)+time.Millisecond)):
-		}
-	}
+	return got, nil
 }
 
 // deployHost takes one host from step.From to step.To by running the

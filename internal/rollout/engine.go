@@ -151,6 +151,8 @@ type Engine struct {
 	comped     map[string]bool // deploy steps handled by their own compensation
 	// rbFailed are the hosts a rollback could not take back, and why.
 	rbFailed map[string]string
+	// sessions counts the SSH sessions per host, when Hosts can.
+	sessions SessionCounter
 }
 
 // New prepares an engine.
@@ -171,6 +173,7 @@ func New(cfg Config) *Engine {
 		progress: plan.Progress{Started: map[string]bool{}, Finished: map[string]bool{}},
 		forced:   make(chan struct{}), switched: map[string]bool{}, comped: map[string]bool{}, rbFailed: map[string]string{},
 	}
+	e.sessions, _ = cfg.Hosts.(SessionCounter)
 	e.to = cfg.Inventory.Timeouts
 	if c := cfg.CommandTimeout; c > 0 {
 		for _, d := range []*time.Duration{&e.to.Stop, &e.to.Start, &e.to.Switch, &e.to.Upload} {
@@ -835,6 +838,9 @@ func (e *Engine) summary(err error) event.Summary {
 	}
 	for _, sk := range orig.Skipped {
 		s.Skipped = append(s.Skipped, sk.Host)
+	}
+	if e.sessions != nil {
+		s.SSHSessions = e.sessions.SessionCounts()
 	}
 	if len(e.versions) > 0 {
 		s.Versions = map[string]string{}

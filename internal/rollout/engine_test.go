@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -200,11 +201,8 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 		err = f.rec(ctx, c.Timeout, host+" cleanup")
 	case s == "stop-cmd", s == "start-cmd":
 		err = f.rec(ctx, c.Timeout, host+" "+strings.TrimSuffix(s, "-cmd"))
-	case s == "health-cmd":
-		f.mu.Lock()
-		v := f.current[host]
-		f.mu.Unlock()
-		err = f.rec(ctx, c.Timeout, host+" health "+v)
+	case strings.Contains(s, "\nrelctl_health "):
+		return f.healthLoop(ctx, host, c)
 	case strings.HasPrefix(s, "migrate-cmd"), strings.HasPrefix(s, "post-cmd"):
 		err = f.rec(ctx, c.Timeout, host+" "+strings.Fields(s)[0]+" "+c.Env["RELCTL_VERSION"])
 	default:
@@ -215,6 +213,100 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 		return remote.Result{ExitCode: 1}, err
 	}
 	return remote.Result{}, nil
+}
+
+var healthCall = regexp.MustCompile(`(?m)^relctl_health (\S+) (\d+) (\d+) (\d+) (\d+) (\d+) (.*) (\S+) (\d+)$`)
+
+// healthLoop plays the host side of the health wait (health.go) as the
+// loop's shell text would: one logged "HOST health VERSION" per check,
+// each bounded by its check timeout, the check and verdict lines on
+// stdout, healthy once the checks have passed for stable_for, unhealthy
+// (exit 3) once a check ends past the health timeout. A check that loses
+// the connection, or whose process is killed, ends the whole command so.
+func (f *fakeFleet) healthLoop(ctx context.Context, host string, c remote.Command) (remote.Result, error) {
+	m := healthCall.FindStringSubmatch(c.Script)
+	if m == nil {
+		f.t.Errorf("health loop on %s without its call line: %q", host, c.Script)
+		return remote.Result{ExitCode: 127}, &remote.ExitError{Host: host, Code: 127}
+	}
+	msOf := func(s string) time.Duration { n, _ := strconv.Atoi(s); return time.Duration(n) * time.Millisecond }
+	nonce, interval, stable, timeout, check := m[1], msOf(m[2]), msOf(m[3]), msOf(m[4]), msOf(m[5])
+	if script := strings.Trim(m[7], "'"); script != "health-cmd" {
+		f.t.Errorf("health loop on %s runs %q", host, script)
+	}
+	out := func(format string, args ...any) {
+		if c.Stdout != nil {
+			c.Stdout(fmt.Sprintf(format, args...))
+		}
+	}
+	start := time.Now()
+	deadline := start.Add(timeout)
+	var okSince time.Time
+	for n := 1; ; n++ {
+		f.mu.Lock()
+		v := f.current[host]
+		f.mu.Unlock()
+		attempt := min(check, max(time.Until(deadline), 0)+time.Second)
+		t0 := time.Now()
+		err := f.rec(ctx, attempt, host+" health "+v)
+		now := time.Now()
+		status, timedOut := 0, 0
+		switch {
+		case err == nil:
+			if okSince.IsZero() {
+				okSince = now
+			}
+		case errors.Is(err, remote.ErrTimeout):
+			status, timedOut, okSince = 143, 1, time.Time{}
+		case errors.Is(err, remote.ErrConnectionLost), ctx.Err() != nil, err.Error() == "killed":
+			return remote.Result{ExitCode: -1}, err
+		default:
+			status, okSince = 1, time.Time{}
+		}
+		out("relctl-check:%s %d %d %d %d", nonce, n, status, now.Sub(t0).Milliseconds(), timedOut)
+		if err != nil && timedOut == 0 {
+			out("%v", err)
+		}
+		if !okSince.IsZero() && now.Sub(okSince) >= stable {
+			out("relctl-healthy:%s %d %d", nonce, n, now.Sub(start).Milliseconds())
+			if then := strings.Trim(m[8], "'"); then != "" {
+				// The version command, run once healthy, as the fleet
+				// runs any command.
+				out("relctl-then-out:%s", nonce)
+				var stdout []string
+				t0 := time.Now()
+				_, err := f.Run(ctx, host, remote.Command{Script: then, Timeout: msOf(m[9]), Stdout: func(l string) { stdout = append(stdout, l) }})
+				st, tmo := 0, 0
+				switch {
+				case err == nil:
+				case errors.Is(err, remote.ErrTimeout):
+					st, tmo = 143, 1
+				case errors.Is(err, remote.ErrConnectionLost), ctx.Err() != nil, err.Error() == "killed":
+					return remote.Result{ExitCode: -1}, err
+				default:
+					st = 1
+				}
+				for _, l := range stdout {
+					out("%s", l)
+				}
+				out("relctl-then-err:%s", nonce)
+				if err != nil && tmo == 0 {
+					out("%v", err)
+				}
+				out("relctl-then:%s %d %d %d", nonce, st, time.Since(t0).Milliseconds(), tmo)
+			}
+			return remote.Result{}, nil
+		}
+		if !now.Before(deadline) {
+			out("relctl-unhealthy:%s %d %d", nonce, n, now.Sub(start).Milliseconds())
+			return remote.Result{ExitCode: 3}, &remote.ExitError{Host: host, Code: 3}
+		}
+		select {
+		case <-ctx.Done():
+			return remote.Result{ExitCode: -1}, ctx.Err()
+		case <-time.After(min(interval, time.Until(deadline)+time.Millisecond)):
+		}
+	}
 }
 
 func (f *fakeFleet) Upload(ctx context.Context, host, local, remotePath, sha string) (bool, error) {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -623,5 +624,76 @@ func TestBudgetedFailureStopsBeforeTheNextHop(t *testing.T) {
 	}
 	if code, _ := view.Verdict(view.RunEnd{Outcome: res.Outcome, Summary: res.Summary}); code != view.ExitPartial {
 		t.Errorf("exit %d", code)
+	}
+}
+
+// A rollback goes back in the forward run's batches, reversed, each
+// batch's hosts in parallel as they went forward: web1 and web2 (one
+// batch) are stopped for the rollback at the same time. Each still gets
+// traffic only once healthy: its enable follows its health check.
+func TestRollbackGoesBackInParallelBatches(t *testing.T) {
+	h := newHarness(t, "rollout: {batches: [2], pause_after_canary: false}")
+	h.fake.failOn["web3 health 1.1.0"] = errors.New("exit status 1")
+	// Both rollback stops must be in flight together: each waits for the
+	// other (a rollback one host at a time would time out here).
+	var mu sync.Mutex
+	arrived := map[string]bool{}
+	both := make(chan struct{})
+	h.fake.hook = func(s string) error {
+		if s != "web1 stop" && s != "web2 stop" {
+			return nil
+		}
+		h.fake.mu.Lock()
+		back := h.fake.current[strings.Fields(s)[0]] == "1.1.0"
+		h.fake.mu.Unlock()
+		if !back {
+			return nil // the forward stop
+		}
+		mu.Lock()
+		arrived[s] = true
+		if len(arrived) == 2 {
+			close(both)
+		}
+		mu.Unlock()
+		select {
+		case <-both:
+			return nil
+		case <-time.After(20 * time.Second):
+			return fmt.Errorf("%s: the other host of its batch did not go back at the same time", s)
+		}
+	}
+	res := h.run(t, "1.1.0", AutoApprove{})
+	if res.Outcome != event.OutcomeRolledBack {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	for _, host := range []string{"web1", "web2", "web3"} {
+		if h.fake.current[host] != "1.0.0" || !h.fake.up[host] {
+			t.Errorf("%s runs %s, in rotation %v", host, h.fake.current[host], h.fake.up[host])
+		}
+		log := h.fake.log
+		health := slices.Index(log, host+" health 1.0.0")
+		enable := slices.Index(log, "lb enable "+host)
+		if host != "web3" {
+			// The rollback's enable is the last one of the host.
+			for i, l := range log {
+				if l == "lb enable "+host {
+					enable = i
+				}
+			}
+		}
+		if health < 0 || enable < health {
+			t.Errorf("%s: back in rotation (log %d) before its health check passed (log %d)", host, enable, health)
+		}
+	}
+	var ids []string
+	for _, e := range h.eventsOf(event.PlanChanged) {
+		for _, s := range e.Plan.Steps {
+			if s.Kind == plan.StepDeploy {
+				ids = append(ids, fmt.Sprintf("%d:%s", s.Batch, s.Host))
+			}
+		}
+	}
+	if want := []string{"1:web2", "1:web1"}; !slices.Equal(ids, want) {
+		t.Errorf("rollback plan %v, want %v", ids, want)
 	}
 }

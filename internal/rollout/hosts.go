@@ -173,6 +173,18 @@ func (s *SSH) Upload(ctx context.Context, host, local, remotePath, sha string) (
 	return c.Upload(ctx, local, remotePath, sha)
 }
 
+// SessionCounter is a Hosts that counts the SSH sessions it opened per
+// host; the run's summary reports them.
+type SessionCounter interface {
+	SessionCounts() map[string]int
+}
+
+var _ SessionCounter = (*SSH)(nil)
+
+// SessionCounts implements SessionCounter: the sessions the pool opened to
+// each host since it was made.
+func (s *SSH) SessionCounts() map[string]int { return s.Pool.SessionCounts() }
+
 // Output runs script on host and returns its trimmed stdout.
 func (s *SSH) Output(ctx context.Context, host, script string) (string, error) {
 	return output(ctx, s, host, script)

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/relctl/relctl/internal/demo/sshserver"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/remote"
 	"github.com/relctl/relctl/internal/view"
@@ -243,4 +245,73 @@ func TestFaultMatrixRealSSH(t *testing.T) {
 		}
 	}
 	t.Logf("over real SSH (in-process servers, real sh), fault on web2:\n%s", strings.Join(table, "\n"))
+}
+
+// A whole 1.0.0 → 1.1.0 upgrade opens two SSH sessions per host, whatever
+// the number of steps: the persistent shell and the upload's SFTP. The
+// summary says so, and so does the plain view. A rollback that follows a
+// failed health wait stays within the same two.
+func TestSessionsPerHostRealSSH(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real transport")
+	}
+	for _, c := range []struct {
+		name    string
+		fault   string
+		outcome event.Outcome
+	}{
+		{"upgrade", "", event.OutcomeSucceeded},
+		{"rollback after web2's health fails", "health 1.1.0 fail\n", event.OutcomeRolledBack},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			root, hosts, inv, conn := startRealFleet(t, 3)
+			if c.fault != "" {
+				if err := os.WriteFile(filepath.Join(hosts[1].dir, "fault"), []byte(c.fault), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			bal := newFake(t, []string{"web1", "web2", "web3"}, "1.0.0")
+			p, err := plan.Build(inv, plan.Assume(inv, "1.0.0"), plan.Options{To: "1.1.0"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			art := filepath.Join(root, "shop-1.1.0.tar.gz")
+			data, _ := os.ReadFile(art)
+			sum := sha256.Sum256(data)
+			j, err := journal.Create(t.TempDir(), "r")
+			if err != nil {
+				t.Fatal(err)
+			}
+			bus := event.NewBus("r", nil, j)
+			res := New(Config{Inventory: inv, Plan: p, Hosts: conn, Balancer: bal, Bus: bus, RunID: "r", Owner: "o", Journal: j,
+				Artifacts: map[string]Artifact{"1.1.0": {Path: art, SHA256: hex.EncodeToString(sum[:])}}}).Run(context.Background())
+			if res.Outcome != c.outcome {
+				t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+			}
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+			run, err := journal.Read(j.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run.Summary == nil || !maps.Equal(run.Summary.SSHSessions, res.Summary.SSHSessions) {
+				t.Errorf("journal's summary %+v, want sessions %v", run.Summary, res.Summary.SSHSessions)
+			}
+			for _, h := range hosts {
+				n := res.Summary.SSHSessions[h.name]
+				if n != 2 || conn.Pool.Sessions(h.name) != n {
+					t.Errorf("%s: %d sessions in the summary, %d counted by the pool; want 2 (shell + sftp)", h.name, n, conn.Pool.Sessions(h.name))
+				}
+				if want := map[event.Outcome]string{event.OutcomeSucceeded: "1.1.0", event.OutcomeRolledBack: "1.0.0"}[c.outcome]; readCurrent(t, h.dir) != want {
+					t.Errorf("%s runs %s, want %s", h.name, readCurrent(t, h.dir), want)
+				}
+			}
+			var b strings.Builder
+			view.Summary(&b, res.Outcome, res.Summary)
+			if !strings.Contains(b.String(), "ssh sessions:\t2 per host (max 2)") {
+				t.Errorf("summary:\n%s", b.String())
+			}
+		})
+	}
 }

@@ -167,7 +167,37 @@ func Summary(w io.Writer, outcome event.Outcome, s event.Summary) {
 	if s.Error != "" {
 		fmt.Fprintf(w, "error:\t%s\n", s.Error)
 	}
+	if line := SessionsLine(s.SSHSessions); line != "" {
+		fmt.Fprintf(w, "ssh sessions:\t%s\n", line)
+	}
 	if s.Journal != "" {
 		fmt.Fprintf(w, "journal:\t%s\n", s.Journal)
 	}
+}
+
+// SessionsLine says how many SSH sessions a run opened per host: "2 per
+// host (max 2)", or with a mean and the host of the maximum when they
+// differ ("2.3 per host (max 4: web2)"); "" when nothing was counted.
+func SessionsLine(counts map[string]int) string {
+	if len(counts) == 0 {
+		return ""
+	}
+	hosts := make([]string, 0, len(counts))
+	total := 0
+	for h, n := range counts {
+		hosts = append(hosts, h)
+		total += n
+	}
+	sort.Strings(hosts)
+	top := hosts[0]
+	for _, h := range hosts {
+		if counts[h] > counts[top] {
+			top = h
+		}
+	}
+	mean := float64(total) / float64(len(counts))
+	if total%len(counts) == 0 && counts[top] == total/len(counts) {
+		return fmt.Sprintf("%d per host (max %d)", total/len(counts), counts[top])
+	}
+	return fmt.Sprintf("%.1f per host (max %d: %s)", mean, counts[top], top)
 }
