@@ -22,6 +22,7 @@ type (
 	fleetMsg struct {
 		hosts   []observe.Host
 		lock    *rollout.LockInfo
+		lockErr error // the lock could not be read: it is unknown, not free
 		servers []lb.ServerState
 		targets []string
 		err     error
@@ -65,8 +66,8 @@ func refreshCmd(ctx context.Context, b Backend, gen int) tea.Cmd {
 		hosts, err := b.Observe(ctx)
 		m.hosts = hosts
 		errs = append(errs, err)
-		m.lock, err = b.Lock(ctx)
-		errs = append(errs, err)
+		m.lock, m.lockErr = b.Lock(ctx)
+		errs = append(errs, m.lockErr)
 		m.servers, err = b.Balancer(ctx)
 		errs = append(errs, err)
 		m.targets = b.Targets()

@@ -22,6 +22,7 @@ type fleetPane struct {
 
 	hosts         []observe.Host
 	lock          *rollout.LockInfo
+	lockErr       error // why the lock could not be read (then it is unknown)
 	servers       map[string][]lb.ServerState
 	targets       []string
 	targetCur     int
@@ -48,7 +49,7 @@ func (f *fleetPane) apply(msg fleetMsg) {
 	if msg.gen >= f.freshGen {
 		f.fleetStale = false
 	}
-	f.hosts, f.lock, f.targets = msg.hosts, msg.lock, msg.targets
+	f.hosts, f.lock, f.lockErr, f.targets = msg.hosts, msg.lock, msg.lockErr, msg.targets
 	f.servers = map[string][]lb.ServerState{}
 	for _, s := range msg.servers {
 		f.servers[s.Server] = append(f.servers[s.Server], s)

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -540,5 +541,22 @@ func TestUnfinishedRollbackAsThePlannerSays(t *testing.T) {
 	press(t, m2, "r")
 	if m2.dialog != dlgUnfinished {
 		t.Fatal("r past the last post-migrate did something")
+	}
+}
+
+// A lock that cannot be read is unknown, never "free": an operator must not
+// take a fleet for unlocked because the lock host did not answer.
+func TestLockThatCannotBeReadIsUnknown(t *testing.T) {
+	b := newFakeBackend(3)
+	m := testModel(t, b, Options{}, 160, 48)
+	drain(t, m, m.Init(), 0)
+	why := errors.New("read lock on web1: ssh: connect to 10.0.0.11:22: connection refused")
+	send(t, m, fleetMsg{hosts: b.hosts, servers: b.servers, targets: b.targets, lockErr: why, err: why})
+	text := screenText(m)
+	if strings.Contains(text, "lock: free") {
+		t.Fatalf("an unreadable lock is shown as free:\n%s", text)
+	}
+	if !strings.Contains(strings.Join(strings.Fields(text), " "), "lock: unknown (read lock on web1") {
+		t.Fatalf("the lock is not shown as unknown with why:\n%s", text)
 	}
 }

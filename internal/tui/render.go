@@ -182,6 +182,8 @@ func (m *fleetPane) lockText() string {
 	switch {
 	case m.loading && m.hosts == nil:
 		return "lock: …"
+	case m.lockErr != nil:
+		return "lock: unknown (" + m.lockErr.Error() + ")"
 	case m.lock == nil:
 		return "lock: free"
 	}
