@@ -219,7 +219,7 @@ func (m dialogView) rollbackText(w int) (string, []string, bool) {
 	if len(hosts) == 0 {
 		return "Roll back?", []string{"No host has been switched yet: the run stops and nothing needs to go back.", "", m.keyLine}, true
 	}
-	lines := []string{fmt.Sprintf("These %d host(s) go back to %s, one at a time, in this order (after the hosts in flight):", len(hosts), info.to)}
+	lines := []string{fmt.Sprintf("These %d host(s) go back to %s, in the run's batches reversed, each batch in parallel, in this order (after the hosts in flight):", len(hosts), info.to)}
 	lines = append(lines, wrapList(hosts, w, 6)...)
 	lines = append(lines, "Every other host stays as it is.")
 	if m.pausedForDialog {
