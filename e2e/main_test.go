@@ -13,13 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/journal"
+	"github.com/relctl/relctl/internal/testkit/syncbuf"
 	"github.com/relctl/relctl/internal/testkit/testfleet"
 )
 
@@ -118,10 +118,10 @@ func (s *stage) relctl(args ...string) (int, string, string) {
 }
 
 // background starts relctl and returns it with its stderr buffer.
-func (s *stage) background(args ...string) (*exec.Cmd, *syncBuffer) {
+func (s *stage) background(args ...string) (*exec.Cmd, *syncbuf.Buffer) {
 	s.t.Helper()
 	c := s.cmd(args...)
-	buf := &syncBuffer{}
+	buf := &syncbuf.Buffer{}
 	c.Stdout, c.Stderr = buf, buf
 	if err := c.Start(); err != nil {
 		s.t.Fatal(err)
@@ -183,21 +183,4 @@ func (s *stage) wantAll(v string) {
 			s.t.Errorf("%s runs %s, want %s", s.f.Hosts[i].Name, got, v)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

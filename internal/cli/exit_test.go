@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/plan"
+	"github.com/relctl/relctl/internal/testkit/syncbuf"
 )
 
 // TestVerdictTable is the contract of README.md's exit code table: outcome
@@ -123,7 +123,7 @@ func TestInterruptsFirstCancelsSecondForces(t *testing.T) {
 	defer close(done)
 	ctx, cancel := context.WithCancel(context.Background())
 	force := make(chan struct{})
-	var errb syncBuffer
+	var errb syncbuf.Buffer
 	go interrupts(sigs, done, cancel, force, &errb)
 	sigs <- syscall.SIGINT
 	select {
@@ -150,21 +150,4 @@ func TestInterruptsFirstCancelsSecondForces(t *testing.T) {
 	if out := errb.String(); !strings.Contains(out, "interrupt again to force") || !strings.Contains(out, "already forcing") {
 		t.Errorf("stderr %q", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -5,13 +5,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/plan"
+	"github.com/relctl/relctl/internal/testkit/syncbuf"
 )
 
 // The migration wrapper on real sh: a migration runs once per run, whatever
@@ -74,7 +74,7 @@ func TestMigrationWrapperWaitsForTheRunningOne(t *testing.T) {
 	}
 	// The resume: it must wait for the running migration, not start one.
 	second := exec.Command("sh", "-c", migrationWrapper(rec, migrate))
-	out := &lockedBuf{}
+	out := &syncbuf.Buffer{}
 	second.Stdout, second.Stderr = out, out
 	if err := second.Start(); err != nil {
 		t.Fatal(err)
@@ -94,24 +94,6 @@ func TestMigrationWrapperWaitsForTheRunningOne(t *testing.T) {
 	if b, _ := os.ReadFile(count); strings.Count(string(b), "x") != 1 {
 		t.Fatalf("the migration ran %d times", strings.Count(string(b), "x"))
 	}
-}
-
-// lockedBuf is a buffer a child process writes while the test reads it.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestMigrationWrapperRefusesAnUnknownEnd(t *testing.T) {
