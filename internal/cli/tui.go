@@ -138,6 +138,7 @@ func (h *runHandle) Pause()                    { h.eng.Pause() }
 func (h *runHandle) Resume()                   { h.eng.Resume() }
 func (h *runHandle) Abort(why string)          { h.eng.Abort(why) }
 func (h *runHandle) RequestRollback()          { h.eng.RequestRollback() }
+func (h *runHandle) Force()                    { h.eng.Force() }
 func (h *runHandle) Answer(d rollout.Decision) { h.gate.Answer(d) }
 
 // start runs pr through ops.Start: a fresh observation and the stale-plan

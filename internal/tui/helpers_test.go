@@ -89,6 +89,7 @@ func (h *fakeHandle) Pause()                    { h.rec("pause") }
 func (h *fakeHandle) Resume()                   { h.rec("resume") }
 func (h *fakeHandle) Abort(why string)          { h.rec("abort: " + why) }
 func (h *fakeHandle) RequestRollback()          { h.rec("rollback") }
+func (h *fakeHandle) Force()                    { h.rec("force") }
 func (h *fakeHandle) Answer(d rollout.Decision) { h.rec("answer: " + string(d)) }
 func (h *fakeHandle) Calls() []string {
 	h.mu.Lock()

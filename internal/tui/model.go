@@ -319,6 +319,11 @@ func (m *model) handleEvents(evs eventsMsg) tea.Cmd {
 			m.now = e.Time
 		}
 		m.run.apply(e)
+		if e.Type == event.Control && e.Control == event.CtlForced {
+			// Forced from outside (the CLI's second signal): quit once
+			// the run has ended, as after a second Ctrl-C.
+			m.quitting, m.interrupted, m.forced = true, true, true
+		}
 		if e.Type == event.RunFinished {
 			m.outcome, m.summary = e.Outcome, e.Summary
 		}
@@ -363,16 +368,20 @@ func (m *model) handleClosed() tea.Cmd {
 
 func (m *model) runEnded() tea.Cmd {
 	m.handle = nil
-	if m.quitting {
-		return tea.Quit
-	}
 	if m.dialog != dlgNone {
 		m.dialog = dlgNone
 	}
 	m.screen = screenDone
 	m.list.sel, m.list.offset = "", 0
 	m.outScroll = 0
+	m.logv, m.filtering = nil, false
+	m.filter.Blur()
 	m.notice = "" // what a key said during the run; the summary says how it ended
+	if m.quitting {
+		// The last frame is the summary, naming every host not in
+		// service; relctl prints it again after the TUI closes.
+		return tea.Quit
+	}
 	if m.downgradeAfter {
 		// The summary first: the operator reads how the run ended, then
 		// opens the downgrade.
@@ -387,17 +396,57 @@ func (m *model) runEnded() tea.Cmd {
 	return cmd
 }
 
+// handleInterrupt: the context ended (the CLI's first SIGINT, SIGTERM or
+// SIGHUP). Without a run the TUI quits; during one it is the first
+// interrupt (see interrupt).
 func (m *model) handleInterrupt() tea.Cmd {
 	if !m.runActive() {
 		return tea.Quit
 	}
-	if m.quitting {
-		return nil
-	}
-	m.quitting = true
+	return m.interrupt()
+}
+
+// interrupt gives Ctrl-C inside the TUI (where it is a key, not a signal)
+// the CLI's semantics. The first asks the run to stop after the hosts in
+// flight (they finish or are reverted) and starts nothing new; the second
+// forces: the command in flight is cut, the host in flight gets one
+// bounded attempt to go back into rotation, and the summary names every
+// host not in service. Either way the TUI quits once the run has
+// finished, and relctl exits with the code the CLI would.
+//
+// An abort already sent (the quit dialog, a signal) counts as the first.
+func (m *model) interrupt() tea.Cmd {
 	m.dialog = dlgNone
-	m.notice = "interrupted: aborting the run; waiting for the hosts in flight to finish or revert"
-	return m.abortCmd("interrupted")
+	switch {
+	case !m.quitting:
+		m.quitting, m.interrupted = true, true
+		m.stopHosts = m.run.inFlight()
+		return m.abortCmd("interrupted (Ctrl-C)")
+	case !m.forced:
+		m.interrupted, m.forced = true, true
+		if m.run.gate != nil {
+			m.run.gate = nil
+		}
+		h := m.handle
+		return call("force", h.Force)
+	}
+	m.notice = "already forcing: relctl quits as soon as the run has settled the journal and the lock"
+	return nil
+}
+
+// stopBanner says what an interrupt is doing, while the run ends.
+func (m *model) stopBanner() string {
+	if !m.interrupted || !m.runActive() {
+		return ""
+	}
+	if m.forced {
+		return "FORCED: the command in flight is cut; the host in flight gets one bounded attempt to go back into rotation, then relctl quits and names every host not in service"
+	}
+	what := "the hosts in flight"
+	if len(m.stopHosts) > 0 {
+		what = strings.Join(m.stopHosts, ", ")
+	}
+	return "stopping after " + what + "… Ctrl-C again to force"
 }
 
 // abortCmd asks the run to stop safely; a pending gate is answered Abort
@@ -425,6 +474,14 @@ func (m *model) openDowngradePick() tea.Cmd {
 // or the screen.
 func (m *model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 	m.notice = ""
+	if msg.String() == "ctrl+c" && m.runActive() {
+		// Ctrl-C is a key here, not a signal: it means what it means to
+		// the CLI, wherever the focus is (dialog, log, filter).
+		m.filtering = false
+		m.filter.Blur()
+		m.logv = nil
+		return m.interrupt()
+	}
 	switch {
 	case m.logv != nil && !m.filtering && m.dialog == dlgNone:
 		return m.logKey(msg)

@@ -192,7 +192,7 @@ func (m *fleetPane) lockText() string {
 
 // footerLines are the status lines (wrapped, never cut) and the help.
 func (m *model) footerLines(w int) []string {
-	var status []string
+	var status, banner []string
 	wrapped := func(st lipgloss.Style, s string) []string {
 		_, h := m.inner()
 		lines := strings.Split(ansi.Wordwrap(s, w, ""), "\n")
@@ -207,6 +207,9 @@ func (m *model) footerLines(w int) []string {
 		}
 		return out
 	}
+	if b := m.stopBanner(); b != "" {
+		banner = wrapped(m.st.badStrong, b)
+	}
 	switch {
 	case m.notice != "":
 		status = wrapped(m.st.notice, m.notice)
@@ -216,10 +219,10 @@ func (m *model) footerLines(w int) []string {
 		status = []string{m.filter.View()}
 	case m.filter.Value() != "" && m.logv == nil && (m.screen == screenFleet || m.screen == screenRun || m.screen == screenDone):
 		status = []string{m.st.dim.Render(cell(fmt.Sprintf("filter: %q (/ to change, esc in the filter clears it)", m.filter.Value()), w))}
-	default:
+	case banner == nil:
 		status = []string{""}
 	}
-	out := status
+	out := append(banner, status...)
 	if m.help.ShowAll {
 		out = append(out, strings.Split(m.help.View(m.keys), "\n")...)
 	} else {

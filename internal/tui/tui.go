@@ -66,6 +66,10 @@ type Handle interface {
 	Resume()
 	Abort(why string)
 	RequestRollback()
+	// Force ends the run now (a second Ctrl-C): the command in flight is
+	// cut, the host in flight gets one bounded attempt to go back into
+	// rotation, and the run finishes naming every host not in service.
+	Force()
 	// Answer answers the pending gate (see Gate).
 	Answer(d rollout.Decision)
 }
