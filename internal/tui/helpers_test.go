@@ -130,7 +130,18 @@ func newFakeBackend(n int) *fakeBackend {
 }
 
 func (b *fakeBackend) Observe(context.Context) ([]observe.Host, error) { return b.hosts, nil }
-func (b *fakeBackend) Lock(context.Context) (*rollout.LockInfo, error) { return b.lock, nil }
+func (b *fakeBackend) Lock(context.Context) (*rollout.LockInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lock, nil
+}
+
+// setLock changes the lock while the TUI runs.
+func (b *fakeBackend) setLock(li *rollout.LockInfo) {
+	b.mu.Lock()
+	b.lock = li
+	b.mu.Unlock()
+}
 func (b *fakeBackend) Balancer(context.Context) ([]lb.ServerState, error) {
 	return b.servers, nil
 }

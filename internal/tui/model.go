@@ -143,7 +143,9 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case fleetMsg:
 		m.handleFleet(msg)
 	case planMsg:
-		m.handlePlan(msg)
+		cmd = m.handlePlan(msg)
+	case lockMsg:
+		m.handleLock(msg)
 	case downTargetsMsg:
 		m.handleDownTargets(msg)
 	case gateLBMsg:
@@ -248,7 +250,7 @@ func (m *model) handleFleet(msg fleetMsg) {
 	m.clampList()
 }
 
-func (m *model) handlePlan(msg planMsg) {
+func (m *model) handlePlan(msg planMsg) tea.Cmd {
 	m.planning = false
 	if msg.err != nil {
 		m.err = msg.err.Error()
@@ -258,12 +260,39 @@ func (m *model) handlePlan(msg planMsg) {
 		case m.screen == screenFleet && m.emergency:
 			m.downgradePick = true // pick another version
 		}
-		return
+		return nil
 	}
 	m.err = ""
 	m.reason.Blur()
 	m.setPlan(msg.plan)
 	m.screen = screenPlan
+	// The preview says who holds the lock as it is now, not as the
+	// fleet screen last saw it.
+	return m.readLock()
+}
+
+// readLock asks for a fresh look at the lock.
+func (m *model) readLock() tea.Cmd {
+	m.lockGen++
+	m.lockReading = true
+	return lockCmd(m.ctx, m.b, m.lockGen)
+}
+
+// handleLock takes the answer of the latest lock read.
+func (m *model) handleLock(msg lockMsg) {
+	if msg.gen != m.lockGen {
+		return
+	}
+	m.lockReading = false
+	m.lock, m.lockErr = msg.lock, msg.err
+}
+
+// planLocked reports whether another run holds the lock (a live lease),
+// as last read: the preview's start is off then. A lock that cannot be
+// read does not turn it off; the start reads it again either way, and the
+// engine's lock step decides.
+func (m *model) planLocked() bool {
+	return m.lockErr == nil && m.lock != nil && !m.lock.Expired()
 }
 
 // handleDownTargets: the planner's answer for each version.
@@ -793,6 +822,10 @@ func (m *model) planKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.scroll(page, m.planMaxTop())
 	case key.Matches(msg, k.StartPlan):
 		m.dialog = dlgStart
+	case key.Matches(msg, k.StartLocked):
+		m.notice = "start is off: the fleet's lock is " + m.lock.String() + ". Wait for that run to end (relctl status shows it); R reads the lock again."
+	case key.Matches(msg, k.Refresh):
+		return m.readLock()
 	case key.Matches(msg, k.Back):
 		m.screen, m.err = screenFleet, ""
 		m.emergency, m.downgradePick = false, false
@@ -941,6 +974,7 @@ func (m *model) syncKeys() {
 		k.PageDown.SetEnabled(m.offset < max(n-m.listHeight(), 0))
 		k.Filter.SetEnabled(len(m.hosts) > 0)
 		k.Refresh.SetEnabled(!m.loading)
+		k.Refresh.SetHelp("R", "refresh")
 		ts := m.pickable()
 		k.Up.SetEnabled(m.targetCur > 0)
 		k.Down.SetEnabled(m.targetCur < len(ts)-1)
@@ -965,7 +999,11 @@ func (m *model) syncKeys() {
 		k.Down.SetHelp("↓/j", "down")
 		k.Back.SetEnabled(!m.starting)
 		k.Back.SetHelp("esc", "back")
-		k.StartPlan.SetEnabled(m.plan != nil && !m.plan.Empty() && !m.starting)
+		startable := m.plan != nil && !m.plan.Empty() && !m.starting
+		k.StartPlan.SetEnabled(startable && !m.planLocked())
+		k.StartLocked.SetEnabled(startable && m.planLocked())
+		k.Refresh.SetEnabled(!m.lockReading && !m.starting)
+		k.Refresh.SetHelp("R", "re-read lock")
 	case screenRun, screenDone:
 		m.syncListKeys()
 		if m.screen == screenDone {

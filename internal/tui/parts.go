@@ -77,6 +77,10 @@ type planPane struct {
 	plan     *plan.Plan
 	planTop  int // first visible line of the plan
 	planning bool
+	// lockReading: the preview asked for a fresh look at the lock (as it
+	// opened, or on R); lockGen is that read's number.
+	lockReading bool
+	lockGen     int
 }
 
 // scroll moves the preview by d lines, never past its ends.

@@ -129,6 +129,13 @@ func (m *model) headerLines(w int) []string {
 		}
 	case screenPlan:
 		left += " · plan preview"
+		right = m.lockText()
+		if m.lockGen > 0 {
+			right = m.lockHeld() // the preview's own read
+		}
+		if m.lockReading {
+			right = "lock: reading…"
+		}
 	case screenReason:
 		left += " · emergency downgrade"
 	case screenRun, screenDone:
@@ -179,9 +186,15 @@ func (m *model) reasonText() string {
 }
 
 func (m *fleetPane) lockText() string {
-	switch {
-	case m.loading && m.hosts == nil:
+	if m.loading && m.hosts == nil {
 		return "lock: …"
+	}
+	return m.lockHeld()
+}
+
+// lockHeld is the lock as last read.
+func (m *fleetPane) lockHeld() string {
+	switch {
 	case m.lockErr != nil:
 		return "lock: unknown (" + m.lockErr.Error() + ")"
 	case m.lock == nil:
