@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -37,6 +38,7 @@ type tuiBackend struct {
 	prepared map[*plan.Plan]*ops.Prepared // what each plan the TUI holds was prepared with
 	refused  error                        // the last start refused by the lock, until a run starts
 	result   *rollout.Result              // how the last run ended
+	runDone  chan struct{}                // closed once result is set
 }
 
 var _ tui.Backend = (*tuiBackend)(nil)
@@ -156,12 +158,15 @@ func (b *tuiBackend) start(pr *ops.Prepared) (tui.Handle, <-chan event.Event, er
 		return nil, nil, err
 	}
 	b.refused = nil
+	done := make(chan struct{})
+	b.runDone = done
 	go func() {
 		defer ch.Close()
 		res := run.Wait(b.ctx)
 		b.mu.Lock()
 		b.result = &res
 		b.mu.Unlock()
+		close(done)
 	}()
 	return &runHandle{eng: run.Engine, gate: gate}, ch.C, nil
 }
@@ -235,6 +240,26 @@ func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o 
 	outcome, sum, err := tui.Run(ctx, b, o, ios.In, ios.Out)
 	if err != nil {
 		return err
+	}
+	return tb.exit(outcome, sum)
+}
+
+// exit reports how the TUI's last run ended, as the CLI does after a run
+// (the summary, every host not in service named), and returns the error
+// carrying the exit code the CLI would give (view.Verdict; 4 for a start
+// the lock refused).
+func (tb *tuiBackend) exit(outcome event.Outcome, sum *event.Summary) error {
+	ios := tb.ios
+	tb.mu.Lock()
+	done := tb.runDone
+	tb.mu.Unlock()
+	if done != nil && sum != nil {
+		// The TUI quits on the run's last event; the engine returns right
+		// after it, with the lock's state.
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+		}
 	}
 	tb.mu.Lock()
 	res, refused := tb.result, tb.refused
