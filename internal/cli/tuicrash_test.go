@@ -264,3 +264,77 @@ func TestTUIResumesAnUnfinishedRun(t *testing.T) {
 		t.Errorf("the final screen:\n%s", scr)
 	}
 }
+
+// relctl is killed during the pre-deploy migration; the next relctl opens
+// the TUI on the unfinished run and the operator asks to roll it back:
+// nothing was switched, and the screen says the migration still runs on
+// web1 with its pid (it finishes once), as `relctl resume --rollback`
+// prints; relctl exits 0 as the CLI does for "nothing to roll back".
+func TestTUIRollbackAfterKillDuringMigration(t *testing.T) {
+	f := opstest.New(t, opstest.Options{Commands: map[string]string{
+		"migrate": `while [ ! -f {{.Path}}/go ]; do sleep 0.05; done; echo pre {{.Version}} >> {{.Path}}/migrations.log`,
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dead := f.Transport()
+	dead.FreezeOn("web1", "/.relctl/migrations/")
+	env := f.Env(dead)
+	pr, err := env.PlanUpgrade(ctx, ops.UpgradeOptions{To: "1.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := env.Start(ctx, pr, ops.StartOptions{Gate: rollout.AutoApprove{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go run.Wait(context.Background()) // never returns: its process is "killed"
+	if _, err := dead.Entered(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.HolderDied(t)
+	pidFile := filepath.Join(rollout.MigrationDir(f.Path("web1"), run.ID, "migrate"), "pid")
+	var pid string
+	for deadline := time.Now().Add(time.Minute); pid == ""; time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(pidFile)
+		pid, _, _ = strings.Cut(string(b), " ")
+		if time.Now().After(deadline) {
+			t.Fatal("the migration wrapper recorded no pid")
+		}
+	}
+
+	u, err := journal.Unfinished(f.JournalDir)
+	if err != nil || u == nil {
+		t.Fatalf("unfinished run: %v %v", u, err)
+	}
+	var out syncbuf.Buffer
+	tb := tuiOn(f, f.Transport(), &out)
+	tm := teaOn(t, tb, tui.Options{Unfinished: u})
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return strings.Contains(string(b), "roll it back") },
+		teatest.WithDuration(time.Minute), teatest.WithCheckInterval(20*time.Millisecond))
+	tm.Type("r")
+	journalSays(t, f, "nothing to roll back", time.Minute) // the run is closed, its lock released
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return strings.Contains(string(b), "error:") },
+		teatest.WithDuration(time.Minute), teatest.WithCheckInterval(20*time.Millisecond))
+	tm.Type("q")
+	scr, _, sum, code := finished(t, tm, tb, time.Minute)
+	flat := strings.Join(strings.Fields(scr), " ")
+	want := "pre-deploy migration to 1.1.0 (step migrate) still running on web1 (pid " + pid + ") — it will finish once; relctl did not switch any host"
+	if !strings.Contains(flat, "nothing to roll back") || !strings.Contains(flat, want) {
+		t.Errorf("the screen does not say %q:\n%s", want, scr)
+	}
+	if sum != nil || code != ExitOK {
+		t.Errorf("summary %+v, exit %d; want no run and exit 0", sum, code)
+	}
+	// The migration finishes once, on its own.
+	if err := os.WriteFile(filepath.Join(f.Path("web1"), "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); len(f.MigrationLines("web1")) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the migration never finished")
+		}
+	}
+	if got := f.MigrationLines("web1"); strings.Join(got, ",") != "pre 1.1.0" {
+		t.Errorf("migrations on web1: %q", got)
+	}
+}
