@@ -7,6 +7,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/rollout"
 )
 
 // isQuit reports whether cmd (run now) quits the program.
@@ -109,5 +110,65 @@ func TestCtrlCWithoutARunQuits(t *testing.T) {
 	m := testModel(t, newFakeBackend(2), Options{}, 80, 24)
 	if _, cmd := m.Update(keyMsg("ctrl+c")); !isQuit(cmd) {
 		t.Fatal("Ctrl-C on the fleet screen did not quit")
+	}
+}
+
+// Ctrl-C (or q) while the run is starting: the TUI does not quit and
+// leave a run going unwatched; the run is stopped as soon as it has
+// started (forced after a second Ctrl-C), and the TUI quits once it ends.
+func TestCtrlCWhileStarting(t *testing.T) {
+	for name, keys := range map[string][]string{
+		"ctrl+c":        {"ctrl+c"},
+		"ctrl+c twice":  {"ctrl+c", "ctrl+c"},
+		"q":             {"q"},
+		"q then ctrl+c": {"q", "ctrl+c"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := newFakeBackend(3)
+			p := upgradePlan(t, 3)
+			m := testModel(t, b, Options{Plan: p}, 80, 24)
+			press(t, m, "enter")
+			_, startCmd := m.Update(keyMsg("y")) // the start is in flight
+			if !m.starting {
+				t.Fatal("not starting")
+			}
+			for _, k := range keys {
+				if _, cmd := m.Update(keyMsg(k)); isQuit(cmd) {
+					t.Fatalf("%s quit while the run was starting", k)
+				}
+			}
+			drain(t, m, startCmd, 0)
+			if !m.runActive() {
+				t.Fatalf("the run did not start: %q", m.err)
+			}
+			if !b.handle.has("abort: interrupted (Ctrl-C)") {
+				t.Fatalf("the started run was not stopped: %v", b.handle.Calls())
+			}
+			if forced := b.handle.has("force"); forced != (len(keys) == 2) {
+				t.Fatalf("forced %v after %v: %v", forced, keys, b.handle.Calls())
+			}
+			if cmd := feed(t, m, newScript().started(p).add(event.Event{Type: event.RunFinished, Outcome: event.OutcomeAborted, Summary: &event.Summary{}}).evs...); !isQuit(cmd) {
+				t.Fatal("the TUI did not quit once the stopped run had ended")
+			}
+		})
+	}
+}
+
+// Ctrl-C while starting, and the start is refused: nothing runs, the TUI
+// quits.
+func TestCtrlCWhileStartingRefused(t *testing.T) {
+	b := newFakeBackend(3)
+	m := testModel(t, b, Options{Plan: upgradePlan(t, 3)}, 80, 24)
+	press(t, m, "enter")
+	_, startCmd := m.Update(keyMsg("y"))
+	m.Update(keyMsg("ctrl+c"))
+	b.setLock(&rollout.LockInfo{Owner: "bob@ops2", RunID: "20260314T080000Z-77aa", LeaseUntil: 300, Now: 200})
+	var quit bool
+	for _, msg := range runCmd(startCmd) {
+		_, cmd := m.Update(msg)
+		quit = quit || isQuit(cmd)
+	}
+	if !quit || len(b.started) != 0 {
+		t.Fatalf("quit %v, started %d, err %q", quit, len(b.started), m.err)
 	}
 }

@@ -316,6 +316,10 @@ func (m *model) handleStarted(msg startedMsg) tea.Cmd {
 	if msg.err != nil {
 		m.err = "could not start: " + msg.err.Error()
 		m.resuming = false
+		if m.quitting {
+			// Interrupted while starting, and nothing started.
+			return tea.Quit
+		}
 		return nil
 	}
 	m.err, m.notice = "", ""
@@ -334,7 +338,18 @@ func (m *model) handleStarted(msg startedMsg) tea.Cmd {
 	m.list, m.logv, m.showTimeline = hostList{}, nil, false
 	m.fleetStale = true
 	m.filter.SetValue("")
-	return tea.Batch(waitForEvent(m.events), m.startTick())
+	cmds := []tea.Cmd{waitForEvent(m.events), m.startTick()}
+	if m.quitting {
+		// Interrupted (or quit) while the run was starting: it stops now,
+		// as it would have had it been running.
+		m.stopHosts = nil
+		cmds = append(cmds, m.abortCmd("interrupted (Ctrl-C)"))
+		if m.forced {
+			h := m.handle
+			cmds = append(cmds, call("force", h.Force))
+		}
+	}
+	return tea.Batch(cmds...)
 }
 
 // handleEvents folds a batch of run events into the run view, opens or
@@ -429,7 +444,7 @@ func (m *model) runEnded() tea.Cmd {
 // SIGHUP). Without a run the TUI quits; during one it is the first
 // interrupt (see interrupt).
 func (m *model) handleInterrupt() tea.Cmd {
-	if !m.runActive() {
+	if !m.runActive() && !m.starting {
 		return tea.Quit
 	}
 	return m.interrupt()
@@ -446,6 +461,16 @@ func (m *model) handleInterrupt() tea.Cmd {
 // An abort already sent (the quit dialog, a signal) counts as the first.
 func (m *model) interrupt() tea.Cmd {
 	m.dialog = dlgNone
+	if !m.runActive() {
+		// The run is starting: it is stopped (or forced) as soon as it
+		// has started; quitting now would leave it running unwatched.
+		if m.quitting {
+			m.forced = true
+		}
+		m.quitting, m.interrupted = true, true
+		m.notice = "the run is starting: relctl stops it as soon as it has started, then quits"
+		return nil
+	}
 	switch {
 	case !m.quitting:
 		m.quitting, m.interrupted = true, true
@@ -503,7 +528,7 @@ func (m *model) openDowngradePick() tea.Cmd {
 // or the screen.
 func (m *model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 	m.notice = ""
-	if msg.String() == "ctrl+c" && m.runActive() {
+	if msg.String() == "ctrl+c" && (m.runActive() || m.starting) {
 		// Ctrl-C is a key here, not a signal: it means what it means to
 		// the CLI, wherever the focus is (dialog, log, filter).
 		m.filtering = false
@@ -542,6 +567,11 @@ func (m *model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 }
 
 func (m *model) quit() tea.Cmd {
+	if m.starting && !m.runActive() {
+		m.quitting = true
+		m.notice = "the run is starting: relctl aborts it as soon as it has started, then quits"
+		return nil
+	}
 	if m.runActive() {
 		if m.quitting {
 			m.notice = "already aborting: relctl quits once the hosts in flight have finished or reverted"
