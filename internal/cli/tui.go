@@ -198,7 +198,7 @@ func (b *tuiBackend) Resume(rollback bool) (tui.Handle, <-chan event.Event, erro
 		}
 	}
 	if pr.Nothing != "" {
-		return nil, nil, errors.New(pr.Nothing)
+		return nil, nil, &tui.Nothing{Msg: pr.Nothing}
 	}
 	return b.start(pr)
 }

@@ -115,6 +115,8 @@ type fakeBackend struct {
 	reasons []string
 	// handleOverride is the Handle Start returns with onStart.
 	handleOverride Handle
+	// resumeErr, when set, is Resume's answer.
+	resumeErr error
 }
 
 var _ Backend = (*fakeBackend)(nil)
@@ -184,7 +186,11 @@ func (b *fakeBackend) Start(p *plan.Plan) (Handle, <-chan event.Event, error) {
 func (b *fakeBackend) Resume(rollback bool) (Handle, <-chan event.Event, error) {
 	b.mu.Lock()
 	b.resumed = append(b.resumed, rollback)
+	err := b.resumeErr
 	b.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
 	return b.handle, b.events, nil
 }
 func (b *fakeBackend) Traffic() (TrafficStats, bool) {

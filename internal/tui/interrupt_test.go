@@ -172,3 +172,18 @@ func TestCtrlCWhileStartingRefused(t *testing.T) {
 		t.Fatalf("quit %v, started %d, err %q", quit, len(b.started), m.err)
 	}
 }
+
+// A rollback of an unfinished run with nothing to roll back: what the
+// backend says (a migration still running on its host) is shown whole,
+// not as an error, and nothing runs.
+func TestNothingToRollBackIsSaidNotAnError(t *testing.T) {
+	b := newFakeBackend(3)
+	p := upgradePlan(t, 3)
+	b.resumeErr = &Nothing{Msg: "nothing to roll back: run X switched no host\npre-deploy migration to 1.4.0 (step migrate) still running on web1 (pid 4242) — it will finish once; relctl did not switch any host"}
+	m := testModel(t, b, Options{Unfinished: unfinishedRun(p)}, 100, 30)
+	press(t, m, "r")
+	flat := strings.Join(strings.Fields(screenText(m)), " ")
+	if !strings.Contains(flat, "still running on web1 (pid 4242) — it will finish once") || strings.Contains(flat, "error:") || m.run != nil {
+		t.Fatalf("run %v, screen:\n%s", m.run != nil, screenText(m))
+	}
+}

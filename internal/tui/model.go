@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -61,6 +62,9 @@ type model struct {
 	emergency bool   // the red emergency downgrade session
 	notice    string // one line for the operator, cleared by the next key
 	err       string // the last error, shown until the screen changes
+	// info is what the backend said when there was nothing to start
+	// (Nothing): not an error; shown until something else starts.
+	info string
 
 	// emergency downgrade reason
 	reason textinput.Model
@@ -313,6 +317,15 @@ func (m *model) setPlan(p *plan.Plan) {
 
 func (m *model) handleStarted(msg startedMsg) tea.Cmd {
 	m.starting = false
+	m.info = ""
+	var nothing *Nothing
+	if errors.As(msg.err, &nothing) {
+		m.info, m.resuming = nothing.Msg, false
+		if m.quitting {
+			return tea.Quit
+		}
+		return nil
+	}
 	if msg.err != nil {
 		m.err = "could not start: " + msg.err.Error()
 		m.resuming = false

@@ -228,6 +228,10 @@ func (m *model) footerLines(w int) []string {
 		status = wrapped(m.st.notice, m.notice)
 	case m.err != "":
 		status = wrapped(m.st.badStrong, "error: "+m.err)
+	case m.info != "" && m.logv == nil:
+		for _, l := range strings.Split(m.info, "\n") {
+			status = append(status, wrapped(m.st.notice, l)...)
+		}
 	case m.filtering:
 		status = []string{m.filter.View()}
 	case m.filter.Value() != "" && m.logv == nil && (m.screen == screenFleet || m.screen == screenRun || m.screen == screenDone):

@@ -60,6 +60,13 @@ type TrafficStats struct {
 	P50, P99 time.Duration
 }
 
+// Nothing is the error a Backend's Start or Resume returns when there is
+// nothing to start (`resume --rollback` of a run that switched no host):
+// the TUI says Msg, not as an error.
+type Nothing struct{ Msg string }
+
+func (n *Nothing) Error() string { return n.Msg }
+
 // Handle controls a running plan.
 type Handle interface {
 	Pause()
