@@ -17,7 +17,6 @@ import (
 	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/ops"
 	"github.com/relctl/relctl/internal/ops/opstest"
-	"github.com/relctl/relctl/internal/rollout"
 	"github.com/relctl/relctl/internal/testkit/syncbuf"
 	"github.com/relctl/relctl/internal/tui"
 )
@@ -204,6 +203,24 @@ func TestTUISSHDDiesMidStep(t *testing.T) {
 	}
 }
 
+// openOnUnfinished opens the TUI, as the next relctl does, on the
+// journal's unfinished run, and waits until it offers to continue that run
+// or roll it back.
+func openOnUnfinished(t *testing.T, f *opstest.Fleet, out *syncbuf.Buffer) (*tuiBackend, *teatest.TestModel) {
+	t.Helper()
+	u, err := journal.Unfinished(f.JournalDir)
+	if err != nil || u == nil {
+		t.Fatalf("unfinished run: %v %v", u, err)
+	}
+	tb := tuiOn(f, f.Transport(), out)
+	tm := teaOn(t, tb, tui.Options{Unfinished: u})
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool {
+		s := string(b)
+		return strings.Contains(s, "continue the run") && strings.Contains(s, "roll it back")
+	}, teatest.WithDuration(time.Minute), teatest.WithCheckInterval(20*time.Millisecond))
+	return tb, tm
+}
+
 // relctl is killed while web2 starts on 1.1.0 (its process: frozen, the
 // lock's holder gone). The next relctl opens the TUI on the unfinished
 // run, offers to continue it or roll it back, and continuing finishes it:
@@ -213,34 +230,9 @@ func TestTUIResumesAnUnfinishedRun(t *testing.T) {
 	f := opstest.New(t, opstest.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dead := f.Transport()
-	dead.FreezeOn("web2", ": start;")
-	env := f.Env(dead)
-	pr, err := env.PlanUpgrade(ctx, ops.UpgradeOptions{To: "1.1.0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := env.Start(ctx, pr, ops.StartOptions{Gate: rollout.AutoApprove{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go run.Wait(context.Background()) // never returns: its process is "killed"
-	if what, err := dead.Entered(ctx); err != nil || what != "web2: : start;" {
-		t.Fatalf("the kill: %q %v", what, err)
-	}
-	f.HolderDied(t)
-
-	u, err := journal.Unfinished(f.JournalDir)
-	if err != nil || u == nil {
-		t.Fatalf("unfinished run: %v %v", u, err)
-	}
+	f.KillDuring(t, "web2", ": start;")
 	var out syncbuf.Buffer
-	tb := tuiOn(f, f.Transport(), &out)
-	tm := teaOn(t, tb, tui.Options{Unfinished: u})
-	teatest.WaitFor(t, tm.Output(), func(b []byte) bool {
-		s := string(b)
-		return strings.Contains(s, "continue the run") && strings.Contains(s, "roll it back")
-	}, teatest.WithDuration(time.Minute), teatest.WithCheckInterval(20*time.Millisecond))
+	tb, tm := openOnUnfinished(t, f, &out)
 	tm.Type("c")
 	scr, outcome, sum, code := endRun(t, f, tm, tb)
 	if outcome != event.OutcomeSucceeded || code != ExitOK {
@@ -271,46 +263,11 @@ func TestTUIResumesAnUnfinishedRun(t *testing.T) {
 // web1 with its pid (it finishes once), as `relctl resume --rollback`
 // prints; relctl exits 0 as the CLI does for "nothing to roll back".
 func TestTUIRollbackAfterKillDuringMigration(t *testing.T) {
-	f := opstest.New(t, opstest.Options{Commands: map[string]string{
-		"migrate": `while [ ! -f {{.Path}}/go ]; do sleep 0.05; done; echo pre {{.Version}} >> {{.Path}}/migrations.log`,
-	}})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dead := f.Transport()
-	dead.FreezeOn("web1", "/.relctl/migrations/")
-	env := f.Env(dead)
-	pr, err := env.PlanUpgrade(ctx, ops.UpgradeOptions{To: "1.1.0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := env.Start(ctx, pr, ops.StartOptions{Gate: rollout.AutoApprove{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go run.Wait(context.Background()) // never returns: its process is "killed"
-	if _, err := dead.Entered(ctx); err != nil {
-		t.Fatal(err)
-	}
-	f.HolderDied(t)
-	pidFile := filepath.Join(rollout.MigrationDir(f.Path("web1"), run.ID, "migrate"), "pid")
-	var pid string
-	for deadline := time.Now().Add(time.Minute); pid == ""; time.Sleep(20 * time.Millisecond) {
-		b, _ := os.ReadFile(pidFile)
-		pid, _, _ = strings.Cut(string(b), " ")
-		if time.Now().After(deadline) {
-			t.Fatal("the migration wrapper recorded no pid")
-		}
-	}
-
-	u, err := journal.Unfinished(f.JournalDir)
-	if err != nil || u == nil {
-		t.Fatalf("unfinished run: %v %v", u, err)
-	}
+	f := opstest.New(t, opstest.Options{Commands: map[string]string{"migrate": opstest.SlowMigrate}})
+	id := f.KillDuring(t, "web1", "/.relctl/migrations/")
+	pid := f.MigrationPID(t, "web1", id, "migrate")
 	var out syncbuf.Buffer
-	tb := tuiOn(f, f.Transport(), &out)
-	tm := teaOn(t, tb, tui.Options{Unfinished: u})
-	teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return strings.Contains(string(b), "roll it back") },
-		teatest.WithDuration(time.Minute), teatest.WithCheckInterval(20*time.Millisecond))
+	tb, tm := openOnUnfinished(t, f, &out)
 	tm.Type("r")
 	journalSays(t, f, "nothing to roll back", time.Minute) // the run is closed, its lock released
 	teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return strings.Contains(string(b), "nothing to roll back") },
@@ -326,9 +283,7 @@ func TestTUIRollbackAfterKillDuringMigration(t *testing.T) {
 		t.Errorf("summary %+v, exit %d; want no run and exit 0", sum, code)
 	}
 	// The migration finishes once, on its own.
-	if err := os.WriteFile(filepath.Join(f.Path("web1"), "go"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	f.Release(t, "web1")
 	for deadline := time.Now().Add(time.Minute); len(f.MigrationLines("web1")) == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the migration never finished")

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/relctl/relctl/internal/ops"
 	"github.com/relctl/relctl/internal/ops/opstest"
 	"github.com/relctl/relctl/internal/rollout"
 )
@@ -34,32 +33,14 @@ func waitFile(t *testing.T, path string) string {
 // runs there, with its pid; once it has ended, it says its recorded exit
 // status. It ran once. Nothing is changed by asking.
 func TestRollbackAfterKillDuringMigrationSaysItStillRuns(t *testing.T) {
-	f := opstest.New(t, opstest.Options{Commands: map[string]string{
-		"migrate": `while [ ! -f {{.Path}}/go ]; do sleep 0.05; done; echo pre {{.Version}} >> {{.Path}}/migrations.log`,
-	}})
+	f := opstest.New(t, opstest.Options{Commands: map[string]string{"migrate": opstest.SlowMigrate}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dead := f.Transport()
-	dead.FreezeOn("web1", "/.relctl/migrations/")
-	env := f.Env(dead)
-	pr, err := env.PlanUpgrade(ctx, ops.UpgradeOptions{To: "1.1.0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := env.Start(ctx, pr, ops.StartOptions{Gate: rollout.AutoApprove{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go run.Wait(context.Background()) // never returns: its process is "killed"
-	if what, err := dead.Entered(ctx); err != nil || !strings.HasPrefix(what, "web1: ") {
-		t.Fatalf("the kill: %q %v", what, err)
-	}
-	f.HolderDied(t)
-	rec := rollout.MigrationDir(f.Path("web1"), run.ID, "migrate")
-	pid, _, _ := strings.Cut(waitFile(t, filepath.Join(rec, "pid")), " ")
+	id := f.KillDuring(t, "web1", "/.relctl/migrations/")
+	pid := f.MigrationPID(t, "web1", id, "migrate")
 
 	next := f.Env(f.Transport())
-	pr, err = next.PlanResume(ctx, true)
+	pr, err := next.PlanResume(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +50,8 @@ func TestRollbackAfterKillDuringMigrationSaysItStillRuns(t *testing.T) {
 	}
 
 	// The migration ends on its own; asking again says how.
-	if err := os.WriteFile(filepath.Join(f.Path("web1"), "go"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	waitFile(t, filepath.Join(rec, "status"))
+	f.Release(t, "web1")
+	waitFile(t, filepath.Join(rollout.MigrationDir(f.Path("web1"), id, "migrate"), "status"))
 	pr, err = next.PlanResume(ctx, true)
 	if err != nil {
 		t.Fatal(err)

@@ -512,3 +512,57 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// SlowMigrate is a migrate command that runs until the file "go" appears
+// in the migrations host's path (see Release), then logs its run.
+const SlowMigrate = `while [ ! -f {{.Path}}/go ]; do sleep 0.05; done; echo pre {{.Version}} >> {{.Path}}/migrations.log`
+
+// Release lets a SlowMigrate on host end.
+func (f *Fleet) Release(t testing.TB, host string) {
+	t.Helper()
+	must(t, os.WriteFile(filepath.Join(f.Path(host), "go"), nil, 0o644))
+}
+
+// KillDuring starts the upgrade to 1.1.0 through ops, as `relctl apply
+// --yes` does, and "SIGKILLs" that relctl when it sends host a command
+// whose script contains what: the command runs on the host, the process
+// says nothing more (its transport is frozen), and the lock says its
+// holder has ended. It returns the killed run's id.
+func (f *Fleet) KillDuring(t testing.TB, host, what string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dead := f.Transport()
+	dead.FreezeOn(host, what)
+	env := f.Env(dead)
+	pr, err := env.PlanUpgrade(ctx, ops.UpgradeOptions{To: "1.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, err := env.Start(ctx, pr, ops.StartOptions{Gate: rollout.AutoApprove{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go run.Wait(context.Background()) // never returns: its process is "killed"
+	if got, err := dead.Entered(ctx); err != nil || got != host+": "+what {
+		t.Fatalf("the kill: %q %v", got, err)
+	}
+	f.HolderDied(t)
+	return run.ID
+}
+
+// MigrationPID waits (generously) for the migration wrapper of run's step
+// on host to record the pid of the shell that runs the migration.
+func (f *Fleet) MigrationPID(t testing.TB, host, runID, step string) string {
+	t.Helper()
+	file := filepath.Join(rollout.MigrationDir(f.Path(host), runID, step), "pid")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		b, _ := os.ReadFile(file)
+		if pid, _, ok := strings.Cut(string(b), " "); ok && pid != "" {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never recorded a pid", file)
+		}
+	}
+}
