@@ -104,8 +104,10 @@ type Event struct {
 	Plan     *plan.Plan    `json:"plan,omitempty"`
 	Outcome  Outcome       `json:"outcome,omitempty"`
 	Summary  *Summary      `json:"summary,omitempty"`
-	Control  ControlKind   `json:"ctl,omitempty"`  // Control and GateRequested events: what happened (see ControlKind)
-	Hook     *HookResult   `json:"hook,omitempty"` // HookFinished events (hook.go)
+	Control  ControlKind   `json:"ctl,omitempty"` // Control and GateRequested events: what happened (see ControlKind)
+
+	// Hook is a HookFinished event's result (hook.go).
+	Hook *HookResult `json:"hook,omitempty"`
 }
 
 // Summary is what a finished run tells the operator.
