@@ -118,6 +118,7 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 		},
 	}
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, true)
 	return cmd
 }
 
@@ -167,6 +168,7 @@ func newResumeCmd(ios *IO, g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.Rollback, "rollback", false, "roll the unfinished run back instead of finishing it")
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, true) // a continued run keeps its own: they apply to --rollback
 	return cmd
 }
 
@@ -184,6 +186,7 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 		Short: "Emergency downgrade along a declared path: bigger batches, short drains, no canary pause, audited",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Conn.reason = o.Reason
 			return withEnv(ios, g, o.Conn, func(env *ops.Env) error {
 				if wantTUI(ios, o.Out) {
 					if err := env.RefuseUnfinished(); err != nil {
@@ -204,6 +207,7 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "why, for the audit record (required)")
 	_ = cmd.MarkFlagRequired("to")
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, false)
 	return cmd
 }
 
@@ -232,6 +236,7 @@ func newRepairCmd(ios *IO, g *globals) *cobra.Command {
 		},
 	}
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, true)
 	return cmd
 }
 
