@@ -35,7 +35,7 @@ type tuiBackend struct {
 	mu       sync.Mutex
 	bal      lb.Balancer
 	prepared map[*plan.Plan]*ops.Prepared // what each plan the TUI holds was prepared with
-	refused  error                        // the last start refused by the lock, until a run starts
+	refused  error                        // the last start refused by the lock (or a before_run hook), until a run starts
 	result   *rollout.Result              // how the last run ended
 }
 
@@ -149,7 +149,7 @@ func (b *tuiBackend) start(pr *ops.Prepared) (tui.Handle, <-chan event.Event, er
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err != nil {
-		if errors.Is(err, rollout.ErrLocked) {
+		if errors.Is(err, rollout.ErrLocked) || errors.Is(err, ops.ErrHookRefused) {
 			b.refused = err
 		}
 		return nil, nil, err
@@ -244,8 +244,8 @@ func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o 
 	case sum != nil:
 		return report(ios, false, rollout.Result{Outcome: outcome, Summary: *sum})
 	case refused != nil:
-		// The operator tried to start and the lock refused it: exit 4,
-		// as on the command line.
+		// The operator tried to start and the lock (or a before_run
+		// hook) refused it: exit 4 (8), as on the command line.
 		return refused
 	}
 	return nil

@@ -94,6 +94,10 @@ func (h *runHooks) beforeRun(ctx context.Context, p *plan.Plan, sinks []event.Si
 	if out := strings.TrimSpace(f.Output); out != "" && strings.Contains(out, "\n") {
 		msg += "\n" + indent(lastLines(out, 10))
 	}
+	if ctx.Err() != nil {
+		// The operator interrupted the hook: an abort (exit 5), not a refusal.
+		return nil, fail(view.ExitAborted, fmt.Errorf("interrupted during the before_run hooks (%s): nothing was touched: no lock taken, no host changed, no run journal written", msg))
+	}
 	return nil, fail(view.ExitRefused, fmt.Errorf("%w: %s\nnothing was touched: no lock taken, no host changed, no run journal written", ErrHookRefused, msg))
 }
 
