@@ -139,6 +139,7 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.To, "to", "", "the version to go back to (required)")
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "why, for the audit record (required)")
 	_ = cmd.MarkFlagRequired("to")
+	_ = cmd.MarkFlagRequired("reason")
 	addRunFlags(cmd, &o.Conn, &o.Out)
 	return cmd
 }
@@ -208,8 +209,6 @@ func newLockCmd(ios *IO, g *globals) *cobra.Command {
 	cmd.AddCommand(brk)
 	cmd.PersistentFlags().BoolVar(&of.plain, "plain", false, "accepted for uniformity: lock always prints one plain line")
 	cmd.PersistentFlags().BoolVar(&of.json, "json", false, "one JSON document (docs/json.md)")
-	cmd.MarkFlagsMutuallyExclusive("plain", "json")
-	brk.MarkFlagsMutuallyExclusive("plain", "json")
 	cmd.PersistentFlags().BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	return cmd
 }

@@ -34,11 +34,10 @@ type outputFlags struct {
 }
 
 // addOutputFlags gives cmd --plain and --json, the same on every command
-// that prints; they exclude each other.
+// that prints; they exclude each other (checkFlagValues).
 func addOutputFlags(cmd *cobra.Command, of *outputFlags, plainHelp, jsonHelp string) {
 	cmd.Flags().BoolVar(&of.plain, "plain", false, plainHelp)
 	cmd.Flags().BoolVar(&of.json, "json", false, jsonHelp)
-	cmd.MarkFlagsMutuallyExclusive("plain", "json")
 }
 
 // writeJSON writes v as one line of JSON lines.
