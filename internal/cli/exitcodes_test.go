@@ -245,6 +245,7 @@ func TestREADMEExitCodes(t *testing.T) {
 	seen := map[int][]string{}
 	steps := []step{
 		{name: "status of a healthy fleet", args: []string{"status"}, code: ExitOK, stdout: "HOST\tVERSION\tHEALTH\tBALANCER\tRELEASES\nweb1\t1.0.0\tok\tUP\t"},
+		{name: "status --plain", args: []string{"status", "--plain"}, code: ExitOK, stdout: "HOST\tVERSION\tHEALTH\tBALANCER\tRELEASES\n"},
 		{name: "lock --json of a free fleet", args: []string{"lock", "--json"}, code: ExitOK, stdout: `"held": false`,
 			after: func(out, _ string) { checkJSONContract(t, "lock --json (demo fleet)", []byte(out), "schema") }},
 		{name: "status with a host that cannot be reached", args: []string{"-f", unreachable, "status"}, code: ExitError, stdout: "web3\t?\tunreachable: "},
@@ -276,8 +277,17 @@ func TestREADMEExitCodes(t *testing.T) {
 				f.failStart("web2", false)
 				f.want("the partial upgrade", map[string]string{"web1": "1.1.0", "web2": "1.0.0", "web3": "1.1.0"})
 			}},
-		{name: "apply finishes the fleet", args: []string{"apply", "--to", "1.1.0", "--yes", "--plain"}, code: ExitOK,
-			after: func(string, string) { f.want("the last apply", all("1.1.0")) }},
+		{name: "apply --json finishes the fleet", args: []string{"apply", "--to", "1.1.0", "--yes", "--json"}, code: ExitOK, stdout: `"type":"run_finished"`,
+			after: func(out, _ string) {
+				checkJSONContract(t, "apply --json (demo fleet)", []byte(out), "v")
+				f.want("the last apply", all("1.1.0"))
+			}},
+		{name: "apply --json with nothing to do", args: []string{"apply", "--to", "1.1.0", "--yes", "--json"}, code: ExitOK,
+			after: func(out, errs string) {
+				if out != "" || !strings.Contains(errs, "nothing to do") {
+					t.Errorf("stdout %q (want none: no events), stderr %q", out, errs)
+				}
+			}},
 		{name: "history --json", args: []string{"history", "--json", "-n", "0"}, code: ExitOK,
 			after: func(out, _ string) { checkJSONContract(t, "history --json (demo fleet)", []byte(out), "v") }},
 		{name: "history of web1, piped: the lock break and its reason", args: []string{"history", "--host", "web1"}, code: ExitOK,

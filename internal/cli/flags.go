@@ -32,6 +32,9 @@ func checkFlagValues(cmd *cobra.Command, _ []string) error {
 				}
 			}
 		}
+		if f.Value.Type() == "duration" && strings.HasPrefix(f.Value.String(), "-") {
+			err = withCode(ExitUsage, fmt.Errorf("--%s %s: a duration is not negative", f.Name, f.Value.String()))
+		}
 		if f.Name == "reason" && strings.TrimSpace(f.Value.String()) == "" {
 			err = withCode(ExitUsage, fmt.Errorf("--reason is empty: say why, for the audit record"))
 		}

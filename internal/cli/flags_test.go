@@ -35,6 +35,9 @@ func TestBadFlagValuesExit2(t *testing.T) {
 		{"history --host", []string{"history", "-f", example, "--host", "web9"}, "--host"},
 		{"history --limit", []string{"history", "-f", example, "-n", "-3"}, "--limit"},
 		{"history -n banana", []string{"history", "-f", example, "-n", "banana"}, "invalid argument"},
+		{"lock-wait negative", []string{"apply", "-f", nofleet, "--to", "1.4.0", "--lock-wait", "-5m"}, "--lock-wait -5m0s: a duration is not negative"},
+		{"apply --plan missing", []string{"apply", "-f", example, "--plan", "/nonexistent/plan.json", "--yes"}, "plan.json"},
+		{"apply --to and --plan", []string{"apply", "-f", example, "--to", "1.4.0", "--plan", "x.json", "--yes"}, "give --to VERSION or --plan FILE"},
 		{"lock-wait bad duration", []string{"apply", "-f", nofleet, "--to", "1.4.0", "--lock-wait", "soon"}, "--lock-wait"},
 		{"repair without host", []string{"repair", "-f", nofleet}, "requires at least 1 arg"},
 		{"status with an argument", []string{"status", "-f", nofleet, "web1"}, "unknown command"},
@@ -45,7 +48,7 @@ func TestBadFlagValuesExit2(t *testing.T) {
 			if code != ExitUsage || !strings.Contains(errs, c.want) {
 				t.Errorf("exit %d, stderr %q; want exit 2 and %q", code, errs, c.want)
 			}
-			if strings.Contains(errs, "nonexistent") {
+			if strings.Contains(errs, "nonexistent/fleet.yaml") {
 				t.Errorf("the inventory was read before the flags were checked: %q", errs)
 			}
 			if out != "" {
