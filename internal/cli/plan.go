@@ -43,13 +43,19 @@ func newPlanCmd(ios *IO, g *globals) *cobra.Command {
 }
 
 func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
+	// --json is --format json, --plain --format text.
 	format := o.format
-	if o.out.json || o.out.plain {
-		want := map[bool]string{true: "json", false: "text"}[o.out.json]
-		if cmd.Flags().Changed("format") && format != want {
-			return withCode(ExitUsage, fmt.Errorf("--format %s contradicts --%s", format, map[bool]string{true: "json", false: "plain"}[o.out.json]))
+	for _, x := range []struct {
+		set          bool
+		flag, format string
+	}{{o.out.json, "json", "json"}, {o.out.plain, "plain", "text"}} {
+		if !x.set {
+			continue
 		}
-		format = want
+		if cmd.Flags().Changed("format") && format != x.format {
+			return withCode(ExitUsage, fmt.Errorf("--format %s contradicts --%s", format, x.flag))
+		}
+		format = x.format
 	}
 	render, err := renderer(format)
 	if err != nil {
