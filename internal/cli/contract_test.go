@@ -135,12 +135,31 @@ func statusFixture(t *testing.T) (*fleet.Inventory, ops.Status) {
 	return inv, st
 }
 
+// throughPipe runs f with an IO whose Out is a real pipe, as in
+// `relctl status | cat`, and returns what the reading end got.
+func throughPipe(t *testing.T, f func(ios *IO)) *bytes.Buffer {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *bytes.Buffer)
+	go func() {
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(r)
+		got <- &b
+	}()
+	f(&IO{Out: w})
+	w.Close()
+	return <-got
+}
+
 // status on a pipe: one record per line, tab-separated, a header line; a
 // host that cannot be read makes it exit 1 after printing everything.
 func TestStatusTablePiped(t *testing.T) {
 	inv, st := statusFixture(t)
-	var out bytes.Buffer
-	err := showStatus(&IO{Out: &out}, inv, st, outputFlags{})
+	var err error
+	out := throughPipe(t, func(ios *IO) { err = showStatus(ios, inv, st, outputFlags{}) })
 	if codeOf(err) != ExitError || !strings.Contains(err.Error(), "1 host unreachable") {
 		t.Errorf("err %v (exit %d), want exit 1 naming 1 host unreachable", err, codeOf(err))
 	}
@@ -234,9 +253,10 @@ func TestHistoryTableAndFilters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var out bytes.Buffer
-			if err := runHistory(&IO{Out: &out}, historyFixture(), nil, f, &c.o); err != nil {
-				t.Fatal(err)
+			var herr error
+			out := throughPipe(t, func(ios *IO) { herr = runHistory(ios, historyFixture(), nil, f, &c.o) })
+			if herr != nil {
+				t.Fatal(herr)
 			}
 			lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 			if len(lines) != len(c.want) {
