@@ -37,6 +37,10 @@ type tuiBackend struct {
 	prepared map[*plan.Plan]*ops.Prepared // what each plan the TUI holds was prepared with
 	refused  error                        // the last start refused by the lock (or a before_run hook), until a run starts
 	result   *rollout.Result              // how the last run ended
+	// runDone is closed when the last run's Wait returned (its end hooks
+	// included); events is that run's channel.
+	runDone chan struct{}
+	events  *event.Chan
 }
 
 var _ tui.Backend = (*tuiBackend)(nil)
@@ -155,7 +159,10 @@ func (b *tuiBackend) start(pr *ops.Prepared) (tui.Handle, <-chan event.Event, er
 		return nil, nil, err
 	}
 	b.refused = nil
+	done := make(chan struct{})
+	b.runDone, b.events = done, ch
 	go func() {
+		defer close(done)
 		defer ch.Close()
 		res := run.Wait(b.ctx)
 		b.mu.Lock()
@@ -234,6 +241,19 @@ func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o 
 	outcome, sum, err := tui.Run(ctx, b, o, ios.In, ios.Out)
 	if err != nil {
 		return err
+	}
+	tb.mu.Lock()
+	done, events := tb.runDone, tb.events
+	tb.mu.Unlock()
+	if sum != nil && done != nil {
+		// The run finished: its end hooks (bounded by their timeouts) may
+		// still run. Wait for them, so that the summary reports them and
+		// relctl does not exit under them; nobody reads the events now.
+		go func() {
+			for range events.C {
+			}
+		}()
+		<-done
 	}
 	tb.mu.Lock()
 	res, refused := tb.result, tb.refused

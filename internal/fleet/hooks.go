@@ -67,6 +67,22 @@ func (h *Hook) UnmarshalYAML(n *yaml.Node) error {
 // List returns the hooks of point name (one of HookNames), each with its
 // timeout filled in, or nil.
 func (h Hooks) List(name string) []Hook {
+	l := h.raw(name)
+	out := make([]Hook, len(l))
+	for i, x := range l {
+		if x.Timeout == 0 {
+			x.Timeout = h.Timeout
+		}
+		if x.Timeout == 0 {
+			x.Timeout = DefaultHookTimeout
+		}
+		out[i] = x
+	}
+	return out
+}
+
+// raw is the hooks of point name as the inventory gives them.
+func (h Hooks) raw(name string) []Hook {
 	var l []Hook
 	switch name {
 	case HookBeforeRun:
@@ -80,17 +96,7 @@ func (h Hooks) List(name string) []Hook {
 	case HookOnRollback:
 		l = h.OnRollback
 	}
-	out := make([]Hook, len(l))
-	for i, x := range l {
-		if x.Timeout == 0 {
-			x.Timeout = h.Timeout
-		}
-		if x.Timeout == 0 {
-			x.Timeout = DefaultHookTimeout
-		}
-		out[i] = x
-	}
-	return out
+	return l
 }
 
 // Any reports whether any hook is configured.
@@ -116,7 +122,7 @@ func (l *loader) validateHooks(inv *Inventory) {
 		l.at("hooks.timeout", "timeout must be positive")
 	}
 	for _, name := range HookNames {
-		for i, h := range inv.Hooks.List(name) {
+		for i, h := range inv.Hooks.raw(name) {
 			p := fmt.Sprintf("hooks.%s[%d]", name, i)
 			if strings.TrimSpace(h.Command) == "" {
 				l.at(p, "a hook needs a command (a string, or {command: ..., timeout: 10s})")

@@ -68,6 +68,9 @@ func TestHooksErrors(t *testing.T) {
 		t.Fatal("bad hooks accepted")
 	}
 	got := err.Error()
+	if n := strings.Count(got, "timeout must be positive"); n != 2 {
+		t.Errorf("%d timeout errors, want 2 (hooks.timeout, before_run[1]):\n%s", n, got)
+	}
 	for _, want := range []string{
 		"fleet.yaml:15: hooks.timeout: timeout must be positive",
 		"fleet.yaml:17: hooks.before_run[0]: a hook needs a command",

@@ -167,11 +167,11 @@ func (r *Runner) one(ctx context.Context, h fleet.Hook, doc []byte, env []string
 	localexec.Group(cmd, waitDelay)
 	cmd.Dir, cmd.Env = r.Dir, env
 	cmd.Stdin = strings.NewReader(string(doc))
-	max := r.MaxOutput
-	if max <= 0 {
-		max = DefaultMaxOutput
+	limit := r.MaxOutput
+	if limit <= 0 {
+		limit = DefaultMaxOutput
 	}
-	tail := &tailBuffer{max: max}
+	tail := &tailBuffer{max: limit}
 	cmd.Stdout, cmd.Stderr = tail, tail
 	t0 := time.Now()
 	err := cmd.Run()
