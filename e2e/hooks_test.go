@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/hooks"
@@ -119,5 +120,66 @@ func TestHooksOnRealFleet(t *testing.T) {
 	}
 	if n != 3 {
 		t.Errorf("%d history records of run %s, want 3:\n%s", n, run.ID, out)
+	}
+}
+
+// The TUI's runs run the same hooks (the start is shared): on real parts,
+// the operator promotes the canary, then rolls back mid-run. after_canary
+// gets the gate event, on_rollback and after_run the summary of the rolled
+// back run with exit code 3; after_run fails, and relctl still exits 3.
+func TestTUIRunHooksOnRealFleet(t *testing.T) {
+	hookDir := t.TempDir()
+	p := func(n string) string { return filepath.Join(hookDir, n) }
+	s := newStage(t, 4, "haproxy", "rollout:\n  batches: [1, 1]\n  pause_after_canary: true\n  on_failure: rollback\n"+`hooks:
+  after_canary: ['cat > `+p("canary.json")+`']
+  on_rollback: ['cat > `+p("rollback.json")+`']
+  on_failure: ['touch `+p("on-failure")+`']
+  after_run: ['cat > `+p("after.json")+`; exit 1']
+`, nil)
+	tm := newTerm(t, []string{"RELCTL_FLEET=" + s.fleetFile, "XDG_STATE_HOME=" + s.state}, s.dir)
+	upgradeThenRollBack(t, tm, false)
+	tm.keys("q")
+	if code := tm.exitCode(60 * time.Second); code != "3" {
+		t.Errorf("exit %s, want 3 (rolled back) whatever after_run did", code)
+	}
+	s.wantAll("1.0.0")
+	read := func(name string) hooks.Input {
+		t.Helper()
+		b, err := os.ReadFile(p(name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var in hooks.Input
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			t.Fatalf("%s is not the documented document: %v\n%s", name, err, b)
+		}
+		return in
+	}
+	canary := read("canary.json")
+	if canary.Event == nil || canary.Event.Type != event.GateRequested || canary.Event.Version != "2.0.0" && canary.Event.Version != "1.1.0" {
+		t.Errorf("after_canary input: %+v (event %+v)", canary, canary.Event)
+	}
+	for _, name := range []string{"rollback.json", "after.json"} {
+		in := read(name)
+		if in.Outcome != event.OutcomeRolledBack || in.ExitCode == nil || *in.ExitCode != 3 || in.Summary == nil || len(in.Summary.RolledBack) == 0 {
+			t.Errorf("%s: %+v (summary %+v)", name, in, in.Summary)
+		}
+	}
+	if _, err := os.Stat(p("on-failure")); err == nil {
+		t.Error("on_failure ran for an operator's rollback of healthy hosts")
+	}
+	run := s.latestRun()
+	var hookEvents []string
+	b, _ := os.ReadFile(run.Path)
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var e event.Event
+		if json.Unmarshal([]byte(l), &e) == nil && e.Type == event.HookFinished {
+			hookEvents = append(hookEvents, e.Hook.Place+"="+string(e.Status))
+		}
+	}
+	if got := strings.Join(hookEvents, " "); got != "hooks.after_canary[0]=ok hooks.on_rollback[0]=ok hooks.after_run[0]=failed" {
+		t.Errorf("the journal's hook events: %s", got)
 	}
 }
