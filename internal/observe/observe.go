@@ -96,6 +96,7 @@ echo "releases=$(ls -1 "$p/releases" 2>/dev/null | grep -v '^\.' | grep -v 'relc
 	if t := inv.Template(fleet.CmdVersion); t != nil {
 		cmd, err := t.Render(inv.HostValues(h, "", ""))
 		if err == nil {
+			cmd, _ = inv.WrapCommand(fleet.CmdVersion, cmd, nil) // become, if any (no environment here)
 			// The first non-empty line, as VersionLine reads it.
 			script += fmt.Sprintf("\necho \"version=$( (%s) 2>/dev/null | sed -n '/[^[:space:]]/{p;q;}')\"", cmd)
 		}
@@ -144,6 +145,7 @@ echo "releases=$(ls -1 "$p/releases" 2>/dev/null | grep -v '^\.' | grep -v 'relc
 		t := inv.Template(fleet.CmdHealth)
 		cmd, err := t.Render(inv.HostValues(h, out.Version, out.Version))
 		if err == nil {
+			cmd, _ = inv.WrapCommand(fleet.CmdHealth, cmd, nil)
 			hctx, cancel := context.WithTimeout(ctx, inv.Timeouts.HealthCheck+time.Second)
 			defer cancel()
 			res, err := r.Output(hctx, h.Name, fmt.Sprintf("if ( %s ) >/tmp/.relctl-health.$$ 2>&1; then echo ok; else echo \"failing: $(tail -n1 /tmp/.relctl-health.$$)\"; fi; rm -f /tmp/.relctl-health.$$", cmd))

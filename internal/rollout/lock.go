@@ -146,6 +146,9 @@ type LockInfo struct {
 	TakenFrom string `json:"taken_from,omitempty"`
 	Now       int64  `json:"-"` // the host's clock when read
 	raw       string // the file's content as read: what a takeover compares
+
+	// Environment is the inventory environment of the run (--env).
+	Environment string `json:"environment,omitempty"`
 }
 
 // Expired reports whether the lease ran out (by the lock host's clock).
@@ -153,6 +156,9 @@ func (l LockInfo) Expired() bool { return l.Now > l.LeaseUntil }
 
 func (l LockInfo) String() string {
 	s := fmt.Sprintf("held by %s (run %s", l.Owner, l.RunID)
+	if l.Environment != "" {
+		s += ", environment " + l.Environment
+	}
 	if l.Proc.PID != 0 {
 		s += fmt.Sprintf(", pid %d on %s", l.Proc.PID, l.Proc.Machine)
 	}
@@ -344,6 +350,10 @@ func body(info LockInfo) string {
 	if info.TakenFrom != "" {
 		from, _ := json.Marshal(info.TakenFrom)
 		s += `,"taken_from":` + string(from)
+	}
+	if info.Environment != "" {
+		env, _ := json.Marshal(info.Environment)
+		s += `,"environment":` + string(env)
 	}
 	return s + "}"
 }
