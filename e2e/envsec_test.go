@@ -35,7 +35,7 @@ const sudoersFile = "/etc/sudoers.d/relctl-e2e-envsec"
 // through sudo -n, whose env carries a secret from relctl's environment
 // (SHOP_SECRET from $RELCTL_E2E_SECRET) that the start command writes to
 // <path>/secret-seen, and with a staging environment.
-func envsecStage(t *testing.T) *stage {
+func envsecStage(t *testing.T, stopPrefix string) *stage {
 	t.Helper()
 	testfleet.Require(t, "haproxy")
 	if _, err := exec.LookPath("sudo"); err != nil {
@@ -67,6 +67,9 @@ environments:
 		for _, name := range []string{"stop", "start"} {
 			n := mapValue(t, cmds, name)
 			script := n.Value
+			if name == "stop" {
+				script = stopPrefix + script
+			}
 			if name == "start" {
 				// What the start command's environment holds, for the test to
 				// check: never printed.
@@ -212,7 +215,7 @@ func canary(t *testing.T) string {
 // the journal, the --json events, stdout or stderr, `ps -eo args` sampled
 // on the hosts during the run, or the hosts' relctl files.
 func TestSudoBecomeAndSecret(t *testing.T) {
-	s := envsecStage(t)
+	s := envsecStage(t, "")
 	allowSudo(t)
 	secret := canary(t)
 
@@ -300,7 +303,7 @@ func TestSudoBecomeAndSecret(t *testing.T) {
 // the host, the command and why, and nothing is touched; without the
 // secret, preflight names its key and source, and nothing is touched.
 func TestSudoRefusedAndSecretMissing(t *testing.T) {
-	s := envsecStage(t)
+	s := envsecStage(t, "")
 	denySudo(t)
 	pids := map[string]int{}
 	for _, h := range s.f.Hosts {
@@ -365,4 +368,54 @@ func TestSudoRefusedAndSecretMissing(t *testing.T) {
 		t.Errorf("apply without the secret: exit %d\n%s\n%s", code, out, errs)
 	}
 	untouched("secret missing")
+}
+
+// TestSudoBecomeTimeoutEndsTheCommand: a stop that hangs while it runs as
+// root through sudo is ended at timeouts.stop: the TERM relctl sends the
+// command's process group (as the SSH user, who may not signal root's
+// processes) reaches everything the command started through the root
+// shell's trap, nothing of it is left running, and the run rolls back with
+// every host on its release and in rotation.
+func TestSudoBecomeTimeoutEndsTheCommand(t *testing.T) {
+	const marker = "31337" // sleep 31337: the hung part of the stop command
+	s := envsecStage(t, "test {{.Host}} != web2 || sleep "+marker+"; ")
+	allowSudo(t)
+	extra := "timeouts: {stop: 3s}\n"
+	inv, err := os.ReadFile(s.fleetFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.fleetFile, append(inv, extra...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sleeping := func() []string {
+		var out []string
+		// /proc/*/cmdline separates arguments with NULs: look for the
+		// marker, then for the sleep process itself.
+		for _, p := range liveProcessesMentioning(marker) {
+			if strings.HasSuffix(p, " sleep "+marker+" ") {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	code, out, errs := s.relctlEnv([]string{"RELCTL_E2E_SECRET=x"}, "apply", "-e", "staging", "--to", "1.1.0", "--yes", "--plain")
+	if code != 3 {
+		t.Errorf("apply exit %d, want 3 (rolled back)\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(errs+out, "web2") || !strings.Contains(errs+out, "timed out") && !strings.Contains(errs+out, "timeout") {
+		t.Errorf("the failure does not name web2's timeout:\n%s\n%s", out, errs)
+	}
+	// Nothing of the hung command is left: poll, the TERM is asynchronous.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(sleeping()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if left := sleeping(); len(left) > 0 {
+		t.Errorf("the hung stop is still running as root: %q", left)
+	}
+	s.wantAll("1.0.0")
+	if err := s.f.LB.WaitAllUp([]string{"web1", "web2", "web3"}, 20*time.Second); err != nil {
+		t.Errorf("after the rollback: %v", err)
+	}
 }
