@@ -3,12 +3,14 @@ package rollout
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
@@ -232,6 +234,32 @@ func (h *harness) plan(t *testing.T, to string) *plan.Plan {
 func unsetenv(t *testing.T, k string) {
 	t.Setenv(k, "")
 	if err := os.Unsetenv(k); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockRecordsTheEnvironment: the lock file names the run's inventory
+// environment, it survives a renewal, and a second operator hears it.
+func TestLockRecordsTheEnvironment(t *testing.T) {
+	hosts, app := sshHosts(t)
+	ctx := testCtx(t)
+	l := &Lock{Hosts: hosts, Host: "lockhost", Path: app, Lease: time.Minute}
+	a := LockInfo{Owner: "alice@box", RunID: "run-a", Fingerprint: "fp", Environment: "staging"}
+	if err := l.Acquire(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Renew(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := readLockFile(t, app)
+	if !ok || got.Environment != "staging" {
+		t.Fatalf("lock %+v, want environment staging", got)
+	}
+	var le *LockError
+	if err := l.Acquire(ctx, LockInfo{Owner: "bob@box", RunID: "run-b"}); !errors.As(err, &le) || !strings.Contains(err.Error(), "environment staging") {
+		t.Fatalf("second run: %v", err)
+	}
+	if err := l.Release(ctx, a); err != nil {
 		t.Fatal(err)
 	}
 }
