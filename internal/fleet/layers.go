@@ -58,6 +58,16 @@ func (l *loader) place(line int) (string, int) {
 	return l.files[i], line % layerLines
 }
 
+// fileIndex is f's place in the merge order (0 when it is not a layer).
+func (l *loader) fileIndex(f string) int {
+	for i, x := range l.files {
+		if x == f {
+			return i
+		}
+	}
+	return 0
+}
+
 // LoadFiles reads the inventory files in order, merges them key by key
 // (later wins), merges environment env over them ("" for none), then
 // checks and defaults the result like Load. With a single file and no

@@ -177,3 +177,15 @@ func TestLayerMistakes(t *testing.T) {
 		})
 	}
 }
+
+// Problems in several layers come file by file, in merge order, each file's
+// in line order.
+func TestLayerErrorsInFileOrder(t *testing.T) {
+	plain := strings.Split(envBase, "environments:")[0]
+	a := strings.Replace(plain, "interval: 2s", "interval: 2", 1) // line 10
+	_, err := ParseFiles([]string{"a.yaml", "b.yaml"}, [][]byte{[]byte(a), []byte("keep_releases: x\n")}, "")
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 2 || es[0].File != "a.yaml" || es[0].Line != 10 || es[1].File != "b.yaml" || es[1].Line != 1 {
+		t.Fatalf("errors in the wrong order:\n%v", err)
+	}
+}

@@ -99,6 +99,9 @@ func (l *loader) syntaxError(err error) *Error {
 func (l *loader) sorted() Errors {
 	sort.SliceStable(l.errs, func(i, j int) bool {
 		a, b := l.errs[i], l.errs[j]
+		if fa, fb := l.fileIndex(a.File), l.fileIndex(b.File); fa != fb {
+			return fa < fb // layered files: each file's problems together, in merge order
+		}
 		if a.Line != b.Line {
 			return a.Line < b.Line
 		}
