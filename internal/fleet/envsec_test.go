@@ -208,3 +208,39 @@ func TestBecomeInEnvironment(t *testing.T) {
 		t.Errorf("staging stop: become %+v command %q", b, inv.Commands.Stop)
 	}
 }
+
+// TestExampleSecretsParse: the secrets fleet.example.yaml shows in comments
+// under env: are valid as written, and its environments load.
+func TestExampleSecretsParse(t *testing.T) {
+	data, err := os.ReadFile("../../fleet.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := string(data)
+	var lines []string
+	for _, l := range strings.Split(src, "\n") {
+		if strings.HasPrefix(l, "#   SHOP_") && strings.Contains(l, "{from_") {
+			lines = append(lines, "  "+strings.TrimPrefix(l, "#   "))
+		}
+	}
+	if len(lines) != 3 {
+		t.Fatalf("the example's secret lines moved: %q", lines)
+	}
+	src = strings.Replace(src, "env:\n  RAILS_ENV: production\n", "env:\n  RAILS_ENV: production\n"+strings.Join(lines, "\n")+"\n", 1)
+	inv, err := Parse("fleet.example.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(inv.SecretNames(), ", "); got != "SHOP_API_KEY from_file, SHOP_DB_PASS from_command, SHOP_DB_URL from_env" {
+		t.Errorf("secrets: %s", got)
+	}
+	for _, env := range []string{"staging", "production"} {
+		inv, err := LoadFiles([]string{"../../fleet.example.yaml"}, env)
+		if err != nil {
+			t.Fatalf("%s: %v", env, err)
+		}
+		if inv.Environment != env || inv.BecomeFor(CmdStop) == nil || inv.BecomeFor(CmdHealth) != nil {
+			t.Errorf("%s: environment %q, become stop %v health %v", env, inv.Environment, inv.BecomeFor(CmdStop), inv.BecomeFor(CmdHealth))
+		}
+	}
+}
