@@ -80,7 +80,9 @@ upgrade from that version to another (pre-deploy migrations, host-by-host
 deploys behind the load balancer, post-deploy migrations) and runs it.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(),
 	}
+	root.SetVersionTemplate("relctl {{.Version}}\n")
 	def := os.Getenv("RELCTL_FLEET")
 	if def == "" {
 		def = "fleet.yaml"
@@ -103,7 +105,10 @@ deploys behind the load balancer, post-deploy migrations) and runs it.`,
 		newVersionCmd(ios),
 		newDemoCmd(ios),
 		newDemoappCmd(ios),
+		newInitCmd(ios, g),
+		newValidateCmd(ios, g),
 	)
+	conventions(root, g)
 	return root
 }
 
@@ -113,14 +118,21 @@ func newVersionCmd(ios *IO) *cobra.Command {
 		Short: "Print relctl's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := Version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			fmt.Fprintf(ios.Out, "relctl %s\n", v)
+			fmt.Fprintf(ios.Out, "relctl %s\n", versionString())
 			return nil
 		},
 	}
+}
+
+// versionString is relctl's version: Version as set by -ldflags, else the
+// module version go install recorded, else "dev". `relctl version` and
+// `relctl --version` print it the same way.
+func versionString() string {
+	v := Version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return v
 }
 
 // loadFleet loads the inventory, turning its errors into usage errors.
