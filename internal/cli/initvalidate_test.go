@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/tui"
 )
 
 func TestInitWritesAValidInventoryAndNeverOverwrites(t *testing.T) {
@@ -141,5 +142,16 @@ func TestValidate(t *testing.T) {
 	none := filepath.Join(t.TempDir(), "none.yaml")
 	if code, _, errs := run(t, "validate", "-f", none); code != ExitUsage || !strings.Contains(errs, none) {
 		t.Errorf("missing file: exit %d %s", code, errs)
+	}
+}
+
+// The TUI's note for a newcomer without an inventory names init, with the
+// file relctl looked for.
+func TestNoInventoryNamesInit(t *testing.T) {
+	note := tui.NoInventory("staging.yaml")
+	for _, w := range []string{"staging.yaml does not exist", "relctl demo", "relctl init staging.yaml", "relctl validate"} {
+		if !strings.Contains(note, w) {
+			t.Errorf("the note lacks %q:\n%s", w, note)
+		}
 	}
 }
