@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -153,5 +154,43 @@ func TestNoInventoryNamesInit(t *testing.T) {
 		if !strings.Contains(note, w) {
 			t.Errorf("the note lacks %q:\n%s", w, note)
 		}
+	}
+}
+
+// TestValidateJSONShape pins the keys docs/json.md documents for
+// validate --json, for a valid and an invalid inventory.
+func TestValidateJSONShape(t *testing.T) {
+	keys := func(m map[string]any) string {
+		var ks []string
+		for k := range m {
+			ks = append(ks, k)
+		}
+		sort.Strings(ks)
+		return strings.Join(ks, ",")
+	}
+	inv := completionFleet(t)
+	_, out, _ := run(t, "validate", "-f", inv, "--json")
+	var ok map[string]any
+	if err := json.Unmarshal([]byte(out), &ok); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(ok); got != "app,artifacts,balancer,file,hosts,problems,releases,schema,valid" {
+		t.Errorf("valid: keys %s", got)
+	}
+	if got := keys(ok["artifacts"].([]any)[0].(map[string]any)); got != "path,present,version" {
+		t.Errorf("artifact: keys %s", got)
+	}
+	bad := filepath.Join(t.TempDir(), "fleet.yaml")
+	os.WriteFile(bad, []byte("app: a\nbogus: 1\n"), 0o644)
+	_, out, _ = run(t, "validate", "-f", bad, "--json")
+	var no map[string]any
+	if err := json.Unmarshal([]byte(out), &no); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(no); got != "file,problems,schema,valid" {
+		t.Errorf("invalid: keys %s", got)
+	}
+	if got := keys(no["problems"].([]any)[0].(map[string]any)); got != "file,key,line,message" {
+		t.Errorf("problem: keys %s", got)
 	}
 }
