@@ -83,6 +83,7 @@ deploys behind the load balancer, post-deploy migrations) and runs it.`,
 		Version:       versionString(),
 	}
 	root.SetVersionTemplate("relctl {{.Version}}\n")
+	root.Flags().BoolP("version", "v", false, "print relctl's version (as relctl version does)")
 	def := os.Getenv("RELCTL_FLEET")
 	if def == "" {
 		def = "fleet.yaml"

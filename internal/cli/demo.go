@@ -52,7 +52,7 @@ journal, host trees) for you to read.`,
 		Example: `  relctl demo
   relctl demo --plain
   relctl demo --plain --fail-health 2.0.0     # watch the canary fail and the run roll back
-  relctl demo --plain --to 1.1.0 --keep        # then drive the fleet from another terminal until Ctrl-C`,
+  relctl demo --plain --to 1.1.0 --keep       # then drive the fleet from another terminal until Ctrl-C`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), ios, o) },
 	}
