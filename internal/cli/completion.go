@@ -61,7 +61,11 @@ func addCompletions(root *cobra.Command, g *globals) {
 			[]string{"auto\tHAProxy when installed, else built-in", "haproxy", "builtin"},
 			cobra.ShellCompDirectiveNoFileComp|cobra.ShellCompDirectiveKeepOrder))
 	}
-	if cmd := sub(root, "init"); cmd != nil {
+	for _, name := range []string{"init", "validate"} {
+		cmd := sub(root, name)
+		if cmd == nil {
+			continue
+		}
 		cmd.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
 			if len(args) > 0 {
 				return nil, cobra.ShellCompDirectiveNoFileComp

@@ -205,4 +205,5 @@ func holdDemo(ctx context.Context, ios *IO, d *sandbox.Demo) {
 	fmt.Fprintf(&b, "Ctrl-C stops every process above; the directory stays.\n")
 	fmt.Fprint(ios.Err, b.String())
 	<-ctx.Done()
+	fmt.Fprintln(ios.Err, "demo: stopping every process of the demo fleet; its directory stays")
 }

@@ -80,6 +80,9 @@ func TestValidate(t *testing.T) {
 	if !strings.Contains(errs, "no artifact for 2.0.0") || strings.Contains(errs, "no artifact for 1.4.0") {
 		t.Errorf("artifact notes: %q", errs)
 	}
+	if code, out2, _ := run(t, "validate", inv); code != ExitOK || out2 != out {
+		t.Errorf("validate FILE: exit %d, %q", code, out2)
+	}
 
 	// Three problems of different passes (an unknown key, a bad value, a
 	// missing required key): all at once, each with file:line and key.

@@ -49,10 +49,10 @@ type validateReport struct {
 func newValidateCmd(ios *IO, g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "validate [-f FILE]",
+		Use:   "validate [-f FILE | FILE]",
 		Short: "Check the inventory offline: every problem at once, with file:line and key",
-		Long: `validate loads the inventory the other commands read (-f, $RELCTL_FLEET,
-else ./fleet.yaml) and checks it the way they do, without connecting to any
+		Long: `validate loads FILE, else the inventory the other commands read (-f,
+$RELCTL_FLEET, else ./fleet.yaml), and checks it the way they do, without connecting to any
 host: unknown or misspelt keys, wrong types, missing required keys, bad
 versions, constraints, durations, addresses and templates. Every problem is
 reported at once, each naming file:line and the key, and validate exits 2.
@@ -66,10 +66,15 @@ artifact of the version it deploys) but is not a problem.
 "balancer", "releases", "artifacts": [{"version", "path", "present"}]}.`,
 		Example: `  relctl validate
   relctl validate -f staging.yaml
+  relctl validate staging.yaml             # the same
   relctl validate --json > problems.json`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runValidate(ios, g.fleet, asJSON)
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := g.fleet
+			if len(args) == 1 {
+				path = args[0]
+			}
+			return runValidate(ios, path, asJSON)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON document")
