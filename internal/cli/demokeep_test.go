@@ -59,7 +59,7 @@ func TestDemoKeep(t *testing.T) {
 		done <- Run(ctx, []string{"demo", "--plain", "--keep", "--hosts", "2", "--balancer", "builtin", "--rate", "20", "--to", "1.1.0"},
 			strings.NewReader(""), &out, &errb)
 	}()
-	waitFor(t, 3*time.Minute, "the demo to say it keeps running", func() bool {
+	waitFor(t, 5*time.Minute, "the demo to say it keeps running", func() bool {
 		select {
 		case code := <-done:
 			t.Fatalf("demo --keep exited %d before Ctrl-C:\n%s\n%s", code, out.String(), errb.String())
@@ -188,7 +188,7 @@ func TestDemoKeepSIGKILLed(t *testing.T) {
 	exited := make(chan struct{})
 	go func() { _ = child.Wait(); close(exited) }()
 	t.Cleanup(func() { _ = child.Process.Kill(); <-exited })
-	waitFor(t, 3*time.Minute, "the child demo to hold the fleet", func() bool {
+	waitFor(t, 5*time.Minute, "the child demo to hold the fleet", func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("the demo ended before it was killed:\n%s", errb.String())

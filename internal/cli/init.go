@@ -49,9 +49,8 @@ func starterInventory(path string, now time.Time) string {
 	f := fileFlag(path)
 	return fmt.Sprintf(`# %s — a relctl inventory, written by relctl init on %s
 # from relctl's fleet.example.yaml. Every key is explained beside it; the
-# values describe an example fleet ("shop" on web1..web5 behind HAProxy):
-# replace them with yours, and delete what you do not need (most keys have
-# defaults, named in the comments).
+# values describe an example fleet: replace them with yours, and delete what
+# you do not need (most keys have defaults, named in the comments).
 #
 # Then:
 #   relctl validate%[3]s                      # offline: every problem at once, with file:line and key
