@@ -57,7 +57,7 @@ func addRunFlags(cmd *cobra.Command, cf *connFlags, of *outFlags) {
 	f := cmd.Flags()
 	f.BoolVarP(&of.yes, "yes", "y", false, "approve the plan and the canary gate without asking (required without a terminal)")
 	f.BoolVar(&of.plain, "plain", false, "plain progress lines on stderr (the default when not in a terminal)")
-	f.BoolVar(&of.json, "json", false, "JSON event lines on stdout")
+	f.BoolVar(&of.json, "json", false, "JSON event lines on stdout (docs/json.md); nothing else goes to stdout")
 	f.DurationVar(&of.lockWait, "lock-wait", 0, "if another run holds the lock, wait this long for it (e.g. 10m) instead of refusing")
 	f.BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept hosts whose key is not in known_hosts yet, and add it there (a CHANGED key is always refused)")
 }

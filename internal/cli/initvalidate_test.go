@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -195,5 +196,45 @@ func TestValidateJSONShape(t *testing.T) {
 	}
 	if got := keys(no["problems"].([]any)[0].(map[string]any)); got != "file,key,line,message" {
 		t.Errorf("problem: keys %s", got)
+	}
+}
+
+// validate --json agrees with its section of docs/json.md, checked the way
+// TestJSONDocsMatchOutput checks the others.
+func TestValidateJSONDocs(t *testing.T) {
+	text, _ := docSection(t, "Validate (`relctl validate --json`)")
+	can := map[string]bool{}
+	jsonPaths(reflect.TypeOf(validateReport{}), "", can)
+	var ex strings.Builder // every json block of the section
+	for _, part := range strings.Split(text, "```json\n")[1:] {
+		ex.WriteString(part[:strings.Index(part, "```")])
+	}
+	dec := json.NewDecoder(strings.NewReader(ex.String()))
+	n := 0
+	for dec.More() {
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("the example is not JSON: %v\n%s", err, ex.String())
+		}
+		n++
+		got := map[string]bool{}
+		valuePaths(v, "", got)
+		for p := range got {
+			if !can[p] {
+				t.Errorf("the example has %q, which the output never has", p)
+			}
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d examples, want an invalid and a valid one", n)
+	}
+	for p := range can {
+		leaf := strings.TrimSuffix(p[strings.LastIndex(p, ".")+1:], "[]")
+		if !strings.Contains(text, "`"+leaf+"`") && !strings.Contains(text, leaf+",") && !strings.Contains(text, leaf+"}") {
+			t.Errorf("docs/json.md does not name %q", p)
+		}
+	}
+	if code, _, errs := run(t, "validate", "-f", example, "--plain", "--json"); code != ExitUsage || !strings.Contains(errs, "exclude each other") {
+		t.Errorf("--plain --json: exit %d %s", code, errs)
 	}
 }

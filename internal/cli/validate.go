@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -47,7 +46,7 @@ type validateReport struct {
 }
 
 func newValidateCmd(ios *IO, g *globals) *cobra.Command {
-	var asJSON bool
+	var of outputFlags
 	cmd := &cobra.Command{
 		Use:   "validate [-f FILE | FILE]",
 		Short: "Check the inventory offline: every problem at once, with file:line and key",
@@ -74,10 +73,10 @@ artifact of the version it deploys) but is not a problem.
 			if len(args) == 1 {
 				path = args[0]
 			}
-			return runValidate(ios, path, asJSON)
+			return runValidate(ios, path, of.json)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as one JSON document")
+	addOutputFlags(cmd, &of, "the problems, or the summary line, as text (the default)", `one JSON document, "schema": 1 (docs/json.md)`)
 	return cmd
 }
 
@@ -102,7 +101,7 @@ func runValidate(ios *IO, path string, asJSON bool) error {
 			lines = append(lines, e.Error())
 		}
 		if asJSON {
-			if err := writeJSON(ios, rep); err != nil {
+			if err := writeDoc(ios.Out, rep); err != nil {
 				return err
 			}
 		} else {
@@ -129,7 +128,7 @@ func runValidate(ios *IO, path string, asJSON bool) error {
 		rep.Artifacts = append(rep.Artifacts, ArtifactCheck{Version: v, Path: p, Present: serr == nil})
 	}
 	if asJSON {
-		return writeJSON(ios, rep)
+		return writeDoc(ios.Out, rep)
 	}
 	rel := "no releases table"
 	if n := len(rep.Releases); n > 0 {
@@ -142,10 +141,4 @@ func runValidate(ios *IO, path string, asJSON bool) error {
 		}
 	}
 	return nil
-}
-
-func writeJSON(ios *IO, v any) error {
-	enc := json.NewEncoder(ios.Out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }

@@ -3,10 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
@@ -91,15 +89,6 @@ func newEnv(ios *IO, inv *fleet.Inventory, cf connFlags) (*ops.Env, error) {
 		return nil, err
 	}
 	return &ops.Env{Inv: inv, Conn: connect(ios, inv, cf), JournalDir: dir, Owner: owner(), Now: timeNow}, nil
-}
-
-// table writes aligned columns to a terminal and tab-separated ones to a
-// pipe.
-func table(w io.Writer) *tabwriter.Writer {
-	if isTerminal(w) {
-		return tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	}
-	return tabwriter.NewWriter(w, 0, 0, 1, '\t', 0)
 }
 
 // runEnd is how a run ended, for Verdict.

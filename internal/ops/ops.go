@@ -28,6 +28,7 @@ import (
 	"github.com/relctl/relctl/internal/observe"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
+	"github.com/relctl/relctl/internal/version"
 	"github.com/relctl/relctl/internal/view"
 )
 
@@ -88,7 +89,7 @@ func PlanErrCode(err error) int {
 	switch {
 	case errors.Is(err, plan.ErrNoPath), errors.Is(err, plan.ErrUpfromMismatch), errors.Is(err, plan.ErrIsDowngrade),
 		errors.Is(err, plan.ErrDowngradeRefused), errors.Is(err, plan.ErrMixedFleet), errors.Is(err, plan.ErrPastPointOfNoReturn),
-		errors.Is(err, ErrImmutable):
+		errors.Is(err, ErrImmutable), errors.Is(err, version.ErrInvalid):
 		return view.ExitUsage
 	}
 	return view.ExitError
