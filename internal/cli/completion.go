@@ -56,6 +56,11 @@ func addCompletions(root *cobra.Command, g *globals) {
 			return hostChoices(g, args, typed)
 		}
 	}
+	if cmd := sub(root, "history"); cmd != nil {
+		_ = cmd.RegisterFlagCompletionFunc("host", func(_ *cobra.Command, _ []string, typed string) ([]string, cobra.ShellCompDirective) {
+			return hostChoices(g, nil, typed)
+		})
+	}
 	if cmd := sub(root, "demo"); cmd != nil {
 		_ = cmd.RegisterFlagCompletionFunc("balancer", cobra.FixedCompletions(
 			[]string{"auto\tHAProxy when installed, else built-in", "haproxy", "builtin"},

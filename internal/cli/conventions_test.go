@@ -251,6 +251,7 @@ func TestCompletionOffersValues(t *testing.T) {
 		{"downgrade --to: declared paths only", []string{"downgrade", "-f", inv, "--to", ""}, []string{"1.3.2"}, noFilesKeepOrder},
 		{"plan --format", []string{"plan", "--format", ""}, []string{"text", "markdown", "json"}, noFilesKeepOrder},
 		{"repair hosts", []string{"repair", "-f", inv, "web1", "web"}, []string{"web2", "web3", "web4", "web5"}, noFilesKeepOrder},
+		{"history --host", []string{"history", "-f", inv, "--host", "web"}, []string{"web1", "web2", "web3", "web4", "web5"}, noFilesKeepOrder},
 		{"demo --balancer", []string{"demo", "--balancer", ""}, []string{"auto", "haproxy", "builtin"}, noFilesKeepOrder},
 		{"no inventory: nothing", []string{"plan", "-f", filepath.Join(t.TempDir(), "none.yaml"), "--to", ""}, nil, noFilesKeepOrder},
 	}

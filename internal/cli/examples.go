@@ -15,6 +15,7 @@ var examples = map[string]string{
   relctl demo                              # a demo fleet on this machine, to see relctl work`,
 	"relctl status": `  relctl status
   relctl status -f staging.yaml
+  relctl status --plain | cut -f1,2             # host and version: tab-separated fields, even on a terminal
   relctl status --json > status.json`,
 	"relctl rollback": `  relctl rollback                          # shows what goes back, asks, then runs
   relctl rollback --yes --plain            # without a terminal (CI): no question, plain lines`,
@@ -24,12 +25,13 @@ var examples = map[string]string{
 	"relctl downgrade": `  relctl downgrade --to 1.3.2 --reason "INC-4711: 1.4.0 loses carts"
   relctl downgrade --to 1.3.2 --reason "INC-4711" --yes --plain`,
 	"relctl lock": `  relctl lock                              # who holds the fleet's lock, for which run, until when
-  relctl lock -f staging.yaml
+  relctl lock --json
   relctl lock break                        # break an expired lease (audited)`,
 	"relctl lock break": `  relctl lock break                        # only an expired lease
   relctl lock break --force                # the holder is gone for sure: break a live lease too`,
 	"relctl history": `  relctl history                           # the last 50 records, newest first
-  relctl history -n 10
+  relctl history --since 24h --host web3
+  relctl history --run 20261129T1548       # one run's records: the beginning of its id is enough
   relctl history --limit 0 --json > audit.jsonl`,
 	"relctl version": `  relctl version
   relctl --version`,
