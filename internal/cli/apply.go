@@ -69,7 +69,8 @@ func newApplyCmd(ios *IO, g *globals) *cobra.Command {
 		Short: "Upgrade the fleet: observe, plan, then roll out host by host",
 		Example: `  relctl apply --to 1.4.0
   relctl apply --to 1.4.0 --yes --plain       # in CI: approve the canary gate, plain lines
-  relctl apply --plan plan.json --yes         # apply a saved plan; refused if edited or if the fleet changed since`,
+  relctl apply --plan plan.json --yes         # apply a saved plan; refused if edited or if the fleet changed since
+  relctl apply --to 1.4.0 --ticket CHG-1234 --reason "checkout fix"   # recorded in the lock, journal, audit and hooks`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inv, err := loadFleet(g)
@@ -85,5 +86,6 @@ func newApplyCmd(ios *IO, g *globals) *cobra.Command {
 	f.StringVar(&o.PlanFile, "plan", "", "apply a plan saved by relctl plan --format json")
 	f.BoolVar(&o.Force, "force", false, "start even if a balancer server is already in DRAIN or MAINT")
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, true)
 	return cmd
 }

@@ -54,6 +54,7 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 		},
 	}
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, true)
 	return cmd
 }
 
@@ -103,6 +104,7 @@ func newResumeCmd(ios *IO, g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.Rollback, "rollback", false, "roll the unfinished run back instead of finishing it")
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, true) // a continued run keeps its own: they apply to --rollback
 	return cmd
 }
 
@@ -120,6 +122,7 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 		Short: "Emergency downgrade along a declared path: bigger batches, short drains, no canary pause, audited",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Conn.reason = o.Reason
 			return withEnv(ios, g, o.Conn, func(env *ops.Env) error {
 				if wantTUI(ios, o.Out) {
 					if err := env.RefuseUnfinished(); err != nil {
@@ -141,6 +144,7 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 	_ = cmd.MarkFlagRequired("to")
 	_ = cmd.MarkFlagRequired("reason")
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, false)
 	return cmd
 }
 
@@ -169,6 +173,7 @@ func newRepairCmd(ios *IO, g *globals) *cobra.Command {
 		},
 	}
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, true)
 	return cmd
 }
 

@@ -99,6 +99,8 @@ type lockJSON struct {
 	LeaseUntil string `json:"lease_until"`
 	Expired    bool   `json:"expired"`
 	TakenFrom  string `json:"taken_from,omitempty"`
+	Ticket     string `json:"ticket,omitempty"` // the run's --ticket
+	Reason     string `json:"reason,omitempty"` // the run's --reason (a downgrade's)
 }
 
 type unfinishedJSON struct {
@@ -124,7 +126,8 @@ func lockDTO(l *rollout.LockInfo) *lockJSON {
 		return nil
 	}
 	return &lockJSON{Owner: l.Owner, Run: l.RunID, PID: l.Proc.PID, Machine: l.Proc.Machine,
-		Started: unixRFC3339(l.Started), LeaseUntil: unixRFC3339(l.LeaseUntil), Expired: l.Expired(), TakenFrom: l.TakenFrom}
+		Started: unixRFC3339(l.Started), LeaseUntil: unixRFC3339(l.LeaseUntil), Expired: l.Expired(), TakenFrom: l.TakenFrom,
+		Ticket: l.Ticket, Reason: l.Reason}
 }
 
 func errString(err error) string {
@@ -189,13 +192,14 @@ type historyJSON struct {
 	Result    string `json:"result"`
 	Outcome   string `json:"outcome"`
 	Reason    string `json:"reason,omitempty"`
+	Ticket    string `json:"ticket,omitempty"`
 	PrevRun   string `json:"prev_run,omitempty"`
 	PrevOwner string `json:"prev_owner,omitempty"`
 }
 
 func historyDTO(r rollout.HistoryRecord) historyJSON {
 	return historyJSON{V: HistoryFormat, Time: r.Time.UTC().Format(time.RFC3339Nano), Run: r.RunID, Owner: r.Owner, Kind: r.Kind,
-		From: r.From, To: r.To, Host: r.Host, Result: r.Result, Outcome: r.Outcome, Reason: r.Reason, PrevRun: r.PrevRun, PrevOwner: r.PrevOwner}
+		From: r.From, To: r.To, Host: r.Host, Result: r.Result, Outcome: r.Outcome, Reason: r.Reason, Ticket: r.Ticket, PrevRun: r.PrevRun, PrevOwner: r.PrevOwner}
 }
 
 // showLock prints the lock on host as read (info nil: free), or, after a

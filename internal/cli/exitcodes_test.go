@@ -233,6 +233,10 @@ func TestREADMEExitCodes(t *testing.T) {
 		}
 	}
 
+	// The same inventory with a before_run hook that refuses every run
+	// (written by its step, from the inventory as it is then).
+	refusing := filepath.Join(filepath.Dir(f.d.FleetFile), "fleet-refusing.yaml")
+
 	type step struct {
 		name     string
 		before   func()
@@ -252,6 +256,19 @@ func TestREADMEExitCodes(t *testing.T) {
 		{name: "apply --to banana", args: []string{"apply", "--to", "banana", "--yes", "--plain"}, code: ExitUsage},
 		{name: "apply with an unknown flag", args: []string{"apply", "--to", "1.1.0", "--yes", "--canary-only"}, code: ExitUsage},
 		{name: "downgrade without --reason", args: []string{"downgrade", "--to", "1.0.0", "--yes"}, code: ExitUsage},
+		{name: "a before_run hook refuses the run", before: func() {
+			raw, _ := os.ReadFile(f.d.FleetFile)
+			hooked := append(raw, []byte("\nhooks:\n  before_run: ['echo change freeze >&2; exit 1']\n")...)
+			if err := os.WriteFile(refusing, hooked, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, args: []string{"-f", refusing, "apply", "--to", "1.1.0", "--yes", "--plain"}, code: ExitRefused,
+			after: func(_, errs string) {
+				if !strings.Contains(errs, "hooks.before_run[0] failed: exit status 1: change freeze") {
+					t.Errorf("the refusal does not name the hook: %s", errs)
+				}
+				f.want("the refused run", all("1.0.0"))
+			}},
 		{name: "plan --to 9.9.9 (no such release)", args: []string{"plan", "--to", "9.9.9"}, code: ExitUsage, stdout: "upgrade 1.0.0 → 9.9.9"},
 		{name: "plan --to 2.0.0 past the declared path", args: []string{"plan", "--to", "2.0.0"}, code: ExitOK, stdout: "1.0.0 → 1.1.0 → 2.0.0"},
 		{name: "the canary fails to start: rolled back", before: func() { f.failStart("web1", true) },

@@ -17,9 +17,12 @@ import (
 	"github.com/relctl/relctl/internal/rollout"
 )
 
-// connFlags are the connection flags of every command that talks to hosts.
+// connFlags are the connection flags of every command that talks to hosts,
+// and what the operator says about the runs it starts (note.go): they go
+// with the operations' environment wherever it is built, the TUI's too.
 type connFlags struct {
-	acceptNew bool
+	acceptNew      bool
+	reason, ticket string
 }
 
 // outFlags choose the output mode once (and how to wait for the lock).
@@ -88,7 +91,10 @@ func newEnv(ios *IO, inv *fleet.Inventory, cf connFlags) (*ops.Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ops.Env{Inv: inv, Conn: connect(ios, inv, cf), JournalDir: dir, Owner: owner(), Now: timeNow}, nil
+	if err := ops.CheckNote(cf.reason, cf.ticket); err != nil {
+		return nil, err
+	}
+	return &ops.Env{Inv: inv, Conn: connect(ios, inv, cf), JournalDir: dir, Owner: owner(), Now: timeNow, Reason: cf.reason, Ticket: cf.ticket}, nil
 }
 
 // runEnd is how a run ended, for Verdict.
