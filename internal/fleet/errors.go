@@ -20,6 +20,21 @@ type Error struct {
 	// Kind, when set, is a more precise sentinel (it wraps ErrInvalid),
 	// such as ErrUnknownEnvironment.
 	Kind error
+	// Unknown is an unknown key's own name; Path is then where it sits
+	// (Msg already names it: this is for programs, see KeyPath).
+	Unknown string
+}
+
+// KeyPath is the full key path of the problem: Path, and an unknown key's
+// own name under it.
+func (e *Error) KeyPath() string {
+	switch {
+	case e.Unknown == "":
+		return e.Path
+	case e.Path == "":
+		return e.Unknown
+	}
+	return e.Path + "." + e.Unknown
 }
 
 func (e *Error) Error() string {

@@ -342,6 +342,7 @@ func (l *loader) check(n *yaml.Node, t reflect.Type, path string) bool {
 					}
 				}
 				l.add(k.Line, path, "%s", msg)
+				l.errs[len(l.errs)-1].Unknown = k.Value
 				l.reported[kp] = true
 				continue
 			}
