@@ -60,6 +60,7 @@ func (l *loader) validate(inv *Inventory) {
 	}
 	l.validateBalancer(inv)
 	l.validateReleases(inv)
+	l.validateAnalysis(inv)
 	for k := range inv.Vars {
 		if !varRe.MatchString(k) {
 			l.at("vars."+strconv.Quote(k), "var name %q must be a template identifier (letters, digits, _)", k)
