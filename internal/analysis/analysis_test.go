@@ -57,7 +57,9 @@ func TestEvaluate(t *testing.T) {
 			Fail, "rate_5xx", Fail, "canary 5.00% > max 1.00%", "", false},
 		{"connection errors relative", Input{Spec: spec(func(s *fleet.Analysis) { s.ConnErrorRate = &fleet.Threshold{Max: f(0.05), MaxRatio: f(1.5)} }), Counters: true, Canary: counts(200, 0, 10, 20), Baseline: counts(400, 0, 4, 20)},
 			Fail, "conn_error_rate", Fail, "canary 5.00% > baseline 1.00% × 1.5 + 0.00% = 1.50%", "", true},
-		{"response time relative pass", Input{Spec: spec(func(s *fleet.Analysis) { s.ResponseTimeMs = &fleet.Threshold{Max: f(500), MaxRatio: f(1.5), Margin: 10} }), Counters: true, Canary: counts(200, 0, 0, 40), Baseline: counts(400, 0, 0, 30)},
+		{"response time relative pass", Input{Spec: spec(func(s *fleet.Analysis) {
+			s.ResponseTimeMs = &fleet.Threshold{Max: f(500), MaxRatio: f(1.5), Margin: 10}
+		}), Counters: true, Canary: counts(200, 0, 0, 40), Baseline: counts(400, 0, 0, 30)},
 			Pass, "response_time_ms", Pass, "", "≤ 500ms; ≤ baseline 30ms × 1.5 + 10ms = 55ms", true},
 		{"response time absolute fail", Input{Spec: spec(func(s *fleet.Analysis) { s.ResponseTimeMs = &fleet.Threshold{Max: f(500)} }), Counters: true, Canary: counts(200, 0, 0, 900), Baseline: counts(400, 0, 0, 30)},
 			Fail, "response_time_ms", Fail, "canary 900ms > max 500ms", "", true},
