@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/relctl/relctl/internal/fleet"
 )
@@ -102,6 +103,26 @@ type Verdict struct {
 	// Notes are facts about the evidence (a balancer reload, counters not
 	// available, the operator answering before the window ended).
 	Notes []string `json:"notes,omitempty"`
+	// Elapsed is how long the canary was watched; Duration the window
+	// asked for. Final is false for the live figures of a sample.
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	Duration time.Duration `json:"duration_ns"`
+	Final    bool          `json:"final"`
+}
+
+// Figures is the evidence in one line: "canary web1: 540 requests, 27 5xx
+// (5.00%), 0 connection errors, 12ms · baseline web2, web3: 2100
+// requests, 0 5xx (0.00%), 0 connection errors, 10ms".
+func (v Verdict) Figures() string {
+	side := func(name string, c Counts) string {
+		rt := "response time ?"
+		if c.RespTimeMs >= 0 {
+			rt = fmt.Sprintf("%gms", math.Round(c.RespTimeMs*10)/10)
+		}
+		return fmt.Sprintf("%s %s: %d requests, %d 5xx (%s), %d connection errors (%s), %s", name, strings.Join(c.Servers, ", "),
+			c.Requests, c.Resp5xx, FormatRate(c.Rate5xx()), c.ConnErrors, FormatRate(c.ConnErrorRate()), rt)
+	}
+	return side("canary", v.Canary) + " · " + side("baseline", v.Baseline)
 }
 
 // Evaluate judges in: every threshold the spec sets and every check. A

@@ -17,6 +17,9 @@ const (
 	CtlPausedForFailure ControlKind = "paused_for_failure"
 	// CtlCanaryGate marks a GateRequested event of the canary gate.
 	CtlCanaryGate ControlKind = "canary_gate"
+	// CtlAnalysing: canary analysis started watching the canary (auto and
+	// auto-rollback modes: before any gate is asked).
+	CtlAnalysing ControlKind = "analysing"
 	// CtlLockLost: the run's lock lease could not be renewed.
 	CtlLockLost ControlKind = "lock_lost"
 )

@@ -48,6 +48,10 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 		from = opts.To
 	}
 	p := newPlan(inv, obs, KindUpgrade, from, opts.To, opts.Balancer, opts.CanVerify)
+	if inv.Analysis.Enabled() {
+		a := inv.Analysis
+		p.Settings.Analysis = &a
+	}
 	p.Skipped = skipped
 	if len(deploy) == 0 || from == opts.To {
 		p.Notes = append(p.Notes, fmt.Sprintf("nothing to do: every host runs %s", opts.To))
