@@ -196,6 +196,7 @@ func (m dialogView) gateText() (string, []string, bool) {
 	} else {
 		lines = append(lines, "No host is in service on "+g.to+" yet.")
 	}
+	lines = append(lines, m.run.gateAnalysisLines()...)
 	if m.traffic != nil {
 		lines = append(lines, fmt.Sprintf("Traffic so far: %d requests, %d failed.", m.traffic.Requests, m.traffic.Failed))
 	}
