@@ -116,6 +116,9 @@ func (l *loader) validateAnalysis(inv *Inventory) {
 		l.missing("analysis", "analysis.duration", "analysis.duration is required and must be positive (how long the canary is watched, such as 2m)")
 		return
 	}
+	if p := inv.Rollout.PauseAfterCanary; p != nil && !*p {
+		l.at("analysis", "analysis runs at the canary gate, and rollout.pause_after_canary is false: set it to true (mode auto then decides without the operator)")
+	}
 	switch a.Mode {
 	case AnalysisManual, AnalysisAuto, AnalysisAutoRollback:
 	default:

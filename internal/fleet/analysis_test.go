@@ -77,6 +77,7 @@ func TestAnalysisBadInput(t *testing.T) {
 		{"check without bounds", "analysis:\n  duration: 1m\n  checks:\n    - {name: err, command: x}\n", "fleet.yaml:12: analysis.checks[0]: a check needs max, min or both"},
 		{"check bad name", "analysis:\n  duration: 1m\n  checks:\n    - {name: \"a b\", command: x, max: 1}\n", `analysis.checks[0].name: name "a b" may hold only`},
 		{"check duplicate name", "analysis:\n  duration: 1m\n  checks:\n    - {name: a, command: x, max: 1}\n    - {name: a, command: y, max: 1}\n", `fleet.yaml:13: analysis.checks[1].name: name "a" is used by analysis.checks[0] too`},
+		{"no gate", "rollout: {pause_after_canary: false}\nanalysis: {duration: 1m, rate_5xx: {max: 0.1}}\n", "fleet.yaml:10: analysis: analysis runs at the canary gate, and rollout.pause_after_canary is false"},
 		{"check min above max", "analysis:\n  duration: 1m\n  checks:\n    - {name: a, command: x, max: 1, min: 2}\n", "analysis.checks[0].min: min 2 is above max 1"},
 	}
 	for _, c := range cases {

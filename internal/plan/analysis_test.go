@@ -59,6 +59,13 @@ balancer: {kind: haproxy, backend: shop, endpoints: [{tcp: "127.0.0.1:9999"}]}
 	if !strings.Contains(string(data), `"analysis": {`) || !strings.Contains(string(data), `"duration_ns": 120000000000`) {
 		t.Errorf("plan JSON lacks the analysis settings:\n%s", data)
 	}
+	// One batch: no gate, and the plan says nothing will be analysed.
+	one := *inv
+	one.Rollout.Batches = []fleet.BatchSize{{Percent: 100, IsPercent: true}}
+	p1, err := Build(&one, Assume(&one, "1.4.0"), Options{To: "2.0.0"})
+	if err != nil || p1.HasKind(StepGate) || !strings.Contains(strings.Join(p1.Notes, ";"), "no canary gate (one batch), so nothing is analysed") {
+		t.Fatalf("one batch: %v %v", err, p1.Notes)
+	}
 	// Without the key: no analysis, and the gate reads as before.
 	inv = inventory(t, 3, "")
 	p, _ = Build(inv, Assume(inv, "1.4.0"), Options{To: "2.0.0"})

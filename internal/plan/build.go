@@ -110,6 +110,9 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 				Undo: fmt.Sprintf("cannot be undone: %s may no longer run on the schema it leaves", hop.From)})
 		}
 	}
+	if p.Settings.Analysis != nil && !p.HasKind(StepGate) {
+		p.Notes = append(p.Notes, "canary analysis: this plan has no canary gate (one batch), so nothing is analysed")
+	}
 	cleanUndo := fmt.Sprintf("nothing to undo: keeps %d releases, never %s or %s", inv.KeepReleases, from, opts.To)
 	for _, h := range deploy {
 		p.add(Step{ID: "cleanup/" + h.Name, Kind: StepCleanup, Hop: -1, Host: h.Name, From: from, To: opts.To, Mutating: true, Undo: cleanUndo})
