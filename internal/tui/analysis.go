@@ -7,6 +7,7 @@ import (
 
 	"github.com/relctl/relctl/internal/analysis"
 	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/view"
 )
 
@@ -21,7 +22,7 @@ func (r *runState) applyAnalysis(e event.Event) {
 		return
 	}
 	v := *e.Analysis
-	r.analysis = &v
+	r.analysis, r.analysisStep = &v, e.Step
 	if e.Type == event.AnalysisVerdict {
 		for _, l := range view.AnalysisLines(v) {
 			r.addLog("canary analysis: " + l)
@@ -46,8 +47,8 @@ func analysisPhase(v analysis.Verdict) string {
 // gateAnalysisLines are the analysis figures for the gate dialog.
 func (r *runState) gateAnalysisLines() []string {
 	v := r.analysis
-	if v == nil {
-		return nil
+	if v == nil || r.gate == nil || r.analysisStep != r.gate.step {
+		return nil // none yet for this gate (a multi-hop run's earlier gate had its own)
 	}
 	head := fmt.Sprintf("Since back in rotation (%s of %s): ", v.Elapsed.Round(time.Second), v.Duration)
 	lines := []string{head + v.Figures() + "."}
@@ -72,4 +73,16 @@ func (r *runState) doneAnalysisLines() []string {
 		out = append(out, l)
 	}
 	return out
+}
+
+// gateAnalysisStart says, in the start dialog, what happens at the canary
+// gate when the plan asks for analysis.
+func gateAnalysisStart(a fleet.Analysis) string {
+	switch a.Mode {
+	case fleet.AnalysisAuto:
+		return fmt.Sprintf("After the canary batch, canary analysis watches it for %s and promotes or rolls back by itself (you decide only if the verdict is inconclusive).", a.Duration)
+	case fleet.AnalysisAutoRollback:
+		return fmt.Sprintf("After the canary batch, canary analysis watches it for %s and rolls back by itself on a fail; otherwise the run stops for your approval.", a.Duration)
+	}
+	return fmt.Sprintf("The run stops for your approval after the canary batch; canary analysis shows its figures and, after %s, its verdict.", a.Duration)
 }

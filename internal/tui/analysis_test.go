@@ -7,6 +7,7 @@ import (
 
 	"github.com/relctl/relctl/internal/analysis"
 	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/fleet"
 )
 
 func analysisVerdict(final bool, elapsed time.Duration) *analysis.Verdict {
@@ -45,6 +46,12 @@ func TestGateShowsAnalysisFiguresLive(t *testing.T) {
 	if !strings.Contains(txt, "Canary analysis: FAIL — rate_5xx: canary 5.00% > max 1.00%") {
 		t.Fatalf("the gate lacks the verdict:\n%s", screenText(m))
 	}
+	// Another gate (the next hop's) never shows this gate's figures.
+	feed(t, m, event.Event{Type: event.GateAnswered, Step: "gate/canary", Message: "promote", Time: s.now},
+		event.Event{Type: event.GateRequested, Step: "gate/canary@2.0.0", Message: "the canary runs 2.0.0", Version: "2.0.0", Time: s.now})
+	if txt := flat(screenText(m)); strings.Contains(txt, "Since back in rotation") {
+		t.Fatalf("gate 2 shows gate 1's figures:\n%s", screenText(m))
+	}
 }
 
 // In auto mode no dialog opens while the window runs: the phase line
@@ -76,4 +83,16 @@ func TestAutoAnalysisPhaseAndDoneScreen(t *testing.T) {
 // apart, so that wrapped lines read as one.
 func flat(s string) string {
 	return strings.Join(strings.Fields(strings.NewReplacer("│", " ", "╭", " ", "╮", " ", "╰", " ", "╯", " ", "─", " ").Replace(s)), " ")
+}
+
+func TestStartDialogSaysWhatTheAnalysisDoes(t *testing.T) {
+	for mode, want := range map[string]string{
+		"auto":          "promotes or rolls back by itself",
+		"auto-rollback": "rolls back by itself on a fail; otherwise the run stops for your approval",
+		"manual":        "The run stops for your approval after the canary batch; canary analysis shows its figures",
+	} {
+		if got := gateAnalysisStart(fleet.Analysis{Mode: mode, Duration: 8 * time.Second}); !strings.Contains(got, want) {
+			t.Errorf("%s: %q lacks %q", mode, got, want)
+		}
+	}
 }

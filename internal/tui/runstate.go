@@ -109,6 +109,7 @@ type runState struct {
 	pnr          string // the point-of-no-return step that started, "" if none
 	gate         *gateInfo
 	analysis     *analysis.Verdict // the last canary analysis figures or verdict (analysis.go)
+	analysisStep string            // the gate step they are of
 	paused       bool
 	inRollback   bool
 	startTime    time.Time
