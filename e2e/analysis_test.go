@@ -24,7 +24,7 @@ analysis:
   conn_error_rate: {max: 0.01}
 `
 
-// 6. Canary analysis on real HAProxy under load: a release that answers 5%
+// 21. Canary analysis on real HAProxy under load: a release that answers 5%
 // of its requests with 500 (health green) is caught from HAProxy's
 // per-server counters and rolled back by itself within the window; a good
 // release is promoted by itself. Clients see no failure but the bad
@@ -33,7 +33,7 @@ func TestLoadCanaryAnalysis(t *testing.T) {
 	t.Run("bad release rolled back", func(t *testing.T) {
 		s := newStage(t, 5, "haproxy", e2eAnalysis, nil)
 		s.f.Artifact("1.1.0", map[string]string{"fail_share": "0.05"})
-		l := startLoad(t, s, "6. canary analysis catches 5% 500s (haproxy, 5 hosts)")
+		l := startLoad(t, s, "21. canary analysis catches 5% 500s (haproxy, 5 hosts)")
 		start := time.Now()
 		code, out, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
 		took := time.Since(start)
@@ -99,7 +99,7 @@ func TestLoadCanaryAnalysis(t *testing.T) {
 
 	t.Run("good release promoted", func(t *testing.T) {
 		s := newStage(t, 5, "haproxy", e2eAnalysis, nil)
-		l := startLoad(t, s, "6. canary analysis promotes a good release (haproxy, 5 hosts)")
+		l := startLoad(t, s, "21. canary analysis promotes a good release (haproxy, 5 hosts)")
 		code, out, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
 		l.stop(true)
 		if code != 0 {
