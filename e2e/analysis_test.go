@@ -1,6 +1,10 @@
 package e2e
 
 import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -118,4 +122,35 @@ func TestLoadCanaryAnalysis(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestDemoBadRelease is the issue's demo: `relctl demo --plain
+// --bad-release 2.0.0` (real HAProxy when installed) promotes the 1.1.0
+// canary on its analysis, then catches 2.0.0's 500s on the canary, rolls it
+// back by itself, prints the evidence and exits 0 (the demo's success:
+// no failed request but the bad release's own 500s).
+func TestDemoBadRelease(t *testing.T) {
+	tmp := t.TempDir()
+	c := exec.Command(relctlBin, "demo", "--plain", "--hosts", "4", "--bad-release", "2.0.0")
+	c.Env = append(os.Environ(), "TMPDIR="+tmp)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Run(); err != nil {
+		t.Fatalf("relctl demo --plain --bad-release 2.0.0: %v\n%s\n%s", err, out.String(), errb.String())
+	}
+	for _, want := range []string{"outcome:\trolled back", "rolled back:\tweb1", "analysis:\tFAIL: rate_5xx: canary ",
+		"canary web1: ", "baseline web2, web3, web4: ", "demo:\tcanary analysis caught 2.0.0 and the run rolled back by itself"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(errb.String(), "GATE\tanswer: promote (canary analysis passed)") || !strings.Contains(errb.String(), "GATE\tanswer: rollback (canary analysis failed)") {
+		t.Errorf("want 1.1.0 promoted and 2.0.0 rolled back by the analysis:\n%s", errb.String())
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "relctl-demo-*")); len(left) != 0 {
+		t.Errorf("the demo left %v behind", left)
+	}
+	if ps := liveProcessesMentioning(filepath.Join(tmp, "relctl-demo-")); len(ps) != 0 {
+		t.Errorf("the demo left processes running:\n%s", strings.Join(ps, "\n"))
+	}
 }
