@@ -66,7 +66,7 @@ func (e *Engine) manualAnalysedGate(ctx context.Context, s plan.Step, spec fleet
 		_, _ = e.analyse(actx, s, spec, canary, baseline, answered)
 	}()
 	err := e.askGate(ctx, s, fmt.Sprintf("the canary runs %s (canary analysis runs for %s; the verdict is shown when it ends): promote it to the rest of the fleet, or roll back", s.To, spec.Duration))
-	d := Decision("abort")
+	d := Abort
 	if err == nil {
 		d = Promote
 	} else if errors.Is(err, errRollback) {
@@ -134,14 +134,34 @@ func (e *Engine) analyse(ctx context.Context, s plan.Step, spec fleet.Analysis, 
 	case !spec.UsesCounters():
 	case !ok:
 		in.CountersWhy = fmt.Sprintf("balancer %s has no per-server counters", e.cfg.Balancer.Kind())
-	default:
-		first, err := ctr.ServerStats(ctx)
-		if err != nil {
-			in.CountersWhy = "read the balancer's counters: " + err.Error()
-		} else {
-			win = analysis.NewWindow(samples(first))
-		}
 	}
+	// read takes the counters: the first read that works opens the window
+	// (a read that fails is retried at the next interval, and counted).
+	reads, failedReads, lastReadErr := 0, 0, error(nil)
+	read := func() {
+		if !ok || !spec.UsesCounters() {
+			return
+		}
+		reads++
+		got, err := ctr.ServerStats(ctx)
+		if err != nil {
+			failedReads++
+			lastReadErr = err
+			if win == nil {
+				in.CountersWhy = "read the balancer's counters: " + err.Error()
+			}
+			return
+		}
+		if win == nil {
+			win = analysis.NewWindow(samples(got))
+			if reads > 1 {
+				notes = append(notes, fmt.Sprintf("the balancer's counters could first be read after %s: counted from then", time.Since(start).Round(time.Second)))
+			}
+			return
+		}
+		win.Add(samples(got))
+	}
+	read()
 	if len(canary) == 0 {
 		notes = append(notes, "no canary host is in service on "+s.To)
 	}
@@ -212,20 +232,16 @@ loop:
 			stopErr = fmt.Errorf("%w: interrupted during canary analysis", errAbort)
 			break loop
 		}
-		if win != nil {
-			got, err := ctr.ServerStats(ctx)
-			if err != nil {
-				notes = append(notes, fmt.Sprintf("a read of the balancer's counters failed after %s (%v): the next read counts it", time.Since(start).Round(time.Second), err))
-			} else {
-				win.Add(samples(got))
-			}
-		}
+		read()
 		if !time.Now().Before(deadline) {
 			break
 		}
 		v := verdict(false)
 		e.bus.Emit(event.Event{Type: event.AnalysisSample, Step: s.ID, Version: s.To, Analysis: &v,
 			Message: fmt.Sprintf("canary analysis %s/%s: %s", v.Elapsed.Round(time.Second), spec.Duration, v.Figures())})
+	}
+	if failedReads > 0 {
+		notes = append(notes, fmt.Sprintf("%d of %d reads of the balancer's counters failed (last: %v); the reads that worked count everything in between", failedReads, reads, lastReadErr))
 	}
 	if early == "" {
 		in.Checks = e.runChecks(ctx, spec, s, canary, baseline, start)

@@ -28,6 +28,9 @@ type countingLB struct {
 	// onRead, when set, runs before each read (after the first) with its
 	// number; it may change the fake.
 	onRead func(n int, c *countingLB)
+	// failReads are the reads (1-based) that fail, as an unreachable
+	// admin socket would.
+	failReads map[int]bool
 }
 
 var _ lb.Counters = (*countingLB)(nil)
@@ -42,6 +45,9 @@ func (c *countingLB) ServerStats(ctx context.Context) ([]lb.CounterSample, error
 		c.process = "pid 1 started 1"
 	}
 	c.reads++
+	if c.failReads[c.reads] {
+		return nil, fmt.Errorf("dial tcp 127.0.0.1:9: connection refused (read %d)", c.reads)
+	}
 	if c.reads > 1 && c.onRead != nil {
 		c.onRead(c.reads, c)
 	}
@@ -382,5 +388,36 @@ func TestAnalysisInterrupted(t *testing.T) {
 	}
 	if !slices.Contains(h.fake.log, "web1 unlock") {
 		t.Fatal("the lock was not released")
+	}
+}
+
+// Reads of the counters that fail are retried at the next interval: the
+// window opens at the first read that works, the reads that work count
+// everything in between, and the verdict says how many failed.
+func TestAnalysisCounterReadsFail(t *testing.T) {
+	h, bal := newAnalysisHarness(t, autoAnalysis)
+	bal.bad["1.1.0"] = 5
+	bal.failReads = map[int]bool{1: true, 4: true}
+	res := h.runWith(t, bal, noGate{t}, nil, nil)
+	if res.Outcome != event.OutcomeRolledBack {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	v := h.verdict(t)
+	notes := strings.Join(v.Notes, ";")
+	if v.Result != analysis.Fail || !strings.Contains(notes, "the balancer's counters could first be read after") ||
+		!strings.Contains(notes, "2 of ") || !strings.Contains(notes, "connection refused (read 4)") {
+		t.Fatalf("%+v", v)
+	}
+	// Every read failing: the counters are inconclusive and say why.
+	h, bal = newAnalysisHarness(t, autoAnalysis)
+	bal.failReads = map[int]bool{}
+	for i := 1; i < 1000; i++ {
+		bal.failReads[i] = true
+	}
+	asked := 0
+	res = h.runWith(t, bal, gateFunc(func() Decision { asked++; return Abort }), nil, nil)
+	m := metric(h.verdict(t), "rate_5xx")
+	if res.Outcome != event.OutcomeAborted || asked != 1 || m.Result != analysis.Inconclusive || !strings.Contains(m.Why, "read the balancer's counters: dial tcp 127.0.0.1:9: connection refused") {
+		t.Fatalf("outcome %s, asked %d, metric %+v", res.Outcome, asked, m)
 	}
 }

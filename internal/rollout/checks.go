@@ -41,18 +41,18 @@ func (e *Engine) runChecks(ctx context.Context, spec fleet.Analysis, s plan.Step
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = RunCheck(ctx, c, env)
+			out[i] = runCheck(ctx, c, env)
 		}()
 	}
 	wg.Wait()
 	return out
 }
 
-// RunCheck runs one check command with sh -c in its own process group
+// runCheck runs one check command with sh -c in its own process group
 // (killed whole at its timeout) and reads the number it prints: the last
 // non-empty line of its stdout. A non-zero exit, a timeout, or output that
 // is not one finite number gives a result with Err saying which.
-func RunCheck(ctx context.Context, c fleet.Check, env []string) analysis.CheckResult {
+func runCheck(ctx context.Context, c fleet.Check, env []string) analysis.CheckResult {
 	r := analysis.CheckResult{Name: c.Name}
 	timeout := c.Timeout
 	if timeout <= 0 {
