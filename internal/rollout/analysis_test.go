@@ -421,3 +421,19 @@ func TestAnalysisCounterReadsFail(t *testing.T) {
 		t.Fatalf("outcome %s, asked %d, metric %+v", res.Outcome, asked, m)
 	}
 }
+
+// Checks alone (what a balancer without per-server counters, such as
+// nginx, can use): the verdict comes from the checks, and the counters are
+// never read.
+func TestAnalysisChecksOnly(t *testing.T) {
+	spec := "analysis:\n  mode: auto\n  duration: 200ms\n  interval: 50ms\n  checks: [{name: errors, command: \"echo 0.001\", max: 0.01}]\n"
+	h, _ := newAnalysisHarness(t, spec)
+	res := h.runWith(t, h.fake, noGate{t}, nil, nil)
+	if res.Outcome != event.OutcomeSucceeded {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	v := h.verdict(t)
+	if v.Result != analysis.Pass || len(v.Metrics) != 1 || v.Metrics[0].Name != "check:errors" || v.Metrics[0].Canary != 0.001 || len(v.Notes) != 0 {
+		t.Fatalf("%+v", v)
+	}
+}
