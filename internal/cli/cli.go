@@ -67,7 +67,9 @@ func isFlagError(err error) bool {
 
 // globals are the flags every command has.
 type globals struct {
-	fleet string
+	fleet  string   // the first of fleets: the inventory file messages name
+	fleets []string // -f, in merge order (fleet.LoadFiles)
+	env    string   // --env, or $RELCTL_ENV
 }
 
 func newRoot(ios *IO) *cobra.Command {
@@ -85,10 +87,15 @@ deploys behind the load balancer, post-deploy migrations) and runs it.`,
 	if def == "" {
 		def = "fleet.yaml"
 	}
-	root.PersistentFlags().StringVarP(&g.fleet, "fleet", "f", def, "fleet inventory (or $RELCTL_FLEET)")
+	g.fleet = def
+	root.PersistentFlags().StringArrayVarP(&g.fleets, "fleet", "f", []string{def},
+		"fleet inventory (or $RELCTL_FLEET); repeat to merge several files in order, later wins key by key")
+	root.PersistentFlags().StringVarP(&g.env, "env", "e", os.Getenv("RELCTL_ENV"),
+		"environment of the inventory to use (or $RELCTL_ENV): its environments.<name> overlay is merged over the files")
 	var cf connFlags
 	root.Flags().BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	root.Args = cobra.NoArgs
+	root.PersistentPreRunE = checkFlagValues
 	root.RunE = rootRun(ios, g, &cf)
 	root.AddCommand(
 		newPlanCmd(ios, g),
@@ -125,7 +132,10 @@ func newVersionCmd(ios *IO) *cobra.Command {
 
 // loadFleet loads the inventory, turning its errors into usage errors.
 func loadFleet(g *globals) (*fleet.Inventory, error) {
-	inv, err := fleet.Load(g.fleet)
+	if len(g.fleets) > 0 {
+		g.fleet = g.fleets[0]
+	}
+	inv, err := fleet.LoadFiles(g.fleets, g.env)
 	if err != nil {
 		if errors.Is(err, fleet.ErrInvalid) {
 			return nil, withCode(ExitUsage, err)

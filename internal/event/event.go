@@ -115,6 +115,9 @@ type Event struct {
 	// Analysis is canary analysis's figures (AnalysisSample) or verdict
 	// (AnalysisVerdict).
 	Analysis *analysis.Verdict `json:"analysis,omitempty"`
+
+	// Hook is a HookFinished event's result (hook.go).
+	Hook *HookResult `json:"hook,omitempty"`
 }
 
 // Summary is what a finished run tells the operator.
@@ -146,6 +149,9 @@ type Summary struct {
 	// Analysis is the last canary analysis verdict of the run, with its
 	// evidence; nil when the inventory asks for none.
 	Analysis *analysis.Verdict `json:"analysis,omitempty"`
+	// Hooks are the hooks run for this run so far (hook.go); the summary
+	// of run_finished never holds the hooks that run after it.
+	Hooks []HookResult `json:"hooks,omitempty"`
 }
 
 // Sink consumes events. Emit must not block for long: views that may be slow

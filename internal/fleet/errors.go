@@ -17,6 +17,9 @@ type Error struct {
 	Line int
 	Path string // e.g. "hosts[2] (web3)" or "rollout.batches[1]"
 	Msg  string
+	// Kind, when set, is a more precise sentinel (it wraps ErrInvalid),
+	// such as ErrUnknownEnvironment.
+	Kind error
 }
 
 func (e *Error) Error() string {
@@ -37,7 +40,12 @@ func (e *Error) Error() string {
 }
 
 // Unwrap lets errors.Is(err, ErrInvalid) hold for every inventory problem.
-func (e *Error) Unwrap() error { return ErrInvalid }
+func (e *Error) Unwrap() error {
+	if e.Kind != nil {
+		return e.Kind
+	}
+	return ErrInvalid
+}
 
 // Errors is every problem found in one inventory, in file order. Loading
 // reports them all at once so that an operator fixes the file in one pass.

@@ -21,6 +21,11 @@ import (
 type Inventory struct {
 	// File is the path the inventory was loaded from; used in error messages.
 	File string `yaml:"-"`
+	// Files are every file merged into the inventory, in order (File is
+	// the first); Environment is the environment merged over them ("" for
+	// none). See layers.go.
+	Files       []string `yaml:"-"`
+	Environment string   `yaml:"-"`
 
 	App          string             `yaml:"app"`
 	Path         string             `yaml:"path"`
@@ -37,13 +42,26 @@ type Inventory struct {
 	Releases     map[string]Release `yaml:"releases"`
 	// Analysis is canary analysis at the canary gate (analysis.go).
 	Analysis Analysis `yaml:"analysis"`
+	// Hooks are local commands run at points of a run (hooks.go).
+	Hooks Hooks `yaml:"hooks"`
 	// Vars are template values for every host ({{.Vars.name}}); a host's own
 	// vars override them. An extension of the original inventory keys.
 	Vars  map[string]string `yaml:"vars"`
 	Hosts []Host            `yaml:"hosts"`
+	// Env are environment variables for the commands, delivered on stdin,
+	// never in a command line; a value may be a secret resolved when a run
+	// starts (env.go). An extension of the original inventory keys.
+	Env map[string]EnvValue `yaml:"env,omitempty"`
+	// Become runs the inventory's commands as another user through sudo
+	// (become.go); commands.<name>.become overrides it per command.
+	Become *Become `yaml:"become,omitempty"`
 
 	templates map[string]*Template // parsed commands, filled by validation
 	artifact  *template.Template
+
+	// commandBecome is commands.<name>.become, lifted out of the commands
+	// mapping before decoding (become.go).
+	commandBecome map[string]*Become
 }
 
 // SSH holds connection settings; a host may override user, port,
@@ -191,6 +209,8 @@ type Host struct {
 	SSH      HostSSH `yaml:"ssh"`
 	// Vars are this host's template values, merged over the inventory's.
 	Vars map[string]string `yaml:"vars"`
+	// Env are this host's environment values, merged over the inventory's.
+	Env map[string]EnvValue `yaml:"env,omitempty"`
 }
 
 // HasLabel reports whether the host carries label l.

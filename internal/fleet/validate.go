@@ -61,11 +61,17 @@ func (l *loader) validate(inv *Inventory) {
 	l.validateBalancer(inv)
 	l.validateReleases(inv)
 	l.validateAnalysis(inv)
+	l.validateHooks(inv)
 	for k := range inv.Vars {
 		if !varRe.MatchString(k) {
 			l.at("vars."+strconv.Quote(k), "var name %q must be a template identifier (letters, digits, _)", k)
 		}
 	}
+	l.validateEnv("env", inv.Env)
+	for i, h := range inv.Hosts {
+		l.validateEnv(fmt.Sprintf("hosts[%d].env", i), h.Env)
+	}
+	l.validateBecome(inv)
 }
 
 func (l *loader) absPath(key, p string, required bool) {

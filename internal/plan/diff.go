@@ -16,8 +16,8 @@ func Diff(a, b *Plan) string {
 		name string
 		x, y any
 	}{
-		{"kind", a.Kind, b.Kind}, {"app", a.App, b.App}, {"from", a.From, b.From}, {"to", a.To, b.To},
-		{"hops", a.Hops, b.Hops}, {"reason", a.Reason, b.Reason}, {"settings", a.Settings, b.Settings},
+		{"kind", a.Kind, b.Kind}, {"app", a.App, b.App}, {"environment", a.Environment, b.Environment}, {"from", a.From, b.From}, {"to", a.To, b.To},
+		{"hops", a.Hops, b.Hops}, {"reason", a.Reason, b.Reason}, {"ticket", a.Ticket, b.Ticket}, {"settings", a.Settings, b.Settings},
 		{"actions", a.Actions, b.Actions}, {"skipped", a.Skipped, b.Skipped},
 	}
 	for _, f := range head {

@@ -100,7 +100,10 @@ type Plan struct {
 	From   string `json:"from"`
 	To     string `json:"to"`
 	Hops   []Hop  `json:"hops"`
-	Reason string `json:"reason,omitempty"` // downgrades: why, for the audit
+	Reason string `json:"reason,omitempty"` // why (downgrades require it; --reason), for the audit
+	// Ticket is the change ticket the operator named (--ticket), for the
+	// audit, the lock and the hooks.
+	Ticket string `json:"ticket,omitempty"`
 	// RollsBack is the unfinished run a rollback plan undoes (resume
 	// --rollback): the rollback continues under that run's lock.
 	RollsBack string   `json:"rolls_back,omitempty"`
@@ -115,6 +118,14 @@ type Plan struct {
 	Inputs *Inputs `json:"inputs,omitempty"`
 	// Notes are things the operator should know that are not steps.
 	Notes []string `json:"notes,omitempty"`
+	// Environment is the inventory's environment the plan was built for
+	// (--env; "" for none). It is in the header, the lock and the journal.
+	Environment string `json:"environment,omitempty"`
+	// Secrets name the secret environment values the run resolves and
+	// delivers ("SHOP_DB_URL from_env"): names and kinds only, never a
+	// value (values are resolved when the run starts, not when it is
+	// planned).
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 // Inputs are a plan's inputs other than the observed basis: with Basis

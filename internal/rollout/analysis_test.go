@@ -81,8 +81,8 @@ func newAnalysisHarness(t *testing.T, analysisYAML string) (*harness, *countingL
 	return h, &countingLB{fakeFleet: h.fake, bad: map[string]int64{}}
 }
 
-// runWith runs an upgrade to 1.1.0 against bal.
-func (h *harness) runWith(t *testing.T, bal lb.Balancer, gate Gate, ctx context.Context, engine func(*Engine)) Result {
+// runAnalysed runs an upgrade to 1.1.0 against bal.
+func (h *harness) runAnalysed(t *testing.T, bal lb.Balancer, gate Gate, ctx context.Context, engine func(*Engine)) Result {
 	t.Helper()
 	obs := plan.Observed{}
 	for _, name := range []string{"web1", "web2", "web3"} {
@@ -156,7 +156,7 @@ const autoAnalysis = `analysis:
 func TestAnalysisAutoRollsBackABadCanary(t *testing.T) {
 	h, bal := newAnalysisHarness(t, autoAnalysis)
 	bal.bad["1.1.0"] = 5 // 5% of the new version's requests answer 500
-	res := h.runWith(t, bal, noGate{t}, nil, nil)
+	res := h.runAnalysed(t, bal, noGate{t}, nil, nil)
 	if res.Outcome != event.OutcomeRolledBack || res.Err == nil || !strings.Contains(res.Err.Error(), "canary analysis failed: rate_5xx: canary 5.00% > max 1.00%") {
 		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
 	}
@@ -188,7 +188,7 @@ func TestAnalysisAutoRollsBackABadCanary(t *testing.T) {
 
 func TestAnalysisAutoPromotesAGoodCanary(t *testing.T) {
 	h, bal := newAnalysisHarness(t, autoAnalysis)
-	res := h.runWith(t, bal, noGate{t}, nil, nil)
+	res := h.runAnalysed(t, bal, noGate{t}, nil, nil)
 	if res.Outcome != event.OutcomeSucceeded {
 		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
 	}
@@ -208,7 +208,7 @@ func TestAnalysisInconclusiveAsksTheOperator(t *testing.T) {
 	h, bal := newAnalysisHarness(t, strings.Replace(autoAnalysis, "min_requests: 200", "min_requests: 100000", 1))
 	bal.bad["1.1.0"] = 0
 	asked := 0
-	res := h.runWith(t, bal, gateFunc(func() Decision { asked++; return RollBack }), nil, nil)
+	res := h.runAnalysed(t, bal, gateFunc(func() Decision { asked++; return RollBack }), nil, nil)
 	if res.Outcome != event.OutcomeRolledBack || asked != 1 {
 		t.Fatalf("outcome %s (asked %d): %v", res.Outcome, asked, res.Err)
 	}
@@ -227,13 +227,13 @@ func TestAnalysisAutoRollbackMode(t *testing.T) {
 	spec := strings.Replace(autoAnalysis, "mode: auto", "mode: auto-rollback", 1)
 	h, bal := newAnalysisHarness(t, spec)
 	asked := 0
-	res := h.runWith(t, bal, gateFunc(func() Decision { asked++; return Promote }), nil, nil)
+	res := h.runAnalysed(t, bal, gateFunc(func() Decision { asked++; return Promote }), nil, nil)
 	if res.Outcome != event.OutcomeSucceeded || asked != 1 || h.verdict(t).Result != analysis.Pass {
 		t.Fatalf("pass: outcome %s, asked %d", res.Outcome, asked)
 	}
 	h, bal = newAnalysisHarness(t, spec)
 	bal.bad["1.1.0"] = 50
-	res = h.runWith(t, bal, noGate{t}, nil, nil)
+	res = h.runAnalysed(t, bal, noGate{t}, nil, nil)
 	if res.Outcome != event.OutcomeRolledBack || h.versions()["web1"] != "1.0.0" {
 		t.Fatalf("fail: outcome %s: %v", res.Outcome, res.Err)
 	}
@@ -244,7 +244,7 @@ func TestAnalysisAutoRollbackMode(t *testing.T) {
 func TestAnalysisManualShowsTheVerdict(t *testing.T) {
 	h, bal := newAnalysisHarness(t, strings.Replace(autoAnalysis, "mode: auto", "mode: manual", 1))
 	bal.bad["1.1.0"] = 5
-	res := h.runWith(t, bal, gateFunc(func() Decision {
+	res := h.runAnalysed(t, bal, gateFunc(func() Decision {
 		deadline := time.Now().Add(20 * time.Second)
 		for len(h.eventsOf(event.AnalysisVerdict)) == 0 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
@@ -279,7 +279,7 @@ func TestAnalysisManualShowsTheVerdict(t *testing.T) {
 func TestAnalysisManualEarlyAnswer(t *testing.T) {
 	h, bal := newAnalysisHarness(t, strings.Replace(strings.Replace(autoAnalysis, "mode: auto", "mode: manual", 1), "duration: 300ms", "duration: 1m", 1))
 	start := time.Now()
-	res := h.runWith(t, bal, gateFunc(func() Decision { return Promote }), nil, nil)
+	res := h.runAnalysed(t, bal, gateFunc(func() Decision { return Promote }), nil, nil)
 	if res.Outcome != event.OutcomeSucceeded || time.Since(start) > 30*time.Second {
 		t.Fatalf("outcome %s after %s: %v", res.Outcome, time.Since(start), res.Err)
 	}
@@ -301,7 +301,7 @@ func TestAnalysisChecks(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h, bal := newAnalysisHarness(t, autoAnalysis+"  checks: ["+tc.check+"]\n")
 			start := time.Now()
-			res := h.runWith(t, bal, noGate{t}, nil, nil)
+			res := h.runAnalysed(t, bal, noGate{t}, nil, nil)
 			if res.Outcome != event.OutcomeRolledBack || h.versions()["web1"] != "1.0.0" {
 				t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
 			}
@@ -316,7 +316,7 @@ func TestAnalysisChecks(t *testing.T) {
 	}
 	// A check sees the run's figures in its environment.
 	h, bal := newAnalysisHarness(t, autoAnalysis+`  checks: [{name: env, command: 'test "$RELCTL_CANARY/$RELCTL_BASELINE/$RELCTL_VERSION" = web1/web2,web3/1.1.0 && echo 1', min: 1}]`+"\n")
-	if res := h.runWith(t, bal, noGate{t}, nil, nil); res.Outcome != event.OutcomeSucceeded {
+	if res := h.runAnalysed(t, bal, noGate{t}, nil, nil); res.Outcome != event.OutcomeSucceeded {
 		t.Fatalf("outcome %s: %v; %+v", res.Outcome, res.Err, h.verdict(t))
 	}
 }
@@ -326,7 +326,7 @@ func TestAnalysisChecks(t *testing.T) {
 func TestAnalysisWithoutCounters(t *testing.T) {
 	h, _ := newAnalysisHarness(t, autoAnalysis)
 	asked := 0
-	res := h.runWith(t, h.fake, gateFunc(func() Decision { asked++; return Abort }), nil, nil)
+	res := h.runAnalysed(t, h.fake, gateFunc(func() Decision { asked++; return Abort }), nil, nil)
 	if res.Outcome != event.OutcomeAborted || asked != 1 {
 		t.Fatalf("outcome %s, asked %d", res.Outcome, asked)
 	}
@@ -346,7 +346,7 @@ func TestAnalysisAcrossAReload(t *testing.T) {
 			c.counts = map[string]lb.Stats{}
 		}
 	}
-	res := h.runWith(t, bal, noGate{t}, nil, nil)
+	res := h.runAnalysed(t, bal, noGate{t}, nil, nil)
 	if res.Outcome != event.OutcomeRolledBack {
 		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
 	}
@@ -366,7 +366,7 @@ func TestAnalysisInterrupted(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	res := h.runWith(t, bal, noGate{t}, nil, func(e *Engine) { eng = e })
+	res := h.runAnalysed(t, bal, noGate{t}, nil, func(e *Engine) { eng = e })
 	if res.Outcome != event.OutcomeRolledBack || h.versions()["web1"] != "1.0.0" || time.Since(start) > 30*time.Second {
 		t.Fatalf("rollback request: outcome %s after %s: %v", res.Outcome, time.Since(start), res.Err)
 	}
@@ -382,7 +382,7 @@ func TestAnalysisInterrupted(t *testing.T) {
 			cancel()
 		}
 	}
-	res = h.runWith(t, bal, noGate{t}, ctx, nil)
+	res = h.runAnalysed(t, bal, noGate{t}, ctx, nil)
 	if res.Outcome != event.OutcomeAborted || h.versions()["web1"] != "1.1.0" {
 		t.Fatalf("interrupt: outcome %s: %v", res.Outcome, res.Err)
 	}
@@ -398,7 +398,7 @@ func TestAnalysisCounterReadsFail(t *testing.T) {
 	h, bal := newAnalysisHarness(t, autoAnalysis)
 	bal.bad["1.1.0"] = 5
 	bal.failReads = map[int]bool{1: true, 4: true}
-	res := h.runWith(t, bal, noGate{t}, nil, nil)
+	res := h.runAnalysed(t, bal, noGate{t}, nil, nil)
 	if res.Outcome != event.OutcomeRolledBack {
 		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
 	}
@@ -415,7 +415,7 @@ func TestAnalysisCounterReadsFail(t *testing.T) {
 		bal.failReads[i] = true
 	}
 	asked := 0
-	res = h.runWith(t, bal, gateFunc(func() Decision { asked++; return Abort }), nil, nil)
+	res = h.runAnalysed(t, bal, gateFunc(func() Decision { asked++; return Abort }), nil, nil)
 	m := metric(h.verdict(t), "rate_5xx")
 	if res.Outcome != event.OutcomeAborted || asked != 1 || m.Result != analysis.Inconclusive || !strings.Contains(m.Why, "read the balancer's counters: dial tcp 127.0.0.1:9: connection refused") {
 		t.Fatalf("outcome %s, asked %d, metric %+v", res.Outcome, asked, m)
@@ -428,7 +428,7 @@ func TestAnalysisCounterReadsFail(t *testing.T) {
 func TestAnalysisChecksOnly(t *testing.T) {
 	spec := "analysis:\n  mode: auto\n  duration: 200ms\n  interval: 50ms\n  checks: [{name: errors, command: \"echo 0.001\", max: 0.01}]\n"
 	h, _ := newAnalysisHarness(t, spec)
-	res := h.runWith(t, h.fake, noGate{t}, nil, nil)
+	res := h.runAnalysed(t, h.fake, noGate{t}, nil, nil)
 	if res.Outcome != event.OutcomeSucceeded {
 		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
 	}

@@ -101,6 +101,9 @@ type Config struct {
 	// OnLocked, when set, is called once, as soon as the run holds the
 	// lock: the run has started changing the fleet.
 	OnLocked func()
+	// Secrets is where the inventory's secrets are read from at preflight
+	// (zero: relctl's environment, files, sh -c).
+	Secrets fleet.SecretSource
 }
 
 // Result is how a run ended.
@@ -156,6 +159,8 @@ type Engine struct {
 	sessions SessionCounter
 	// lastVerdict is the last canary analysis verdict (analysis.go).
 	lastVerdict *analysis.Verdict
+	// sec holds the run's secrets, resolved at preflight (envsec.go).
+	sec secretState
 }
 
 // New prepares an engine.
@@ -194,7 +199,7 @@ func New(cfg Config) *Engine {
 	e.inRollback = cfg.Plan.Kind == plan.KindRollback
 	lockHost := cfg.Plan.Settings.MigrationsHost
 	e.lock = &Lock{Hosts: bounded{Hosts: cfg.Hosts, def: e.to.Lock}, Host: lockHost, Path: cfg.Inventory.HostPath(e.hosts[lockHost]), Lease: cfg.LockLease}
-	e.lockInfo = LockInfo{Owner: cfg.Owner, RunID: cfg.RunID, Fingerprint: cfg.Plan.Basis.Fingerprint}
+	e.lockInfo = LockInfo{Owner: cfg.Owner, RunID: cfg.RunID, Fingerprint: cfg.Plan.Basis.Fingerprint, Environment: cfg.Plan.Environment, Reason: cfg.Plan.Reason, Ticket: cfg.Plan.Ticket}
 	return e
 }
 

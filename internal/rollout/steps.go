@@ -41,6 +41,10 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 			return fmt.Errorf("artifact for %s is missing", v)
 		}
 	}
+	// Secrets are read now, at the start of the run, never at plan time.
+	if err := e.resolveSecrets(ctx); err != nil {
+		return err
+	}
 	// need[h] is the release host h must still have: the one it goes back
 	// to if its step fails (upgrade, downgrade), or the one a rollback
 	// takes it to.
@@ -84,7 +88,11 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := e.checkHost(ctx, h, need[h]); err != nil {
+			err := e.checkHost(ctx, h, need[h])
+			if err == nil {
+				err = e.checkBecome(ctx, h)
+			}
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -277,7 +285,7 @@ func (e *Engine) migrate(_ context.Context, s plan.Step, name string) error {
 	ctx := e.hard
 	h := e.host(s.Host)
 	r := &hostRun{e: e, step: s, h: h}
-	vals := e.inv.HostValues(h, s.From, s.To)
+	vals := e.hostValues(h, s.From, s.To)
 	timeout := e.to.Migrate
 	if name == fleet.CmdPostMigrate {
 		timeout = e.to.PostMigrate
@@ -290,8 +298,12 @@ func (e *Engine) migrate(_ context.Context, s plan.Step, name string) error {
 	if err != nil {
 		return fmt.Errorf("commands.%s: %w", name, err)
 	}
+	script, env, err := e.commandEnv(name, script, vals)
+	if err != nil {
+		return fmt.Errorf("%s: %s %s: %w", h.Name, strings.ReplaceAll(name, "_", "-"), s.To, err)
+	}
 	dir := migrationDir(e.inv.HostPath(h), e.cfg.RunID, s.ID)
-	if err := r.script(ctx, migrationWrapper(dir, script), vals, timeout); err != nil {
+	if err := r.run(ctx, migrationWrapper(dir, script), env, timeout); err != nil {
 		return fmt.Errorf("%s: %s %s: %w", h.Name, strings.ReplaceAll(name, "_", "-"), s.To, err)
 	}
 	return nil
@@ -429,6 +441,7 @@ type HistoryRecord struct {
 	Result  string    `json:"result"`
 	Outcome string    `json:"outcome"`
 	Reason  string    `json:"reason,omitempty"`
+	Ticket  string    `json:"ticket,omitempty"` // the run's change ticket (--ticket)
 	// PrevRun and PrevOwner name the run whose lock a takeover or a break
 	// replaced (kinds lock-takeover and lock-break).
 	PrevRun   string `json:"prev_run,omitempty"`
@@ -459,7 +472,7 @@ func (e *Engine) audit(ctx context.Context, outcome event.Outcome) {
 				res = "unknown"
 			}
 			rec := HistoryRecord{Time: time.Now().UTC(), RunID: e.cfg.RunID, Owner: e.cfg.Owner, Kind: string(orig.Kind),
-				From: orig.From, To: orig.To, Host: name, Result: res, Outcome: string(outcome), Reason: orig.Reason}
+				From: orig.From, To: orig.To, Host: name, Result: res, Outcome: string(outcome), Reason: orig.Reason, Ticket: orig.Ticket}
 			b, _ := json.Marshal(rec)
 			dir := strings.TrimRight(e.inv.HostPath(e.host(name)), "/") + "/.relctl"
 			script := fmt.Sprintf("mkdir -p %s && printf '%%s\\n' %s >> %s", shell.Quote(dir), shell.Quote(string(b)), shell.Quote(dir+"/history.jsonl"))
