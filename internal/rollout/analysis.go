@@ -30,7 +30,7 @@ func (e *Engine) analysedGate(ctx context.Context, s plan.Step, spec fleet.Analy
 	}
 	e.bus.Emit(event.Event{Type: event.Control, Control: event.CtlAnalysing, Step: s.ID, Version: s.To,
 		Message: fmt.Sprintf("canary analysis (%s): watching %s on %s against %s for %s", spec.Mode, joinHosts(canary), s.To, joinHosts(baseline), spec.Duration)})
-	v, err := e.analyse(ctx, s, spec, canary, baseline, nil)
+	v, err := e.analyse(ctx, s, spec, canary, baseline, nil, event.CtlCanaryGate)
 	if err != nil {
 		return err
 	}
@@ -51,7 +51,7 @@ func (e *Engine) analysedGate(ctx context.Context, s plan.Step, spec fleet.Analy
 	if v.Result == analysis.Pass {
 		why = "the analysis passed; auto-rollback promotes only with the operator"
 	}
-	return e.askGate(ctx, s, fmt.Sprintf("the canary runs %s; canary analysis: %s (%s): promote it to the rest of the fleet, or roll back", s.To, v.Result, why))
+	return e.askGate(ctx, s, event.CtlCanaryGateAnalysed, fmt.Sprintf("the canary runs %s; canary analysis: %s (%s): promote it to the rest of the fleet, or roll back", s.To, v.Result, why))
 }
 
 // manualAnalysedGate asks the operator at once and watches the canary
@@ -63,9 +63,9 @@ func (e *Engine) manualAnalysedGate(ctx context.Context, s plan.Step, spec fleet
 	answered := make(chan Decision, 1)
 	go func() {
 		defer close(done)
-		_, _ = e.analyse(actx, s, spec, canary, baseline, answered)
+		_, _ = e.analyse(actx, s, spec, canary, baseline, answered, "")
 	}()
-	err := e.askGate(ctx, s, fmt.Sprintf("the canary runs %s (canary analysis runs for %s; the verdict is shown when it ends): promote it to the rest of the fleet, or roll back", s.To, spec.Duration))
+	err := e.askGate(ctx, s, event.CtlCanaryGate, fmt.Sprintf("the canary runs %s (canary analysis runs for %s; the verdict is shown when it ends): promote it to the rest of the fleet, or roll back", s.To, spec.Duration))
 	d := Abort
 	if err == nil {
 		d = Promote
@@ -78,9 +78,10 @@ func (e *Engine) manualAnalysedGate(ctx context.Context, s plan.Step, spec fleet
 	return err
 }
 
-// askGate is the operator's gate: GateRequested, Approve, GateAnswered.
-func (e *Engine) askGate(ctx context.Context, s plan.Step, msg string) error {
-	e.bus.Emit(event.Event{Type: event.GateRequested, Control: event.CtlCanaryGate, Step: s.ID, Version: s.To, Message: msg})
+// askGate is the operator's gate: GateRequested (marked kind), Approve,
+// GateAnswered.
+func (e *Engine) askGate(ctx context.Context, s plan.Step, kind event.ControlKind, msg string) error {
+	e.bus.Emit(event.Event{Type: event.GateRequested, Control: kind, Step: s.ID, Version: s.To, Message: msg})
 	d, err := e.cfg.Gate.Approve(ctx, s)
 	if err != nil || ctx.Err() != nil {
 		d = Abort
@@ -123,8 +124,9 @@ func (e *Engine) gateSides(s plan.Step) (canary, baseline []string) {
 // which it has emitted (AnalysisVerdict) with its evidence. It ends early
 // with an error when the operator aborts, asks for a rollback or
 // interrupts; answered (manual mode) ends it early with the verdict on what
-// was counted so far.
-func (e *Engine) analyse(ctx context.Context, s plan.Step, spec fleet.Analysis, canary, baseline []string, answered <-chan Decision) (analysis.Verdict, error) {
+// was counted so far. The verdict event is marked gate (CtlCanaryGate when
+// the analysis decides the gate, "" in manual mode).
+func (e *Engine) analyse(ctx context.Context, s plan.Step, spec fleet.Analysis, canary, baseline []string, answered <-chan Decision, gate event.ControlKind) (analysis.Verdict, error) {
 	start := time.Now()
 	in := analysis.Input{Spec: spec}
 	var notes []string
@@ -257,7 +259,7 @@ loop:
 	e.mu.Lock()
 	e.lastVerdict = &v
 	e.mu.Unlock()
-	e.bus.Emit(event.Event{Type: event.AnalysisVerdict, Step: s.ID, Version: s.To, Analysis: &v,
+	e.bus.Emit(event.Event{Type: event.AnalysisVerdict, Control: gate, Step: s.ID, Version: s.To, Analysis: &v,
 		Message: fmt.Sprintf("canary analysis: %s: %s · %s", strings.ToUpper(string(v.Result)), v.Reason, v.Figures())})
 	return v, stopErr
 }

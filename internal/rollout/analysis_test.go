@@ -178,6 +178,10 @@ func TestAnalysisAutoRollsBackABadCanary(t *testing.T) {
 	if ans := h.eventsOf(event.GateAnswered); len(ans) != 1 || ans[0].Message != "rollback (canary analysis failed)" {
 		t.Fatalf("gate answers: %+v", ans)
 	}
+	// The verdict is the gate's event (after_canary hooks run on it).
+	if vs := h.eventsOf(event.AnalysisVerdict); vs[0].Control != event.CtlCanaryGate {
+		t.Fatalf("verdict control %q", vs[0].Control)
+	}
 	if res.Summary.Analysis == nil || res.Summary.Analysis.Result != analysis.Fail || !slices.Contains(res.Summary.RolledBack, "web1") {
 		t.Fatalf("summary: %+v", res.Summary)
 	}
@@ -217,8 +221,11 @@ func TestAnalysisInconclusiveAsksTheOperator(t *testing.T) {
 		t.Fatalf("%+v", v)
 	}
 	reqs := h.eventsOf(event.GateRequested)
-	if len(reqs) != 1 || !strings.Contains(reqs[0].Message, "canary analysis: inconclusive") {
+	if len(reqs) != 1 || !strings.Contains(reqs[0].Message, "canary analysis: inconclusive") || reqs[0].Control != event.CtlCanaryGateAnalysed {
 		t.Fatalf("gate request: %+v", reqs)
+	}
+	if vs := h.eventsOf(event.AnalysisVerdict); vs[0].Control != event.CtlCanaryGate {
+		t.Fatalf("verdict control %q", vs[0].Control)
 	}
 }
 
@@ -256,6 +263,10 @@ func TestAnalysisManualShowsTheVerdict(t *testing.T) {
 	}
 	if v := h.verdict(t); v.Result != analysis.Fail || len(v.Notes) != 0 {
 		t.Fatalf("%+v", v)
+	}
+	// Manual: the gate request is the gate's event; the verdict is not.
+	if vs, rs := h.eventsOf(event.AnalysisVerdict), h.eventsOf(event.GateRequested); vs[0].Control != "" || rs[0].Control != event.CtlCanaryGate {
+		t.Fatalf("controls: verdict %q, gate %q", vs[0].Control, rs[0].Control)
 	}
 	// The gate was asked before the verdict: manual waits for nobody.
 	h.mu.Lock()
