@@ -20,9 +20,12 @@ import (
 // again on the gate_requested that follows an inconclusive verdict.
 func TestAfterCanaryHookOnAnalysisVerdict(t *testing.T) {
 	dir := t.TempDir()
-	out := filepath.Join(dir, "hook.log")
+	docsDir := filepath.Join(dir, "docs")
+	if err := os.Mkdir(docsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	h := &runHooks{
-		runner: &hooks.Runner{Hooks: fleet.Hooks{Timeout: 10 * time.Second, AfterCanary: []fleet.Hook{{Command: "cat >> " + out + "; echo >> " + out}}}, Dir: dir},
+		runner: &hooks.Runner{Hooks: fleet.Hooks{Timeout: 10 * time.Second, AfterCanary: []fleet.Hook{{Command: "cat > $(mktemp -p " + docsDir + ")"}}}, Dir: dir},
 		base:   hooks.Input{RunID: "run1", App: "shop"},
 		bus:    event.NewBus("run1", nil),
 	}
@@ -40,16 +43,23 @@ func TestAfterCanaryHookOnAnalysisVerdict(t *testing.T) {
 		sink.Emit(ev)
 	}
 	h.wg.Wait()
-	data, err := os.ReadFile(out)
+	// One file per hook run: they run concurrently.
+	files, err := filepath.Glob(filepath.Join(docsDir, "*"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The hooks run concurrently: their order is not the events'.
-	text := strings.TrimSpace(string(data))
-	docs := strings.Split(text, "\n")
-	if len(docs) != 2 || strings.Count(text, `"type":"analysis_verdict"`) != 1 || !strings.Contains(text, `"reason":"rate_5xx: canary 5.00% \u003e max 1.00%"`) ||
+	var all []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, string(b))
+	}
+	text := strings.Join(all, "\n")
+	if len(files) != 2 || strings.Count(text, `"type":"analysis_verdict"`) != 1 || !strings.Contains(text, `"reason":"rate_5xx: canary 5.00% \u003e max 1.00%"`) ||
 		strings.Count(text, `"type":"gate_requested"`) != 1 || !strings.Contains(text, `"step":"gate/canary@2.0.0","ctl":"canary_gate"}`) {
-		t.Fatalf("after_canary ran %d times:\n%s", len(docs), data)
+		t.Fatalf("after_canary ran %d times:\n%s", len(files), text)
 	}
 	if rs := h.all(); len(rs) != 2 {
 		t.Fatalf("results %+v", rs)
