@@ -52,8 +52,10 @@ type Threshold struct {
 // is read) that must lie within Min and Max. A failing, hanging (past
 // Timeout) or garbage-printing command fails the check with the reason.
 type Check struct {
-	Name    string        `yaml:"name" json:"name"`
-	Command string        `yaml:"command" json:"command"`
+	Name string `yaml:"name" json:"name"`
+	// Command is never written to JSON (plans, the journal, events): it
+	// may hold a secret, such as a token in a curl command.
+	Command string        `yaml:"command" json:"-"`
 	Max     *float64      `yaml:"max" json:"max,omitempty"`
 	Min     *float64      `yaml:"min" json:"min,omitempty"`
 	Timeout time.Duration `yaml:"timeout" json:"timeout_ns"`

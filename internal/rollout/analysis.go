@@ -24,6 +24,7 @@ import (
 
 // analysedGate is the canary gate when the plan asks for analysis.
 func (e *Engine) analysedGate(ctx context.Context, s plan.Step, spec fleet.Analysis) error {
+	spec = e.withCheckCommands(spec)
 	canary, baseline := e.gateSides(s)
 	if spec.Mode == fleet.AnalysisManual {
 		return e.manualAnalysedGate(ctx, s, spec, canary, baseline)
@@ -76,6 +77,24 @@ func (e *Engine) manualAnalysedGate(ctx context.Context, s plan.Step, spec fleet
 	cancel()
 	<-done
 	return err
+}
+
+// withCheckCommands gives spec's checks their commands from the inventory:
+// a plan (and the journal's copy a resume reads) never records them, as
+// they may hold secrets. A check the inventory no longer has keeps no
+// command, and fails saying so.
+func (e *Engine) withCheckCommands(spec fleet.Analysis) fleet.Analysis {
+	cmds := map[string]string{}
+	for _, c := range e.inv.Analysis.Checks {
+		cmds[c.Name] = c.Command
+	}
+	checks := make([]fleet.Check, len(spec.Checks))
+	for i, c := range spec.Checks {
+		c.Command = cmds[c.Name]
+		checks[i] = c
+	}
+	spec.Checks = checks
+	return spec
 }
 
 // askGate is the operator's gate: GateRequested (marked kind), Approve,

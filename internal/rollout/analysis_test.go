@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -446,5 +447,46 @@ func TestAnalysisChecksOnly(t *testing.T) {
 	v := h.verdict(t)
 	if v.Result != analysis.Pass || len(v.Metrics) != 1 || v.Metrics[0].Name != "check:errors" || v.Metrics[0].Canary != 0.001 || len(v.Notes) != 0 {
 		t.Fatalf("%+v", v)
+	}
+}
+
+// A check's command never reaches the plan's JSON (the journal's
+// run_started carries the plan): it may hold a secret. The run takes it
+// from the inventory, so a plan read back from JSON still runs it.
+func TestAnalysisCheckCommandNotRecorded(t *testing.T) {
+	h, _ := newAnalysisHarness(t, "analysis:\n  mode: auto\n  duration: 100ms\n  interval: 50ms\n  checks: [{name: errs, command: \"echo 0 # token=s3cr3t\", max: 1}]\n")
+	obs := plan.Observed{}
+	for _, name := range []string{"web1", "web2", "web3"} {
+		obs.Hosts = append(obs.Hosts, plan.HostState{Name: name, Version: "1.0.0", Reachable: true})
+	}
+	p, err := plan.Build(h.inv, obs, plan.Options{To: "1.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := plan.MarshalJSONIndent(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "s3cr3t") || !strings.Contains(string(data), `"name": "errs"`) {
+		t.Fatalf("plan JSON:\n%s", data)
+	}
+	back, err := plan.UnmarshalJSON(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := h.runPlan(t, back, noGate{t}, nil)
+	if res.Outcome != event.OutcomeSucceeded || h.verdict(t).Result != analysis.Pass {
+		t.Fatalf("outcome %s: %v; %+v", res.Outcome, res.Err, h.verdict(t))
+	}
+	for _, e := range h.events {
+		if b, _ := json.Marshal(e); strings.Contains(string(b), "s3cr3t") {
+			t.Fatalf("event %s holds the check's command", e.Type)
+		}
+	}
+	// A plan whose check the inventory no longer has: the check fails.
+	h2, _ := newAnalysisHarness(t, "analysis:\n  mode: auto\n  duration: 100ms\n  interval: 50ms\n  checks: [{name: other, command: \"echo 0\", max: 1}]\n")
+	res = h2.runPlan(t, back, noGate{t}, nil)
+	if m := metric(h2.verdict(t), "check:errs"); res.Outcome != event.OutcomeRolledBack || !strings.Contains(m.Why, "no command: the inventory has no check of this name") {
+		t.Fatalf("outcome %s, metric %+v", res.Outcome, m)
 	}
 }

@@ -54,6 +54,10 @@ func (e *Engine) runChecks(ctx context.Context, spec fleet.Analysis, s plan.Step
 // is not one finite number gives a result with Err saying which.
 func runCheck(ctx context.Context, c fleet.Check, env []string) analysis.CheckResult {
 	r := analysis.CheckResult{Name: c.Name}
+	if strings.TrimSpace(c.Command) == "" {
+		r.Err = "no command: the inventory has no check of this name (the plan was made from another inventory)"
+		return r
+	}
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = fleet.DefaultCheckTimeout
