@@ -23,6 +23,7 @@ type demoOptions struct {
 	plain      bool
 	to         string
 	failHealth string
+	badRelease string
 	keep       bool
 	balancer   string
 	rate       int
@@ -52,7 +53,9 @@ journal, host trees) for you to read.`,
 		Example: `  relctl demo
   relctl demo --plain
   relctl demo --plain --fail-health 2.0.0     # watch the canary fail and the run roll back
-  relctl demo --plain --to 1.1.0 --keep       # then drive the fleet from another terminal until Ctrl-C`,
+  relctl demo --plain --to 1.1.0 --keep       # then drive the fleet from another terminal until Ctrl-C
+  relctl demo --bad-release 2.0.0             # 2.0.0 answers 10% of requests with 500, health green:
+                                              # canary analysis (mode auto) rolls it back by itself`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), ios, o) },
 	}
@@ -62,6 +65,7 @@ journal, host trees) for you to read.`,
 	f.StringVar(&o.to, "to", "2.0.0", "version to upgrade to (--plain)")
 	f.StringVar(&o.failHealth, "fail-health", "", "make this release fail its health check, to watch an automatic rollback")
 	f.BoolVar(&o.keep, "keep", false, "after the upgrade (or the TUI) keep the fleet running until Ctrl-C, for other relctl commands from another terminal; then stop it and keep its directory (fleet.yaml, journal, host trees)")
+	f.StringVar(&o.badRelease, "bad-release", "", "make this release answer 10% of requests with 500 while its health stays green; the demo's canary analysis (mode auto) rolls it back")
 	f.StringVar(&o.balancer, "balancer", "auto", "auto, haproxy or builtin")
 	f.IntVar(&o.rate, "rate", 50, "demo traffic, requests per second")
 	return cmd
@@ -82,7 +86,7 @@ func runDemo(ctx context.Context, ios *IO, o *demoOptions) error {
 	t0 := time.Now()
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	d, err := sandbox.Start(startCtx, sandbox.Options{
-		Hosts: o.hosts, Keep: o.keep, Relctl: self, FailHealth: o.failHealth,
+		Hosts: o.hosts, Keep: o.keep, Relctl: self, FailHealth: o.failHealth, BadRelease: o.badRelease,
 		Balancer: o.balancer, Traffic: true, Rate: o.rate,
 	})
 	cancel()
@@ -118,6 +122,11 @@ func runDemo(ctx context.Context, ios *IO, o *demoOptions) error {
 		inv.Health.Timeout = 5 * time.Second
 		fmt.Fprintf(ios.Err, "%s will fail its health check; relctl gives a host %s to become healthy\n", o.failHealth, inv.Health.Timeout)
 	}
+	if o.badRelease != "" {
+		a := inv.Analysis
+		fmt.Fprintf(ios.Err, "%s will answer %g%% of its requests with 500 while its health check stays green; canary analysis (mode %s) watches each canary for %s\n",
+			o.badRelease, sandbox.DefaultBadShare*100, a.Mode, a.Duration)
+	}
 	if !o.plain && ios.interactive() && isTerminal(ios.Out) {
 		err = runDemoTUI(ctx, ios, inv, d)
 	} else {
@@ -135,6 +144,11 @@ func runDemoPlain(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox
 	time.Sleep(300 * time.Millisecond)
 	st := d.Traffic()
 	failed := st.Non2xx + st.Errors
+	if o.badRelease != "" {
+		// The bad release's own 500s are the point of the demo: every
+		// other failure still fails it.
+		failed -= st.ByStatus[500]
+	}
 	fmt.Fprintf(ios.Out, "traffic:\t%d requests, %d failed (%d non-2xx, %d errors), p50 %s, p99 %s\n",
 		st.Requests, failed, st.Non2xx, st.Errors, st.P50.Round(time.Microsecond), st.P99.Round(time.Microsecond))
 	for _, e := range st.FirstErrors {
@@ -142,6 +156,10 @@ func runDemoPlain(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox
 	}
 	if failed > 0 {
 		return withCode(ExitError, errors.Join(runErr, fmt.Errorf("demo: %d requests failed during the run", failed)))
+	}
+	if o.badRelease != "" && codeOf(runErr) == ExitRolledBack {
+		fmt.Fprintf(ios.Out, "demo:\tcanary analysis caught %s and the run rolled back by itself; the only failed requests were the %d 500s the bad release served\n", o.badRelease, st.ByStatus[500])
+		return nil
 	}
 	if o.failHealth != "" {
 		// The run is expected to roll back; that is the demo's success.

@@ -389,6 +389,14 @@ func (l *loader) check(n *yaml.Node, t reflect.Type, path string) bool {
 			l.add(n.Line, path, "%q is not a whole number", n.Value)
 			return false
 		}
+	case t.Kind() == reflect.Float64:
+		if !l.scalar(n, path) {
+			return false
+		}
+		if _, err := strconv.ParseFloat(n.Value, 64); err != nil {
+			l.add(n.Line, path, "%q is not a number", n.Value)
+			return false
+		}
 	case t.Kind() == reflect.Bool:
 		if !l.scalar(n, path) {
 			return false

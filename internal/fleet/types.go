@@ -40,6 +40,8 @@ type Inventory struct {
 	Balancer     Balancer           `yaml:"balancer"`
 	Timeouts     Timeouts           `yaml:"timeouts"`
 	Releases     map[string]Release `yaml:"releases"`
+	// Analysis is canary analysis at the canary gate (analysis.go).
+	Analysis Analysis `yaml:"analysis"`
 	// Hooks are local commands run at points of a run (hooks.go).
 	Hooks Hooks `yaml:"hooks"`
 	// Vars are template values for every host ({{.Vars.name}}); a host's own

@@ -60,6 +60,7 @@ func (l *loader) validate(inv *Inventory) {
 	}
 	l.validateBalancer(inv)
 	l.validateReleases(inv)
+	l.validateAnalysis(inv)
 	l.validateHooks(inv)
 	for k := range inv.Vars {
 		if !varRe.MatchString(k) {

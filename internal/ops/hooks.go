@@ -104,9 +104,12 @@ func (h *runHooks) beforeRun(ctx context.Context, p *plan.Plan, sinks []event.Si
 // watchGate is a sink that runs the after_canary hooks, each time the
 // canary gate opens, with the gate event; they run beside the gate (they
 // never hold it up) and Wait waits for them before the run's end hooks.
+// When canary analysis decides the gate (mode auto or auto-rollback), the
+// gate event is its analysis_verdict, evidence included.
 func (h *runHooks) watchGate() event.Sink {
 	return event.SinkFunc(func(ev event.Event) {
-		if ev.Type != event.GateRequested || ev.Control != event.CtlCanaryGate || !h.runner.Has(fleet.HookAfterCanary) {
+		gate := (ev.Type == event.GateRequested || ev.Type == event.AnalysisVerdict) && ev.Control == event.CtlCanaryGate
+		if !gate || !h.runner.Has(fleet.HookAfterCanary) {
 			return
 		}
 		in := h.base

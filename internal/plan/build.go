@@ -48,6 +48,10 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 		from = opts.To
 	}
 	p := newPlan(inv, obs, KindUpgrade, from, opts.To, opts.Balancer, opts.CanVerify)
+	if inv.Analysis.Enabled() {
+		a := inv.Analysis
+		p.Settings.Analysis = &a
+	}
 	p.Skipped = skipped
 	if len(deploy) == 0 || from == opts.To {
 		p.Notes = append(p.Notes, fmt.Sprintf("nothing to do: every host runs %s", opts.To))
@@ -105,6 +109,9 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 				Mutating: true, PointOfNoReturn: true,
 				Undo: fmt.Sprintf("cannot be undone: %s may no longer run on the schema it leaves", hop.From)})
 		}
+	}
+	if p.Settings.Analysis != nil && !p.HasKind(StepGate) {
+		p.Notes = append(p.Notes, "canary analysis: this plan has no canary gate (one batch), so nothing is analysed")
 	}
 	cleanUndo := fmt.Sprintf("nothing to undo: keeps %d releases, never %s or %s", inv.KeepReleases, from, opts.To)
 	for _, h := range deploy {

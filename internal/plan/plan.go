@@ -164,6 +164,9 @@ type Settings struct {
 	Balancer           string            `json:"balancer"`
 	MigrationsHost     string            `json:"migrations_host"`
 	Parallel           int               `json:"parallel"`
+	// Analysis is canary analysis at each canary gate (upgrades only;
+	// nil when the inventory asks for none).
+	Analysis *fleet.Analysis `json:"analysis,omitempty"`
 }
 
 // Step is one unit of work with a stable ID, e.g. "deploy/web3".

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/relctl/relctl/internal/analysis"
 )
 
 // outline is the plan as the renderings show it: a title, a few facts, then
@@ -160,6 +162,9 @@ func (p *Plan) outline() outline {
 		case StepGate:
 			e.gate = true
 			e.text = fmt.Sprintf("GATE: wait for the operator to promote the canary or roll back (--yes approves)")
+			if a := p.Settings.Analysis; a != nil {
+				e.text = "GATE with canary analysis: " + analysis.Describe(*a, true) + " (--yes answers where the operator is asked)"
+			}
 		case StepPostMigrate:
 			e.noRet = true
 			e.text = fmt.Sprintf("post-deploy migration, once, on %s, only when every host is verified on %s", st.Host, st.To)

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relctl/relctl/internal/analysis"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/journal"
@@ -156,6 +157,8 @@ type Engine struct {
 	rbFailed map[string]string
 	// sessions counts the SSH sessions per host, when Hosts can.
 	sessions SessionCounter
+	// lastVerdict is the last canary analysis verdict (analysis.go).
+	lastVerdict *analysis.Verdict
 	// sec holds the run's secrets, resolved at preflight (envsec.go).
 	sec secretState
 }
@@ -639,6 +642,9 @@ func (e *Engine) parallel(ctx context.Context, steps []plan.Step, limit int, fn 
 
 func (e *Engine) gate(ctx context.Context, s plan.Step) error {
 	e.progress.Started[s.ID] = true
+	if a := e.plan.Settings.Analysis; a != nil && !e.inRollback {
+		return e.analysedGate(ctx, s, *a)
+	}
 	e.bus.Emit(event.Event{Type: event.GateRequested, Control: event.CtlCanaryGate, Step: s.ID, Version: s.To, Message: fmt.Sprintf("the canary runs %s: promote it to the rest of the fleet, or roll back", s.To)})
 	d, err := e.cfg.Gate.Approve(ctx, s)
 	if err != nil {
@@ -847,6 +853,9 @@ func (e *Engine) summary(err error) event.Summary {
 	if e.sessions != nil {
 		s.SSHSessions = e.sessions.SessionCounts()
 	}
+	e.mu.Lock()
+	s.Analysis = e.lastVerdict
+	e.mu.Unlock()
 	if len(e.versions) > 0 {
 		s.Versions = map[string]string{}
 		for h, v := range e.versions {

@@ -90,6 +90,10 @@ func PlainLine(e event.Event, output bool) string {
 		return fmt.Sprintf("-\tGATE\t%s", e.Message)
 	case event.GateAnswered:
 		return fmt.Sprintf("-\tGATE\tanswer: %s", e.Message)
+	case event.AnalysisSample:
+		return fmt.Sprintf("-\tANALYSIS\t%s", e.Message)
+	case event.AnalysisVerdict:
+		return fmt.Sprintf("-\tVERDICT\t%s", e.Message)
 	case event.Warning:
 		return fmt.Sprintf("%s\tWARNING\t%s", who, e.Message)
 	case event.Control:
@@ -166,6 +170,7 @@ func Summary(w io.Writer, outcome event.Outcome, s event.Summary) {
 	if s.PostMigrated {
 		fmt.Fprintf(w, "post-migrate:\tran (past the point of no return)\n")
 	}
+	summaryAnalysis(w, s.Analysis)
 	if s.Error != "" {
 		fmt.Fprintf(w, "error:\t%s\n", s.Error)
 	}
