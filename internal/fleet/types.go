@@ -38,10 +38,14 @@ type Inventory struct {
 	// Vars are template values for every host ({{.Vars.name}}); a host's own
 	// vars override them. An extension of the original inventory keys.
 	Vars  map[string]string `yaml:"vars"`
-	Hosts []Host            `yaml:"hosts"`
+	// Roles are named groups of hosts with their own commands, health,
+	// batches and balancer membership (roles.go). An extension.
+	Roles map[string]Role `yaml:"roles"`
+	Hosts []Host          `yaml:"hosts"`
 
 	templates map[string]*Template // parsed commands, filled by validation
 	artifact  *template.Template
+	roles     map[string]*roleInfo // effective role settings, filled by validation
 }
 
 // SSH holds connection settings; a host may override user, port,
@@ -109,6 +113,10 @@ type Rollout struct {
 	WaitBetweenBatches time.Duration `yaml:"wait_between_batches"`
 	MaxFailedHosts     int           `yaml:"max_failed_hosts"`
 	OnFailure          string        `yaml:"on_failure"`
+	// RoleOrder is the order roles are deployed in ([web, worker]), or
+	// "together" (every batch takes its share of each role). Roles not
+	// named come after, in the order they first appear in hosts.
+	RoleOrder StringList `yaml:"role_order"`
 }
 
 // Timeouts bound every remote call of a run, per kind of command: when one
@@ -189,6 +197,8 @@ type Host struct {
 	SSH      HostSSH `yaml:"ssh"`
 	// Vars are this host's template values, merged over the inventory's.
 	Vars map[string]string `yaml:"vars"`
+	// Role names the host's role (roles.go); default: DefaultRole.
+	Role string `yaml:"role"`
 }
 
 // HasLabel reports whether the host carries label l.
