@@ -123,21 +123,31 @@ func TestRolesBadInput(t *testing.T) {
 		{"role without roles", func(s string) string {
 			return base[:strings.Index(base, "hosts:")] + "hosts:\n  - {name: web1, address: 10.0.0.11, role: web}\n"
 		}, `hosts[0] (web1).role: unknown role "web": no roles are declared (add it under roles:)`, 11},
-		{"role override of an unknown key", func(s string) string { return strings.Replace(s, "health: {stable_for: 0s}", "helth: {stable_for: 0s}", 1) },
+		{"role override of an unknown key", func(s string) string {
+			return strings.Replace(s, "health: {stable_for: 0s}", "helth: {stable_for: 0s}", 1)
+		},
 			`fleet.yaml:15: roles."worker": unknown key "helth" (did you mean "health"?)`, 15},
 		{"role command unknown key", func(s string) string { return strings.Replace(s, `{stop: "stop-worker",`, `{stpo: "stop-worker",`, 1) },
 			`fleet.yaml:14: roles."worker".commands: unknown key "stpo" (did you mean "stop"?)`, 14},
-		{"role rollout key it cannot override", func(s string) string { return strings.Replace(s, `rollout: {batches: ["50%"]}`, `rollout: {on_failure: pause}`, 1) },
+		{"role rollout key it cannot override", func(s string) string {
+			return strings.Replace(s, `rollout: {batches: ["50%"]}`, `rollout: {on_failure: pause}`, 1)
+		},
 			`fleet.yaml:16: roles."worker".rollout: unknown key "on_failure"`, 16},
-		{"role migrate", func(s string) string { return strings.Replace(s, `{stop: "stop-worker",`, `{migrate: "m", stop: "stop-worker",`, 1) },
+		{"role migrate", func(s string) string {
+			return strings.Replace(s, `{stop: "stop-worker",`, `{migrate: "m", stop: "stop-worker",`, 1)
+		},
 			`fleet.yaml:14: roles."worker".commands.migrate: migrations run once for the whole fleet: set commands.migrate at the top level, not in a role`, 14},
-		{"role post_migrate", func(s string) string { return strings.Replace(s, `{stop: "stop-worker",`, `{post_migrate: "m", stop: "stop-worker",`, 1) },
+		{"role post_migrate", func(s string) string {
+			return strings.Replace(s, `{stop: "stop-worker",`, `{post_migrate: "m", stop: "stop-worker",`, 1)
+		},
 			`roles."worker".commands.post_migrate: migrations run once for the whole fleet`, 14},
 		{"role balancer kind", func(s string) string { return strings.Replace(s, "balancer: none", "balancer: nginx", 1) },
 			`fleet.yaml:13: roles."worker".balancer: balancer "nginx": a role is either behind the fleet's balancer (leave balancer out) or not behind any (none)`, 13},
 		{"role template unknown field", func(s string) string { return strings.Replace(s, `"worker-ok {{.Host}}"`, `"worker-ok {{.Hots}}"`, 1) },
 			`roles."worker".commands.health: template: can't evaluate field Hots`, 14},
-		{"role template missing var", func(s string) string { return strings.Replace(s, `"worker-ok {{.Host}}"`, `"worker-ok {{.Vars.queue}}"`, 1) },
+		{"role template missing var", func(s string) string {
+			return strings.Replace(s, `"worker-ok {{.Host}}"`, `"worker-ok {{.Vars.queue}}"`, 1)
+		},
 			`(for host work1)`, 14},
 		{"role batch zero", func(s string) string { return strings.Replace(s, `batches: ["50%"]`, `batches: [0]`, 1) },
 			`roles."worker".rollout.batches[0]: batch size must be at least 1 (got 0)`, 16},
@@ -149,11 +159,17 @@ func TestRolesBadInput(t *testing.T) {
 			`roles."w;x": role name "w;x" may hold only letters`, 12},
 		{"role named together", func(s string) string { return strings.Replace(s, "roles:\n", "roles:\n  together: {}\n", 1) },
 			`role name "together" is reserved`, 11},
-		{"role_order unknown role", func(s string) string { return strings.Replace(s, "role_order: [worker]", "role_order: [worker, wbe]", 1) },
+		{"role_order unknown role", func(s string) string {
+			return strings.Replace(s, "role_order: [worker]", "role_order: [worker, wbe]", 1)
+		},
 			`fleet.yaml:22: rollout.role_order[1]: unknown role "wbe" (did you mean "web"?)`, 22},
-		{"role_order together mixed", func(s string) string { return strings.Replace(s, "role_order: [worker]", "role_order: [together, web]", 1) },
+		{"role_order together mixed", func(s string) string {
+			return strings.Replace(s, "role_order: [worker]", "role_order: [together, web]", 1)
+		},
 			`rollout.role_order[0]: "together" cannot be mixed with role names`, 22},
-		{"role_order duplicate", func(s string) string { return strings.Replace(s, "role_order: [worker]", "role_order: [worker, worker]", 1) },
+		{"role_order duplicate", func(s string) string {
+			return strings.Replace(s, "role_order: [worker]", "role_order: [worker, worker]", 1)
+		},
 			`rollout.role_order[1]: role "worker" is already listed at role_order[0]`, 22},
 		{"host role with shell chars", func(s string) string { return strings.Replace(s, "role: web}", "role: \"w b\"}", 1) },
 			`hosts[0] (web1).role: role "w b" may hold only letters`, 18},

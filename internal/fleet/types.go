@@ -37,7 +37,7 @@ type Inventory struct {
 	Releases     map[string]Release `yaml:"releases"`
 	// Vars are template values for every host ({{.Vars.name}}); a host's own
 	// vars override them. An extension of the original inventory keys.
-	Vars  map[string]string `yaml:"vars"`
+	Vars map[string]string `yaml:"vars"`
 	// Roles are named groups of hosts with their own commands, health,
 	// batches and balancer membership (roles.go). An extension.
 	Roles map[string]Role `yaml:"roles"`
