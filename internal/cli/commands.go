@@ -19,6 +19,7 @@ import (
 type StatusOptions struct {
 	Conn connFlags
 	JSON bool
+	Sel  selFlags
 }
 
 func newStatusCmd(ios *IO, g *globals) *cobra.Command {
@@ -29,10 +30,15 @@ func newStatusCmd(ios *IO, g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withEnv(ios, g, o.Conn, func(env *ops.Env) error {
-				return showStatus(ios, env.Inv, env.Status(cmd.Context()), o.JSON)
+				st, inv, err := env.StatusOf(cmd.Context(), o.Sel.selection())
+				if err != nil {
+					return err
+				}
+				return showStatus(ios, inv, st, o.JSON)
 			})
 		},
 	}
+	addSelectFlags(cmd, &o.Sel)
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&o.Conn.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	return cmd
@@ -63,7 +69,7 @@ func showStatus(ios *IO, inv *fleet.Inventory, st ops.Status, asJSON bool) error
 		lbs := strings.Join(byServer[inv.Hosts[i].Server], ",")
 		if lbs == "" {
 			lbs = "-"
-			if inv.Balancer.Kind == fleet.BalancerNone {
+			if inv.Balancer.Kind == fleet.BalancerNone || !inv.HostBalanced(inv.Hosts[i]) {
 				lbs = "(none)"
 			}
 		}
@@ -99,6 +105,7 @@ func showStatus(ios *IO, inv *fleet.Inventory, st ops.Status, asJSON bool) error
 type RollbackOptions struct {
 	Conn connFlags
 	Out  outFlags
+	Sel  selFlags
 }
 
 func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
@@ -109,7 +116,7 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withEnv(ios, g, o.Conn, func(env *ops.Env) error {
-				pr, err := env.PlanRollback(cmd.Context())
+				pr, err := env.PlanRollbackOf(cmd.Context(), o.Sel.selection())
 				if err != nil {
 					return err
 				}
@@ -118,6 +125,7 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 		},
 	}
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addSelectFlags(cmd, &o.Sel)
 	return cmd
 }
 

@@ -110,3 +110,11 @@ func (inv *Inventory) WithHosts(hosts []Host) *Inventory {
 	cp.Hosts = hosts
 	return &cp
 }
+
+// OrAll is the selection s points at, or the whole fleet when s is nil.
+func (s *Selection) OrAll() Selection {
+	if s == nil {
+		return Selection{}
+	}
+	return *s
+}

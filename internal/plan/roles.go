@@ -96,7 +96,7 @@ func tagRoles(inv *fleet.Inventory, p *Plan) {
 			continue
 		}
 		health := inv.RoleHealth(r)
-		rp := RolePlan{Name: r, Balancer: inv.RoleBalanced(r) && inv.Balancer.Kind != fleet.BalancerNone,
+		rp := RolePlan{Name: r, Balancer: inv.RoleBalanced(r),
 			Actions: roleActions(p.Actions, inv, r, hs), Batches: inv.RoleBatches(r),
 			HealthTimeout: Duration(health.Timeout), HealthInterval: Duration(health.Interval), StableFor: Duration(health.StableFor)}
 		if p.Kind != KindUpgrade {
@@ -328,4 +328,22 @@ func (p *Plan) stageMigrationsHost(full *fleet.Inventory, sel *Selection, versio
 			return
 		}
 	}
+}
+
+// Balanced reports whether host is behind the fleet's balancer in p: false
+// for a host of a role with balancer: none.
+func (p *Plan) Balanced(host string) bool {
+	if r := p.RoleOf(host); r != nil {
+		return r.Balancer
+	}
+	return true
+}
+
+// HeldBack returns why the plan holds back steps the whole fleet needs
+// (a selection's post-migrate), or nil.
+func (p *Plan) HeldBack() []string {
+	if p.Selection == nil {
+		return nil
+	}
+	return p.Selection.Held
 }

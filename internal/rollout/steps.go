@@ -59,7 +59,9 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 		}
 		if !hosts[st.Host] {
 			hosts[st.Host] = true
-			servers = append(servers, e.host(st.Host).Server)
+			if e.plan.Balanced(st.Host) {
+				servers = append(servers, e.host(st.Host).Server)
+			}
 		}
 	}
 	// Another run holding the lock is the first thing a second operator
@@ -118,6 +120,9 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 	// them: they must be in rotation (never forced), or the run would end
 	// "succeeded" with a host out of service.
 	for _, sk := range e.plan.Skipped {
+		if !e.cfg.Plan.Balanced(sk.Host) {
+			continue // not behind the balancer (a role with balancer: none)
+		}
 		server := e.host(sk.Host).Server
 		if err := e.cfg.Balancer.Preflight(bctx, []string{server}, false); err != nil {
 			return fmt.Errorf("%w: %s (skipped: %s) is not in service: %v; an earlier run left it out of rotation: repair it with `relctl repair %s`, then run again",
