@@ -99,7 +99,7 @@ func table(w io.Writer) *tabwriter.Writer {
 	if isTerminal(w) {
 		return tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	}
-	return tabwriter.NewWriter(w, 0, 0, 1, '\t', 0)
+	return tabwriter.NewWriter(w, 0, 8, 1, '\t', 0) // tabwidth 0 would write no tab at all
 }
 
 // runEnd is how a run ended, for Verdict.

@@ -93,7 +93,7 @@ func one(ctx context.Context, inv *fleet.Inventory, r Runner, h fleet.Host, o Op
 	script := fmt.Sprintf(`p=%s
 echo "current=$(readlink "$p/current" 2>/dev/null)"
 echo "releases=$(ls -1 "$p/releases" 2>/dev/null | grep -v '^\.' | grep -v 'relctl-tmp' | tr '\n' ' ')"`, shell.Quote(base))
-	if t := inv.Template(fleet.CmdVersion); t != nil {
+	if t := inv.HostTemplate(h, fleet.CmdVersion); t != nil {
 		cmd, err := t.Render(inv.HostValues(h, "", ""))
 		if err == nil {
 			// The first non-empty line, as VersionLine reads it.
@@ -141,7 +141,7 @@ echo "releases=$(ls -1 "$p/releases" 2>/dev/null | grep -v '^\.' | grep -v 'relc
 		}
 	}
 	if o.Health && out.Version != "" {
-		t := inv.Template(fleet.CmdHealth)
+		t := inv.HostTemplate(h, fleet.CmdHealth)
 		cmd, err := t.Render(inv.HostValues(h, out.Version, out.Version))
 		if err == nil {
 			hctx, cancel := context.WithTimeout(ctx, inv.Timeouts.HealthCheck+time.Second)
