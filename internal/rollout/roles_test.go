@@ -108,6 +108,10 @@ func TestRolesRunEachHostsActions(t *testing.T) {
 					t.Errorf("preflight asked the balancer about the worker: %v", s)
 				}
 			}
+			// ... and about every web server, the migrations host's (web1) too.
+			if len(bal.servers) == 0 || !slices.Contains(bal.servers[0], "web1") || !slices.Contains(bal.servers[0], "web2") {
+				t.Errorf("preflight servers %v, want web1 and web2", bal.servers)
+			}
 			if !slices.Contains(log, "web3 stop-worker") || !slices.Contains(log, "web3 start-worker") || slices.Contains(log, "web3 stop") {
 				t.Errorf("worker commands:\n%s", strings.Join(h.hostLog("web3"), "\n"))
 			}

@@ -56,13 +56,13 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 			if e.plan.Kind == plan.KindRollback {
 				need[st.Host] = st.To
 			}
-		}
-		if !hosts[st.Host] {
-			hosts[st.Host] = true
+			// Every deployed host's server, the migrations host's too; a
+			// host of a role with balancer: none is in no balancer.
 			if e.plan.Balanced(st.Host) {
 				servers = append(servers, e.host(st.Host).Server)
 			}
 		}
+		hosts[st.Host] = true
 	}
 	// Another run holding the lock is the first thing a second operator
 	// must hear, before anything it may have left drained.
