@@ -177,3 +177,55 @@ func TestLoadSelectionHoldsPostMigrate(t *testing.T) {
 		t.Errorf("migrations: %s", got)
 	}
 }
+
+// 15. A worker fails its health check (its role's own health command
+// refuses 1.1.0) after the web hosts went over, under load: the worker is
+// taken back without any balancer call, on_failure: rollback sends the web
+// hosts back through HAProxy, no request fails, exit 3.
+func TestLoadRolesWorkerFailsRollsBack(t *testing.T) {
+	s := newRolesStage(t, `rollout:
+  batches: [1, 2]
+  pause_after_canary: false
+  on_failure: rollback
+  role_order: [web, worker]
+roles:
+  web:
+    rollout: {batches: [1, 2]}
+  worker:
+    balancer: none
+    commands:
+      health: test {{.Version}} != 1.1.0 && {{.Path}}/current/bin/demoapp check --url http://{{.Vars.listen}} --version {{.Version}}
+    health: {timeout: 3s, interval: 200ms, stable_for: 0s}
+`)
+	l := startLoad(t, s, "15. roles: a worker fails its health check, the run rolls back")
+	code, out, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
+	l.stop(true)
+	if code != 3 {
+		t.Fatalf("apply exit %d (want 3, rolled back)\n%s\n%s", code, out, errs)
+	}
+	s.wantAll("1.0.0")
+	var failed []string
+	for _, e := range journalEvents(t, s) {
+		if strings.HasPrefix(e.Host, "work") && (e.Type == event.ActionStarted || e.Type == event.ActionDone) &&
+			(balancerActions[string(e.Action)] || balancerActions[strings.TrimPrefix(string(e.Action), "undo-")]) {
+			t.Errorf("worker %s: %s %s: a worker was touched in the balancer", e.Host, e.Type, e.Action)
+		}
+		if e.Type == event.ActionDone && e.Status == event.StatusFailed {
+			failed = append(failed, e.Host+" "+string(e.Action))
+		}
+	}
+	if len(failed) != 1 || failed[0] != "work1 health" {
+		t.Errorf("failed actions %v, want only work1's health", failed)
+	}
+	if strings.Contains(out, "LEFT DRAINED") {
+		t.Errorf("summary:\n%s", out)
+	}
+	for _, m := range s.f.Migrations() {
+		if m.Phase == "post" {
+			t.Errorf("post-migrate ran: %+v", m)
+		}
+	}
+	if st := serverStates(t, s); strings.Count(st, "UP") != 3 || strings.Count(st, "(none)") != 2 {
+		t.Errorf("status after the run:\n%s", st)
+	}
+}
