@@ -61,7 +61,7 @@ func addRunFlags(cmd *cobra.Command, cf *connFlags, of *outFlags) {
 	f := cmd.Flags()
 	f.BoolVarP(&of.yes, "yes", "y", false, "approve the plan and the canary gate without asking (required without a terminal)")
 	f.BoolVar(&of.plain, "plain", false, "plain progress lines on stderr (the default when not in a terminal)")
-	f.BoolVar(&of.json, "json", false, "JSON event lines on stdout")
+	f.BoolVar(&of.json, "json", false, "JSON event lines on stdout (docs/json.md); nothing else goes to stdout")
 	f.DurationVar(&of.lockWait, "lock-wait", 0, "if another run holds the lock, wait this long for it (e.g. 10m) instead of refusing")
 	f.BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept hosts whose key is not in known_hosts yet, and add it there (a CHANGED key is always refused)")
 }
@@ -73,7 +73,8 @@ func newApplyCmd(ios *IO, g *globals) *cobra.Command {
 		Short: "Upgrade the fleet: observe, plan, then roll out host by host",
 		Example: `  relctl apply --to 1.4.0
   relctl apply --to 1.4.0 --yes --plain       # in CI: approve the canary gate, plain lines
-  relctl apply --plan plan.json --yes         # apply a saved plan; refused if edited or if the fleet changed since`,
+  relctl apply --plan plan.json --yes         # apply a saved plan; refused if edited or if the fleet changed since
+  relctl apply --to 1.4.0 --ticket CHG-1234 --reason "checkout fix"   # recorded in the lock, journal, audit and hooks`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			inv, err := loadFleet(g)
@@ -90,5 +91,6 @@ func newApplyCmd(ios *IO, g *globals) *cobra.Command {
 	f.BoolVar(&o.Force, "force", false, "start even if a balancer server is already in DRAIN or MAINT")
 	addRunFlags(cmd, &o.Conn, &o.Out)
 	addSelectFlags(cmd, &o.Sel)
+	addNoteFlags(cmd, &o.Conn, true)
 	return cmd
 }

@@ -89,6 +89,7 @@ deploys behind the load balancer, post-deploy migrations) and runs it.`,
 	var cf connFlags
 	root.Flags().BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	root.Args = cobra.NoArgs
+	root.PersistentPreRunE = checkFlagValues
 	root.RunE = rootRun(ios, g, &cf)
 	root.AddCommand(
 		newPlanCmd(ios, g),

@@ -105,6 +105,9 @@ type Event struct {
 	Outcome  Outcome       `json:"outcome,omitempty"`
 	Summary  *Summary      `json:"summary,omitempty"`
 	Control  ControlKind   `json:"ctl,omitempty"` // Control and GateRequested events: what happened (see ControlKind)
+
+	// Hook is a HookFinished event's result (hook.go).
+	Hook *HookResult `json:"hook,omitempty"`
 }
 
 // Summary is what a finished run tells the operator.
@@ -137,6 +140,9 @@ type Summary struct {
 	// every command on a host without the shell), observation included;
 	// nil when the hosts are not reached over SSH.
 	SSHSessions map[string]int `json:"ssh_sessions,omitempty"`
+	// Hooks are the hooks run for this run so far (hook.go); the summary
+	// of run_finished never holds the hooks that run after it.
+	Hooks []HookResult `json:"hooks,omitempty"`
 }
 
 // Sink consumes events. Emit must not block for long: views that may be slow

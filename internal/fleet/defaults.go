@@ -111,6 +111,7 @@ func applyDefaults(inv *Inventory, set func(path string) bool) {
 			hh.Server = hh.Name
 		}
 	}
+	defaultHooks(&inv.Hooks)
 	if inv.Migrations.Host == "" && len(inv.Hosts) > 0 {
 		inv.Migrations.Host = inv.Hosts[0].Name
 	}

@@ -258,6 +258,8 @@ func (l *loader) check(n *yaml.Node, t reflect.Type, path string) bool {
 		where = "the document"
 	}
 	switch {
+	case t == hookType && n.Kind == yaml.ScalarNode:
+		return true // a hook written as its command (hooks.go)
 	case t == durationType:
 		if !l.scalar(n, path) {
 			return false

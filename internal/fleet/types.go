@@ -35,6 +35,8 @@ type Inventory struct {
 	Balancer     Balancer           `yaml:"balancer"`
 	Timeouts     Timeouts           `yaml:"timeouts"`
 	Releases     map[string]Release `yaml:"releases"`
+	// Hooks are local commands run at points of a run (hooks.go).
+	Hooks Hooks `yaml:"hooks"`
 	// Vars are template values for every host ({{.Vars.name}}); a host's own
 	// vars override them. An extension of the original inventory keys.
 	Vars map[string]string `yaml:"vars"`

@@ -61,6 +61,7 @@ func (l *loader) validate(inv *Inventory) {
 	l.validateBalancer(inv)
 	l.validateReleases(inv)
 	l.validateRoles(inv)
+	l.validateHooks(inv)
 	for k := range inv.Vars {
 		if !varRe.MatchString(k) {
 			l.at("vars."+strconv.Quote(k), "var name %q must be a template identifier (letters, digits, _)", k)

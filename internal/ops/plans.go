@@ -119,6 +119,7 @@ func (e *Env) PlanUpgrade(ctx context.Context, o UpgradeOptions) (*Prepared, err
 		sel := o.Select
 		p.Inputs.Selection = &sel
 	}
+	e.annotate(p)
 	if !o.Offline {
 		if err := e.CheckImmutable(ctx, p, obs); err != nil {
 			return nil, err
@@ -269,6 +270,7 @@ func (e *Env) LoadPlan(ctx context.Context, data []byte, source string) (*Prepar
 	if err := e.CheckImmutable(ctx, q, obs); err != nil {
 		return nil, err
 	}
+	e.annotate(q)
 	pr := &Prepared{Plan: q, Observed: obs, Question: fmt.Sprintf("apply this plan to %s?", plural(len(q.DeployHosts()), "host"))}
 	if q.Empty() {
 		pr.Nothing = fmt.Sprintf("nothing to do: every host runs %s", q.To)
@@ -326,6 +328,7 @@ func (e *Env) PlanRollbackOf(ctx context.Context, sel fleet.Selection) (*Prepare
 	if p.Empty() {
 		return &Prepared{Nothing: fmt.Sprintf("nothing to roll back: every host the last run switched is already on %s", p.To), Observed: obs}, nil
 	}
+	e.annotate(p)
 	return &Prepared{Plan: p, Observed: obs, Question: fmt.Sprintf("roll %s back to %s?", plural(len(p.DeployHosts()), "host"), p.To)}, nil
 }
 
@@ -350,6 +353,8 @@ func (e *Env) PlanDowngrade(ctx context.Context, to, reason string) (*Prepared, 
 	if err != nil {
 		return nil, fail(PlanErrCode(err), err)
 	}
+	e.annotate(p)
+	p.Reason = reason // the downgrade's own (required) reason
 	pr := &Prepared{Plan: p, Observed: obs, Force: true, Question: fmt.Sprintf("EMERGENCY DOWNGRADE of %s to %s?", plural(len(p.DeployHosts()), "host"), to)}
 	if p.Empty() {
 		pr.Nothing = fmt.Sprintf("nothing to do: every host runs %s", to)
@@ -370,6 +375,7 @@ func (e *Env) PlanRepair(ctx context.Context, hosts []string) (*Prepared, error)
 	if err != nil {
 		return nil, fail(view.ExitUsage, err)
 	}
+	e.annotate(p)
 	// The servers are out of rotation: that is what is repaired.
 	return &Prepared{Plan: p, Observed: obs, Force: true, Question: fmt.Sprintf("bring %s back into service?", strings.Join(hosts, ", "))}, nil
 }

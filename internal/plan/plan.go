@@ -100,7 +100,10 @@ type Plan struct {
 	From   string `json:"from"`
 	To     string `json:"to"`
 	Hops   []Hop  `json:"hops"`
-	Reason string `json:"reason,omitempty"` // downgrades: why, for the audit
+	Reason string `json:"reason,omitempty"` // why (downgrades require it; --reason), for the audit
+	// Ticket is the change ticket the operator named (--ticket), for the
+	// audit, the lock and the hooks.
+	Ticket string `json:"ticket,omitempty"`
 	// RollsBack is the unfinished run a rollback plan undoes (resume
 	// --rollback): the rollback continues under that run's lock.
 	RollsBack string   `json:"rolls_back,omitempty"`

@@ -56,6 +56,9 @@ func (p *Plan) outline() outline {
 	if p.Reason != "" {
 		o.facts = append(o.facts, [2]string{"reason", p.Reason})
 	}
+	if p.Ticket != "" {
+		o.facts = append(o.facts, [2]string{"ticket", p.Ticket})
+	}
 	s := p.Settings
 	o.facts = append(o.facts, [2]string{"balancer", s.Balancer})
 	bs := make([]string, len(s.Batches))

@@ -191,7 +191,7 @@ func New(cfg Config) *Engine {
 	e.inRollback = cfg.Plan.Kind == plan.KindRollback
 	lockHost := cfg.Plan.Settings.MigrationsHost
 	e.lock = &Lock{Hosts: bounded{Hosts: cfg.Hosts, def: e.to.Lock}, Host: lockHost, Path: cfg.Inventory.HostPath(e.hosts[lockHost]), Lease: cfg.LockLease}
-	e.lockInfo = LockInfo{Owner: cfg.Owner, RunID: cfg.RunID, Fingerprint: cfg.Plan.Basis.Fingerprint}
+	e.lockInfo = LockInfo{Owner: cfg.Owner, RunID: cfg.RunID, Fingerprint: cfg.Plan.Basis.Fingerprint, Reason: cfg.Plan.Reason, Ticket: cfg.Plan.Ticket}
 	return e
 }
 

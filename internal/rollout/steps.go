@@ -434,6 +434,7 @@ type HistoryRecord struct {
 	Result  string    `json:"result"`
 	Outcome string    `json:"outcome"`
 	Reason  string    `json:"reason,omitempty"`
+	Ticket  string    `json:"ticket,omitempty"` // the run's change ticket (--ticket)
 	// PrevRun and PrevOwner name the run whose lock a takeover or a break
 	// replaced (kinds lock-takeover and lock-break).
 	PrevRun   string `json:"prev_run,omitempty"`
@@ -464,7 +465,7 @@ func (e *Engine) audit(ctx context.Context, outcome event.Outcome) {
 				res = "unknown"
 			}
 			rec := HistoryRecord{Time: time.Now().UTC(), RunID: e.cfg.RunID, Owner: e.cfg.Owner, Kind: string(orig.Kind),
-				From: orig.From, To: orig.To, Host: name, Result: res, Outcome: string(outcome), Reason: orig.Reason}
+				From: orig.From, To: orig.To, Host: name, Result: res, Outcome: string(outcome), Reason: orig.Reason, Ticket: orig.Ticket}
 			b, _ := json.Marshal(rec)
 			dir := strings.TrimRight(e.inv.HostPath(e.host(name)), "/") + "/.relctl"
 			script := fmt.Sprintf("mkdir -p %s && printf '%%s\\n' %s >> %s", shell.Quote(dir), shell.Quote(string(b)), shell.Quote(dir+"/history.jsonl"))

@@ -364,6 +364,8 @@ func (r *runState) apply(e event.Event) {
 		}
 	case event.Control:
 		r.control(e)
+	case event.HookFinished:
+		r.addLog("hook " + e.Message)
 	case event.RunFinished:
 		r.finished, r.outcome, r.summary, r.errText = true, e.Outcome, e.Summary, e.Error
 		r.applySummary(e.Summary)

@@ -20,6 +20,7 @@ const (
 	ExitAborted    = 5 // the operator aborted (or refused a gate); every host is in service
 	ExitPaused     = 6 // a host is out of rotation (LEFT DRAINED), or the run paused: the operator must act
 	ExitPartial    = 7 // partially upgraded: the failure budget left the fleet on two versions
+	ExitRefused    = 8 // a before_run hook refused the run: no lock taken, nothing touched
 )
 
 // RunEnd is how a run ended, as the verdict reads it.

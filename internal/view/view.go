@@ -96,6 +96,8 @@ func PlainLine(e event.Event, output bool) string {
 		return fmt.Sprintf("-\t%s", e.Message)
 	case event.RunFinished:
 		return fmt.Sprintf("run %s finished: %s", e.RunID, e.Outcome)
+	case event.HookFinished:
+		return fmt.Sprintf("-\tHOOK\t%s", e.Message)
 	}
 	return ""
 }
@@ -169,6 +171,11 @@ func Summary(w io.Writer, outcome event.Outcome, s event.Summary) {
 	}
 	if line := SessionsLine(s.SSHSessions); line != "" {
 		fmt.Fprintf(w, "ssh sessions:\t%s\n", line)
+	}
+	for _, h := range s.Hooks {
+		if !h.OK() {
+			fmt.Fprintf(w, "hook failed:\t%s: %s (the outcome above is unchanged)\n", h.Place, h.Error)
+		}
 	}
 	if s.Journal != "" {
 		fmt.Fprintf(w, "journal:\t%s\n", s.Journal)
