@@ -101,6 +101,8 @@ type lockJSON struct {
 	TakenFrom  string `json:"taken_from,omitempty"`
 	Ticket     string `json:"ticket,omitempty"` // the run's --ticket
 	Reason     string `json:"reason,omitempty"` // the run's --reason (a downgrade's)
+	// Environment is the inventory environment of the run (--env).
+	Environment string `json:"environment,omitempty"`
 }
 
 type unfinishedJSON struct {
@@ -127,7 +129,7 @@ func lockDTO(l *rollout.LockInfo) *lockJSON {
 	}
 	return &lockJSON{Owner: l.Owner, Run: l.RunID, PID: l.Proc.PID, Machine: l.Proc.Machine,
 		Started: unixRFC3339(l.Started), LeaseUntil: unixRFC3339(l.LeaseUntil), Expired: l.Expired(), TakenFrom: l.TakenFrom,
-		Ticket: l.Ticket, Reason: l.Reason}
+		Ticket: l.Ticket, Reason: l.Reason, Environment: l.Environment}
 }
 
 func errString(err error) string {

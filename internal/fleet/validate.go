@@ -67,6 +67,11 @@ func (l *loader) validate(inv *Inventory) {
 			l.at("vars."+strconv.Quote(k), "var name %q must be a template identifier (letters, digits, _)", k)
 		}
 	}
+	l.validateEnv("env", inv.Env)
+	for i, h := range inv.Hosts {
+		l.validateEnv(fmt.Sprintf("hosts[%d].env", i), h.Env)
+	}
+	l.validateBecome(inv)
 }
 
 func (l *loader) absPath(key, p string, required bool) {

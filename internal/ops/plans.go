@@ -135,7 +135,7 @@ func (e *Env) PlanUpgrade(ctx context.Context, o UpgradeOptions) (*Prepared, err
 // stampInputs records in p what it was built from, so that a saved plan
 // can be rebuilt and compared (LoadPlan).
 func (e *Env) stampInputs(p *plan.Plan, upfrom string) error {
-	d, err := InventoryDigest(e.Inv.File)
+	d, err := inventoryDigest(e.Inv)
 	if err != nil {
 		return fail(view.ExitUsage, err)
 	}
@@ -228,7 +228,7 @@ func (e *Env) LoadPlan(ctx context.Context, data []byte, source string) (*Prepar
 	if p.Inputs == nil {
 		return nil, fail(view.ExitUsage, fmt.Errorf("%s: the plan carries no inputs (inventory digest, options): save it again with this relctl's relctl plan --format json", source))
 	}
-	d, err := InventoryDigest(e.Inv.File)
+	d, err := inventoryDigest(e.Inv)
 	if err != nil {
 		return nil, fail(view.ExitUsage, err)
 	}

@@ -157,6 +157,7 @@ func newPlan(inv *fleet.Inventory, obs Observed, kind Kind, from, to, balancer s
 	hosts := append([]HostState(nil), obs.Hosts...)
 	return &Plan{
 		Schema: SchemaVersion, App: inv.App, Kind: kind, From: from, To: to,
+		Environment: inv.Environment, Secrets: inv.SecretNames(),
 		Actions: actions,
 		Settings: Settings{
 			Batches:            inv.Rollout.Batches,

@@ -118,6 +118,14 @@ type Plan struct {
 	Inputs *Inputs `json:"inputs,omitempty"`
 	// Notes are things the operator should know that are not steps.
 	Notes []string `json:"notes,omitempty"`
+	// Environment is the inventory's environment the plan was built for
+	// (--env; "" for none). It is in the header, the lock and the journal.
+	Environment string `json:"environment,omitempty"`
+	// Secrets name the secret environment values the run resolves and
+	// delivers ("SHOP_DB_URL from_env"): names and kinds only, never a
+	// value (values are resolved when the run starts, not when it is
+	// planned).
+	Secrets []string `json:"secrets,omitempty"`
 	// Roles are the plan's roles in deploy order, when the inventory's
 	// hosts have roles (roles.go): each role's hosts run its Actions.
 	Roles []RolePlan `json:"roles,omitempty"`

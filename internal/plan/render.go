@@ -31,16 +31,21 @@ type entry struct {
 
 func (p *Plan) outline() outline {
 	o := outline{}
+	app := p.App
+	if p.Environment != "" {
+		app += " [" + p.Environment + "]"
+	}
 	switch p.Kind {
 	case KindUpgrade:
-		o.title = fmt.Sprintf("%s: upgrade %s → %s", p.App, p.From, p.To)
+		o.title = fmt.Sprintf("%s: upgrade %s → %s", app, p.From, p.To)
 	case KindRollback:
-		o.title = fmt.Sprintf("%s: ROLLBACK %s → %s", p.App, p.From, p.To)
+		o.title = fmt.Sprintf("%s: ROLLBACK %s → %s", app, p.From, p.To)
 	case KindDowngrade:
-		o.title = fmt.Sprintf("%s: EMERGENCY DOWNGRADE %s → %s", p.App, p.From, p.To)
+		o.title = fmt.Sprintf("%s: EMERGENCY DOWNGRADE %s → %s", app, p.From, p.To)
 	case KindRepair:
-		o.title = fmt.Sprintf("%s: REPAIR %s", p.App, strings.Join(p.DeployHosts(), ", "))
+		o.title = fmt.Sprintf("%s: REPAIR %s", app, strings.Join(p.DeployHosts(), ", "))
 	}
+
 	if len(p.Hops) > 1 {
 		chain := []string{p.Hops[0].From}
 		for _, h := range p.Hops {
@@ -61,6 +66,9 @@ func (p *Plan) outline() outline {
 	}
 	s := p.Settings
 	o.facts = append(o.facts, [2]string{"balancer", s.Balancer})
+	if len(p.Secrets) > 0 {
+		o.facts = append(o.facts, [2]string{"secrets", strings.Join(p.Secrets, ", ") + " (resolved when the run starts; values never shown)"})
+	}
 	bs := make([]string, len(s.Batches))
 	for i, b := range s.Batches {
 		bs[i] = b.String()

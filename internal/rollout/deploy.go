@@ -79,12 +79,24 @@ func (r *hostRun) cmd(ctx context.Context, name string, vals fleet.Values, timeo
 	if err != nil {
 		return fmt.Errorf("commands.%s: %w", name, err)
 	}
-	return r.script(ctx, script, vals, timeout)
+	script, env, err := r.e.commandEnv(name, script, vals)
+	if err != nil {
+		return err
+	}
+	return r.run(ctx, script, env, timeout)
 }
 
+// script runs one of relctl's own scripts (unpack, prune, ...) as the SSH
+// user, with the RELCTL_* values only: env: and secrets are for the
+// inventory's commands.
 func (r *hostRun) script(ctx context.Context, script string, vals fleet.Values, timeout time.Duration) error {
+	vals.EnvVars = nil
+	return r.run(ctx, script, vals.Env(), timeout)
+}
+
+func (r *hostRun) run(ctx context.Context, script string, env map[string]string, timeout time.Duration) error {
 	_, err := r.e.hostsRun(ctx, r.h.Name, remote.Command{
-		Script: script, Env: vals.Env(), Timeout: timeout,
+		Script: script, Env: env, Timeout: timeout,
 		Stdout: func(l string) { r.emit(event.Event{Type: event.StepOutput, Stream: "stdout", Line: l}) },
 		Stderr: func(l string) { r.emit(event.Event{Type: event.StepOutput, Stream: "stderr", Line: l}) },
 	})
@@ -453,7 +465,7 @@ func validVersion(host, got string) (string, error) {
 func (e *Engine) deployHost(_ context.Context, s plan.Step) error {
 	ctx := e.hard
 	h := e.host(s.Host)
-	r := &hostRun{e: e, step: s, h: h, vals: e.inv.HostValues(h, s.From, s.To), back: e.inv.HostValues(h, s.To, s.From)}
+	r := &hostRun{e: e, step: s, h: h, vals: e.hostValues(h, s.From, s.To), back: e.hostValues(h, s.To, s.From)}
 	e.mu.Lock()
 	e.touched[h.Name] = true
 	e.mu.Unlock()

@@ -100,6 +100,9 @@ type Config struct {
 	// OnLocked, when set, is called once, as soon as the run holds the
 	// lock: the run has started changing the fleet.
 	OnLocked func()
+	// Secrets is where the inventory's secrets are read from at preflight
+	// (zero: relctl's environment, files, sh -c).
+	Secrets fleet.SecretSource
 }
 
 // Result is how a run ended.
@@ -153,6 +156,8 @@ type Engine struct {
 	rbFailed map[string]string
 	// sessions counts the SSH sessions per host, when Hosts can.
 	sessions SessionCounter
+	// sec holds the run's secrets, resolved at preflight (envsec.go).
+	sec secretState
 }
 
 // New prepares an engine.
@@ -191,7 +196,7 @@ func New(cfg Config) *Engine {
 	e.inRollback = cfg.Plan.Kind == plan.KindRollback
 	lockHost := cfg.Plan.Settings.MigrationsHost
 	e.lock = &Lock{Hosts: bounded{Hosts: cfg.Hosts, def: e.to.Lock}, Host: lockHost, Path: cfg.Inventory.HostPath(e.hosts[lockHost]), Lease: cfg.LockLease}
-	e.lockInfo = LockInfo{Owner: cfg.Owner, RunID: cfg.RunID, Fingerprint: cfg.Plan.Basis.Fingerprint, Reason: cfg.Plan.Reason, Ticket: cfg.Plan.Ticket}
+	e.lockInfo = LockInfo{Owner: cfg.Owner, RunID: cfg.RunID, Fingerprint: cfg.Plan.Basis.Fingerprint, Environment: cfg.Plan.Environment, Reason: cfg.Plan.Reason, Ticket: cfg.Plan.Ticket}
 	return e
 }
 

@@ -341,12 +341,23 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values,
 	if err != nil {
 		return "", err
 	}
+	script, env, err := e.commandEnv(fleet.CmdHealth, script, vals)
+	if err != nil {
+		return "", err
+	}
 	loop := healthLoop{nonce: newNonce(), interval: time.Duration(hInterval), stable: time.Duration(hStable),
 		timeout: time.Duration(hTimeout), check: e.to.HealthCheck, script: script}
 	r.version = nil
 	if vt := e.inv.HostTemplate(r.h, fleet.CmdVersion); withVersion && vt != nil {
 		if loop.then, err = vt.Render(vals); err != nil {
 			return "", err
+		}
+		var venv map[string]string
+		if loop.then, venv, err = e.commandEnv(fleet.CmdVersion, loop.then, vals); err != nil {
+			return "", err
+		}
+		for k, v := range venv {
+			env[k] = v // the same values; only the become variable is added
 		}
 		loop.thenTO = e.to.Version
 	}
@@ -367,7 +378,7 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values,
 	ended := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := e.hostsRun(ctx, r.h.Name, remote.Command{Script: loop.Script(), Env: vals.Env(), Timeout: loop.bound(),
+		_, err := e.hostsRun(ctx, r.h.Name, remote.Command{Script: loop.Script(), Env: env, Timeout: loop.bound(),
 			Stdout: line, Stderr: func(l string) { stderr = append(stderr, l) }})
 		ended <- err
 	}()

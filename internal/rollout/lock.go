@@ -148,8 +148,10 @@ type LockInfo struct {
 	// (--reason, --ticket; the plan's).
 	Reason string `json:"reason,omitempty"`
 	Ticket string `json:"ticket,omitempty"`
-	Now    int64  `json:"-"` // the host's clock when read
-	raw    string // the file's content as read: what a takeover compares
+	// Environment is the inventory environment of the run (--env).
+	Environment string `json:"environment,omitempty"`
+	Now         int64  `json:"-"` // the host's clock when read
+	raw         string // the file's content as read: what a takeover compares
 }
 
 // Expired reports whether the lease ran out (by the lock host's clock).
@@ -157,6 +159,9 @@ func (l LockInfo) Expired() bool { return l.Now > l.LeaseUntil }
 
 func (l LockInfo) String() string {
 	s := fmt.Sprintf("held by %s (run %s", l.Owner, l.RunID)
+	if l.Environment != "" {
+		s += ", environment " + l.Environment
+	}
 	if l.Proc.PID != 0 {
 		s += fmt.Sprintf(", pid %d on %s", l.Proc.PID, l.Proc.Machine)
 	}
@@ -356,6 +361,10 @@ func body(info LockInfo) string {
 		s += `,"taken_from":` + string(from)
 	}
 	// Last, after every field the scripts read: JSON-escaped text, one line.
+	if info.Environment != "" {
+		env, _ := json.Marshal(info.Environment)
+		s += `,"environment":` + string(env)
+	}
 	if info.Ticket != "" {
 		t, _ := json.Marshal(info.Ticket)
 		s += `,"ticket":` + string(t)

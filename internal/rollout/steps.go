@@ -41,6 +41,10 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 			return fmt.Errorf("artifact for %s is missing", v)
 		}
 	}
+	// Secrets are read now, at the start of the run, never at plan time.
+	if err := e.resolveSecrets(ctx); err != nil {
+		return err
+	}
 	// need[h] is the release host h must still have: the one it goes back
 	// to if its step fails (upgrade, downgrade), or the one a rollback
 	// takes it to.
@@ -86,7 +90,11 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := e.checkHost(ctx, h, need[h]); err != nil {
+			err := e.checkHost(ctx, h, need[h])
+			if err == nil {
+				err = e.checkBecome(ctx, h)
+			}
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -282,7 +290,7 @@ func (e *Engine) migrate(_ context.Context, s plan.Step, name string) error {
 	ctx := e.hard
 	h := e.host(s.Host)
 	r := &hostRun{e: e, step: s, h: h}
-	vals := e.inv.HostValues(h, s.From, s.To)
+	vals := e.hostValues(h, s.From, s.To)
 	timeout := e.to.Migrate
 	if name == fleet.CmdPostMigrate {
 		timeout = e.to.PostMigrate
@@ -295,8 +303,12 @@ func (e *Engine) migrate(_ context.Context, s plan.Step, name string) error {
 	if err != nil {
 		return fmt.Errorf("commands.%s: %w", name, err)
 	}
+	script, env, err := e.commandEnv(name, script, vals)
+	if err != nil {
+		return fmt.Errorf("%s: %s %s: %w", h.Name, strings.ReplaceAll(name, "_", "-"), s.To, err)
+	}
 	dir := migrationDir(e.inv.HostPath(h), e.cfg.RunID, s.ID)
-	if err := r.script(ctx, migrationWrapper(dir, script), vals, timeout); err != nil {
+	if err := r.run(ctx, migrationWrapper(dir, script), env, timeout); err != nil {
 		return fmt.Errorf("%s: %s %s: %w", h.Name, strings.ReplaceAll(name, "_", "-"), s.To, err)
 	}
 	return nil
