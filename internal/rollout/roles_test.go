@@ -216,3 +216,24 @@ func TestSelectionRunHoldsPostMigrate(t *testing.T) {
 		t.Fatalf("finishing run: %s %v %+v", res.Outcome, res.Err, res.Summary)
 	}
 }
+
+// The sudo preflight (become) asks about the command a host really runs:
+// its role's own stop, not the fleet's.
+func TestBecomeChecksTheRolesOwnCommands(t *testing.T) {
+	src := strings.Replace(fmt.Sprintf(rolesFleet, "[web, worker]"), "balancer: {kind: none}", "balancer: {kind: none}\nbecome: {method: sudo, user: root}", 1)
+	h := newHarnessText(t, src)
+	p, err := plan.Build(h.inv, plan.Assume(h.inv, "1.0.0"), plan.Options{To: "1.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(Config{Inventory: h.inv, Plan: p, Hosts: h.fake, Balancer: h.fake, Bus: event.NewBus("run1", nil), RunID: "run1", Owner: "o"})
+	for host, want := range map[string][]string{"web3": {"stop-worker", "start-worker", "health-cmd"}, "web2": {"stop-cmd", "start-cmd", "health-cmd"}} {
+		_, scripts, err := e.becomeCommands(host, e.hostValues(e.host(host), "1.0.0", "1.1.0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(scripts, want) {
+			t.Errorf("%s: sudo is asked about %v, want %v", host, scripts, want)
+		}
+	}
+}
