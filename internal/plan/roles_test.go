@@ -368,3 +368,35 @@ func TestKeepSelected(t *testing.T) {
 		t.Errorf("unknown host: %v", err)
 	}
 }
+
+// Without a post_migrate command a selection holds nothing back: the plan
+// still names what it leaves out, and a run of it can end succeeded.
+func TestSelectionWithoutPostMigrate(t *testing.T) {
+	src := strings.Replace(`app: shop
+path: /srv/shop
+artifact: {source: "./dist/shop-{{.Version}}.tar.gz"}
+commands: {stop: stop, start: start, health: check, post_migrate: post}
+balancer: {kind: none}
+hosts:
+  - {name: web1, address: 10.0.0.1}
+  - {name: web2, address: 10.0.0.2}
+`, ", post_migrate: post", "", 1)
+	inv, err := fleet.Parse("fleet.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(inv, observedAs(inv, nil, "1.0.0"), Options{To: "1.1.0", Select: fleet.Selection{Hosts: []string{"web2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.HeldBack()) != 0 || len(p.Selection.LeftOut) != 1 || p.Selection.LeftOut[0].Host != "web1" {
+		t.Errorf("held %v, left out %+v", p.HeldBack(), p.Selection.LeftOut)
+	}
+	if got := p.DeployHosts(); !slices.Equal(got, []string{"web2"}) {
+		t.Errorf("deploys %v", got)
+	}
+	// web1 (the migrations and lock host) is not staged: no migration runs.
+	if _, ok := p.Step("stage/web1"); ok {
+		t.Error("staged the left-out lock host with no migration to run")
+	}
+}
