@@ -15,6 +15,32 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// This test's own non-root deploy user and sudoers rule, so that a run of
+// it beside the envsec tests (another go test process on the machine)
+// never grants or takes away their sudo.
+const (
+	issue17User    = "relctlroles"
+	issue17Sudoers = "/etc/sudoers.d/relctl-e2e-roles"
+)
+
+// allowSudoFor writes the systemd-case sudoers rule for user into file,
+// checked by visudo, and removes it when the test ends.
+func allowSudoFor(t *testing.T, user, file string) {
+	t.Helper()
+	tmp := file + "~" // ignored by sudo until renamed
+	if err := os.WriteFile(tmp, []byte(user+" ALL=(root) NOPASSWD: /bin/sh\n"), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("visudo", "-cf", tmp).CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		t.Fatalf("visudo: %v %s", err, out)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(file) })
+}
+
 // 16. Issue 17's whole fleet in one run from one inventory: 3 web hosts
 // behind HAProxy and 2 workers with balancer: none (roles), in the staging
 // environment (whose overlay sets the role order), a non-root deploy user
@@ -29,7 +55,7 @@ func TestLoadIssue17WholeFleet(t *testing.T) {
 		}
 		t.Skip("sudo is not installed")
 	}
-	f := testfleet.Start(t, testfleet.Options{Hosts: 5, Workers: 2, Balancer: "haproxy", User: envsecUser})
+	f := testfleet.Start(t, testfleet.Options{Hosts: 5, Workers: 2, Balancer: "haproxy", User: issue17User})
 	f.Seed("1.0.0", f.Artifact("1.0.0", nil))
 	f.Artifact("1.1.0", nil)
 	s := &stage{t: t, f: f, dir: t.TempDir()}
@@ -55,7 +81,7 @@ environments:
 		}
 		return string(out)
 	})
-	allowSudo(t)
+	allowSudoFor(t, issue17User, issue17Sudoers)
 	secret := canary(t)
 
 	code, out, errs := s.relctlEnv(nil, "plan", "-e", "staging", "--to", "1.1.0")
