@@ -20,12 +20,16 @@ type ApplyOptions struct {
 	Force                bool
 	Conn                 connFlags
 	Out                  outFlags
+	Sel                  selFlags
 }
 
 // runApply: one operation (PlanUpgrade or LoadPlan), then the view.
 func runApply(ctx context.Context, ios *IO, inv *fleet.Inventory, o *ApplyOptions) error {
 	if (o.To == "") == (o.PlanFile == "") {
 		return withCode(ExitUsage, errors.New("give --to VERSION or --plan FILE"))
+	}
+	if o.PlanFile != "" && !o.Sel.selection().Empty() {
+		return withCode(ExitUsage, errors.New("--plan FILE carries its own selection: give --hosts, --labels or --roles to relctl plan instead"))
 	}
 	env, err := newEnv(ios, inv, o.Conn)
 	if err != nil {
@@ -43,7 +47,7 @@ func runApply(ctx context.Context, ios *IO, inv *fleet.Inventory, o *ApplyOption
 			return err
 		}
 		pr.Force = o.Force
-	} else if pr, err = env.PlanUpgrade(ctx, ops.UpgradeOptions{To: o.To, Upfrom: o.Upfrom, Force: o.Force}); err != nil {
+	} else if pr, err = env.PlanUpgrade(ctx, ops.UpgradeOptions{To: o.To, Upfrom: o.Upfrom, Force: o.Force, Select: o.Sel.selection()}); err != nil {
 		return err
 	}
 	if pr.Nothing == "" && wantTUI(ios, o.Out) {
@@ -86,6 +90,7 @@ func newApplyCmd(ios *IO, g *globals) *cobra.Command {
 	f.StringVar(&o.PlanFile, "plan", "", "apply a plan saved by relctl plan --format json")
 	f.BoolVar(&o.Force, "force", false, "start even if a balancer server is already in DRAIN or MAINT")
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addSelectFlags(cmd, &o.Sel)
 	addNoteFlags(cmd, &o.Conn, true)
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 // StatusOptions are status's flags.
 type StatusOptions struct {
 	Conn connFlags
+	Sel  selFlags
 	Out  outputFlags
 }
 
@@ -22,10 +23,15 @@ func newStatusCmd(ios *IO, g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withEnv(ios, g, o.Conn, func(env *ops.Env) error {
-				return showStatus(ios, env.Inv, env.Status(cmd.Context()), o.Out)
+				st, inv, err := env.StatusOf(cmd.Context(), o.Sel.selection())
+				if err != nil {
+					return err
+				}
+				return showStatus(ios, inv, st, o.Out)
 			})
 		},
 	}
+	addSelectFlags(cmd, &o.Sel)
 	addOutputFlags(cmd, &o.Out, "tab-separated fields under a header line, as on a pipe, even on a terminal", "one JSON document (docs/json.md)")
 	cmd.Flags().BoolVar(&o.Conn.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	return cmd
@@ -35,6 +41,7 @@ func newStatusCmd(ios *IO, g *globals) *cobra.Command {
 type RollbackOptions struct {
 	Conn connFlags
 	Out  outFlags
+	Sel  selFlags
 }
 
 func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
@@ -45,7 +52,7 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withEnv(ios, g, o.Conn, func(env *ops.Env) error {
-				pr, err := env.PlanRollback(cmd.Context())
+				pr, err := env.PlanRollbackOf(cmd.Context(), o.Sel.selection())
 				if err != nil {
 					return err
 				}
@@ -54,6 +61,7 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 		},
 	}
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addSelectFlags(cmd, &o.Sel)
 	addNoteFlags(cmd, &o.Conn, true)
 	return cmd
 }

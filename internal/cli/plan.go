@@ -15,6 +15,7 @@ import (
 type planOptions struct {
 	to, upfrom, format, output string
 	conn                       connFlags
+	sel                        selFlags
 	out                        outputFlags
 }
 
@@ -37,6 +38,7 @@ func newPlanCmd(ios *IO, g *globals) *cobra.Command {
 	f.StringVar(&o.format, "format", "text", "text, markdown or json")
 	f.StringVarP(&o.output, "output", "o", "", "write the plan to this file instead of stdout")
 	f.BoolVar(&o.conn.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
+	addSelectFlags(cmd, &o.sel)
 	addOutputFlags(cmd, &o.out, "the text plan (--format text, the default)", "the plan as JSON (--format json; docs/json.md)")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
@@ -70,7 +72,7 @@ func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
 		return err
 	}
 	defer env.Conn.Pool.Close()
-	pr, err := env.PlanUpgrade(cmd.Context(), ops.UpgradeOptions{To: o.to, Upfrom: o.upfrom, Offline: o.upfrom != "", Preview: true})
+	pr, err := env.PlanUpgrade(cmd.Context(), ops.UpgradeOptions{To: o.to, Upfrom: o.upfrom, Offline: o.upfrom != "", Preview: true, Select: o.sel.selection()})
 	if err != nil {
 		return err
 	}

@@ -47,8 +47,8 @@ func showStatus(ios *IO, inv *fleet.Inventory, st ops.Status, of outputFlags) er
 		if i < len(inv.Hosts) {
 			lbs = strings.Join(byServer[inv.Hosts[i].Server], ",")
 		}
-		if lbs == "" && inv.Balancer.Kind == fleet.BalancerNone {
-			lbs = "(none)"
+		if lbs == "" && (inv.Balancer.Kind == fleet.BalancerNone || i < len(inv.Hosts) && !inv.HostBalanced(inv.Hosts[i])) {
+			lbs = "(none)" // no balancer, or a host of a role with balancer: none
 		}
 		t.Rows = append(t.Rows, []string{h.Name, v, health, lbs, strings.Join(h.Releases, " ")})
 	}

@@ -141,6 +141,10 @@ type Summary struct {
 	Lock string `json:"lock,omitempty"`
 	// Forced is true when a second interrupt ended the run.
 	Forced bool `json:"forced,omitempty"`
+	// Held says why the run's plan held back a step the whole fleet
+	// needs: a selection's post-migrate while selected-out hosts still
+	// run the old version (the run ends partially upgraded).
+	Held []string `json:"held,omitempty"`
 	// SSHSessions is how many SSH sessions the process opened to each
 	// host (the persistent shell, SFTP, kills of timed-out commands, and
 	// every command on a host without the shell), observation included;

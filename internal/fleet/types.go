@@ -46,8 +46,11 @@ type Inventory struct {
 	Hooks Hooks `yaml:"hooks"`
 	// Vars are template values for every host ({{.Vars.name}}); a host's own
 	// vars override them. An extension of the original inventory keys.
-	Vars  map[string]string `yaml:"vars"`
-	Hosts []Host            `yaml:"hosts"`
+	Vars map[string]string `yaml:"vars"`
+	// Roles are named groups of hosts with their own commands, health,
+	// batches and balancer membership (roles.go). An extension.
+	Roles map[string]Role `yaml:"roles"`
+	Hosts []Host          `yaml:"hosts"`
 	// Env are environment variables for the commands, delivered on stdin,
 	// never in a command line; a value may be a secret resolved when a run
 	// starts (env.go). An extension of the original inventory keys.
@@ -58,6 +61,7 @@ type Inventory struct {
 
 	templates map[string]*Template // parsed commands, filled by validation
 	artifact  *template.Template
+	roles     map[string]*roleInfo // effective role settings, filled by validation
 
 	// commandBecome is commands.<name>.become, lifted out of the commands
 	// mapping before decoding (become.go).
@@ -129,6 +133,10 @@ type Rollout struct {
 	WaitBetweenBatches time.Duration `yaml:"wait_between_batches"`
 	MaxFailedHosts     int           `yaml:"max_failed_hosts"`
 	OnFailure          string        `yaml:"on_failure"`
+	// RoleOrder is the order roles are deployed in ([web, worker]), or
+	// "together" (every batch takes its share of each role). Roles not
+	// named come after, in the order they first appear in hosts.
+	RoleOrder StringList `yaml:"role_order"`
 }
 
 // Timeouts bound every remote call of a run, per kind of command: when one
@@ -211,6 +219,8 @@ type Host struct {
 	Vars map[string]string `yaml:"vars"`
 	// Env are this host's environment values, merged over the inventory's.
 	Env map[string]EnvValue `yaml:"env,omitempty"`
+	// Role names the host's role (roles.go); default: DefaultRole.
+	Role string `yaml:"role"`
 }
 
 // HasLabel reports whether the host carries label l.

@@ -97,7 +97,7 @@ for d in "$p"/releases/*; do
   case "${d##*/}" in *relctl-tmp*) continue ;; esac
   echo "release=${d##*/}"
 done`, shell.Quote(base))
-	if t := inv.Template(fleet.CmdVersion); t != nil {
+	if t := inv.HostTemplate(h, fleet.CmdVersion); t != nil {
 		cmd, err := t.Render(inv.HostValues(h, "", ""))
 		if err == nil {
 			cmd, _ = inv.WrapCommand(fleet.CmdVersion, cmd, nil) // become, if any (no environment here)
@@ -150,7 +150,7 @@ done`, shell.Quote(base))
 		}
 	}
 	if o.Health && out.Version != "" {
-		t := inv.Template(fleet.CmdHealth)
+		t := inv.HostTemplate(h, fleet.CmdHealth)
 		cmd, err := t.Render(inv.HostValues(h, out.Version, out.Version))
 		if err == nil {
 			cmd, _ = inv.WrapCommand(fleet.CmdHealth, cmd, nil)

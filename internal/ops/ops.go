@@ -97,7 +97,7 @@ func PlanErrCode(err error) int {
 	switch {
 	case errors.Is(err, plan.ErrNoPath), errors.Is(err, plan.ErrUpfromMismatch), errors.Is(err, plan.ErrIsDowngrade),
 		errors.Is(err, plan.ErrDowngradeRefused), errors.Is(err, plan.ErrMixedFleet), errors.Is(err, plan.ErrPastPointOfNoReturn),
-		errors.Is(err, ErrImmutable), errors.Is(err, version.ErrInvalid):
+		errors.Is(err, ErrImmutable), errors.Is(err, version.ErrInvalid), errors.Is(err, fleet.ErrSelection), errors.Is(err, plan.ErrSelectionPath):
 		return view.ExitUsage
 	}
 	return view.ExitError

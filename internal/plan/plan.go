@@ -126,6 +126,14 @@ type Plan struct {
 	// value (values are resolved when the run starts, not when it is
 	// planned).
 	Secrets []string `json:"secrets,omitempty"`
+	// Roles are the plan's roles in deploy order, when the inventory's
+	// hosts have roles (roles.go): each role's hosts run its Actions.
+	Roles []RolePlan `json:"roles,omitempty"`
+	// RolesTogether: every batch takes its share of every role.
+	RolesTogether bool `json:"roles_together,omitempty"`
+	// Selection is the part of the fleet the plan was aimed at, when not
+	// the whole fleet.
+	Selection *Selection `json:"selection,omitempty"`
 }
 
 // Inputs are a plan's inputs other than the observed basis: with Basis
@@ -140,6 +148,8 @@ type Inputs struct {
 	Upfrom string `json:"upfrom,omitempty"`
 	// CanVerify is Options.CanVerify.
 	CanVerify bool `json:"can_verify"`
+	// Selection is --hosts, --labels and --roles, when given.
+	Selection *fleet.Selection `json:"selection,omitempty"`
 }
 
 // Hop is one full pass from one version to the next (an upgrade across a
@@ -180,6 +190,8 @@ type Step struct {
 	To    string   `json:"to,omitempty"`
 	// Versions are the releases a stage step puts on its host.
 	Versions []string `json:"versions,omitempty"`
+	// Role is a deploy step's host's role, when the plan has roles.
+	Role string `json:"role,omitempty"`
 	// Mutating steps change a host or the balancer; the journal is synced
 	// before each starts.
 	Mutating bool `json:"mutating"`
@@ -357,6 +369,13 @@ func (p *Plan) checkVersions() error {
 	for _, a := range p.Actions {
 		if !knownAction[a] {
 			return fmt.Errorf("plan lists action %q, which this relctl does not know", a)
+		}
+	}
+	for _, r := range p.Roles {
+		for _, a := range r.Actions {
+			if !knownAction[a] {
+				return fmt.Errorf("plan role %s lists action %q, which this relctl does not know", r.Name, a)
+			}
 		}
 	}
 	return nil

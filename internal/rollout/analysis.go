@@ -126,7 +126,12 @@ func (e *Engine) gateSides(s plan.Step) (canary, baseline []string) {
 		if st.Kind != plan.StepDeploy || st.Hop != s.Hop {
 			continue
 		}
-		server := e.hosts[st.Host].Server
+		h := e.hosts[st.Host]
+		if !e.inv.HostBalanced(h) {
+			// A balancer: none role has no counters to compare.
+			continue
+		}
+		server := h.Server
 		switch {
 		case st.Batch == 1 && e.final[st.Host] == event.HostInService && e.versions[st.Host] == s.To:
 			canary = append(canary, server)

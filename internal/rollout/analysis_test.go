@@ -490,3 +490,26 @@ func TestAnalysisCheckCommandNotRecorded(t *testing.T) {
 		t.Fatalf("outcome %s, metric %+v", res.Outcome, m)
 	}
 }
+
+// A role outside the balancer (balancer: none) has no counters: its hosts
+// are never part of the baseline, even when they come in a later batch.
+func TestAnalysisBaselineLeavesOutHostsOutsideTheBalancer(t *testing.T) {
+	text := strings.Replace(fmt.Sprintf(testInventory, "rollout: {batches: [1, 2]}\n"+autoAnalysis+
+		"roles:\n  web: {}\n  worker: {balancer: none}\n"), "balancer: {kind: none}", analysisHAProxy, 1)
+	text = strings.Replace(text, "address: 10.0.0.1}", "address: 10.0.0.1, role: web}", 1)
+	text = strings.Replace(text, "address: 10.0.0.2}", "address: 10.0.0.2, role: web}", 1)
+	text = strings.Replace(text, "address: 10.0.0.3}", "address: 10.0.0.3, role: worker}", 1)
+	h := newHarnessText(t, text)
+	bal := &countingLB{fakeFleet: h.fake, bad: map[string]int64{}}
+	res := h.runAnalysed(t, bal, noGate{t}, nil, nil)
+	if res.Outcome != event.OutcomeSucceeded {
+		t.Fatalf("outcome %s: %v", res.Outcome, res.Err)
+	}
+	v := h.verdict(t)
+	if v.Result != analysis.Pass || !slices.Equal(v.Canary.Servers, []string{"web1"}) || !slices.Equal(v.Baseline.Servers, []string{"web2"}) {
+		t.Fatalf("verdict %s, canary %v, baseline %v: want pass, web1 against web2 only", v.Result, v.Canary.Servers, v.Baseline.Servers)
+	}
+	if got := h.versions(); got["web1"] != "1.1.0" || got["web2"] != "1.1.0" || got["web3"] != "1.1.0" {
+		t.Fatalf("every host must end on 1.1.0: %v", got)
+	}
+}

@@ -71,7 +71,7 @@ func (r *hostRun) action(a plan.Action, st event.HostState, fn func() (string, e
 // cmd runs a rendered command template on the host, streaming its output,
 // bounded by timeout.
 func (r *hostRun) cmd(ctx context.Context, name string, vals fleet.Values, timeout time.Duration) error {
-	t := r.e.inv.Template(name)
+	t := r.e.inv.HostTemplate(r.h, name)
 	if t == nil {
 		return nil
 	}
@@ -136,6 +136,9 @@ var runners = map[plan.Action]runner{
 // checkActions refuses, before anything changes, a plan whose action list
 // this executor cannot run as listed.
 func (e *Engine) checkActions() error {
+	if err := e.checkRoleActions(); err != nil {
+		return err
+	}
 	for _, a := range e.plan.Actions {
 		if _, ok := runners[a]; !ok {
 			return fmt.Errorf("the plan lists action %q, which this relctl cannot run: rebuild the plan", a)
@@ -277,11 +280,14 @@ func (e *Engine) sessionsOf(ctx context.Context, server string) (int, bool, erro
 func (r *hostRun) runStop(ctx context.Context) (string, error) {
 	e := r.e
 	var note string
-	err := e.lbCall(ctx, e.drainBound(), func(ctx context.Context) error {
-		var err error
-		note, err = e.cfg.Balancer.EnsureOut(ctx, r.h.Server)
-		return err
-	})
+	var err error
+	if e.plan.Balanced(r.h.Name) { // a host of a role with balancer: none is in no balancer
+		err = e.lbCall(ctx, e.drainBound(), func(ctx context.Context) error {
+			var err error
+			note, err = e.cfg.Balancer.EnsureOut(ctx, r.h.Server)
+			return err
+		})
+	}
 	if err != nil {
 		return "", fmt.Errorf("not stopped: %w", err)
 	}
@@ -308,7 +314,7 @@ func (r *hostRun) undoStop(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", r.step.From, err)
 	}
-	if slices.Contains(e.plan.Actions, plan.ActionVersion) {
+	if slices.Contains(e.plan.ActionsFor(r.step.Host), plan.ActionVersion) {
 		if _, err := e.checkVersion(ctx, r, r.back); err != nil {
 			return "", err
 		}
@@ -350,7 +356,7 @@ func (r *hostRun) undoStart(ctx context.Context) (string, error) {
 }
 
 func (r *hostRun) runHealth(ctx context.Context) (string, error) {
-	acts := r.e.plan.Actions
+	acts := r.e.plan.ActionsFor(r.step.Host)
 	i := slices.Index(acts, plan.ActionHealth)
 	next := i >= 0 && i+1 < len(acts) && acts[i+1] == plan.ActionVersion
 	return r.e.waitHealthy(ctx, r, r.vals, next)
@@ -422,7 +428,7 @@ func (e *Engine) checkVersion(ctx context.Context, r *hostRun, vals fleet.Values
 // reports is validated like --to.
 func (e *Engine) runningVersion(ctx context.Context, h fleet.Host, vals fleet.Values) (string, error) {
 	var got string
-	if t := e.inv.Template(fleet.CmdVersion); t != nil {
+	if t := e.inv.HostTemplate(h, fleet.CmdVersion); t != nil {
 		script, err := t.Render(vals)
 		if err != nil {
 			return "", err
@@ -469,7 +475,7 @@ func (e *Engine) deployHost(_ context.Context, s plan.Step) error {
 		}
 	}
 	var done []plan.Action
-	for _, a := range e.plan.Actions {
+	for _, a := range e.plan.ActionsFor(s.Host) {
 		rn := runners[a]
 		err := r.action(a, rn.state, func() (string, error) { return rn.run(r, ctx) })
 		if err != nil {

@@ -421,6 +421,9 @@ func (e *Engine) Run(ctx context.Context) Result {
 			outcome = event.OutcomeRolledBack
 		}
 	}
+	if outcome == event.OutcomeSucceeded {
+		outcome, err = e.heldBack(outcome, err)
+	}
 	if outcome == event.OutcomeSucceeded && e.cfg.Plan.Kind != plan.KindRollback {
 		if left := e.notOnTarget(); len(left) > 0 {
 			// The failure budget let the run go on: the fleet is on two
@@ -813,6 +816,9 @@ func (e *Engine) finish(_ context.Context, outcome event.Outcome, err error) Res
 	cancel()
 	sum := e.summary(err)
 	sum.Lock, sum.Forced = lockState, e.isForced()
+	if outcome == event.OutcomePartial {
+		sum.Held = e.cfg.Plan.HeldBack()
+	}
 	e.bus.Emit(event.Event{Type: event.RunFinished, Outcome: outcome, Summary: &sum, Error: sum.Error})
 	return Result{Outcome: outcome, Summary: sum, Err: err}
 }
@@ -872,6 +878,9 @@ func (e *Engine) restoreBalancer(ctx context.Context) {
 	e.mu.Lock()
 	var servers []string
 	for h, st := range e.final {
+		if !e.cfg.Plan.Balanced(h) {
+			continue // never put into the balancer (a role with balancer: none)
+		}
 		if st == event.HostInService || st == event.HostRolledBack || (st == event.HostFailed && e.inRollback) {
 			servers = append(servers, e.hosts[h].Server)
 		}

@@ -89,7 +89,7 @@ func (e *Engine) becomeCommands(host string, vals fleet.Values) (names, scripts 
 		cmds = append(cmds, fleet.CmdMigrate, fleet.CmdPostMigrate)
 	}
 	for _, n := range cmds {
-		t := e.inv.Template(n)
+		t := e.inv.HostTemplate(e.host(host), n) // the host role's own command, if it has one
 		if t == nil || !e.inv.BecomeFor(n).Active() {
 			continue
 		}

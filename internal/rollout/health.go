@@ -335,8 +335,8 @@ func newNonce() string {
 // same remote command and leaves what it printed (or how it failed) in
 // r.version, for the version action that follows.
 func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values, withVersion bool) (string, error) {
-	st := e.plan.Settings
-	t := e.inv.Template(fleet.CmdHealth)
+	hTimeout, hInterval, hStable := e.plan.HealthFor(r.h.Name)
+	t := e.inv.HostTemplate(r.h, fleet.CmdHealth)
 	script, err := t.Render(vals)
 	if err != nil {
 		return "", err
@@ -345,10 +345,10 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values,
 	if err != nil {
 		return "", err
 	}
-	loop := healthLoop{nonce: newNonce(), interval: time.Duration(st.HealthInterval), stable: time.Duration(st.StableFor),
-		timeout: time.Duration(st.HealthTimeout), check: e.to.HealthCheck, script: script}
+	loop := healthLoop{nonce: newNonce(), interval: time.Duration(hInterval), stable: time.Duration(hStable),
+		timeout: time.Duration(hTimeout), check: e.to.HealthCheck, script: script}
 	r.version = nil
-	if vt := e.inv.Template(fleet.CmdVersion); withVersion && vt != nil {
+	if vt := e.inv.HostTemplate(r.h, fleet.CmdVersion); withVersion && vt != nil {
 		if loop.then, err = vt.Render(vals); err != nil {
 			return "", err
 		}

@@ -60,11 +60,13 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 			if e.plan.Kind == plan.KindRollback {
 				need[st.Host] = st.To
 			}
+			// Every deployed host's server, the migrations host's too; a
+			// host of a role with balancer: none is in no balancer.
+			if e.plan.Balanced(st.Host) {
+				servers = append(servers, e.host(st.Host).Server)
+			}
 		}
-		if !hosts[st.Host] {
-			hosts[st.Host] = true
-			servers = append(servers, e.host(st.Host).Server)
-		}
+		hosts[st.Host] = true
 	}
 	// Another run holding the lock is the first thing a second operator
 	// must hear, before anything it may have left drained.
@@ -126,6 +128,9 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 	// them: they must be in rotation (never forced), or the run would end
 	// "succeeded" with a host out of service.
 	for _, sk := range e.plan.Skipped {
+		if !e.cfg.Plan.Balanced(sk.Host) {
+			continue // not behind the balancer (a role with balancer: none)
+		}
 		server := e.host(sk.Host).Server
 		if err := e.cfg.Balancer.Preflight(bctx, []string{server}, false); err != nil {
 			return fmt.Errorf("%w: %s (skipped: %s) is not in service: %v; an earlier run left it out of rotation: repair it with `relctl repair %s`, then run again",

@@ -76,6 +76,12 @@ func Verdict(r RunEnd) (int, []string) {
 		r.Outcome == event.OutcomeSucceeded && (len(s.Failed) > 0 || len(s.RolledBack) > 0 && s.Kind != plan.KindRollback):
 		code = ExitPartial
 		behind := notOn(append(append([]string(nil), s.RolledBack...), s.Failed...))
+		if behind == "" && len(s.Held) > 0 {
+			// A selection: the hosts it left out are behind, on purpose.
+			lines = append(lines, s.Held...)
+			lines = append(lines, fmt.Sprintf("partially upgraded: %s on %s; the hosts not selected stay on their version; post-migrate did not run", orNone(s.Upgraded), s.To))
+			break
+		}
 		if behind == "" {
 			behind = "the other hosts"
 		}
