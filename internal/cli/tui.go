@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -36,9 +35,12 @@ type tuiBackend struct {
 	mu       sync.Mutex
 	bal      lb.Balancer
 	prepared map[*plan.Plan]*ops.Prepared // what each plan the TUI holds was prepared with
-	refused  error                        // the last start refused by the lock, until a run starts
+	refused  error                        // the last start refused by the lock (or a before_run hook), until a run starts
 	result   *rollout.Result              // how the last run ended
-	runDone  chan struct{}                // closed once result is set
+	// runDone is closed when the last run's Wait returned (its end hooks
+	// included); events is that run's channel.
+	runDone chan struct{}
+	events  *event.Chan
 }
 
 var _ tui.Backend = (*tuiBackend)(nil)
@@ -152,21 +154,21 @@ func (b *tuiBackend) start(pr *ops.Prepared) (tui.Handle, <-chan event.Event, er
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err != nil {
-		if errors.Is(err, rollout.ErrLocked) {
+		if errors.Is(err, rollout.ErrLocked) || errors.Is(err, ops.ErrHookRefused) {
 			b.refused = err
 		}
 		return nil, nil, err
 	}
 	b.refused = nil
 	done := make(chan struct{})
-	b.runDone = done
+	b.runDone, b.events = done, ch
 	go func() {
+		defer close(done)
 		defer ch.Close()
 		res := run.Wait(b.ctx)
 		b.mu.Lock()
 		b.result = &res
 		b.mu.Unlock()
-		close(done)
 	}()
 	return &runHandle{eng: run.Engine, gate: gate}, ch.C, nil
 }
@@ -247,19 +249,21 @@ func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o 
 // exit reports how the TUI's last run ended, as the CLI does after a run
 // (the summary, every host not in service named), and returns the error
 // carrying the exit code the CLI would give (view.Verdict; 4 for a start
-// the lock refused).
+// the lock refused, 8 for one a before_run hook refused).
 func (tb *tuiBackend) exit(outcome event.Outcome, sum *event.Summary) error {
 	ios := tb.ios
 	tb.mu.Lock()
-	done := tb.runDone
+	done, events := tb.runDone, tb.events
 	tb.mu.Unlock()
-	if done != nil && sum != nil {
-		// The TUI quits on the run's last event; the engine returns right
-		// after it, with the lock's state.
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-		}
+	if sum != nil && done != nil {
+		// The run finished: its end hooks (bounded by their timeouts) may
+		// still run. Wait for them, so that the summary reports them and
+		// relctl does not exit under them; nobody reads the events now.
+		go func() {
+			for range events.C {
+			}
+		}()
+		<-done
 	}
 	tb.mu.Lock()
 	res, refused := tb.result, tb.refused
@@ -270,8 +274,8 @@ func (tb *tuiBackend) exit(outcome event.Outcome, sum *event.Summary) error {
 	case sum != nil:
 		return report(ios, false, rollout.Result{Outcome: outcome, Summary: *sum})
 	case refused != nil:
-		// The operator tried to start and the lock refused it: exit 4,
-		// as on the command line.
+		// The operator tried to start and the lock (or a before_run
+		// hook) refused it: exit 4 (8), as on the command line.
 		return refused
 	}
 	return nil

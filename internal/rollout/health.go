@@ -335,18 +335,29 @@ func newNonce() string {
 // same remote command and leaves what it printed (or how it failed) in
 // r.version, for the version action that follows.
 func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values, withVersion bool) (string, error) {
-	st := e.plan.Settings
-	t := e.inv.Template(fleet.CmdHealth)
+	hTimeout, hInterval, hStable := e.plan.HealthFor(r.h.Name)
+	t := e.inv.HostTemplate(r.h, fleet.CmdHealth)
 	script, err := t.Render(vals)
 	if err != nil {
 		return "", err
 	}
-	loop := healthLoop{nonce: newNonce(), interval: time.Duration(st.HealthInterval), stable: time.Duration(st.StableFor),
-		timeout: time.Duration(st.HealthTimeout), check: e.to.HealthCheck, script: script}
+	script, env, err := e.commandEnv(fleet.CmdHealth, script, vals)
+	if err != nil {
+		return "", err
+	}
+	loop := healthLoop{nonce: newNonce(), interval: time.Duration(hInterval), stable: time.Duration(hStable),
+		timeout: time.Duration(hTimeout), check: e.to.HealthCheck, script: script}
 	r.version = nil
-	if vt := e.inv.Template(fleet.CmdVersion); withVersion && vt != nil {
+	if vt := e.inv.HostTemplate(r.h, fleet.CmdVersion); withVersion && vt != nil {
 		if loop.then, err = vt.Render(vals); err != nil {
 			return "", err
+		}
+		var venv map[string]string
+		if loop.then, venv, err = e.commandEnv(fleet.CmdVersion, loop.then, vals); err != nil {
+			return "", err
+		}
+		for k, v := range venv {
+			env[k] = v // the same values; only the become variable is added
 		}
 		loop.thenTO = e.to.Version
 	}
@@ -367,7 +378,7 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values,
 	ended := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := e.hostsRun(ctx, r.h.Name, remote.Command{Script: loop.Script(), Env: vals.Env(), Timeout: loop.bound(),
+		_, err := e.hostsRun(ctx, r.h.Name, remote.Command{Script: loop.Script(), Env: env, Timeout: loop.bound(),
 			Stdout: line, Stderr: func(l string) { stderr = append(stderr, l) }})
 		ended <- err
 	}()

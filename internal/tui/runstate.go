@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relctl/relctl/internal/analysis"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/plan"
@@ -108,6 +109,8 @@ type runState struct {
 	hop, batch   int    // of the deploy under way (0-based hop, 1-based batch)
 	pnr          string // the point-of-no-return step that started, "" if none
 	gate         *gateInfo
+	analysis     *analysis.Verdict // the last canary analysis figures or verdict (analysis.go)
+	analysisStep string            // the gate step they are of
 	paused       bool
 	inRollback   bool
 	startTime    time.Time
@@ -354,6 +357,8 @@ func (r *runState) apply(e event.Event) {
 		if e.Step != "" {
 			r.spanEnd("gate:"+e.Step, e.Time)
 		}
+	case event.AnalysisSample, event.AnalysisVerdict:
+		r.applyAnalysis(e)
 	case event.Warning:
 		msg := "warning: " + e.Message
 		if e.Host != "" {
@@ -367,6 +372,8 @@ func (r *runState) apply(e event.Event) {
 		}
 	case event.Control:
 		r.control(e)
+	case event.HookFinished:
+		r.addLog("hook " + e.Message)
 	case event.RunFinished:
 		r.finished, r.outcome, r.summary, r.errText = true, e.Outcome, e.Summary, e.Error
 		r.applySummary(e.Summary)
