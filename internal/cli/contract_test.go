@@ -21,13 +21,24 @@ import (
 	"github.com/relctl/relctl/internal/rollout"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+// -update rewrites the golden files. x/exp/golden, which teatest imports
+// (the TUI crash tests), defines the flag as it initializes; it is defined
+// here only without it.
+var _ = func() bool {
+	if flag.Lookup("update") == nil {
+		flag.Bool("update", false, "rewrite the golden files in testdata")
+	}
+	return true
+}()
+
+// updating reports -update.
+func updating() bool { return flag.Lookup("update").Value.String() == "true" }
 
 // golden compares got with testdata/name (rewritten with -update).
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
 	path := filepath.Join("testdata", name)
-	if *update {
+	if updating() {
 		if err := os.WriteFile(path, got, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -142,6 +142,7 @@ func (h *runHandle) Pause()                    { h.eng.Pause() }
 func (h *runHandle) Resume()                   { h.eng.Resume() }
 func (h *runHandle) Abort(why string)          { h.eng.Abort(why) }
 func (h *runHandle) RequestRollback()          { h.eng.RequestRollback() }
+func (h *runHandle) Force()                    { h.eng.Force() }
 func (h *runHandle) Answer(d rollout.Decision) { h.gate.Answer(d) }
 
 // start runs pr through ops.Start: a fresh observation and the stale-plan
@@ -199,7 +200,7 @@ func (b *tuiBackend) Resume(rollback bool) (tui.Handle, <-chan event.Event, erro
 		}
 	}
 	if pr.Nothing != "" {
-		return nil, nil, errors.New(pr.Nothing)
+		return nil, nil, &tui.Nothing{Msg: pr.Nothing}
 	}
 	return b.start(pr)
 }
@@ -242,6 +243,15 @@ func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o 
 	if err != nil {
 		return err
 	}
+	return tb.exit(outcome, sum)
+}
+
+// exit reports how the TUI's last run ended, as the CLI does after a run
+// (the summary, every host not in service named), and returns the error
+// carrying the exit code the CLI would give (view.Verdict; 4 for a start
+// the lock refused, 8 for one a before_run hook refused).
+func (tb *tuiBackend) exit(outcome event.Outcome, sum *event.Summary) error {
+	ios := tb.ios
 	tb.mu.Lock()
 	done, events := tb.runDone, tb.events
 	tb.mu.Unlock()

@@ -48,12 +48,35 @@ type Env struct {
 	// its directory; hooks.go).
 	Hooks *hooks.Runner
 
+	// Transport, when set, replaces Conn for every command, upload and
+	// balancer call (a test's fake hosts); nil means Conn.
+	Transport Transport
+
 	// Seams for tests; nil means the real thing over Conn.
 	ObserveFleet func(ctx context.Context, health bool) []observe.Host
 	ReadLock     func(ctx context.Context) (*rollout.LockInfo, error)
 	// RemoteOutput runs a read-only script on a host (nil: Conn.Output).
 	RemoteOutput func(ctx context.Context, host, script string) (string, error)
 	Now          func() time.Time
+}
+
+// Transport is everything ops and the engine ask of the hosts: commands
+// and uploads (rollout.Hosts), read-only scripts (observe.Runner) and the
+// balancer's connections (lb.Connector). *rollout.SSH is one.
+type Transport interface {
+	rollout.Hosts
+	observe.Runner
+	lb.Connector
+}
+
+var _ Transport = (*rollout.SSH)(nil)
+
+// hosts is the transport every call goes through.
+func (e *Env) hosts() Transport {
+	if e.Transport != nil {
+		return e.Transport
+	}
+	return e.Conn
 }
 
 // Error is an operation's refusal or failure with the exit code it means
@@ -119,7 +142,7 @@ func (e *Env) Lock() *rollout.Lock {
 			h = x
 		}
 	}
-	return &rollout.Lock{Hosts: rollout.WithDeadlines(e.Conn, inv.Timeouts.Lock, 0), Host: h.Name, Path: inv.HostPath(h), Lease: time.Minute}
+	return &rollout.Lock{Hosts: rollout.WithDeadlines(e.hosts(), inv.Timeouts.Lock, 0), Host: h.Name, Path: inv.HostPath(h), Lease: time.Minute}
 }
 
 // ReadLockInfo returns the fleet's lock holder (nil: free), or why it
@@ -135,7 +158,7 @@ func (e *Env) output(ctx context.Context, host, script string) (string, error) {
 	if e.RemoteOutput != nil {
 		return e.RemoteOutput(ctx, host, script)
 	}
-	return e.Conn.Output(ctx, host, script)
+	return e.hosts().Output(ctx, host, script)
 }
 
 // ObserveHosts observes every host (health included when asked).
@@ -143,7 +166,7 @@ func (e *Env) ObserveHosts(ctx context.Context, health bool) []observe.Host {
 	if e.ObserveFleet != nil {
 		return e.ObserveFleet(ctx, health)
 	}
-	hosts, _ := observe.Fleet(ctx, e.Inv, e.Conn, observe.Options{Health: health})
+	hosts, _ := observe.Fleet(ctx, e.Inv, e.hosts(), observe.Options{Health: health})
 	return hosts
 }
 

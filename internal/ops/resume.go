@@ -73,8 +73,13 @@ func (e *Env) PlanResume(ctx context.Context, rollback bool) (*Prepared, error) 
 	rb = keepInFlight(rb, run, obs)
 	e.annotate(rb)
 	if rb.Empty() {
-		return &Prepared{Settle: run, TakeOver: held, Observed: obs,
-			Nothing: fmt.Sprintf("nothing to roll back: run %s switched no host", run.ID)}, nil
+		nothing := fmt.Sprintf("nothing to roll back: run %s switched no host", run.ID)
+		if notes := e.migrationNotes(ctx, run); len(notes) > 0 {
+			// relctl died during a pre-deploy migration: it goes on (or
+			// went on) on its host, whatever relctl does now.
+			nothing += "\n" + strings.Join(notes, "\n")
+		}
+		return &Prepared{Settle: run, TakeOver: held, Observed: obs, Nothing: nothing}, nil
 	}
 	// A host in flight when the run died may be drained: that is what the
 	// rollback repairs, so the balancer's preflight does not refuse it

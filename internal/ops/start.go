@@ -78,7 +78,7 @@ func (e *Env) Start(ctx context.Context, pr *Prepared, o StartOptions) (*Run, er
 			return nil, &rollout.LockError{Holder: *info}
 		}
 	}
-	bal, err := Balancer(e.Inv, e.Conn)
+	bal, err := Balancer(e.Inv, e.hosts())
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +128,7 @@ func (e *Env) Start(ctx context.Context, pr *Prepared, o StartOptions) (*Run, er
 	}
 	bus.Add(hk.watchGate())
 	cfg := rollout.Config{
-		Inventory: e.Inv, Plan: p, Hosts: e.Conn, Balancer: bal, Gate: o.Gate, Bus: bus, Journal: j,
+		Inventory: e.Inv, Plan: p, Hosts: e.hosts(), Balancer: bal, Gate: o.Gate, Bus: bus, Journal: j,
 		Artifacts: arts, RunID: runID, Owner: e.Owner, Resume: done, ForceBalancer: pr.Force, LockWait: o.LockWait,
 		Force: o.Force, TakeOver: pr.TakeOver,
 	}

@@ -39,7 +39,7 @@ func (e *Env) Status(ctx context.Context) Status {
 	go func() { defer wg.Done(); st.Hosts = e.ObserveHosts(ctx, true) }()
 	go func() {
 		defer wg.Done()
-		bal, err := Balancer(e.Inv, e.Conn)
+		bal, err := Balancer(e.Inv, e.hosts())
 		if err != nil {
 			st.LBErr = err
 			return

@@ -51,6 +51,12 @@ type (
 	calledMsg struct{ what string }
 	// interruptMsg: the context ended (SIGINT/SIGTERM in the CLI).
 	interruptMsg struct{}
+	// lockMsg is a fresh look at the lock (the plan preview's).
+	lockMsg struct {
+		lock *rollout.LockInfo
+		err  error
+		gen  int
+	}
 )
 
 const (
@@ -73,6 +79,14 @@ func refreshCmd(ctx context.Context, b Backend, gen int) tea.Cmd {
 		m.targets = b.Targets()
 		m.err = errors.Join(errs...)
 		return m
+	}
+}
+
+// lockCmd reads the lock again, for the plan preview.
+func lockCmd(ctx context.Context, b Backend, gen int) tea.Cmd {
+	return func() tea.Msg {
+		li, err := b.Lock(ctx)
+		return lockMsg{lock: li, err: err, gen: gen}
 	}
 }
 

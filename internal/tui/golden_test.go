@@ -74,6 +74,13 @@ var screens = map[string]func(t *testing.T, w, h int) *model{
 	"plan": func(t *testing.T, w, h int) *model {
 		return testModel(t, newFakeBackend(5), Options{Plan: upgradePlan(t, 5)}, w, h)
 	},
+	"plan-locked": func(t *testing.T, w, h int) *model {
+		b := newFakeBackend(5)
+		b.lock = &rollout.LockInfo{Owner: "bob@ops2", RunID: "20260314T080000Z-77aa", Started: 1773475200, LeaseUntil: 1773475260, Now: 1773475210}
+		m := testModel(t, b, Options{Plan: upgradePlan(t, 5)}, w, h)
+		press(t, m, "R")
+		return m
+	},
 	"plan-confirm": func(t *testing.T, w, h int) *model {
 		m := testModel(t, newFakeBackend(5), Options{Plan: upgradePlan(t, 5)}, w, h)
 		press(t, m, "enter")

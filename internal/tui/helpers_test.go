@@ -89,6 +89,7 @@ func (h *fakeHandle) Pause()                    { h.rec("pause") }
 func (h *fakeHandle) Resume()                   { h.rec("resume") }
 func (h *fakeHandle) Abort(why string)          { h.rec("abort: " + why) }
 func (h *fakeHandle) RequestRollback()          { h.rec("rollback") }
+func (h *fakeHandle) Force()                    { h.rec("force") }
 func (h *fakeHandle) Answer(d rollout.Decision) { h.rec("answer: " + string(d)) }
 func (h *fakeHandle) Calls() []string {
 	h.mu.Lock()
@@ -114,6 +115,8 @@ type fakeBackend struct {
 	reasons []string
 	// handleOverride is the Handle Start returns with onStart.
 	handleOverride Handle
+	// resumeErr, when set, is Resume's answer.
+	resumeErr error
 }
 
 var _ Backend = (*fakeBackend)(nil)
@@ -129,7 +132,18 @@ func newFakeBackend(n int) *fakeBackend {
 }
 
 func (b *fakeBackend) Observe(context.Context) ([]observe.Host, error) { return b.hosts, nil }
-func (b *fakeBackend) Lock(context.Context) (*rollout.LockInfo, error) { return b.lock, nil }
+func (b *fakeBackend) Lock(context.Context) (*rollout.LockInfo, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.lock, nil
+}
+
+// setLock changes the lock while the TUI runs.
+func (b *fakeBackend) setLock(li *rollout.LockInfo) {
+	b.mu.Lock()
+	b.lock = li
+	b.mu.Unlock()
+}
 func (b *fakeBackend) Balancer(context.Context) ([]lb.ServerState, error) {
 	return b.servers, nil
 }
@@ -172,7 +186,11 @@ func (b *fakeBackend) Start(p *plan.Plan) (Handle, <-chan event.Event, error) {
 func (b *fakeBackend) Resume(rollback bool) (Handle, <-chan event.Event, error) {
 	b.mu.Lock()
 	b.resumed = append(b.resumed, rollback)
+	err := b.resumeErr
 	b.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
 	return b.handle, b.events, nil
 }
 func (b *fakeBackend) Traffic() (TrafficStats, bool) {

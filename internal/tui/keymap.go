@@ -27,7 +27,8 @@ type keyMap struct {
 	Refresh    key.Binding
 
 	// plan preview
-	StartPlan key.Binding
+	StartPlan   key.Binding
+	StartLocked key.Binding // shown instead of StartPlan while another run holds the lock
 
 	// run
 	Pause      key.Binding
@@ -81,7 +82,8 @@ func newKeyMap() keyMap {
 		Downgrade:  b([]string{"d"}, "d", "emergency downgrade"),
 		Refresh:    b([]string{"R"}, "R", "refresh"),
 
-		StartPlan: b([]string{"enter"}, "enter", "start…"),
+		StartPlan:   b([]string{"enter"}, "enter", "start…"),
+		StartLocked: b([]string{"enter"}, "enter", "start: off (fleet locked)"),
 
 		Pause:      b([]string{"space"}, "space", "pause after hosts in flight"),
 		Resume:     b([]string{"space"}, "space", "resume"),
@@ -116,7 +118,7 @@ func newKeyMap() keyMap {
 
 func (k *keyMap) all() []*key.Binding {
 	return []*key.Binding{&k.Quit, &k.Help, &k.Up, &k.Down, &k.PageUp, &k.PageDown, &k.Filter, &k.Back,
-		&k.PickTarget, &k.Downgrade, &k.Refresh, &k.StartPlan,
+		&k.PickTarget, &k.Downgrade, &k.Refresh, &k.StartPlan, &k.StartLocked,
 		&k.Pause, &k.Resume, &k.Abort, &k.Rollback, &k.NoRollback,
 		&k.Yes, &k.No, &k.Promote, &k.GateRollback, &k.GateAbort, &k.GateStop, &k.ResumeRun, &k.RollbackRun,
 		&k.SubmitReason, &k.ToFleet, &k.AcceptFilter, &k.ClearFilter,
@@ -139,7 +141,7 @@ func (k keyMap) ShortHelp() []key.Binding {
 	return []key.Binding{
 		k.Yes, k.No, k.Promote, k.GateRollback, k.GateAbort, k.GateStop, k.ResumeRun, k.RollbackRun,
 		k.SubmitReason, k.AcceptFilter, k.ClearFilter,
-		k.PickTarget, k.StartPlan, k.Rollback, k.NoRollback, k.Downgrade, k.Pause, k.Resume, k.Abort,
+		k.PickTarget, k.StartPlan, k.StartLocked, k.Rollback, k.NoRollback, k.Downgrade, k.Pause, k.Resume, k.Abort,
 		k.OpenLog, k.ToFleet, k.Timeline, k.Search, k.NextMatch, k.Follow, k.Wrap,
 		k.Refresh, k.Filter, k.Sort, k.FollowFlight, k.Back, k.Up, k.Down, k.PageUp, k.PageDown, k.PrevMatch, k.Help, k.Quit,
 	}
@@ -149,7 +151,7 @@ func (k keyMap) ShortHelp() []key.Binding {
 func (k keyMap) FullHelp() [][]key.Binding {
 	return [][]key.Binding{
 		{k.Yes, k.No, k.Promote, k.GateRollback, k.GateAbort, k.GateStop, k.ResumeRun, k.RollbackRun, k.SubmitReason},
-		{k.PickTarget, k.StartPlan, k.ToFleet, k.Rollback, k.NoRollback, k.Pause, k.Resume, k.Abort, k.Downgrade, k.Refresh},
+		{k.PickTarget, k.StartPlan, k.StartLocked, k.ToFleet, k.Rollback, k.NoRollback, k.Pause, k.Resume, k.Abort, k.Downgrade, k.Refresh},
 		{k.OpenLog, k.Timeline, k.Sort, k.FollowFlight, k.Follow, k.Wrap, k.Search, k.NextMatch, k.PrevMatch},
 		{k.Up, k.Down, k.PageUp, k.PageDown, k.Filter, k.AcceptFilter, k.ClearFilter, k.Back, k.Help, k.Quit},
 	}

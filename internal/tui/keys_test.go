@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	tea "charm.land/bubbletea/v2"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/relctl/relctl/internal/event"
 )
@@ -28,6 +29,7 @@ var keyStates = map[string]func(t *testing.T) *model{
 	},
 	"fleet-unfinished":  func(t *testing.T) *model { return screens["fleet-locked-unfinished"](t, 80, 24) },
 	"plan-top":          func(t *testing.T) *model { return screens["plan"](t, 80, 24) },
+	"plan-locked":       func(t *testing.T) *model { return screens["plan-locked"](t, 80, 24) },
 	"plan-confirm":      func(t *testing.T) *model { return screens["plan-confirm"](t, 80, 24) },
 	"run":               func(t *testing.T) *model { return screens["run"](t, 80, 24) },
 	"run-gate":          func(t *testing.T) *model { return screens["run-gate"](t, 80, 24) },
@@ -148,5 +150,110 @@ func TestHelpBarListsOnlyEnabledKeys(t *testing.T) {
 				t.Errorf("%s: disabled %q in the help bar %q", name, h.Key+" "+h.Desc, bar)
 			}
 		}
+	}
+}
+
+// inputStates are the states where a text input has the keys: the
+// emergency downgrade's reason, the host filter (fleet, run, done) and the
+// log view's search.
+var inputStates = map[string]func(t *testing.T) *model{
+	"reason": func(t *testing.T) *model { return screens["reason"](t, 80, 24) },
+	"reason-from-picker": func(t *testing.T) *model {
+		m := keyStates["fleet-downgrade-pick"](t)
+		press(t, m, "enter")
+		return m
+	},
+	"filter-fleet": func(t *testing.T) *model {
+		m := keyStates["fleet"](t)
+		press(t, m, "/")
+		return m
+	},
+	"filter-run": func(t *testing.T) *model {
+		m := keyStates["run"](t)
+		press(t, m, "/", "w", "e", "b")
+		return m
+	},
+	"filter-done": func(t *testing.T) *model {
+		m := keyStates["done"](t)
+		press(t, m, "/")
+		return m
+	},
+	"log-search": func(t *testing.T) *model {
+		m := keyStates["log"](t)
+		press(t, m, "/", "r", "e", "q")
+		return m
+	},
+}
+
+// inputValue is the text of the input that has the keys.
+func inputValue(m *model) string {
+	switch {
+	case m.logv != nil && m.logv.searching:
+		return m.logv.search.Value()
+	case m.filtering:
+		return m.filter.Value()
+	case m.screen == screenReason:
+		return m.reason.Value()
+	}
+	return ""
+}
+
+// TestEveryKeyInEveryInputState: in a text input every key leaves the
+// model consistent — a printable key types (q and ? included: they do
+// not quit or toggle the help), nothing reaches the run, the screen and
+// dialog stay, only the input's own keys are offered — and esc always
+// leaves the input.
+func TestEveryKeyInEveryInputState(t *testing.T) {
+	own := func(m *model) []string {
+		k := &m.keys
+		return []string{k.AcceptFilter.Help().Key, k.ClearFilter.Help().Key, k.SubmitReason.Help().Key, k.Back.Help().Key}
+	}
+	for name, build := range inputStates {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			probe := build(t)
+			if !probe.textInput() {
+				t.Fatalf("%s is not a text input state (screen %v)", name, probe.screen)
+			}
+			for _, b := range probe.keys.all() {
+				if b.Enabled() && !slices.Contains(own(probe), b.Help().Key) {
+					t.Errorf("%s offers %q while typing", name, b.Help().Key+" "+b.Help().Desc)
+				}
+			}
+			if bar := ansi.Strip(probe.keys.shortHelp(probe.st, 200, true)); !strings.Contains(bar, "ctrl+c quit") {
+				t.Errorf("%s: the help bar does not say how to quit while typing: %q", name, bar)
+			}
+			for _, k := range allKeys {
+				m := build(t)
+				scr, dlg, calls, val := m.screen, m.dialog, handleCalls(m), inputValue(m)
+				msg := keyPress(k)
+				_, cmd := m.Update(msg)
+				drain(t, m, cmd, 0)
+				_ = screenText(m) // renders
+				if handleCalls(m) != calls {
+					t.Errorf("%s: %q reached the run: %v", name, k, m.handle.(*fakeHandle).Calls())
+				}
+				if cmd != nil && isQuit(cmd) {
+					t.Errorf("%s: %q quit the TUI while typing", name, k)
+				}
+				switch k {
+				case "esc":
+					if m.textInput() {
+						t.Errorf("%s: esc did not leave the input", name)
+					}
+				case "enter":
+					// Accepts (the filter, the search) or submits (the
+					// reason): either way the model is still on a screen
+					// that renders, checked above.
+				default:
+					if !m.textInput() || m.screen != scr || m.dialog != dlg {
+						t.Errorf("%s: %q left the input: input %v, screen %v→%v, dialog %v→%v", name, k, m.textInput(), scr, m.screen, dlg, m.dialog)
+					}
+					if r := []rune(msg.Text); len(r) == 1 && inputValue(m) != val+msg.Text {
+						t.Errorf("%s: %q did not type: %q → %q", name, k, val, inputValue(m))
+					}
+				}
+			}
+		})
 	}
 }

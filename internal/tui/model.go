@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -61,6 +62,9 @@ type model struct {
 	emergency bool   // the red emergency downgrade session
 	notice    string // one line for the operator, cleared by the next key
 	err       string // the last error, shown until the screen changes
+	// info is what the backend said when there was nothing to start
+	// (Nothing): not an error; shown until something else starts.
+	info string
 
 	// emergency downgrade reason
 	reason textinput.Model
@@ -143,7 +147,9 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case fleetMsg:
 		m.handleFleet(msg)
 	case planMsg:
-		m.handlePlan(msg)
+		cmd = m.handlePlan(msg)
+	case lockMsg:
+		m.handleLock(msg)
 	case downTargetsMsg:
 		m.handleDownTargets(msg)
 	case gateLBMsg:
@@ -248,7 +254,7 @@ func (m *model) handleFleet(msg fleetMsg) {
 	m.clampList()
 }
 
-func (m *model) handlePlan(msg planMsg) {
+func (m *model) handlePlan(msg planMsg) tea.Cmd {
 	m.planning = false
 	if msg.err != nil {
 		m.err = msg.err.Error()
@@ -258,12 +264,39 @@ func (m *model) handlePlan(msg planMsg) {
 		case m.screen == screenFleet && m.emergency:
 			m.downgradePick = true // pick another version
 		}
-		return
+		return nil
 	}
 	m.err = ""
 	m.reason.Blur()
 	m.setPlan(msg.plan)
 	m.screen = screenPlan
+	// The preview says who holds the lock as it is now, not as the
+	// fleet screen last saw it.
+	return m.readLock()
+}
+
+// readLock asks for a fresh look at the lock.
+func (m *model) readLock() tea.Cmd {
+	m.lockGen++
+	m.lockReading = true
+	return lockCmd(m.ctx, m.b, m.lockGen)
+}
+
+// handleLock takes the answer of the latest lock read.
+func (m *model) handleLock(msg lockMsg) {
+	if msg.gen != m.lockGen {
+		return
+	}
+	m.lockReading = false
+	m.lock, m.lockErr = msg.lock, msg.err
+}
+
+// planLocked reports whether another run holds the lock (a live lease),
+// as last read: the preview's start is off then. A lock that cannot be
+// read does not turn it off; the start reads it again either way, and the
+// engine's lock step decides.
+func (m *model) planLocked() bool {
+	return m.lockErr == nil && m.lock != nil && !m.lock.Expired()
 }
 
 // handleDownTargets: the planner's answer for each version.
@@ -284,9 +317,22 @@ func (m *model) setPlan(p *plan.Plan) {
 
 func (m *model) handleStarted(msg startedMsg) tea.Cmd {
 	m.starting = false
+	m.info = ""
+	var nothing *Nothing
+	if errors.As(msg.err, &nothing) {
+		m.info, m.resuming = nothing.Msg, false
+		if m.quitting {
+			return tea.Quit
+		}
+		return nil
+	}
 	if msg.err != nil {
 		m.err = "could not start: " + msg.err.Error()
 		m.resuming = false
+		if m.quitting {
+			// Interrupted while starting, and nothing started.
+			return tea.Quit
+		}
 		return nil
 	}
 	m.err, m.notice = "", ""
@@ -305,7 +351,18 @@ func (m *model) handleStarted(msg startedMsg) tea.Cmd {
 	m.list, m.logv, m.showTimeline = hostList{}, nil, false
 	m.fleetStale = true
 	m.filter.SetValue("")
-	return tea.Batch(waitForEvent(m.events), m.startTick())
+	cmds := []tea.Cmd{waitForEvent(m.events), m.startTick()}
+	if m.quitting {
+		// Interrupted (or quit) while the run was starting: it stops now,
+		// as it would have had it been running.
+		m.stopHosts = nil
+		cmds = append(cmds, m.abortCmd("interrupted (Ctrl-C)"))
+		if m.forced {
+			h := m.handle
+			cmds = append(cmds, call("force", h.Force))
+		}
+	}
+	return tea.Batch(cmds...)
 }
 
 // handleEvents folds a batch of run events into the run view, opens or
@@ -319,6 +376,11 @@ func (m *model) handleEvents(evs eventsMsg) tea.Cmd {
 			m.now = e.Time
 		}
 		m.run.apply(e)
+		if e.Type == event.Control && e.Control == event.CtlForced {
+			// Forced from outside (the CLI's second signal): quit once
+			// the run has ended, as after a second Ctrl-C.
+			m.quitting, m.interrupted, m.forced = true, true, true
+		}
 		if e.Type == event.RunFinished {
 			m.outcome, m.summary = e.Outcome, e.Summary
 		}
@@ -363,16 +425,20 @@ func (m *model) handleClosed() tea.Cmd {
 
 func (m *model) runEnded() tea.Cmd {
 	m.handle = nil
-	if m.quitting {
-		return tea.Quit
-	}
 	if m.dialog != dlgNone {
 		m.dialog = dlgNone
 	}
 	m.screen = screenDone
 	m.list.sel, m.list.offset = "", 0
 	m.outScroll = 0
+	m.logv, m.filtering = nil, false
+	m.filter.Blur()
 	m.notice = "" // what a key said during the run; the summary says how it ended
+	if m.quitting {
+		// The last frame is the summary, naming every host not in
+		// service; relctl prints it again after the TUI closes.
+		return tea.Quit
+	}
 	if m.downgradeAfter {
 		// The summary first: the operator reads how the run ended, then
 		// opens the downgrade.
@@ -387,17 +453,67 @@ func (m *model) runEnded() tea.Cmd {
 	return cmd
 }
 
+// handleInterrupt: the context ended (the CLI's first SIGINT, SIGTERM or
+// SIGHUP). Without a run the TUI quits; during one it is the first
+// interrupt (see interrupt).
 func (m *model) handleInterrupt() tea.Cmd {
-	if !m.runActive() {
+	if !m.runActive() && !m.starting {
 		return tea.Quit
 	}
-	if m.quitting {
+	return m.interrupt()
+}
+
+// interrupt gives Ctrl-C inside the TUI (where it is a key, not a signal)
+// the CLI's semantics. The first asks the run to stop after the hosts in
+// flight (they finish or are reverted) and starts nothing new; the second
+// forces: the command in flight is cut, the host in flight gets one
+// bounded attempt to go back into rotation, and the summary names every
+// host not in service. Either way the TUI quits once the run has
+// finished, and relctl exits with the code the CLI would.
+//
+// An abort already sent (the quit dialog, a signal) counts as the first.
+func (m *model) interrupt() tea.Cmd {
+	m.dialog = dlgNone
+	if !m.runActive() {
+		// The run is starting: it is stopped (or forced) as soon as it
+		// has started; quitting now would leave it running unwatched.
+		if m.quitting {
+			m.forced = true
+		}
+		m.quitting, m.interrupted = true, true
+		m.notice = "the run is starting: relctl stops it as soon as it has started, then quits"
 		return nil
 	}
-	m.quitting = true
-	m.dialog = dlgNone
-	m.notice = "interrupted: aborting the run; waiting for the hosts in flight to finish or revert"
-	return m.abortCmd("interrupted")
+	switch {
+	case !m.quitting:
+		m.quitting, m.interrupted = true, true
+		m.stopHosts = m.run.inFlight()
+		return m.abortCmd("interrupted (Ctrl-C)")
+	case !m.forced:
+		m.interrupted, m.forced = true, true
+		if m.run.gate != nil {
+			m.run.gate = nil
+		}
+		h := m.handle
+		return call("force", h.Force)
+	}
+	m.notice = "already forcing: relctl quits as soon as the run has settled the journal and the lock"
+	return nil
+}
+
+// stopBanner says what an interrupt is doing, while the run ends.
+func (m *model) stopBanner() string {
+	if !m.interrupted || !m.runActive() {
+		return ""
+	}
+	if m.forced {
+		return "FORCED: the command in flight is cut; the host in flight gets one bounded attempt to go back into rotation, then relctl quits and names every host not in service"
+	}
+	what := "the hosts in flight"
+	if len(m.stopHosts) > 0 {
+		what = strings.Join(m.stopHosts, ", ")
+	}
+	return "stopping after " + what + "… Ctrl-C again to force"
 }
 
 // abortCmd asks the run to stop safely; a pending gate is answered Abort
@@ -425,6 +541,14 @@ func (m *model) openDowngradePick() tea.Cmd {
 // or the screen.
 func (m *model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 	m.notice = ""
+	if msg.String() == "ctrl+c" && (m.runActive() || m.starting) {
+		// Ctrl-C is a key here, not a signal: it means what it means to
+		// the CLI, wherever the focus is (dialog, log, filter).
+		m.filtering = false
+		m.filter.Blur()
+		m.logv = nil
+		return m.interrupt()
+	}
 	switch {
 	case m.logv != nil && !m.filtering && m.dialog == dlgNone:
 		return m.logKey(msg)
@@ -456,6 +580,11 @@ func (m *model) handleKey(msg tea.KeyPressMsg) tea.Cmd {
 }
 
 func (m *model) quit() tea.Cmd {
+	if m.starting && !m.runActive() {
+		m.quitting = true
+		m.notice = "the run is starting: relctl aborts it as soon as it has started, then quits"
+		return nil
+	}
 	if m.runActive() {
 		if m.quitting {
 			m.notice = "already aborting: relctl quits once the hosts in flight have finished or reverted"
@@ -736,6 +865,10 @@ func (m *model) planKey(msg tea.KeyPressMsg) tea.Cmd {
 		m.scroll(page, m.planMaxTop())
 	case key.Matches(msg, k.StartPlan):
 		m.dialog = dlgStart
+	case key.Matches(msg, k.StartLocked):
+		m.notice = "start is off: the fleet's lock is " + m.lock.String() + ". Wait for that run to end (relctl status shows it); R reads the lock again."
+	case key.Matches(msg, k.Refresh):
+		return m.readLock()
 	case key.Matches(msg, k.Back):
 		m.screen, m.err = screenFleet, ""
 		m.emergency, m.downgradePick = false, false
@@ -884,6 +1017,7 @@ func (m *model) syncKeys() {
 		k.PageDown.SetEnabled(m.offset < max(n-m.listHeight(), 0))
 		k.Filter.SetEnabled(len(m.hosts) > 0)
 		k.Refresh.SetEnabled(!m.loading)
+		k.Refresh.SetHelp("R", "refresh")
 		ts := m.pickable()
 		k.Up.SetEnabled(m.targetCur > 0)
 		k.Down.SetEnabled(m.targetCur < len(ts)-1)
@@ -908,7 +1042,11 @@ func (m *model) syncKeys() {
 		k.Down.SetHelp("↓/j", "down")
 		k.Back.SetEnabled(!m.starting)
 		k.Back.SetHelp("esc", "back")
-		k.StartPlan.SetEnabled(m.plan != nil && !m.plan.Empty() && !m.starting)
+		startable := m.plan != nil && !m.plan.Empty() && !m.starting
+		k.StartPlan.SetEnabled(startable && !m.planLocked())
+		k.StartLocked.SetEnabled(startable && m.planLocked())
+		k.Refresh.SetEnabled(!m.lockReading && !m.starting)
+		k.Refresh.SetHelp("R", "re-read lock")
 	case screenRun, screenDone:
 		m.syncListKeys()
 		if m.screen == screenDone {

@@ -77,6 +77,10 @@ type planPane struct {
 	plan     *plan.Plan
 	planTop  int // first visible line of the plan
 	planning bool
+	// lockReading: the preview asked for a fresh look at the lock (as it
+	// opened, or on R); lockGen is that read's number.
+	lockReading bool
+	lockGen     int
 }
 
 // scroll moves the preview by d lines, never past its ends.
@@ -96,10 +100,17 @@ type runPane struct {
 	handle Handle
 	events <-chan event.Event
 
-	resuming       bool
-	starting       bool
-	ticking        bool
-	quitting       bool // abort sent: quit once the run has finished
+	resuming bool
+	starting bool
+	ticking  bool
+	quitting bool // abort sent: quit once the run has finished
+	// interrupted: Ctrl-C (or an interrupt signal) asked the run to stop
+	// after the hosts in flight; forced: a second one forced its end.
+	// Either way relctl quits once the run has finished, as the CLI does.
+	interrupted bool
+	forced      bool
+	// stopHosts are the hosts in flight when the first interrupt came.
+	stopHosts      []string
 	downgradeAfter bool // open the emergency downgrade when the run ends
 	// pausedForDialog: r paused the run so that the rollback confirmation
 	// lists exactly the hosts that will go back; n resumes it.

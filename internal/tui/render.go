@@ -129,6 +129,13 @@ func (m *model) headerLines(w int) []string {
 		}
 	case screenPlan:
 		left += " · plan preview"
+		right = m.lockText()
+		if m.lockGen > 0 {
+			right = m.lockHeld() // the preview's own read
+		}
+		if m.lockReading {
+			right = "lock: reading…"
+		}
 	case screenReason:
 		left += " · emergency downgrade"
 	case screenRun, screenDone:
@@ -179,9 +186,15 @@ func (m *model) reasonText() string {
 }
 
 func (m *fleetPane) lockText() string {
-	switch {
-	case m.loading && m.hosts == nil:
+	if m.loading && m.hosts == nil {
 		return "lock: …"
+	}
+	return m.lockHeld()
+}
+
+// lockHeld is the lock as last read.
+func (m *fleetPane) lockHeld() string {
+	switch {
 	case m.lockErr != nil:
 		return "lock: unknown (" + m.lockErr.Error() + ")"
 	case m.lock == nil:
@@ -192,7 +205,7 @@ func (m *fleetPane) lockText() string {
 
 // footerLines are the status lines (wrapped, never cut) and the help.
 func (m *model) footerLines(w int) []string {
-	var status []string
+	var status, banner []string
 	wrapped := func(st lipgloss.Style, s string) []string {
 		_, h := m.inner()
 		lines := strings.Split(ansi.Wordwrap(s, w, ""), "\n")
@@ -207,19 +220,26 @@ func (m *model) footerLines(w int) []string {
 		}
 		return out
 	}
+	if b := m.stopBanner(); b != "" {
+		banner = wrapped(m.st.badStrong, b)
+	}
 	switch {
 	case m.notice != "":
 		status = wrapped(m.st.notice, m.notice)
 	case m.err != "":
 		status = wrapped(m.st.badStrong, "error: "+m.err)
+	case m.info != "" && m.logv == nil:
+		for _, l := range strings.Split(m.info, "\n") {
+			status = append(status, wrapped(m.st.notice, l)...)
+		}
 	case m.filtering:
 		status = []string{m.filter.View()}
 	case m.filter.Value() != "" && m.logv == nil && (m.screen == screenFleet || m.screen == screenRun || m.screen == screenDone):
 		status = []string{m.st.dim.Render(cell(fmt.Sprintf("filter: %q (/ to change, esc in the filter clears it)", m.filter.Value()), w))}
-	default:
+	case banner == nil:
 		status = []string{""}
 	}
-	out := status
+	out := append(banner, status...)
 	if m.help.ShowAll {
 		out = append(out, strings.Split(m.help.View(m.keys), "\n")...)
 	} else {

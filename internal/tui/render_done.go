@@ -41,6 +41,9 @@ func (m *runPane) doneHead(w int) []string {
 		head += fmt.Sprintf("  %s %s → %s", s.Kind, s.From, s.To)
 	}
 	add(head)
+	if s.Forced {
+		wrapStyled(m.st.badStrong.Render, "forced: a second interrupt ended the run; the host in flight had one attempt to go back into rotation")
+	}
 	if s.Error != "" {
 		wrapStyled(m.st.bad.Render, "error: "+s.Error)
 	}

@@ -164,9 +164,9 @@ func wrapIndent(line string, w int) []string {
 func (m *model) planHeight() int {
 	iw, _ := m.inner()
 	bodyH, _ := m.layout()
-	dh := 0
+	dh := len(m.planLockLines(iw))
 	if dlg := m.dialogBox(iw); dlg != "" {
-		dh = lipgloss.Height(dlg)
+		dh += lipgloss.Height(dlg)
 	}
 	return max(bodyH-1-dh, 1)
 }
@@ -196,9 +196,28 @@ func (m *model) renderPlan(w, h int) string {
 	}
 	head := m.planHeadline()
 	vis := lines[top:min(top+ph, len(lines))]
-	out := spread(head, m.st.dim.Render(pos), w) + "\n" + strings.Join(block(strings.Join(vis, "\n"), w, ph), "\n")
+	out := spread(head, m.st.dim.Render(pos), w) + "\n"
+	if ll := m.planLockLines(w); len(ll) > 0 {
+		out += strings.Join(ll, "\n") + "\n"
+	}
+	out += strings.Join(block(strings.Join(vis, "\n"), w, ph), "\n")
 	if dlg != "" {
 		out += "\n" + dlg
+	}
+	return out
+}
+
+// planLockLines say, above the plan, who holds the fleet's lock when
+// another run does (holder, run id, since): the start is off until it is
+// free. Wrapped, never cut.
+func (m *model) planLockLines(w int) []string {
+	if m.plan == nil || m.plan.Empty() || !m.planLocked() {
+		return nil
+	}
+	text := "LOCKED: the fleet's lock is " + m.lock.String() + " — start is off until it is free (R reads it again)"
+	var out []string
+	for _, l := range strings.Split(ansi.Wordwrap(text, w, ""), "\n") {
+		out = append(out, m.st.badStrong.Render(ansi.Hardwrap(l, w, true)))
 	}
 	return out
 }

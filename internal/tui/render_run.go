@@ -136,6 +136,7 @@ func frac(a, b int) float64 {
 func (m *model) progressLine(w int) string {
 	r := m.run
 	text, pct := r.progressText()
+	pct = min(max(pct, 0), 1)
 	label := " " + text
 	barW := min(max(w/4, 10), 40)
 	full := int(pct*float64(barW) + 0.5)

@@ -104,6 +104,7 @@ type runState struct {
 	started      map[string]bool // step IDs started, of plan
 	origStarted  map[string]bool // deploy step IDs started, of orig
 	todo, done   int             // deploy steps of plan, and how many finished
+	counted      map[string]bool // the deploy steps counted in done (a resumed engine reports some again)
 	phase        string
 	hop, batch   int    // of the deploy under way (0-based hop, 1-based batch)
 	pnr          string // the point-of-no-return step that started, "" if none
@@ -187,7 +188,8 @@ func resumedRunState(u *journal.Run) *runState {
 		r.started[id] = true
 	}
 	for id := range u.Progress.Finished {
-		if s, ok := r.plan.Step(id); ok && s.Kind == plan.StepDeploy {
+		if s, ok := r.plan.Step(id); ok && s.Kind == plan.StepDeploy && !r.counted[id] {
+			r.counted[id] = true
 			r.done++
 		}
 	}
@@ -217,6 +219,7 @@ func (r *runState) setPlan(p *plan.Plan, first bool) {
 	r.plan = p
 	r.started = map[string]bool{}
 	r.todo, r.done = 0, 0
+	r.counted = map[string]bool{}
 	basis := map[string]string{}
 	for _, h := range p.Basis.Hosts {
 		basis[h.Name] = h.Version
@@ -458,7 +461,10 @@ func (r *runState) stepFinished(e event.Event) {
 	key, _ := spanOf(s, r.inRollback, len(r.plan.Hops))
 	r.spanEnd(key, e.Time)
 	if s.Kind == plan.StepDeploy {
-		r.done++
+		if !r.counted[s.ID] {
+			r.counted[s.ID] = true
+			r.done++
+		}
 		h := r.row(s.Host)
 		h.inStep = false
 		if !h.started.IsZero() {

@@ -40,10 +40,11 @@ func (p probed) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 func (p probed) View() tea.View { return p.m.View() }
 
-// waitState waits until cond holds for the model.
+// waitState waits until cond holds for the model (generously: the race
+// detector on a busy machine).
 func waitState(t *testing.T, tm *teatest.TestModel, what string, cond func(*model) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		var ok bool
 		pm := probeMsg{f: func(m *model) { ok = cond(m) }, done: make(chan struct{})}

@@ -60,12 +60,23 @@ type TrafficStats struct {
 	P50, P99 time.Duration
 }
 
+// Nothing is the error a Backend's Start or Resume returns when there is
+// nothing to start (`resume --rollback` of a run that switched no host):
+// the TUI says Msg, not as an error.
+type Nothing struct{ Msg string }
+
+func (n *Nothing) Error() string { return n.Msg }
+
 // Handle controls a running plan.
 type Handle interface {
 	Pause()
 	Resume()
 	Abort(why string)
 	RequestRollback()
+	// Force ends the run now (a second Ctrl-C): the command in flight is
+	// cut, the host in flight gets one bounded attempt to go back into
+	// rotation, and the run finishes naming every host not in service.
+	Force()
 	// Answer answers the pending gate (see Gate).
 	Answer(d rollout.Decision)
 }
@@ -105,14 +116,25 @@ func Run(ctx context.Context, b Backend, o Options, in io.Reader, out io.Writer,
 		}
 	}()
 	final, err := p.Run()
-	fm, ok := final.(*model)
-	if !ok || fm == nil {
-		if err == nil {
-			err = fmt.Errorf("tui: unexpected final model %T", final)
-		}
-		return "", nil, err
+	outcome, sum, ok := Ended(final)
+	if !ok && err == nil {
+		err = fmt.Errorf("tui: unexpected final model %T", final)
 	}
-	return fm.outcome, fm.summary, err
+	return outcome, sum, err
+}
+
+// NewModel is the TUI's model on b, for a program made elsewhere (a test
+// drives it with teatest); Run is the way in otherwise.
+func NewModel(ctx context.Context, b Backend, o Options) tea.Model { return newModel(ctx, b, o) }
+
+// Ended returns how the last run started in the TUI's final model ended
+// ("" and nil when none ran); false when m is not the TUI's model.
+func Ended(m tea.Model) (event.Outcome, *event.Summary, bool) {
+	fm, ok := m.(*model)
+	if !ok || fm == nil {
+		return "", nil, false
+	}
+	return fm.outcome, fm.summary, true
 }
 
 // MinWidth and MinHeight are the smallest terminal the TUI draws in.
