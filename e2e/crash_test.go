@@ -11,6 +11,7 @@ import (
 
 	"github.com/relctl/relctl/internal/demo/demoapp"
 	"github.com/relctl/relctl/internal/event"
+	"github.com/relctl/relctl/internal/view"
 )
 
 // crashRollout: 3 hosts one at a time, no canary pause, and 1.1.0's
@@ -171,6 +172,23 @@ func TestCrashThenResumeRollback(t *testing.T) {
 			s := newCrashStage(t)
 			id := killAt(t, s, c.point)
 			code, out, errs := s.relctl("resume", "--rollback", "--yes", "--plain")
+			// Killed during the pre-deploy migration: while it still runs
+			// on its host the run stays unfinished and keeps its lock
+			// (exit 4, naming it); asked again once it has ended, the run
+			// is closed.
+			for deadline := time.Now().Add(2 * time.Minute); c.point == "migrate" && code == view.ExitLocked; {
+				if !strings.Contains(errs, "still running on web1 (pid") || !strings.Contains(errs, "stays unfinished") {
+					t.Fatalf("resume --rollback during the migration: exit %d\n%s\n%s", code, out, errs)
+				}
+				if r := s.latestRun(); r.ID != id || !r.Resumable() {
+					t.Fatalf("the refused settle closed run %s", id)
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the migration never ended: %s", errs)
+				}
+				time.Sleep(200 * time.Millisecond)
+				code, out, errs = s.relctl("resume", "--rollback", "--yes", "--plain")
+			}
 			if code != c.code || !strings.Contains(out+errs, c.want) {
 				t.Fatalf("resume --rollback: exit %d, want %d and %q\n%s\n%s", code, c.code, c.want, out, errs)
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/ops"
 	"github.com/relctl/relctl/internal/ops/opstest"
+	"github.com/relctl/relctl/internal/rollout"
 	"github.com/relctl/relctl/internal/testkit/syncbuf"
 	"github.com/relctl/relctl/internal/tui"
 )
@@ -259,9 +260,11 @@ func TestTUIResumesAnUnfinishedRun(t *testing.T) {
 
 // relctl is killed during the pre-deploy migration; the next relctl opens
 // the TUI on the unfinished run and the operator asks to roll it back:
-// nothing was switched, and the screen says the migration still runs on
-// web1 with its pid (it finishes once), as `relctl resume --rollback`
-// prints; relctl exits 0 as the CLI does for "nothing to roll back".
+// nothing was switched, but the migration still runs on web1, so the run
+// stays unfinished and keeps its lock (closing it would let the next run
+// start a second migration beside it); the screen says so with the pid,
+// as `relctl resume --rollback` does (exit 4). Once the migration has
+// ended, settling the run closes it; the migration ran once.
 func TestTUIRollbackAfterKillDuringMigration(t *testing.T) {
 	f := opstest.New(t, opstest.Options{Commands: map[string]string{"migrate": opstest.SlowMigrate}})
 	id := f.KillDuring(t, "web1", "/.relctl/migrations/")
@@ -269,18 +272,23 @@ func TestTUIRollbackAfterKillDuringMigration(t *testing.T) {
 	var out syncbuf.Buffer
 	tb, tm := openOnUnfinished(t, f, &out)
 	tm.Type("r")
-	journalSays(t, f, "nothing to roll back", time.Minute) // the run is closed, its lock released
-	teatest.WaitFor(t, tm.Output(), func(b []byte) bool { return strings.Contains(string(b), "nothing to roll back") },
-		teatest.WithDuration(time.Minute), teatest.WithCheckInterval(20*time.Millisecond))
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool {
+		return strings.Contains(strings.Join(strings.Fields(string(b)), " "), "stays unfinished")
+	}, teatest.WithDuration(time.Minute), teatest.WithCheckInterval(20*time.Millisecond))
 	tm.Type("q")
 	scr, _, sum, code := finished(t, tm, tb, time.Minute)
 	flat := strings.Join(strings.Fields(scr), " ")
-	want := "pre-deploy migration to 1.1.0 (step migrate) still running on web1 (pid " + pid + ") — it will finish once; relctl did not switch any host"
-	if !strings.Contains(flat, "nothing to roll back") || !strings.Contains(flat, want) || strings.Contains(flat, "error:") {
-		t.Errorf("the screen does not say %q (and not as an error):\n%s", want, scr)
+	want := "pre-deploy migration to 1.1.0 (step migrate) still running on web1 (pid " + pid + ")"
+	if !strings.Contains(flat, want) || !strings.Contains(flat, "stays unfinished and keeps the fleet's lock") {
+		t.Errorf("the screen does not say %q and that the run stays unfinished:\n%s", want, scr)
 	}
-	if sum != nil || code != ExitOK {
-		t.Errorf("summary %+v, exit %d; want no run and exit 0", sum, code)
+	if sum != nil {
+		t.Errorf("summary %+v (exit %d); want no run", sum, code)
+	}
+	env := f.Env(f.Transport())
+	pr, err := env.PlanResume(context.Background(), true)
+	if err != nil || pr.Settle == nil {
+		t.Fatalf("the run must still be unfinished after the refusal: %+v, %v", pr, err)
 	}
 	// The migration finishes once, on its own.
 	f.Release(t, "web1")
@@ -291,5 +299,20 @@ func TestTUIRollbackAfterKillDuringMigration(t *testing.T) {
 	}
 	if got := f.MigrationLines("web1"); strings.Join(got, ",") != "pre 1.1.0" {
 		t.Errorf("migrations on web1: %q", got)
+	}
+	waitStatus := filepath.Join(rollout.MigrationDir(f.Path("web1"), id, "migrate"), "status")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(waitStatus); err == nil && len(b) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the migration never recorded its status")
+		}
+	}
+	if pr, err = env.PlanResume(context.Background(), true); err != nil || pr.Settle == nil {
+		t.Fatalf("resume --rollback once the migration ended: %+v, %v", pr, err)
+	}
+	if err := env.Settle(context.Background(), pr); err != nil {
+		t.Fatalf("settle once the migration ended: %v", err)
 	}
 }

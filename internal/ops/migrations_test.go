@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relctl/relctl/internal/ops"
 	"github.com/relctl/relctl/internal/ops/opstest"
 	"github.com/relctl/relctl/internal/rollout"
+	"github.com/relctl/relctl/internal/view"
 )
 
 // waitFile polls for path (generously: a busy machine).
@@ -49,6 +51,16 @@ func TestRollbackAfterKillDuringMigrationSaysItStillRuns(t *testing.T) {
 		t.Fatalf("resume --rollback says:\n%s\nwant it to say:\n%s", pr.Nothing, want)
 	}
 
+	// Settling the run now would free the lock beside a running
+	// migration: refused with the lock's exit code, the run unfinished.
+	err = next.Settle(ctx, pr)
+	if err == nil || ops.Code(err) != view.ExitLocked || !strings.Contains(err.Error(), "stays unfinished and keeps the fleet's lock") || !strings.Contains(err.Error(), "(pid "+pid+")") {
+		t.Fatalf("settle while the migration runs: code %d, %v", ops.Code(err), err)
+	}
+	if again, err := next.PlanResume(ctx, true); err != nil || again.Settle == nil {
+		t.Fatalf("after the refused settle the run must still be unfinished: %+v, %v", again, err)
+	}
+
 	// The migration ends on its own; asking again says how.
 	f.Release(t, "web1")
 	waitFile(t, filepath.Join(rollout.MigrationDir(f.Path("web1"), id, "migrate"), "status"))
@@ -58,6 +70,12 @@ func TestRollbackAfterKillDuringMigrationSaysItStillRuns(t *testing.T) {
 	}
 	if !strings.Contains(pr.Nothing, "pre-deploy migration to 1.1.0 (step migrate) on web1 ended with exit status 0") {
 		t.Fatalf("after the migration ended, resume --rollback says:\n%s", pr.Nothing)
+	}
+	if err := next.Settle(ctx, pr); err != nil {
+		t.Fatalf("settle once the migration ended: %v", err)
+	}
+	if again, err := next.PlanResume(ctx, true); err == nil && again.Settle != nil {
+		t.Fatal("the run is still unfinished after settling it")
 	}
 	if got := f.MigrationLines("web1"); strings.Join(got, ",") != "pre 1.1.0" {
 		t.Errorf("migrations on web1: %q, want one", got)

@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -353,8 +354,29 @@ func TestRollbackOfUnfinishedChangesNothingUntilStarted(t *testing.T) {
 
 	g := newFixture(t)
 	runID(g.journalState(g.upgrade(), plan.StepMigrate, ""))
+	// What the migration wrapper recorded on its host: first a live
+	// migration, then none (it never started).
+	record := "pid=4242 alive=yes"
+	g.env.RemoteOutput = func(_ context.Context, _, script string) (string, error) {
+		if strings.Contains(script, "/.relctl/migrations/") {
+			return record + "\n", nil
+		}
+		return "", nil
+	}
 	pr, err = g.env.PlanResume(ctx, true)
 	if err != nil || pr.Settle == nil {
+		t.Fatalf("%v %+v", err, pr)
+	}
+	// While the migration runs the run is not closed: the next run could
+	// start a second one beside it.
+	if err := g.env.Settle(ctx, pr); Code(err) != view.ExitLocked || !strings.Contains(fmt.Sprint(err), "still running on web1 (pid 4242)") {
+		t.Fatalf("settle beside a running migration: exit %d, %v", Code(err), err)
+	}
+	if r, err := journal.Unfinished(g.env.JournalDir); err != nil || r == nil {
+		t.Fatalf("the refused settle closed the run: %v, %v", r, err)
+	}
+	record = "none"
+	if pr, err = g.env.PlanResume(ctx, true); err != nil || pr.Settle == nil {
 		t.Fatalf("%v %+v", err, pr)
 	}
 	if err := g.env.Settle(ctx, pr); err != nil {

@@ -152,6 +152,23 @@ func (e *Env) Settle(ctx context.Context, pr *Prepared) error {
 	if run == nil {
 		return nil
 	}
+	// A pre-deploy migration relctl died in goes on on its host. While it
+	// may still run, the run stays unfinished and keeps its lock: closing
+	// it would let the next run claim (and start) a second migration
+	// beside it.
+	recs, rerrs := e.MigrationsInFlight(ctx, run)
+	var busy []string
+	for _, r := range recs {
+		if r.State == "running" {
+			busy = append(busy, fmt.Sprintf("pre-deploy migration to %s (step %s) still running on %s (pid %d)", r.To, r.Step, r.Host, r.PID))
+		}
+	}
+	for _, err := range rerrs {
+		busy = append(busy, err.Error())
+	}
+	if len(busy) > 0 {
+		return fail(view.ExitLocked, fmt.Errorf("run %s stays unfinished and keeps the fleet's lock: %s; run relctl resume --rollback again once it has ended", run.ID, strings.Join(busy, "; ")))
+	}
 	var errs []error
 	if pr.TakeOver != nil {
 		if err := e.Lock().BreakHeld(ctx, *pr.TakeOver, e.Owner, run.ID); err != nil {
