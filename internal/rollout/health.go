@@ -335,14 +335,10 @@ func newNonce() string {
 // same remote command and leaves what it printed (or how it failed) in
 // r.version, for the version action that follows.
 func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values, withVersion bool) (string, error) {
-	st := e.plan.Settings
-	t := e.inv.Template(fleet.CmdHealth)
-	script, err := t.Render(vals)
+	loop, err := e.newHealthLoop(vals)
 	if err != nil {
 		return "", err
 	}
-	loop := healthLoop{nonce: newNonce(), interval: time.Duration(st.HealthInterval), stable: time.Duration(st.StableFor),
-		timeout: time.Duration(st.HealthTimeout), check: e.to.HealthCheck, script: script}
 	r.version = nil
 	if vt := e.inv.Template(fleet.CmdVersion); withVersion && vt != nil {
 		if loop.then, err = vt.Render(vals); err != nil {
@@ -401,8 +397,26 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values,
 		err = <-ended
 	case err = <-ended:
 	}
+	return e.healthOutcome(ctx, r, loop, rd, stderr, err, time.Since(start))
+}
+
+// newHealthLoop is the health wait's loop for vals, without a command to
+// run after it.
+func (e *Engine) newHealthLoop(vals fleet.Values) (healthLoop, error) {
+	st := e.plan.Settings
+	script, err := e.inv.Template(fleet.CmdHealth).Render(vals)
+	if err != nil {
+		return healthLoop{}, err
+	}
+	return healthLoop{nonce: newNonce(), interval: time.Duration(st.HealthInterval), stable: time.Duration(st.StableFor),
+		timeout: time.Duration(st.HealthTimeout), check: e.to.HealthCheck, script: script}, nil
+}
+
+// healthOutcome judges a health wait that ended: what the loop reported
+// (rd, its stray stderr lines) and how its command ended (err).
+func (e *Engine) healthOutcome(ctx context.Context, r *hostRun, loop healthLoop, rd *healthReader, stderr []string, err error, took time.Duration) (string, error) {
 	rd.flush()
-	took := time.Since(start).Round(time.Millisecond)
+	took = took.Round(time.Millisecond)
 	switch {
 	case err == nil && rd.verdict == "healthy":
 		return fmt.Sprintf("healthy after %d check(s) in %s", rd.checks, took), nil
