@@ -35,6 +35,7 @@ rm -f "$f"
 case "$kind" in
   fail) echo "injected failure of $1" >&2; exit 1 ;;
   hang) echo $$ > "$base/hang.pid"; exec sleep 600 ;;
+  gone) awk '{print $4}' "/proc/$PPID/stat" > "$base/chain.pid"; : > "$base/gone-me"; sleep 1; : > "$base/stop-done" ;;
 esac`
 
 // chainMv is mv, first on the PATH of every session (a forced command on
@@ -93,9 +94,58 @@ eval "$SSH_ORIGINAL_COMMAND"
 		}
 	}
 	t.Logf("inside the chain, on real sshd, fault on web2:\n%s", strings.Join(table, "\n"))
+
+	// relctl's connections end while web2's stop runs (as when relctl is
+	// killed): the stop runs to its end, and the chain then ends without
+	// starting the switch.
+	t.Run("relctl gone during stop", func(t *testing.T) {
+		// The stop writes nothing once relctl is gone (a write would fail
+		// the stop itself, and that would end the chain anyway).
+		inv, conn := chainFleet(t, f, art, "stop gone\n", "sh {{.Path}}/chain-fault.sh stop")
+		web2 := f.Hosts[1]
+		p, err := plan.Build(inv, plan.Assume(inv, "1.0.0"), plan.Options{To: "1.1.0"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bal := newFake(t, []string{"web1", "web2", "web3"}, "1.0.0")
+		e := New(Config{Inventory: inv, Plan: p, Hosts: conn, Balancer: bal, Bus: event.NewBus("r", nil), RunID: "r", Owner: "o",
+			Artifacts: map[string]Artifact{"1.1.0": {Path: art, SHA256: hex.EncodeToString(sum[:])}}})
+		done := make(chan Result, 1)
+		go func() { done <- e.Run(context.Background()) }()
+		exists := func(name string) bool { _, err := os.Stat(filepath.Join(web2.Path, name)); return err == nil }
+		deadline := time.Now().Add(60 * time.Second)
+		for !exists("gone-me") {
+			if time.Now().After(deadline) {
+				t.Fatal("web2's stop never started")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		conn.Pool.Close()
+		b, _ := os.ReadFile(filepath.Join(web2.Path, "chain.pid"))
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if pid <= 1 {
+			t.Fatalf("chain pid %q", b)
+		}
+		for !exists("stop-done") || syscall.Kill(pid, 0) == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("stop done %v, the chain (pid %d) still runs", exists("stop-done"), pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if v := readCurrent(t, web2.Path); v != "1.0.0" {
+			t.Errorf("web2 switched to %s after relctl was gone", v)
+		}
+		select {
+		case <-done:
+		case <-time.After(120 * time.Second):
+			t.Fatal("the run never ended")
+		}
+	})
 }
 
-func chainCell(t *testing.T, f *testfleet.Fleet, art, sha string, action plan.Action, kind string, table *[]string) {
+// chainFleet resets f's hosts to 1.0.0 in service, writes fault on web2,
+// and returns the inventory and a transport for them.
+func chainFleet(t *testing.T, f *testfleet.Fleet, art, fault, stop string) (*fleet.Inventory, *SSH) {
 	chown := func(p string) {
 		if err := os.Lchown(p, f.UID, f.GID); err != nil {
 			t.Fatal(err)
@@ -107,7 +157,7 @@ path: /unused
 artifact: {source: %q}
 ssh: {user: %s, identity_file: %s, known_hosts: %s, use_ssh_config: false}
 commands:
-  stop: "sh {{.Path}}/chain-fault.sh stop && echo stopped"
+  stop: %q
   start: "sh {{.Path}}/chain-fault.sh start && echo started"
   health: "test -f {{.Path}}/current/VERSION"
   version: "cat {{.Path}}/current/VERSION"
@@ -116,10 +166,10 @@ rollout: {batches: [1], pause_after_canary: false, on_failure: rollback}
 balancer: {kind: none, drain_timeout: 100ms}
 timeouts: {stop: 2s, start: 2s, switch: 2s, health_check: 2s, version: 2s, lock: 10s, observe: 10s, upload: 20s}
 hosts:
-`, strings.Replace(art, "1.1.0", "{{.Version}}", 1), f.User, f.IdentityFile, f.KnownHostsFile)
+`, strings.Replace(art, "1.1.0", "{{.Version}}", 1), f.User, f.IdentityFile, f.KnownHostsFile, stop)
 	for _, h := range f.Hosts {
 		// Each cell starts from 1.0.0, in service.
-		for _, p := range []string{"releases", "current", "fault", "hang.pid", ".relctl", "current.relctl-tmp"} {
+		for _, p := range []string{"releases", "current", "fault", "hang.pid", ".relctl", "current.relctl-tmp", "chain.pid", "gone-me", "stop-done"} {
 			_ = os.RemoveAll(filepath.Join(h.Path, p))
 		}
 		rel := filepath.Join(h.Path, "releases", "1.0.0")
@@ -137,7 +187,7 @@ hosts:
 		fmt.Fprintf(&text, "  - {name: %s, address: %q, path: %s}\n", h.Name, h.SSHAddr, h.Path)
 	}
 	web2 := f.Hosts[1]
-	if err := os.WriteFile(filepath.Join(web2.Path, "fault"), []byte(fmt.Sprintf("%s %s\n", action, kind)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(web2.Path, "fault"), []byte(fault), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	chown(filepath.Join(web2.Path, "fault"))
@@ -146,12 +196,18 @@ hosts:
 		t.Fatal(err)
 	}
 	pool := remote.NewPool(remote.Options{KillGrace: 200 * time.Millisecond, SSHConfigPath: filepath.Join(f.Root, "no-ssh-config")})
-	defer pool.Close()
+	t.Cleanup(func() { pool.Close() })
 	conn := &SSH{Pool: pool, Configs: map[string]remote.HostConfig{}}
 	for _, h := range f.Hosts {
 		conn.Configs[h.Name] = remote.HostConfig{Name: h.Name, Address: h.SSHAddr, User: f.User, IdentityFile: f.IdentityFile,
 			KnownHosts: []string{f.KnownHostsFile}, ConnectTimeout: 10 * time.Second}
 	}
+	return inv, conn
+}
+
+func chainCell(t *testing.T, f *testfleet.Fleet, art, sha string, action plan.Action, kind string, table *[]string) {
+	inv, conn := chainFleet(t, f, art, fmt.Sprintf("%s %s\n", action, kind), "sh {{.Path}}/chain-fault.sh stop && echo stopped")
+	web2 := f.Hosts[1]
 	ch := &countingHosts{Hosts: conn}
 	bal := newFake(t, []string{"web1", "web2", "web3"}, "1.0.0")
 	bal.verify = true
