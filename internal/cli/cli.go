@@ -67,7 +67,9 @@ func isFlagError(err error) bool {
 
 // globals are the flags every command has.
 type globals struct {
-	fleet string
+	fleet  string   // the first of fleets: the inventory file messages name
+	fleets []string // -f, in merge order (fleet.LoadFiles)
+	env    string   // --env, or $RELCTL_ENV
 }
 
 func newRoot(ios *IO) *cobra.Command {
@@ -80,15 +82,23 @@ upgrade from that version to another (pre-deploy migrations, host-by-host
 deploys behind the load balancer, post-deploy migrations) and runs it.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionString(),
 	}
+	root.SetVersionTemplate("relctl {{.Version}}\n")
+	root.Flags().BoolP("version", "v", false, "print relctl's version (as relctl version does)")
 	def := os.Getenv("RELCTL_FLEET")
 	if def == "" {
 		def = "fleet.yaml"
 	}
-	root.PersistentFlags().StringVarP(&g.fleet, "fleet", "f", def, "fleet inventory (or $RELCTL_FLEET)")
+	g.fleet = def
+	root.PersistentFlags().StringArrayVarP(&g.fleets, "fleet", "f", []string{def},
+		"fleet inventory (or $RELCTL_FLEET); repeat to merge several files in order, later wins key by key")
+	root.PersistentFlags().StringVarP(&g.env, "env", "e", os.Getenv("RELCTL_ENV"),
+		"environment of the inventory to use (or $RELCTL_ENV): its environments.<name> overlay is merged over the files")
 	var cf connFlags
 	root.Flags().BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	root.Args = cobra.NoArgs
+	root.PersistentPreRunE = checkFlagValues
 	root.RunE = rootRun(ios, g, &cf)
 	root.AddCommand(
 		newPlanCmd(ios, g),
@@ -103,7 +113,10 @@ deploys behind the load balancer, post-deploy migrations) and runs it.`,
 		newVersionCmd(ios),
 		newDemoCmd(ios),
 		newDemoappCmd(ios),
+		newInitCmd(ios, g),
+		newValidateCmd(ios, g),
 	)
+	conventions(root, g)
 	return root
 }
 
@@ -113,19 +126,35 @@ func newVersionCmd(ios *IO) *cobra.Command {
 		Short: "Print relctl's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := Version
-			if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-				v = bi.Main.Version
-			}
-			fmt.Fprintf(ios.Out, "relctl %s\n", v)
+			fmt.Fprintf(ios.Out, "relctl %s\n", versionString())
 			return nil
 		},
 	}
 }
 
+// versionString is relctl's version: Version as set by -ldflags, else the
+// module version go install recorded, else "dev". `relctl version` and
+// `relctl --version` print it the same way.
+func versionString() string {
+	v := Version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return v
+}
+
+// files is -f in merge order; g.fleet becomes the first of them (the flag
+// fills g.fleets only, so g.fleet is kept in step here).
+func (g *globals) files() []string {
+	if len(g.fleets) > 0 {
+		g.fleet = g.fleets[0]
+	}
+	return g.fleets
+}
+
 // loadFleet loads the inventory, turning its errors into usage errors.
 func loadFleet(g *globals) (*fleet.Inventory, error) {
-	inv, err := fleet.Load(g.fleet)
+	inv, err := fleet.LoadFiles(g.files(), g.env)
 	if err != nil {
 		if errors.Is(err, fleet.ErrInvalid) {
 			return nil, withCode(ExitUsage, err)

@@ -75,9 +75,9 @@ func TestPlanErrors(t *testing.T) {
 		want string
 	}{
 		{"bad inventory", []string{"plan", "-f", bad, "--upfrom", "1.3.2", "--to", "2.0.0"}, ExitUsage, fmt.Sprintf("fleet.yaml:%d: hosts[3] (web4): address is required", web4Line)},
-		{"missing inventory", []string{"plan", "-f", filepath.Join(dir, "nope.yaml"), "--upfrom", "1", "--to", "2"}, ExitUsage, "nope.yaml"},
+		{"missing inventory", []string{"plan", "-f", filepath.Join(dir, "nope.yaml"), "--upfrom", "1.0.0", "--to", "2.0.0"}, ExitUsage, "nope.yaml"},
 		{"no --to", []string{"plan", "-f", example, "--upfrom", "1.3.2"}, ExitUsage, `"to" not set`},
-		{"bad version", []string{"plan", "-f", example, "--upfrom", "1.3.2", "--to", "2.0;reboot"}, ExitError, "may hold only letters"},
+		{"bad version", []string{"plan", "-f", example, "--upfrom", "1.3.2", "--to", "2.0;reboot"}, ExitUsage, "may hold only letters"},
 		{"no path", []string{"plan", "-f", example, "--upfrom", "0.9.0", "--to", "2.0.0"}, ExitUsage, "no upgrade path from 0.9.0"},
 		{"downgrade", []string{"plan", "-f", example, "--upfrom", "2.0.0", "--to", "1.4.0"}, ExitUsage, "relctl downgrade"},
 		{"bad format", []string{"plan", "-f", example, "--upfrom", "1.3.2", "--to", "1.4.0", "--format", "yaml"}, ExitUsage, "--format"},

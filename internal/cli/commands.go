@@ -1,16 +1,9 @@
 package cli
 
 import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"strings"
-	"time"
-
 	"github.com/spf13/cobra"
 
 	"github.com/relctl/relctl/internal/demo/demoapp"
-	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/ops"
 	"github.com/relctl/relctl/internal/tui"
 )
@@ -18,7 +11,8 @@ import (
 // StatusOptions are status's flags.
 type StatusOptions struct {
 	Conn connFlags
-	JSON bool
+	Sel  selFlags
+	Out  outputFlags
 }
 
 func newStatusCmd(ios *IO, g *globals) *cobra.Command {
@@ -29,76 +23,25 @@ func newStatusCmd(ios *IO, g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withEnv(ios, g, o.Conn, func(env *ops.Env) error {
-				return showStatus(ios, env.Inv, env.Status(cmd.Context()), o.JSON)
+				st, inv, err := env.StatusOf(cmd.Context(), o.Sel.selection())
+				if err != nil {
+					return err
+				}
+				return showStatus(ios, inv, st, o.Out)
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
+	addSelectFlags(cmd, &o.Sel)
+	addOutputFlags(cmd, &o.Out, "tab-separated fields under a header line, as on a pipe, even on a terminal", "one JSON document (docs/json.md)")
 	cmd.Flags().BoolVar(&o.Conn.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	return cmd
-}
-
-// showStatus is status's view.
-func showStatus(ios *IO, inv *fleet.Inventory, st ops.Status, asJSON bool) error {
-	byServer := map[string][]string{}
-	for _, s := range st.Balancer {
-		x := string(s.Status)
-		if s.Sessions > 0 {
-			x += fmt.Sprintf(" (%d sess)", s.Sessions)
-		}
-		byServer[s.Server] = append(byServer[s.Server], x)
-	}
-	if asJSON {
-		return json.NewEncoder(ios.Out).Encode(map[string]any{"hosts": st.Hosts, "balancer": st.Balancer, "lock": st.Lock})
-	}
-	tw := table(ios.Out)
-	fmt.Fprintln(tw, "HOST\tVERSION\tHEALTH\tBALANCER\tRELEASES")
-	unreachable := 0
-	for i, h := range st.Hosts {
-		v, health := h.Version, h.Health
-		if !h.Reachable {
-			unreachable++
-			v, health = "?", "unreachable: "+h.Error
-		}
-		lbs := strings.Join(byServer[inv.Hosts[i].Server], ",")
-		if lbs == "" {
-			lbs = "-"
-			if inv.Balancer.Kind == fleet.BalancerNone {
-				lbs = "(none)"
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, v, health, lbs, strings.Join(h.Releases, " "))
-	}
-	tw.Flush()
-	switch {
-	case st.LockErr != nil:
-		fmt.Fprintf(ios.Out, "lock: unknown (%v)\n", st.LockErr)
-	case st.Lock == nil:
-		fmt.Fprintln(ios.Out, "lock: free")
-	default:
-		fmt.Fprintf(ios.Out, "lock: %s\n", st.Lock)
-	}
-	if st.LBErr != nil {
-		fmt.Fprintf(ios.Out, "balancer: %v\n", st.LBErr)
-	}
-	switch r := st.Unfinished; {
-	case st.JournalErr != nil:
-		fmt.Fprintf(ios.Out, "journal: %v\n", st.JournalErr)
-	case r != nil && st.Alive != nil && st.Alive.Alive:
-		fmt.Fprintf(ios.Out, "running: %s by %s (%s %s → %s): %s\n", r.ID, r.Owner, r.Plan.Kind, r.Plan.From, r.Plan.To, st.Alive.Why)
-	case r != nil:
-		fmt.Fprintf(ios.Out, "unfinished run: %s by %s (%s %s → %s): relctl resume, or relctl resume --rollback\n", r.ID, r.Owner, r.Plan.Kind, r.Plan.From, r.Plan.To)
-	}
-	if unreachable > 0 {
-		return withCode(ExitError, fmt.Errorf("%s unreachable", plural(unreachable, "host")))
-	}
-	return nil
 }
 
 // RollbackOptions are rollback's flags.
 type RollbackOptions struct {
 	Conn connFlags
 	Out  outFlags
+	Sel  selFlags
 }
 
 func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
@@ -109,7 +52,7 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withEnv(ios, g, o.Conn, func(env *ops.Env) error {
-				pr, err := env.PlanRollback(cmd.Context())
+				pr, err := env.PlanRollbackOf(cmd.Context(), o.Sel.selection())
 				if err != nil {
 					return err
 				}
@@ -118,6 +61,8 @@ func newRollbackCmd(ios *IO, g *globals) *cobra.Command {
 		},
 	}
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addSelectFlags(cmd, &o.Sel)
+	addNoteFlags(cmd, &o.Conn, true)
 	return cmd
 }
 
@@ -167,6 +112,7 @@ func newResumeCmd(ios *IO, g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&o.Rollback, "rollback", false, "roll the unfinished run back instead of finishing it")
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, true) // a continued run keeps its own: they apply to --rollback
 	return cmd
 }
 
@@ -184,6 +130,7 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 		Short: "Emergency downgrade along a declared path: bigger batches, short drains, no canary pause, audited",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Conn.reason = o.Reason
 			return withEnv(ios, g, o.Conn, func(env *ops.Env) error {
 				if wantTUI(ios, o.Out) {
 					if err := env.RefuseUnfinished(); err != nil {
@@ -203,7 +150,9 @@ func newDowngradeCmd(ios *IO, g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&o.To, "to", "", "the version to go back to (required)")
 	cmd.Flags().StringVar(&o.Reason, "reason", "", "why, for the audit record (required)")
 	_ = cmd.MarkFlagRequired("to")
+	_ = cmd.MarkFlagRequired("reason")
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, false)
 	return cmd
 }
 
@@ -232,11 +181,13 @@ func newRepairCmd(ios *IO, g *globals) *cobra.Command {
 		},
 	}
 	addRunFlags(cmd, &o.Conn, &o.Out)
+	addNoteFlags(cmd, &o.Conn, true)
 	return cmd
 }
 
 func newLockCmd(ios *IO, g *globals) *cobra.Command {
 	var cf connFlags
+	var of outputFlags
 	cmd := &cobra.Command{
 		Use:   "lock",
 		Short: "Show who holds the fleet's deploy lock",
@@ -248,12 +199,7 @@ func newLockCmd(ios *IO, g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if info == nil {
-					fmt.Fprintf(ios.Out, "free (on %s)\n", l.Host)
-					return nil
-				}
-				fmt.Fprintf(ios.Out, "%s (on %s)\n", info, l.Host)
-				return nil
+				return showLock(ios, l.Host, info, false, of)
 			})
 		},
 	}
@@ -268,65 +214,52 @@ func newLockCmd(ios *IO, g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if info == nil {
-					fmt.Fprintln(ios.Out, "the fleet is not locked")
-					return nil
-				}
-				fmt.Fprintf(ios.Out, "broke the lock %s (audited in .relctl/history.jsonl on %s)\n", info, env.Lock().Host)
-				return nil
+				return showLock(ios, env.Lock().Host, info, true, of)
 			})
 		},
 	}
 	brk.Flags().BoolVar(&force, "force", false, "break a lock whose lease is still live")
 	cmd.AddCommand(brk)
+	cmd.PersistentFlags().BoolVar(&of.plain, "plain", false, "accepted for uniformity: lock always prints one plain line")
+	cmd.PersistentFlags().BoolVar(&of.json, "json", false, "one JSON document (docs/json.md)")
 	cmd.PersistentFlags().BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	return cmd
 }
 
 func newHistoryCmd(ios *IO, g *globals) *cobra.Command {
-	var cf connFlags
-	var asJSON bool
-	var limit int
+	o := &historyOptions{}
 	cmd := &cobra.Command{
 		Use:   "history",
 		Short: "What relctl did on the fleet, newest first, from every host's audit record",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withEnv(ios, g, cf, func(env *ops.Env) error {
-				recs, errs := env.History(cmd.Context())
-				if limit > 0 && len(recs) > limit {
-					recs = recs[:limit]
-				}
-				if asJSON {
-					enc := json.NewEncoder(ios.Out)
-					for _, r := range recs {
-						_ = enc.Encode(r)
-					}
-				} else {
-					tw := table(ios.Out)
-					fmt.Fprintln(tw, "TIME\tHOST\tRUN\tOWNER\tWHAT\tRESULT")
-					for _, r := range recs {
-						what := fmt.Sprintf("%s %s → %s", r.Kind, r.From, r.To)
-						switch r.Kind {
-						case "lock-break":
-							what = "lock break of run " + r.PrevRun
-						case "lock-takeover":
-							what = "lock takeover from run " + r.PrevRun
-						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), r.Host, r.RunID, r.Owner, what, r.Result)
-					}
-					tw.Flush()
-				}
-				if err := errors.Join(errs...); err != nil {
-					return withCode(ExitError, err)
-				}
-				return nil
-			})
+			inv, err := loadFleet(g)
+			if err != nil {
+				return err
+			}
+			f, err := parseHistoryFilter(inv, o, timeNow())
+			if err != nil {
+				return err
+			}
+			env, err := newEnv(ios, inv, o.Conn)
+			if err != nil {
+				return err
+			}
+			defer env.Conn.Pool.Close()
+			var only []string
+			if f.host != "" {
+				only = []string{f.host}
+			}
+			recs, errs := env.HistoryOf(cmd.Context(), only)
+			return runHistory(ios, recs, errs, f, o)
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON lines")
-	cmd.Flags().IntVarP(&limit, "limit", "n", 50, "at most this many records (0 = all)")
-	cmd.Flags().BoolVar(&cf.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
+	addOutputFlags(cmd, &o.Out, "tab-separated fields under a header line, as on a pipe, even on a terminal", `JSON lines, one record each, "v": 1 (docs/json.md)`)
+	cmd.Flags().IntVarP(&o.Limit, "limit", "n", 50, "at most this many records, after the filters (0 = all)")
+	cmd.Flags().StringVar(&o.Host, "host", "", "only the records of this host (one of the inventory's)")
+	cmd.Flags().StringVar(&o.Run, "run", "", "only this run's records (its id, or the beginning of it)")
+	cmd.Flags().StringVar(&o.Since, "since", "", "only records since then: a duration back from now (90m, 24h, 7d) or an RFC 3339 time")
+	cmd.Flags().BoolVar(&o.Conn.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
 	return cmd
 }
 

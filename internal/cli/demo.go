@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/relctl/relctl/internal/demo/demoapp"
 	"github.com/relctl/relctl/internal/demo/sandbox"
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/shell"
 	"github.com/relctl/relctl/internal/tui"
 )
 
@@ -20,6 +23,7 @@ type demoOptions struct {
 	plain      bool
 	to         string
 	failHealth string
+	badRelease string
 	keep       bool
 	balancer   string
 	rate       int
@@ -38,10 +42,20 @@ traffic through it. Then it upgrades the fleet with the same code apply uses.
 In a terminal it opens the TUI; with --plain (or without a terminal) it runs
 the whole upgrade to 2.0.0 (through the required stop 1.1.0), prints every
 step and the traffic figures, and exits 0 only if no request failed.
-Everything it started is stopped when it exits, Ctrl-C included.`,
+Everything it started is stopped when it exits, Ctrl-C included, and its
+directory is removed.
+
+With --keep the fleet outlives the upgrade (or the TUI): relctl prints the
+inventory, every process it left running (pids) and commands to drive the
+fleet from another terminal, and keeps it all running until Ctrl-C (or
+SIGTERM). Then it stops every process and keeps the directory (fleet.yaml,
+journal, host trees) for you to read.`,
 		Example: `  relctl demo
   relctl demo --plain
-  relctl demo --plain --fail-health 2.0.0     # watch the canary fail and the run roll back`,
+  relctl demo --plain --fail-health 2.0.0     # watch the canary fail and the run roll back
+  relctl demo --plain --to 1.1.0 --keep       # then drive the fleet from another terminal until Ctrl-C
+  relctl demo --bad-release 2.0.0             # 2.0.0 answers 10% of requests with 500, health green:
+                                              # canary analysis (mode auto) rolls it back by itself`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.Context(), ios, o) },
 	}
@@ -50,7 +64,8 @@ Everything it started is stopped when it exits, Ctrl-C included.`,
 	f.BoolVar(&o.plain, "plain", false, "run the upgrade non-interactively with plain output (the default without a terminal)")
 	f.StringVar(&o.to, "to", "2.0.0", "version to upgrade to (--plain)")
 	f.StringVar(&o.failHealth, "fail-health", "", "make this release fail its health check, to watch an automatic rollback")
-	f.BoolVar(&o.keep, "keep", false, "keep the demo directory (fleet.yaml, journal, host trees) after exit")
+	f.BoolVar(&o.keep, "keep", false, "after the upgrade (or the TUI) keep the fleet running until Ctrl-C, for other relctl commands from another terminal; then stop it and keep its directory (fleet.yaml, journal, host trees)")
+	f.StringVar(&o.badRelease, "bad-release", "", "make this release answer 10% of requests with 500 while its health stays green; the demo's canary analysis (mode auto) rolls it back")
 	f.StringVar(&o.balancer, "balancer", "auto", "auto, haproxy or builtin")
 	f.IntVar(&o.rate, "rate", 50, "demo traffic, requests per second")
 	return cmd
@@ -71,7 +86,7 @@ func runDemo(ctx context.Context, ios *IO, o *demoOptions) error {
 	t0 := time.Now()
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	d, err := sandbox.Start(startCtx, sandbox.Options{
-		Hosts: o.hosts, Keep: o.keep, Relctl: self, FailHealth: o.failHealth,
+		Hosts: o.hosts, Keep: o.keep, Relctl: self, FailHealth: o.failHealth, BadRelease: o.badRelease,
 		Balancer: o.balancer, Traffic: true, Rate: o.rate,
 	})
 	cancel()
@@ -79,11 +94,16 @@ func runDemo(ctx context.Context, ios *IO, o *demoOptions) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer func() {
-		if err := d.Close(); err != nil {
+		err := d.Close()
+		if err != nil {
 			fmt.Fprintf(ios.Err, "demo: stopping: %v\n", err)
 		}
 		if o.keep {
-			fmt.Fprintf(ios.Err, "demo kept in %s\n", d.Dir)
+			if err == nil {
+				fmt.Fprintf(ios.Err, "demo: stopped every process it started; kept %s (fleet.yaml, journal, host trees): rm -rf %s when done\n", d.Dir, shell.Quote(d.Dir))
+			} else {
+				fmt.Fprintf(ios.Err, "demo: kept %s\n", d.Dir)
+			}
 		}
 	}()
 	fmt.Fprintf(ios.Err, "demo fleet up in %s: %d hosts on 1.0.0 behind %s at %s, traffic at %d req/s\n  inventory: %s\n",
@@ -102,10 +122,20 @@ func runDemo(ctx context.Context, ios *IO, o *demoOptions) error {
 		inv.Health.Timeout = 5 * time.Second
 		fmt.Fprintf(ios.Err, "%s will fail its health check; relctl gives a host %s to become healthy\n", o.failHealth, inv.Health.Timeout)
 	}
-	if !o.plain && ios.interactive() && isTerminal(ios.Out) {
-		return runDemoTUI(ctx, ios, inv, d)
+	if o.badRelease != "" {
+		a := inv.Analysis
+		fmt.Fprintf(ios.Err, "%s will answer %g%% of its requests with 500 while its health check stays green; canary analysis (mode %s) watches each canary for %s\n",
+			o.badRelease, sandbox.DefaultBadShare*100, a.Mode, a.Duration)
 	}
-	return runDemoPlain(ctx, ios, inv, d, o)
+	if !o.plain && ios.interactive() && isTerminal(ios.Out) {
+		err = runDemoTUI(ctx, ios, inv, d)
+	} else {
+		err = runDemoPlain(ctx, ios, inv, d, o)
+	}
+	if o.keep {
+		holdDemo(ctx, ios, d)
+	}
+	return err
 }
 
 func runDemoPlain(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox.Demo, o *demoOptions) error {
@@ -114,6 +144,11 @@ func runDemoPlain(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox
 	time.Sleep(300 * time.Millisecond)
 	st := d.Traffic()
 	failed := st.Non2xx + st.Errors
+	if o.badRelease != "" {
+		// The bad release's own 500s are the point of the demo: every
+		// other failure still fails it.
+		failed -= st.ByStatus[500]
+	}
 	fmt.Fprintf(ios.Out, "traffic:\t%d requests, %d failed (%d non-2xx, %d errors), p50 %s, p99 %s\n",
 		st.Requests, failed, st.Non2xx, st.Errors, st.P50.Round(time.Microsecond), st.P99.Round(time.Microsecond))
 	for _, e := range st.FirstErrors {
@@ -121,6 +156,10 @@ func runDemoPlain(ctx context.Context, ios *IO, inv *fleet.Inventory, d *sandbox
 	}
 	if failed > 0 {
 		return withCode(ExitError, errors.Join(runErr, fmt.Errorf("demo: %d requests failed during the run", failed)))
+	}
+	if o.badRelease != "" && codeOf(runErr) == ExitRolledBack {
+		fmt.Fprintf(ios.Out, "demo:\tcanary analysis caught %s and the run rolled back by itself; the only failed requests were the %d 500s the bad release served\n", o.badRelease, st.ByStatus[500])
+		return nil
 	}
 	if o.failHealth != "" {
 		// The run is expected to roll back; that is the demo's success.
@@ -149,4 +188,40 @@ func (t demoTraffic) Traffic() (tui.TrafficStats, bool) {
 		return tui.TrafficStats{}, false
 	}
 	return tui.TrafficStats{Requests: s.Requests, Failed: s.Non2xx + s.Errors, P50: s.P50, P99: s.P99}, true
+}
+
+// holdDemo is --keep: it says what runs and how to reach it, and keeps the
+// demo running until ctx ends (Ctrl-C or SIGTERM); runDemo's Close then
+// stops it all and keeps the directory.
+func holdDemo(ctx context.Context, ios *IO, d *sandbox.Demo) {
+	if ctx.Err() != nil {
+		return // interrupted during the run: stop now
+	}
+	me := os.Getpid()
+	q := shell.Quote
+	var b strings.Builder
+	fmt.Fprintf(&b, "\ndemo: --keep: the demo fleet keeps running until Ctrl-C here (or kill -TERM %d). Running now:\n", me)
+	for _, h := range d.Hosts {
+		app := "no app serving"
+		if pid, ok := demoapp.ServingPid(h.Path); ok {
+			app = fmt.Sprintf("app pid %d on %s", pid, h.AppAddr)
+		}
+		fmt.Fprintf(&b, "  %s: ssh %s (inside this relctl, pid %d), %s\n", h.Name, h.SSHAddr, me, app)
+	}
+	lb := fmt.Sprintf("inside this relctl, pid %d", me)
+	if pid := d.BalancerPID(); pid > 0 {
+		lb = fmt.Sprintf("pid %d", pid)
+	}
+	fmt.Fprintf(&b, "  balancer: %s (%s) at %s, admin %s\n", d.BalancerKind, lb, d.Frontend, d.AdminAddr)
+	fmt.Fprintf(&b, "  directory: %s\n", d.Dir)
+	fmt.Fprintf(&b, "From another terminal:\n")
+	fmt.Fprintf(&b, "  export XDG_STATE_HOME=%s   # the demo's journal, for status, resume and history\n", q(filepath.Join(d.Dir, "state")))
+	fmt.Fprintf(&b, "  relctl -f %s status\n", q(d.FleetFile))
+	fmt.Fprintf(&b, "  relctl -f %s history\n", q(d.FleetFile))
+	fmt.Fprintf(&b, "  relctl -f %s            # the TUI\n", q(d.FleetFile))
+	fmt.Fprintf(&b, "  curl %s/version\n", d.Frontend)
+	fmt.Fprintf(&b, "Ctrl-C stops every process above; the directory stays.\n")
+	fmt.Fprint(ios.Err, b.String())
+	<-ctx.Done()
+	fmt.Fprintln(ios.Err, "demo: stopping every process of the demo fleet; its directory stays")
 }

@@ -18,6 +18,7 @@ const (
 	ExitAborted    = view.ExitAborted
 	ExitPaused     = view.ExitPaused
 	ExitPartial    = view.ExitPartial
+	ExitRefused    = view.ExitRefused
 )
 
 // RunEnd and Verdict are view's: the fault matrix of package rollout checks

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -14,6 +15,8 @@ import (
 type planOptions struct {
 	to, upfrom, format, output string
 	conn                       connFlags
+	sel                        selFlags
+	out                        outputFlags
 }
 
 func newPlanCmd(ios *IO, g *globals) *cobra.Command {
@@ -35,12 +38,28 @@ func newPlanCmd(ios *IO, g *globals) *cobra.Command {
 	f.StringVar(&o.format, "format", "text", "text, markdown or json")
 	f.StringVarP(&o.output, "output", "o", "", "write the plan to this file instead of stdout")
 	f.BoolVar(&o.conn.acceptNew, "accept-new-host-keys", false, "accept and record unknown host keys")
+	addSelectFlags(cmd, &o.sel)
+	addOutputFlags(cmd, &o.out, "the text plan (--format text, the default)", "the plan as JSON (--format json; docs/json.md)")
 	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }
 
 func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
-	render, err := renderer(o.format)
+	// --json is --format json, --plain --format text.
+	format := o.format
+	for _, x := range []struct {
+		set          bool
+		flag, format string
+	}{{o.out.json, "json", "json"}, {o.out.plain, "plain", "text"}} {
+		if !x.set {
+			continue
+		}
+		if cmd.Flags().Changed("format") && format != x.format {
+			return withCode(ExitUsage, fmt.Errorf("--format %s contradicts --%s", format, x.flag))
+		}
+		format = x.format
+	}
+	render, err := renderer(format)
 	if err != nil {
 		return err
 	}
@@ -53,12 +72,12 @@ func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
 		return err
 	}
 	defer env.Conn.Pool.Close()
-	pr, err := env.PlanUpgrade(cmd.Context(), ops.UpgradeOptions{To: o.to, Upfrom: o.upfrom, Offline: o.upfrom != "", Preview: true})
+	pr, err := env.PlanUpgrade(cmd.Context(), ops.UpgradeOptions{To: o.to, Upfrom: o.upfrom, Offline: o.upfrom != "", Preview: true, Select: o.sel.selection()})
 	if err != nil {
 		return err
 	}
 	p := pr.Plan
-	warnMissingArtifacts(ios, inv, p)
+	cannot := warnMissingArtifacts(ios, inv, p)
 	out, err := render(p)
 	if err != nil {
 		return err
@@ -68,10 +87,12 @@ func runPlan(cmd *cobra.Command, ios *IO, g *globals, o *planOptions) error {
 			return fmt.Errorf("write plan: %w", err)
 		}
 		fmt.Fprintf(ios.Err, "plan written to %s\n", o.output)
-		return nil
+		return cannot
 	}
-	_, err = ios.Out.Write(out)
-	return err
+	if _, err = ios.Out.Write(out); err != nil {
+		return err
+	}
+	return cannot
 }
 
 func renderer(format string) (func(*plan.Plan) ([]byte, error), error) {
@@ -86,17 +107,31 @@ func renderer(format string) (func(*plan.Plan) ([]byte, error), error) {
 	return nil, withCode(ExitUsage, fmt.Errorf("--format %q: use text, markdown or json", format))
 }
 
-// warnMissingArtifacts tells the operator now what preflight would refuse later.
-func warnMissingArtifacts(ios *IO, inv *fleet.Inventory, p *plan.Plan) {
+// warnMissingArtifacts tells the operator now what preflight would refuse
+// later. A version of the plan that is no release at all (not in the
+// releases table, and no artifact) makes the plan one that cannot run: the
+// returned error (exit 2) says so, after the plan is printed. A declared
+// release whose artifact is not on this machine yet is only a warning: the
+// plan may be applied where the artifact is.
+func warnMissingArtifacts(ios *IO, inv *fleet.Inventory, p *plan.Plan) error {
+	var unknown []string
 	for _, h := range p.Hops {
 		path, err := artifactPath(inv, h.To)
 		if err != nil {
 			continue
 		}
 		if _, err := os.Stat(path); err != nil {
+			if _, declared := inv.Releases[h.To]; !declared {
+				unknown = append(unknown, fmt.Sprintf("%s (not in the releases table of %s, and no artifact at %s)", h.To, inv.File, path))
+				continue
+			}
 			fmt.Fprintf(ios.Err, "warning: artifact for %s not found at %s: apply will refuse to start\n", h.To, path)
 		}
 	}
+	if len(unknown) > 0 {
+		return withCode(ExitUsage, fmt.Errorf("this plan cannot run: no release %s", strings.Join(unknown, ", no release ")))
+	}
+	return nil
 }
 
 // artifactPath resolves the artifact of version v relative to the inventory.

@@ -20,6 +20,11 @@ import (
 // there is nothing to do, or show the plan, ask, start and report.
 func showConfirmRun(ctx context.Context, ios *IO, env *ops.Env, pr *ops.Prepared, of outFlags, showPlan bool) error {
 	if pr.Nothing != "" {
+		if of.json {
+			// stdout stays a stream of events: here, none.
+			fmt.Fprintln(ios.Err, pr.Nothing)
+			return nil
+		}
 		fmt.Fprintln(ios.Out, pr.Nothing)
 		return nil
 	}

@@ -35,8 +35,12 @@ type tuiBackend struct {
 	mu       sync.Mutex
 	bal      lb.Balancer
 	prepared map[*plan.Plan]*ops.Prepared // what each plan the TUI holds was prepared with
-	refused  error                        // the last start refused by the lock, until a run starts
+	refused  error                        // the last start refused by the lock (or a before_run hook), until a run starts
 	result   *rollout.Result              // how the last run ended
+	// runDone is closed when the last run's Wait returned (its end hooks
+	// included); events is that run's channel.
+	runDone chan struct{}
+	events  *event.Chan
 }
 
 var _ tui.Backend = (*tuiBackend)(nil)
@@ -149,13 +153,16 @@ func (b *tuiBackend) start(pr *ops.Prepared) (tui.Handle, <-chan event.Event, er
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err != nil {
-		if errors.Is(err, rollout.ErrLocked) {
+		if errors.Is(err, rollout.ErrLocked) || errors.Is(err, ops.ErrHookRefused) {
 			b.refused = err
 		}
 		return nil, nil, err
 	}
 	b.refused = nil
+	done := make(chan struct{})
+	b.runDone, b.events = done, ch
 	go func() {
+		defer close(done)
 		defer ch.Close()
 		res := run.Wait(b.ctx)
 		b.mu.Lock()
@@ -236,6 +243,19 @@ func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o 
 		return err
 	}
 	tb.mu.Lock()
+	done, events := tb.runDone, tb.events
+	tb.mu.Unlock()
+	if sum != nil && done != nil {
+		// The run finished: its end hooks (bounded by their timeouts) may
+		// still run. Wait for them, so that the summary reports them and
+		// relctl does not exit under them; nobody reads the events now.
+		go func() {
+			for range events.C {
+			}
+		}()
+		<-done
+	}
+	tb.mu.Lock()
 	res, refused := tb.result, tb.refused
 	tb.mu.Unlock()
 	switch {
@@ -244,8 +264,8 @@ func runTUI(ctx context.Context, ios *IO, inv *fleet.Inventory, cf connFlags, o 
 	case sum != nil:
 		return report(ios, false, rollout.Result{Outcome: outcome, Summary: *sum})
 	case refused != nil:
-		// The operator tried to start and the lock refused it: exit 4,
-		// as on the command line.
+		// The operator tried to start and the lock (or a before_run
+		// hook) refused it: exit 4 (8), as on the command line.
 		return refused
 	}
 	return nil

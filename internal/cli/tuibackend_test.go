@@ -3,9 +3,12 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/observe"
@@ -87,6 +90,9 @@ func TestTUILockUnreadable(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
+	if code, ok := runAsRelctl(); ok { // the demo tests' child processes
+		os.Exit(code)
+	}
 	// The journal directory of tests that do not set one.
 	if os.Getenv("XDG_STATE_HOME") == "" {
 		dir, err := os.MkdirTemp("", "relctl-cli-state-")
@@ -98,4 +104,80 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(m.Run())
+}
+
+// hookedFixture is tuiFixture over a copy of the example inventory whose
+// before_run hook is beforeRun, with a local artifact for 1.4.0.
+func hookedFixture(t *testing.T, beforeRun string) (*tuiBackend, string) {
+	t.Helper()
+	b, _, _, _ := tuiFixture(t)
+	dir := t.TempDir()
+	src, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "fleet.yaml")
+	// The example's hooks: has only a timeout; give it a before_run.
+	hooked := strings.Replace(string(src), "hooks:", "hooks:\n  before_run: ["+beforeRun+"]", 1)
+	if err := os.WriteFile(file, []byte(hooked), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := fleet.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	art, _ := inv.ArtifactPath("1.4.0")
+	art = filepath.Join(dir, art)
+	os.MkdirAll(filepath.Dir(art), 0o755)
+	os.WriteFile(art, []byte("artifact 1.4.0"), 0o644)
+	b.env.Inv = inv
+	return b, dir
+}
+
+// The TUI's start runs the before_run hooks exactly as the CLI's: a
+// failing one refuses the run (exit 8) before any journal is written, and
+// runTUI then exits 8.
+func TestTUIStartRefusedByABeforeRunHookExits8(t *testing.T) {
+	b, dir := hookedFixture(t, `'cat > in.json; echo "change freeze" >&2; exit 3'`)
+	p, err := b.PlanUpgrade("1.4.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = b.Start(p)
+	if !errors.Is(err, ops.ErrHookRefused) || codeOf(err) != ExitRefused || !strings.Contains(err.Error(), "hooks.before_run[0] failed: exit status 3: change freeze") {
+		t.Fatalf("start: %v (exit %d); want the before_run hook's refusal, exit 8", err, codeOf(err))
+	}
+	if b.refused == nil || codeOf(b.refused) != ExitRefused {
+		t.Errorf("the refusal is not kept for the exit code: %v", b.refused)
+	}
+	if files, _ := filepath.Glob(filepath.Join(b.env.JournalDir, "*")); len(files) != 0 {
+		t.Errorf("a refused start wrote %v", files)
+	}
+	if in, err := os.ReadFile(filepath.Join(dir, "in.json")); err != nil || !strings.Contains(string(in), `"hook":"before_run"`) {
+		t.Errorf("the hook (run in the inventory's directory) got %q, %v", in, err)
+	}
+}
+
+// An interrupt while a before_run hook runs kills it and ends the start
+// as an abort (exit 5), with nothing written, in time.
+func TestInterruptDuringBeforeRunHook(t *testing.T) {
+	b, _ := hookedFixture(t, `'sleep 60 & wait'`)
+	p, err := b.PlanUpgrade("1.4.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.ctx = ctx
+	go func() { time.Sleep(300 * time.Millisecond); cancel() }()
+	t0 := time.Now()
+	_, _, err = b.Start(p)
+	if el := time.Since(t0); el > 10*time.Second {
+		t.Errorf("the interrupted hook held the start for %s", el)
+	}
+	if codeOf(err) != ExitAborted || !strings.Contains(fmt.Sprint(err), "interrupted during the before_run hooks") {
+		t.Fatalf("start: %v (exit %d); want an abort, exit 5", err, codeOf(err))
+	}
+	if files, _ := filepath.Glob(filepath.Join(b.env.JournalDir, "*")); len(files) != 0 {
+		t.Errorf("an interrupted start wrote %v", files)
+	}
 }

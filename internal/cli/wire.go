@@ -3,10 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
@@ -19,9 +17,12 @@ import (
 	"github.com/relctl/relctl/internal/rollout"
 )
 
-// connFlags are the connection flags of every command that talks to hosts.
+// connFlags are the connection flags of every command that talks to hosts,
+// and what the operator says about the runs it starts (note.go): they go
+// with the operations' environment wherever it is built, the TUI's too.
 type connFlags struct {
-	acceptNew bool
+	acceptNew      bool
+	reason, ticket string
 }
 
 // outFlags choose the output mode once (and how to wait for the lock).
@@ -90,16 +91,10 @@ func newEnv(ios *IO, inv *fleet.Inventory, cf connFlags) (*ops.Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ops.Env{Inv: inv, Conn: connect(ios, inv, cf), JournalDir: dir, Owner: owner(), Now: timeNow}, nil
-}
-
-// table writes aligned columns to a terminal and tab-separated ones to a
-// pipe.
-func table(w io.Writer) *tabwriter.Writer {
-	if isTerminal(w) {
-		return tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	if err := ops.CheckNote(cf.reason, cf.ticket); err != nil {
+		return nil, err
 	}
-	return tabwriter.NewWriter(w, 0, 0, 1, '\t', 0)
+	return &ops.Env{Inv: inv, Conn: connect(ios, inv, cf), JournalDir: dir, Owner: owner(), Now: timeNow, Reason: cf.reason, Ticket: cf.ticket}, nil
 }
 
 // runEnd is how a run ended, for Verdict.

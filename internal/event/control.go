@@ -15,8 +15,18 @@ const (
 	// CtlPausedForFailure: the engine waits in Gate.Failed (on_failure:
 	// pause) until the operator answers.
 	CtlPausedForFailure ControlKind = "paused_for_failure"
-	// CtlCanaryGate marks a GateRequested event of the canary gate.
+	// CtlCanaryGate marks a GateRequested event of the canary gate, and,
+	// when canary analysis decides the gate (mode auto or auto-rollback),
+	// its AnalysisVerdict event instead: the point where the canary is
+	// judged (the after_canary hooks run on it).
 	CtlCanaryGate ControlKind = "canary_gate"
+	// CtlCanaryGateAnalysed marks the GateRequested event of a canary gate
+	// whose analysis (mode auto or auto-rollback) left the decision to the
+	// operator; its AnalysisVerdict came first, marked CtlCanaryGate.
+	CtlCanaryGateAnalysed ControlKind = "canary_gate_analysed"
+	// CtlAnalysing: canary analysis started watching the canary (auto and
+	// auto-rollback modes: before any gate is asked).
+	CtlAnalysing ControlKind = "analysing"
 	// CtlLockLost: the run's lock lease could not be renewed.
 	CtlLockLost ControlKind = "lock_lost"
 )

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relctl/relctl/internal/analysis"
 	"github.com/relctl/relctl/internal/plan"
 )
 
@@ -32,6 +33,12 @@ const (
 	Warning       Type = "warning"        // Message, Host
 	Control       Type = "control"        // Message: paused, resumed, abort requested, rollback requested
 	RunFinished   Type = "run_finished"   // Outcome, Summary
+	// AnalysisSample: canary analysis read the balancer's counters; Step,
+	// Analysis (the figures so far, judged without the checks), Message.
+	AnalysisSample Type = "analysis_sample"
+	// AnalysisVerdict: canary analysis ended; Step, Analysis (the verdict
+	// and its evidence), Message.
+	AnalysisVerdict Type = "analysis_verdict"
 )
 
 // Status of a finished step or action.
@@ -105,6 +112,12 @@ type Event struct {
 	Outcome  Outcome       `json:"outcome,omitempty"`
 	Summary  *Summary      `json:"summary,omitempty"`
 	Control  ControlKind   `json:"ctl,omitempty"` // Control and GateRequested events: what happened (see ControlKind)
+	// Analysis is canary analysis's figures (AnalysisSample) or verdict
+	// (AnalysisVerdict).
+	Analysis *analysis.Verdict `json:"analysis,omitempty"`
+
+	// Hook is a HookFinished event's result (hook.go).
+	Hook *HookResult `json:"hook,omitempty"`
 }
 
 // Summary is what a finished run tells the operator.
@@ -128,11 +141,21 @@ type Summary struct {
 	Lock string `json:"lock,omitempty"`
 	// Forced is true when a second interrupt ended the run.
 	Forced bool `json:"forced,omitempty"`
+	// Held says why the run's plan held back a step the whole fleet
+	// needs: a selection's post-migrate while selected-out hosts still
+	// run the old version (the run ends partially upgraded).
+	Held []string `json:"held,omitempty"`
 	// SSHSessions is how many SSH sessions the process opened to each
 	// host (the persistent shell, SFTP, kills of timed-out commands, and
 	// every command on a host without the shell), observation included;
 	// nil when the hosts are not reached over SSH.
 	SSHSessions map[string]int `json:"ssh_sessions,omitempty"`
+	// Analysis is the last canary analysis verdict of the run, with its
+	// evidence; nil when the inventory asks for none.
+	Analysis *analysis.Verdict `json:"analysis,omitempty"`
+	// Hooks are the hooks run for this run so far (hook.go); the summary
+	// of run_finished never holds the hooks that run after it.
+	Hooks []HookResult `json:"hooks,omitempty"`
 }
 
 // Sink consumes events. Emit must not block for long: views that may be slow

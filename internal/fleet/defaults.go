@@ -111,6 +111,8 @@ func applyDefaults(inv *Inventory, set func(path string) bool) {
 			hh.Server = hh.Name
 		}
 	}
+	defaultAnalysis(&inv.Analysis, set)
+	defaultHooks(&inv.Hooks)
 	if inv.Migrations.Host == "" && len(inv.Hosts) > 0 {
 		inv.Migrations.Host = inv.Hosts[0].Name
 	}

@@ -17,6 +17,24 @@ type Error struct {
 	Line int
 	Path string // e.g. "hosts[2] (web3)" or "rollout.batches[1]"
 	Msg  string
+	// Kind, when set, is a more precise sentinel (it wraps ErrInvalid),
+	// such as ErrUnknownEnvironment.
+	Kind error
+	// Unknown is an unknown key's own name; Path is then where it sits
+	// (Msg already names it: this is for programs, see KeyPath).
+	Unknown string
+}
+
+// KeyPath is the full key path of the problem: Path, and an unknown key's
+// own name under it.
+func (e *Error) KeyPath() string {
+	switch {
+	case e.Unknown == "":
+		return e.Path
+	case e.Path == "":
+		return e.Unknown
+	}
+	return e.Path + "." + e.Unknown
 }
 
 func (e *Error) Error() string {
@@ -37,7 +55,12 @@ func (e *Error) Error() string {
 }
 
 // Unwrap lets errors.Is(err, ErrInvalid) hold for every inventory problem.
-func (e *Error) Unwrap() error { return ErrInvalid }
+func (e *Error) Unwrap() error {
+	if e.Kind != nil {
+		return e.Kind
+	}
+	return ErrInvalid
+}
 
 // Errors is every problem found in one inventory, in file order. Loading
 // reports them all at once so that an operator fixes the file in one pass.

@@ -26,7 +26,7 @@ func Load(path string) (*Inventory, error) {
 // Parse checks and defaults an inventory held in memory; file names it in
 // errors. Every problem found is returned at once, as Errors.
 func Parse(file string, data []byte) (*Inventory, error) {
-	l := &loader{file: file, lines: map[string]int{}, reported: map[string]bool{}}
+	l := &loader{file: file, files: []string{file}, lines: map[string]int{}, reported: map[string]bool{}}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Errors{l.syntaxError(err)}
@@ -34,8 +34,18 @@ func Parse(file string, data []byte) (*Inventory, error) {
 	if len(bytes.TrimSpace(data)) == 0 || root.Kind == 0 {
 		return nil, Errors{{File: file, Line: 1, Msg: "inventory is empty"}}
 	}
-	doc := root.Content[0]
+	return l.parse(root.Content[0], "")
+}
+
+// parse checks, decodes, defaults and validates doc, the inventory's
+// document (its layers merged; see layers.go), with environment env (""
+// for none) merged over it.
+func (l *loader) parse(doc *yaml.Node, env string) (*Inventory, error) {
+	if err := l.environments(doc, env); err != nil {
+		return nil, err
+	}
 	l.hostNames = hostNames(doc)
+	become := l.liftBecome(doc, "")
 	// One pass reports everything: the walk records structural problems
 	// (unknown keys, wrong kinds, bad scalars) and cuts the offending keys
 	// out of the tree, so that the rest still decodes and is validated.
@@ -49,7 +59,8 @@ func Parse(file string, data []byte) (*Inventory, error) {
 		l.errs = append(l.errs, l.syntaxError(err))
 		return nil, l.sorted()
 	}
-	inv.File = file
+	inv.File, inv.Files, inv.Environment = l.files[0], l.files, env
+	inv.commandBecome = become
 	applyDefaults(inv, func(p string) bool { _, ok := l.lines[p]; return ok })
 	l.validate(inv)
 	if len(l.errs) > 0 {
@@ -60,6 +71,8 @@ func Parse(file string, data []byte) (*Inventory, error) {
 
 type loader struct {
 	file      string
+	files     []string       // every layer's file, in merge order (layers.go)
+	overlay   bool           // checking an environment's overlay on its own: keys may be partial
 	lines     map[string]int // key path → line, for validation errors
 	hostNames []string
 	errs      Errors
@@ -75,7 +88,8 @@ func (l *loader) syntaxError(err error) *Error {
 	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		n, _ := strconv.Atoi(m[1])
-		return &Error{File: l.file, Line: n, Msg: "YAML: " + m[2]}
+		f, n := l.place(n)
+		return &Error{File: f, Line: n, Msg: "YAML: " + m[2]}
 	}
 	return &Error{File: l.file, Msg: "YAML: " + msg}
 }
@@ -85,6 +99,9 @@ func (l *loader) syntaxError(err error) *Error {
 func (l *loader) sorted() Errors {
 	sort.SliceStable(l.errs, func(i, j int) bool {
 		a, b := l.errs[i], l.errs[j]
+		if fa, fb := l.fileIndex(a.File), l.fileIndex(b.File); fa != fb {
+			return fa < fb // layered files: each file's problems together, in merge order
+		}
 		if a.Line != b.Line {
 			return a.Line < b.Line
 		}
@@ -125,7 +142,8 @@ func digits(s string) int {
 
 // add records a problem at path (a raw path such as "hosts[2].address").
 func (l *loader) add(line int, path, format string, args ...any) {
-	l.errs = append(l.errs, &Error{File: l.file, Line: line, Path: l.pretty(path), Msg: fmt.Sprintf(format, args...)})
+	f, line := l.place(line)
+	l.errs = append(l.errs, &Error{File: f, Line: line, Path: l.pretty(path), Msg: fmt.Sprintf(format, args...)})
 }
 
 // at records a validation problem whose line is looked up from its key
@@ -253,11 +271,16 @@ func (l *loader) check(n *yaml.Node, t reflect.Type, path string) bool {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return true // an empty value: defaults or "is required" apply
 	}
+	if isEnvScalar(n, t) {
+		return true // env: KEY: value (a mapping is walked as a struct)
+	}
 	where := path
 	if where == "" {
 		where = "the document"
 	}
 	switch {
+	case t == hookType && n.Kind == yaml.ScalarNode:
+		return true // a hook written as its command (hooks.go)
 	case t == durationType:
 		if !l.scalar(n, path) {
 			return false
@@ -319,6 +342,7 @@ func (l *loader) check(n *yaml.Node, t reflect.Type, path string) bool {
 					}
 				}
 				l.add(k.Line, path, "%s", msg)
+				l.errs[len(l.errs)-1].Unknown = k.Value
 				l.reported[kp] = true
 				continue
 			}
@@ -363,6 +387,14 @@ func (l *loader) check(n *yaml.Node, t reflect.Type, path string) bool {
 		}
 		if _, err := strconv.Atoi(n.Value); err != nil {
 			l.add(n.Line, path, "%q is not a whole number", n.Value)
+			return false
+		}
+	case t.Kind() == reflect.Float64:
+		if !l.scalar(n, path) {
+			return false
+		}
+		if _, err := strconv.ParseFloat(n.Value, 64); err != nil {
+			l.add(n.Line, path, "%q is not a number", n.Value)
 			return false
 		}
 	case t.Kind() == reflect.Bool:

@@ -20,11 +20,19 @@ type Values struct {
 	Host    string // the host's inventory name
 	Address string // the host's address as written in the inventory
 	Vars    map[string]string
+	// EnvVars are the inventory's env: values for the host (secrets only
+	// once a run resolved them, see Secrets): exported by Env, never
+	// template values.
+	EnvVars map[string]string
 }
 
 // Env returns the values as RELCTL_* environment variables.
 func (v Values) Env() map[string]string {
-	env := map[string]string{
+	env := maps.Clone(v.EnvVars)
+	if env == nil {
+		env = map[string]string{}
+	}
+	maps.Copy(env, map[string]string{
 		"RELCTL_APP":     v.App,
 		"RELCTL_VERSION": v.Version,
 		"RELCTL_FROM":    v.From,
@@ -32,7 +40,7 @@ func (v Values) Env() map[string]string {
 		"RELCTL_PATH":    v.Path,
 		"RELCTL_HOST":    v.Host,
 		"RELCTL_ADDRESS": v.Address,
-	}
+	})
 	return env
 }
 
@@ -122,7 +130,7 @@ func (inv *Inventory) HostValues(h Host, from, to string) Values {
 	p := inv.HostPath(h)
 	return Values{
 		App: inv.App, Version: to, From: from, Release: ReleaseDir(p, to),
-		Path: p, Host: h.Name, Address: h.Address, Vars: vars,
+		Path: p, Host: h.Name, Address: h.Address, Vars: vars, EnvVars: inv.literalEnv(h),
 	}
 }
 

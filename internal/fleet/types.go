@@ -21,6 +21,11 @@ import (
 type Inventory struct {
 	// File is the path the inventory was loaded from; used in error messages.
 	File string `yaml:"-"`
+	// Files are every file merged into the inventory, in order (File is
+	// the first); Environment is the environment merged over them ("" for
+	// none). See layers.go.
+	Files       []string `yaml:"-"`
+	Environment string   `yaml:"-"`
 
 	App          string             `yaml:"app"`
 	Path         string             `yaml:"path"`
@@ -35,13 +40,32 @@ type Inventory struct {
 	Balancer     Balancer           `yaml:"balancer"`
 	Timeouts     Timeouts           `yaml:"timeouts"`
 	Releases     map[string]Release `yaml:"releases"`
+	// Analysis is canary analysis at the canary gate (analysis.go).
+	Analysis Analysis `yaml:"analysis"`
+	// Hooks are local commands run at points of a run (hooks.go).
+	Hooks Hooks `yaml:"hooks"`
 	// Vars are template values for every host ({{.Vars.name}}); a host's own
 	// vars override them. An extension of the original inventory keys.
-	Vars  map[string]string `yaml:"vars"`
-	Hosts []Host            `yaml:"hosts"`
+	Vars map[string]string `yaml:"vars"`
+	// Roles are named groups of hosts with their own commands, health,
+	// batches and balancer membership (roles.go). An extension.
+	Roles map[string]Role `yaml:"roles"`
+	Hosts []Host          `yaml:"hosts"`
+	// Env are environment variables for the commands, delivered on stdin,
+	// never in a command line; a value may be a secret resolved when a run
+	// starts (env.go). An extension of the original inventory keys.
+	Env map[string]EnvValue `yaml:"env,omitempty"`
+	// Become runs the inventory's commands as another user through sudo
+	// (become.go); commands.<name>.become overrides it per command.
+	Become *Become `yaml:"become,omitempty"`
 
 	templates map[string]*Template // parsed commands, filled by validation
 	artifact  *template.Template
+	roles     map[string]*roleInfo // effective role settings, filled by validation
+
+	// commandBecome is commands.<name>.become, lifted out of the commands
+	// mapping before decoding (become.go).
+	commandBecome map[string]*Become
 }
 
 // SSH holds connection settings; a host may override user, port,
@@ -109,6 +133,10 @@ type Rollout struct {
 	WaitBetweenBatches time.Duration `yaml:"wait_between_batches"`
 	MaxFailedHosts     int           `yaml:"max_failed_hosts"`
 	OnFailure          string        `yaml:"on_failure"`
+	// RoleOrder is the order roles are deployed in ([web, worker]), or
+	// "together" (every batch takes its share of each role). Roles not
+	// named come after, in the order they first appear in hosts.
+	RoleOrder StringList `yaml:"role_order"`
 }
 
 // Timeouts bound every remote call of a run, per kind of command: when one
@@ -189,6 +217,10 @@ type Host struct {
 	SSH      HostSSH `yaml:"ssh"`
 	// Vars are this host's template values, merged over the inventory's.
 	Vars map[string]string `yaml:"vars"`
+	// Env are this host's environment values, merged over the inventory's.
+	Env map[string]EnvValue `yaml:"env,omitempty"`
+	// Role names the host's role (roles.go); default: DefaultRole.
+	Role string `yaml:"role"`
 }
 
 // HasLabel reports whether the host carries label l.

@@ -60,11 +60,19 @@ func (l *loader) validate(inv *Inventory) {
 	}
 	l.validateBalancer(inv)
 	l.validateReleases(inv)
+	l.validateAnalysis(inv)
+	l.validateRoles(inv)
+	l.validateHooks(inv)
 	for k := range inv.Vars {
 		if !varRe.MatchString(k) {
 			l.at("vars."+strconv.Quote(k), "var name %q must be a template identifier (letters, digits, _)", k)
 		}
 	}
+	l.validateEnv("env", inv.Env)
+	for i, h := range inv.Hosts {
+		l.validateEnv(fmt.Sprintf("hosts[%d].env", i), h.Env)
+	}
+	l.validateBecome(inv)
 }
 
 func (l *loader) absPath(key, p string, required bool) {
@@ -153,6 +161,9 @@ func (l *loader) validateHosts(inv *Inventory) {
 			l.at(p+".address", "address %q is already used by hosts[%d] (%s)", h.Address, j, inv.Hosts[j].Name)
 		} else {
 			addrs[key] = i
+		}
+		if h.Role != "" && !nameRe.MatchString(h.Role) {
+			l.at(p+".role", "role %q may hold only letters, digits and . _ -", h.Role)
 		}
 		if h.Server != "" && !nameRe.MatchString(h.Server) {
 			l.at(p+".server", "server %q may hold only letters, digits and . _ - (it is sent to the balancer's admin API)", h.Server)

@@ -8,8 +8,9 @@ import (
 	"net"
 	"os/exec"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/relctl/relctl/internal/localexec"
 )
 
 // LocalConnector is a Connector for balancers on this machine (the demo,
@@ -41,16 +42,7 @@ func (LocalConnector) RunOn(ctx context.Context, sshHost, script string) (string
 		return "", fmt.Errorf("run on %s: local connector cannot use ssh", sshHost)
 	}
 	cmd := exec.CommandContext(ctx, "sh", "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		// The group's id is the shell's pid (Setpgid with Pgid 0).
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
-			return nil
-		}
-		return err
-	}
-	cmd.WaitDelay = localWaitDelay
+	localexec.Group(cmd, localWaitDelay)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -61,7 +53,7 @@ func (LocalConnector) RunOn(ctx context.Context, sshHost, script string) (string
 	if errors.Is(err, exec.ErrWaitDelay) {
 		// A child still holds the output: it belongs to this command, and
 		// must not outlive it.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = localexec.KillGroup(cmd)
 		return stdout.String(), fmt.Errorf("%w: the command exited but a child it started still held its output open (killed with its process group)", err)
 	}
 	if err != nil {

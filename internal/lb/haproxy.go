@@ -317,11 +317,14 @@ func (h *haproxy) drain(ctx context.Context, server string, start time.Time) (Dr
 			}
 			remaining += st.Sessions + st.Queued
 		}
-		waited := time.Since(start)
+		// One clock reading for both: a timed-out drain never reports
+		// having waited less than its timeout.
+		now := time.Now()
+		waited := now.Sub(start)
 		if remaining == 0 {
 			return DrainResult{Idle: true, Waited: waited}, nil
 		}
-		if !time.Now().Before(deadline) {
+		if !now.Before(deadline) {
 			return DrainResult{Idle: false, Waited: waited, Remaining: remaining}, nil
 		}
 		if err := sleepCtx(ctx, min(h.cfg.PollInterval, time.Until(deadline))); err != nil {

@@ -92,10 +92,15 @@ func one(ctx context.Context, inv *fleet.Inventory, r Runner, h fleet.Host, o Op
 	out := Host{HostState: plan.HostState{Name: h.Name}}
 	script := fmt.Sprintf(`p=%s
 echo "current=$(readlink "$p/current" 2>/dev/null)"
-echo "releases=$(ls -1 "$p/releases" 2>/dev/null | grep -v '^\.' | grep -v 'relctl-tmp' | tr '\n' ' ')"`, shell.Quote(base))
-	if t := inv.Template(fleet.CmdVersion); t != nil {
+for d in "$p"/releases/*; do
+  [ -d "$d" ] || continue
+  case "${d##*/}" in *relctl-tmp*) continue ;; esac
+  echo "release=${d##*/}"
+done`, shell.Quote(base))
+	if t := inv.HostTemplate(h, fleet.CmdVersion); t != nil {
 		cmd, err := t.Render(inv.HostValues(h, "", ""))
 		if err == nil {
+			cmd, _ = inv.WrapCommand(fleet.CmdVersion, cmd, nil) // become, if any (no environment here)
 			// The first non-empty line, as VersionLine reads it.
 			script += fmt.Sprintf("\necho \"version=$( (%s) 2>/dev/null | sed -n '/[^[:space:]]/{p;q;}')\"", cmd)
 		}
@@ -118,13 +123,17 @@ echo "releases=$(ls -1 "$p/releases" 2>/dev/null | grep -v '^\.' | grep -v 'relc
 		switch k {
 		case "current":
 			out.Current = v
-		case "releases":
-			out.Releases = strings.Fields(v)
-			sort.Strings(out.Releases)
+		case "release":
+			// One line per release, so a directory name with a space
+			// stays one name.
+			if v != "" {
+				out.Releases = append(out.Releases, v)
+			}
 		case "version":
 			ver = v
 		}
 	}
+	sort.Strings(out.Releases)
 	switch {
 	case ver != "":
 		out.Version = VersionLine(ver)
@@ -141,12 +150,13 @@ echo "releases=$(ls -1 "$p/releases" 2>/dev/null | grep -v '^\.' | grep -v 'relc
 		}
 	}
 	if o.Health && out.Version != "" {
-		t := inv.Template(fleet.CmdHealth)
+		t := inv.HostTemplate(h, fleet.CmdHealth)
 		cmd, err := t.Render(inv.HostValues(h, out.Version, out.Version))
 		if err == nil {
+			cmd, _ = inv.WrapCommand(fleet.CmdHealth, cmd, nil)
 			hctx, cancel := context.WithTimeout(ctx, inv.Timeouts.HealthCheck+time.Second)
 			defer cancel()
-			res, err := r.Output(hctx, h.Name, fmt.Sprintf("if ( %s ) >/tmp/.relctl-health.$$ 2>&1; then echo ok; else echo \"failing: $(tail -n1 /tmp/.relctl-health.$$)\"; fi; rm -f /tmp/.relctl-health.$$", cmd))
+			res, err := r.Output(hctx, h.Name, fmt.Sprintf("if o=$( (%s) 2>&1 ); then echo ok; else echo \"failing: $(printf '%%s\\n' \"$o\" | tail -n1)\"; fi", cmd))
 			if err != nil {
 				out.Health = "unknown: " + err.Error()
 			} else {

@@ -2,6 +2,10 @@ package observe
 
 import (
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -47,9 +51,9 @@ func TestObservedVersionsValidated(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := fakeRunner{
-		"web1": "current=/srv/shop/releases/1.0.0\nreleases=1.0.0 \nversion=1.0.0\n",
-		"web2": "current=/srv/shop/releases/1.0.0\nreleases=1.0.0 \nversion=1.0.0 $(touch /tmp/x)\n",
-		"web3": "current=/srv/shop/releases/1.0.0;reboot\nreleases=1.0.0 \nversion=\n",
+		"web1": "current=/srv/shop/releases/1.0.0\nrelease=1.0.0\nversion=1.0.0\n",
+		"web2": "current=/srv/shop/releases/1.0.0\nrelease=1.0.0\nversion=1.0.0 $(touch /tmp/x)\n",
+		"web3": "current=/srv/shop/releases/1.0.0;reboot\nrelease=1.0.0\nversion=\n",
 	}
 	hosts, obs := Fleet(context.Background(), i, r, Options{})
 	if hosts[0].Version != "1.0.0" || hosts[0].Error != "" {
@@ -63,5 +67,50 @@ func TestObservedVersionsValidated(t *testing.T) {
 	_, err = plan.Build(i, obs, plan.Options{To: "1.1.0"})
 	if err == nil || !strings.Contains(err.Error(), "web2: reports an invalid version") || !strings.Contains(err.Error(), "web3") {
 		t.Errorf("plan from invalid versions: %v", err)
+	}
+}
+
+// shRunner runs the observe script in a local sh, so the script itself is
+// what is tested, not a fake's idea of its output.
+type shRunner struct{}
+
+func (shRunner) Output(ctx context.Context, _ string, script string) (string, error) {
+	out, err := exec.CommandContext(ctx, "sh", "-c", script).Output()
+	return string(out), err
+}
+
+// Releases are read one per line: a directory name with a space stays one
+// name, hidden and relctl-tmp directories and plain files are skipped, and
+// a failing health command reports its last line without a temp file.
+func TestObserveScriptOnARealShell(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"1.0.0", "1.1.0", "odd name", ".incoming", "2.0.0.relctl-tmp-1"} {
+		if err := os.MkdirAll(filepath.Join(dir, "releases", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "releases", "shop.tar.gz"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "releases", "1.1.0"), filepath.Join(dir, "current")); err != nil {
+		t.Fatal(err)
+	}
+	src := strings.ReplaceAll(inv, "/srv/shop", dir)
+	src = strings.ReplaceAll(src, "health: check", `health: "echo first; echo 'last line' >&2; exit 1"`)
+	src = strings.ReplaceAll(src, `version: "app --version"`, `version: "echo 1.1.0"`)
+	i, err := fleet.Parse("fleet.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts, _ := Fleet(context.Background(), i, shRunner{}, Options{Health: true})
+	h := hosts[0]
+	if h.Error != "" || h.Version != "1.1.0" {
+		t.Fatalf("web1: %+v", h)
+	}
+	if want := []string{"1.0.0", "1.1.0", "odd name"}; !slices.Equal(h.Releases, want) {
+		t.Errorf("releases %q, want %q", h.Releases, want)
+	}
+	if h.HealthOK || h.Health != "failing: last line" {
+		t.Errorf("health %q ok=%v, want failing: last line", h.Health, h.HealthOK)
 	}
 }

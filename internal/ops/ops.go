@@ -24,10 +24,12 @@ import (
 	"time"
 
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/hooks"
 	"github.com/relctl/relctl/internal/lb"
 	"github.com/relctl/relctl/internal/observe"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/rollout"
+	"github.com/relctl/relctl/internal/version"
 	"github.com/relctl/relctl/internal/view"
 )
 
@@ -38,6 +40,13 @@ type Env struct {
 	Conn       *rollout.SSH
 	JournalDir string
 	Owner      string // user@machine, for the lock and the audit
+	// Reason and Ticket are what the operator says about the runs this
+	// invocation prepares (--reason, --ticket; see CheckNote): recorded in
+	// their plans (note.go).
+	Reason, Ticket string
+	// Hooks runs the inventory's hooks (nil: the inventory's own, run in
+	// its directory; hooks.go).
+	Hooks *hooks.Runner
 
 	// Seams for tests; nil means the real thing over Conn.
 	ObserveFleet func(ctx context.Context, health bool) []observe.Host
@@ -88,7 +97,7 @@ func PlanErrCode(err error) int {
 	switch {
 	case errors.Is(err, plan.ErrNoPath), errors.Is(err, plan.ErrUpfromMismatch), errors.Is(err, plan.ErrIsDowngrade),
 		errors.Is(err, plan.ErrDowngradeRefused), errors.Is(err, plan.ErrMixedFleet), errors.Is(err, plan.ErrPastPointOfNoReturn),
-		errors.Is(err, ErrImmutable):
+		errors.Is(err, ErrImmutable), errors.Is(err, version.ErrInvalid), errors.Is(err, fleet.ErrSelection), errors.Is(err, plan.ErrSelectionPath):
 		return view.ExitUsage
 	}
 	return view.ExitError

@@ -86,6 +86,8 @@ type UpgradeOptions struct {
 	// Preview only shows the plan (relctl plan): an unfinished run does
 	// not stop it.
 	Preview bool
+	// Select aims the plan at some hosts (--hosts, --labels, --roles).
+	Select fleet.Selection
 }
 
 // PlanUpgrade observes the fleet and plans the upgrade to o.To. A version
@@ -106,13 +108,18 @@ func (e *Env) PlanUpgrade(ctx context.Context, o UpgradeOptions) (*Prepared, err
 			return nil, err
 		}
 	}
-	p, err := plan.Build(e.Inv, obs, plan.Options{To: o.To, Upfrom: o.Upfrom, CanVerify: CanVerify(e.Inv)})
+	p, err := plan.Build(e.Inv, obs, plan.Options{To: o.To, Upfrom: o.Upfrom, CanVerify: CanVerify(e.Inv), Select: o.Select})
 	if err != nil {
 		return nil, fail(PlanErrCode(err), err)
 	}
 	if err := e.stampInputs(p, o.Upfrom); err != nil {
 		return nil, err
 	}
+	if !o.Select.Empty() {
+		sel := o.Select
+		p.Inputs.Selection = &sel
+	}
+	e.annotate(p)
 	if !o.Offline {
 		if err := e.CheckImmutable(ctx, p, obs); err != nil {
 			return nil, err
@@ -128,7 +135,7 @@ func (e *Env) PlanUpgrade(ctx context.Context, o UpgradeOptions) (*Prepared, err
 // stampInputs records in p what it was built from, so that a saved plan
 // can be rebuilt and compared (LoadPlan).
 func (e *Env) stampInputs(p *plan.Plan, upfrom string) error {
-	d, err := InventoryDigest(e.Inv.File)
+	d, err := inventoryDigest(e.Inv)
 	if err != nil {
 		return fail(view.ExitUsage, err)
 	}
@@ -221,7 +228,7 @@ func (e *Env) LoadPlan(ctx context.Context, data []byte, source string) (*Prepar
 	if p.Inputs == nil {
 		return nil, fail(view.ExitUsage, fmt.Errorf("%s: the plan carries no inputs (inventory digest, options): save it again with this relctl's relctl plan --format json", source))
 	}
-	d, err := InventoryDigest(e.Inv.File)
+	d, err := inventoryDigest(e.Inv)
 	if err != nil {
 		return nil, fail(view.ExitUsage, err)
 	}
@@ -232,7 +239,7 @@ func (e *Env) LoadPlan(ctx context.Context, data []byte, source string) (*Prepar
 	if err := version.Valid(p.Inputs.To); err != nil {
 		return nil, fail(view.ExitUsage, fmt.Errorf("%s: inputs.to: %w", source, err))
 	}
-	q, err := plan.Build(e.Inv, basis, plan.Options{To: p.Inputs.To, Upfrom: p.Inputs.Upfrom, CanVerify: p.Inputs.CanVerify})
+	q, err := plan.Build(e.Inv, basis, plan.Options{To: p.Inputs.To, Upfrom: p.Inputs.Upfrom, CanVerify: p.Inputs.CanVerify, Select: p.Inputs.Selection.OrAll()})
 	if err != nil {
 		return nil, fail(view.ExitUsage, fmt.Errorf("%s: the plan cannot be rebuilt from its inputs: %w", source, err))
 	}
@@ -250,18 +257,20 @@ func (e *Env) LoadPlan(ctx context.Context, data []byte, source string) (*Prepar
 	if p.Basis.Offline {
 		// An offline plan assumed a version: build it again from what the
 		// fleet really runs; it must still hold.
-		if q, err = plan.Build(e.Inv, obs, plan.Options{To: p.To, Upfrom: p.From, CanVerify: CanVerify(e.Inv)}); err != nil {
+		if q, err = plan.Build(e.Inv, obs, plan.Options{To: p.To, Upfrom: p.From, CanVerify: CanVerify(e.Inv), Select: p.Inputs.Selection.OrAll()}); err != nil {
 			return nil, fail(PlanErrCode(err), fmt.Errorf("%w: %w", plan.ErrStalePlan, err))
 		}
 		if err := e.stampInputs(q, p.From); err != nil {
 			return nil, err
 		}
+		q.Inputs.Selection = p.Inputs.Selection
 	} else if err := plan.CheckBasis(q, obs); err != nil {
 		return nil, fail(view.ExitError, fmt.Errorf("%s: %w", source, err))
 	}
 	if err := e.CheckImmutable(ctx, q, obs); err != nil {
 		return nil, err
 	}
+	e.annotate(q)
 	pr := &Prepared{Plan: q, Observed: obs, Question: fmt.Sprintf("apply this plan to %s?", plural(len(q.DeployHosts()), "host"))}
 	if q.Empty() {
 		pr.Nothing = fmt.Sprintf("nothing to do: every host runs %s", q.To)
@@ -272,6 +281,15 @@ func (e *Env) LoadPlan(ctx context.Context, data []byte, source string) (*Prepar
 // PlanRollback plans sending back every host the last (finished) run
 // switched, before its point of no return.
 func (e *Env) PlanRollback(ctx context.Context) (*Prepared, error) {
+	return e.PlanRollbackOf(ctx, fleet.Selection{})
+}
+
+// PlanRollbackOf is PlanRollback for the selected hosts only (--hosts,
+// --labels, --roles); the plan names the switched hosts it leaves out.
+func (e *Env) PlanRollbackOf(ctx context.Context, sel fleet.Selection) (*Prepared, error) {
+	if _, err := e.Inv.Select(sel); err != nil {
+		return nil, fail(view.ExitUsage, err)
+	}
 	last, lerr := journal.Latest(e.JournalDir)
 	if last == nil {
 		if lerr != nil {
@@ -289,6 +307,12 @@ func (e *Env) PlanRollback(ctx context.Context) (*Prepared, error) {
 	if err != nil {
 		return nil, fail(view.ExitUsage, err)
 	}
+	if p, err = plan.KeepSelected(e.Inv, p, sel); err != nil {
+		return nil, fail(view.ExitUsage, err)
+	}
+	if p.Empty() && !sel.Empty() {
+		return &Prepared{Nothing: fmt.Sprintf("nothing to roll back: the last run switched no host of %s", sel)}, nil
+	}
 	if p.Empty() {
 		return &Prepared{Nothing: "nothing to roll back: the last run switched no host"}, nil
 	}
@@ -304,6 +328,7 @@ func (e *Env) PlanRollback(ctx context.Context) (*Prepared, error) {
 	if p.Empty() {
 		return &Prepared{Nothing: fmt.Sprintf("nothing to roll back: every host the last run switched is already on %s", p.To), Observed: obs}, nil
 	}
+	e.annotate(p)
 	return &Prepared{Plan: p, Observed: obs, Question: fmt.Sprintf("roll %s back to %s?", plural(len(p.DeployHosts()), "host"), p.To)}, nil
 }
 
@@ -328,6 +353,8 @@ func (e *Env) PlanDowngrade(ctx context.Context, to, reason string) (*Prepared, 
 	if err != nil {
 		return nil, fail(PlanErrCode(err), err)
 	}
+	e.annotate(p)
+	p.Reason = reason // the downgrade's own (required) reason
 	pr := &Prepared{Plan: p, Observed: obs, Force: true, Question: fmt.Sprintf("EMERGENCY DOWNGRADE of %s to %s?", plural(len(p.DeployHosts()), "host"), to)}
 	if p.Empty() {
 		pr.Nothing = fmt.Sprintf("nothing to do: every host runs %s", to)
@@ -348,6 +375,7 @@ func (e *Env) PlanRepair(ctx context.Context, hosts []string) (*Prepared, error)
 	if err != nil {
 		return nil, fail(view.ExitUsage, err)
 	}
+	e.annotate(p)
 	// The servers are out of rotation: that is what is repaired.
 	return &Prepared{Plan: p, Observed: obs, Force: true, Question: fmt.Sprintf("bring %s back into service?", strings.Join(hosts, ", "))}, nil
 }

@@ -45,6 +45,9 @@ func (e *Env) PlanResume(ctx context.Context, rollback bool) (*Prepared, error) 
 	}
 	done := len(run.Progress.Finished)
 	if !rollback || run.Plan.Kind == plan.KindRollback {
+		if err := e.keepNote(run); err != nil {
+			return nil, err
+		}
 		// A run already rolling back (its plan changed to the rollback)
 		// is finished by resuming it.
 		pr := &Prepared{Plan: run.Plan, Observed: obs, Resume: run, Force: run.Plan.Kind == plan.KindDowngrade || run.Plan.Kind == plan.KindRepair,
@@ -68,6 +71,7 @@ func (e *Env) PlanResume(ctx context.Context, rollback bool) (*Prepared, error) 
 	rb.Basis = plan.Basis{Fingerprint: obs.Fingerprint(), Hosts: obs.Hosts}
 	rb.RollsBack = run.ID
 	rb = keepInFlight(rb, run, obs)
+	e.annotate(rb)
 	if rb.Empty() {
 		return &Prepared{Settle: run, TakeOver: held, Observed: obs,
 			Nothing: fmt.Sprintf("nothing to roll back: run %s switched no host", run.ID)}, nil

@@ -31,6 +31,7 @@ type Run struct {
 	Engine  *rollout.Engine
 	journal *journal.Writer
 	fresh   bool
+	hooks   *runHooks
 }
 
 // Start runs what pr prepared, after checking it against the fleet as it
@@ -92,13 +93,25 @@ func (e *Env) Start(ctx context.Context, pr *Prepared, o StartOptions) (*Run, er
 	)
 	if pr.Resume != nil {
 		runID = pr.Resume.ID
+	} else {
+		runID = journal.NewRunID(e.now())
+	}
+	// before_run, last of the checks: a hook that fails refuses the run
+	// (exit 8) before any journal is written or the lock is taken.
+	hk := e.newRunHooks(p, runID, pr.Resume != nil, o.Force)
+	passed, err := hk.beforeRun(ctx, p, o.Sinks)
+	if err != nil {
+		hk.cancel()
+		return nil, err
+	}
+	if pr.Resume != nil {
 		j, err = journal.Open(pr.Resume.Path)
 		done = &pr.Resume.Progress
 	} else {
-		runID = journal.NewRunID(e.now())
 		j, err = journal.Create(e.JournalDir, runID)
 	}
 	if err != nil {
+		hk.cancel()
 		return nil, fail(view.ExitError, err)
 	}
 	if note := j.Repaired(); note != "" {
@@ -109,6 +122,11 @@ func (e *Env) Start(ctx context.Context, pr *Prepared, o StartOptions) (*Run, er
 	for _, s := range o.Sinks {
 		bus.Add(s)
 	}
+	hk.bus = bus
+	for _, r := range passed {
+		bus.Emit(hookEvent(r))
+	}
+	bus.Add(hk.watchGate())
 	cfg := rollout.Config{
 		Inventory: e.Inv, Plan: p, Hosts: e.Conn, Balancer: bal, Gate: o.Gate, Bus: bus, Journal: j,
 		Artifacts: arts, RunID: runID, Owner: e.Owner, Resume: done, ForceBalancer: pr.Force, LockWait: o.LockWait,
@@ -126,13 +144,16 @@ func (e *Env) Start(ctx context.Context, pr *Prepared, o StartOptions) (*Run, er
 			}
 		}
 	}
-	return &Run{ID: runID, Engine: rollout.New(cfg), journal: j, fresh: pr.Resume == nil}, nil
+	return &Run{ID: runID, Engine: rollout.New(cfg), journal: j, fresh: pr.Resume == nil, hooks: hk}, nil
 }
 
-// Wait runs the plan to its end and returns how it ended. A new run that
-// the lock refused before changing anything leaves no journal behind.
+// Wait runs the plan to its end and returns how it ended, after the run's
+// end hooks (hooks.go), whose results are in the summary and never change
+// the outcome. A new run that the lock refused before changing anything
+// leaves no journal behind.
 func (r *Run) Wait(ctx context.Context) rollout.Result {
 	res := r.Engine.Run(ctx)
+	r.hooks.finish(&res)
 	_ = r.journal.Close()
 	if r.fresh && errors.Is(res.Err, rollout.ErrLocked) {
 		if run, err := journal.Read(r.journal.Path()); err == nil && !run.Changed() {

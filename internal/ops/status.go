@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -60,6 +61,11 @@ func (e *Env) Status(ctx context.Context) Status {
 // History reads every host's audit log, newest first; a host that cannot
 // be read, or a line that is not a record, is an error naming it.
 func (e *Env) History(ctx context.Context) ([]rollout.HistoryRecord, []error) {
+	return e.HistoryOf(ctx, nil)
+}
+
+// HistoryOf is History of the named hosts only (nil: every host).
+func (e *Env) HistoryOf(ctx context.Context, only []string) ([]rollout.HistoryRecord, []error) {
 	inv := e.Inv
 	var mu sync.Mutex
 	var recs []rollout.HistoryRecord
@@ -67,6 +73,9 @@ func (e *Env) History(ctx context.Context) ([]rollout.HistoryRecord, []error) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(inv.SSH.MaxParallel, 1))
 	for _, h := range inv.Hosts {
+		if only != nil && !slices.Contains(only, h.Name) {
+			continue
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {

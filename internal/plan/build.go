@@ -21,6 +21,9 @@ type Options struct {
 	// (lb.Balancer.CanVerify): only then does each host's sequence end with
 	// a verify action. The preview never lists a check that cannot run.
 	CanVerify bool
+	// Select aims the plan at some hosts (--hosts, --labels, --roles);
+	// empty: the whole fleet.
+	Select fleet.Selection
 }
 
 // Build plans an upgrade of inv, observed as obs, to opts.To. A fleet that
@@ -33,6 +36,11 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 		if err := version.Valid(opts.Upfrom); err != nil {
 			return nil, fmt.Errorf("--upfrom: %w", err)
 		}
+	}
+	full := inv
+	inv, sel, err := selectHosts(inv, obs, opts.Select)
+	if err != nil {
+		return nil, err
 	}
 	from, deploy, skipped, err := fleetVersion(inv, obs, opts.To)
 	if err != nil {
@@ -48,9 +56,19 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 		from = opts.To
 	}
 	p := newPlan(inv, obs, KindUpgrade, from, opts.To, opts.Balancer, opts.CanVerify)
+	if inv.Analysis.Enabled() {
+		a := inv.Analysis
+		p.Settings.Analysis = &a
+	}
 	p.Skipped = skipped
+	p.Selection = sel
+	defer tagRoles(full, p)
 	if len(deploy) == 0 || from == opts.To {
-		p.Notes = append(p.Notes, fmt.Sprintf("nothing to do: every host runs %s", opts.To))
+		what := "every host"
+		if sel != nil {
+			what = "every selected host"
+		}
+		p.Notes = append(p.Notes, fmt.Sprintf("nothing to do: %s runs %s", what, opts.To))
 		return p, nil
 	}
 	if vf, err1 := version.Parse(from); err1 == nil {
@@ -63,6 +81,9 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 		return nil, err
 	}
 	p.Hops = hops
+	if err := checkSelectionPath(sel, hops); err != nil {
+		return nil, err
+	}
 	if len(skipped) > 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("%d host(s) already run %s and are skipped; migrations still run (they must be idempotent)", len(skipped), opts.To))
 	}
@@ -79,7 +100,8 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 	for _, h := range deploy {
 		p.add(Step{ID: "stage/" + h.Name, Kind: StepStage, Hop: -1, Host: h.Name, Versions: versions, Mutating: true, Undo: stageUndo})
 	}
-	batches := Batches(deploy, inv.Rollout.Batches)
+	p.stageMigrationsHost(full, sel, versions, stageUndo)
+	batches := roleBatches(inv, deploy)
 	multi := len(hops) > 1
 	for hi, hop := range hops {
 		suffix := ""
@@ -100,11 +122,18 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 				p.add(Step{ID: "gate/canary" + suffix, Kind: StepGate, Hop: hi, From: hop.From, To: hop.To})
 			}
 		}
-		if inv.Template(fleet.CmdPostMigrate) != nil {
+		if b := sel.behind(hop.To); inv.Template(fleet.CmdPostMigrate) != nil && len(b) > 0 {
+			// The point of no return needs the whole fleet on hop.To.
+			sel.Held = append(sel.Held, heldPostMigrate(sel, b))
+			p.Notes = append(p.Notes, heldPostMigrate(sel, b))
+		} else if inv.Template(fleet.CmdPostMigrate) != nil {
 			p.add(Step{ID: "post-migrate" + suffix, Kind: StepPostMigrate, Hop: hi, Host: lockHost, From: hop.From, To: hop.To,
 				Mutating: true, PointOfNoReturn: true,
 				Undo: fmt.Sprintf("cannot be undone: %s may no longer run on the schema it leaves", hop.From)})
 		}
+	}
+	if p.Settings.Analysis != nil && !p.HasKind(StepGate) {
+		p.Notes = append(p.Notes, "canary analysis: this plan has no canary gate (one batch), so nothing is analysed")
 	}
 	cleanUndo := fmt.Sprintf("nothing to undo: keeps %d releases, never %s or %s", inv.KeepReleases, from, opts.To)
 	for _, h := range deploy {
@@ -135,6 +164,7 @@ func newPlan(inv *fleet.Inventory, obs Observed, kind Kind, from, to, balancer s
 	hosts := append([]HostState(nil), obs.Hosts...)
 	return &Plan{
 		Schema: SchemaVersion, App: inv.App, Kind: kind, From: from, To: to,
+		Environment: inv.Environment, Secrets: inv.SecretNames(),
 		Actions: actions,
 		Settings: Settings{
 			Batches:            inv.Rollout.Batches,

@@ -16,9 +16,10 @@ func Diff(a, b *Plan) string {
 		name string
 		x, y any
 	}{
-		{"kind", a.Kind, b.Kind}, {"app", a.App, b.App}, {"from", a.From, b.From}, {"to", a.To, b.To},
-		{"hops", a.Hops, b.Hops}, {"reason", a.Reason, b.Reason}, {"settings", a.Settings, b.Settings},
+		{"kind", a.Kind, b.Kind}, {"app", a.App, b.App}, {"environment", a.Environment, b.Environment}, {"from", a.From, b.From}, {"to", a.To, b.To},
+		{"hops", a.Hops, b.Hops}, {"reason", a.Reason, b.Reason}, {"ticket", a.Ticket, b.Ticket}, {"settings", a.Settings, b.Settings},
 		{"actions", a.Actions, b.Actions}, {"skipped", a.Skipped, b.Skipped},
+		{"roles", a.Roles, b.Roles}, {"roles_together", a.RolesTogether, b.RolesTogether}, {"selection", a.Selection, b.Selection},
 	}
 	for _, f := range head {
 		if !same(f.x, f.y) {

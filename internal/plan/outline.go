@@ -15,6 +15,9 @@ type Outline struct {
 	Entries []OutlineEntry
 	// PerHost is the per-host action sequence ("drain → wait idle …").
 	PerHost string
+	// PerRole, for a plan with roles, is each role's per-host sequence
+	// ({"web host", "drain → …"}), which replaces PerHost.
+	PerRole []Fact
 	// Undo says what rollback can and cannot undo, at each point.
 	Undo  []string
 	Notes []string
@@ -29,7 +32,10 @@ type Fact struct{ Name, Value string }
 type OutlineEntry struct {
 	// Hop is a heading that starts a hop ("hop 1 of 2: 1.3.2 → 1.4.0"),
 	// "" when the entry does not start one.
-	Hop  string
+	Hop string
+	// Role is a heading that starts a role's section ("role worker: 2
+	// hosts, not behind the balancer …"), "" when the entry starts none.
+	Role string
 	Name string // "batch 1 (canary)", "post-migrate", …
 	Text string
 	// Hosts are the hosts of the entry (a batch, stage, cleanup).
@@ -49,11 +55,14 @@ func (p *Plan) Outline() Outline {
 	for _, f := range o.facts {
 		out.Facts = append(out.Facts, Fact{Name: f[0], Value: f[1]})
 	}
+	for _, r := range o.perRole {
+		out.PerRole = append(out.PerRole, Fact{Name: r[0], Value: r[1]})
+	}
 	if out.Empty {
 		return out
 	}
 	for _, e := range o.entries {
-		out.Entries = append(out.Entries, OutlineEntry{Hop: e.hop, Name: e.name, Text: e.text, Hosts: e.hosts,
+		out.Entries = append(out.Entries, OutlineEntry{Hop: e.hop, Role: e.role, Name: e.name, Text: e.text, Hosts: e.hosts,
 			Compact: e.compact, PointOfNoReturn: e.noRet, Gate: e.gate})
 	}
 	return out

@@ -100,7 +100,10 @@ type Plan struct {
 	From   string `json:"from"`
 	To     string `json:"to"`
 	Hops   []Hop  `json:"hops"`
-	Reason string `json:"reason,omitempty"` // downgrades: why, for the audit
+	Reason string `json:"reason,omitempty"` // why (downgrades require it; --reason), for the audit
+	// Ticket is the change ticket the operator named (--ticket), for the
+	// audit, the lock and the hooks.
+	Ticket string `json:"ticket,omitempty"`
 	// RollsBack is the unfinished run a rollback plan undoes (resume
 	// --rollback): the rollback continues under that run's lock.
 	RollsBack string   `json:"rolls_back,omitempty"`
@@ -115,6 +118,22 @@ type Plan struct {
 	Inputs *Inputs `json:"inputs,omitempty"`
 	// Notes are things the operator should know that are not steps.
 	Notes []string `json:"notes,omitempty"`
+	// Environment is the inventory's environment the plan was built for
+	// (--env; "" for none). It is in the header, the lock and the journal.
+	Environment string `json:"environment,omitempty"`
+	// Secrets name the secret environment values the run resolves and
+	// delivers ("SHOP_DB_URL from_env"): names and kinds only, never a
+	// value (values are resolved when the run starts, not when it is
+	// planned).
+	Secrets []string `json:"secrets,omitempty"`
+	// Roles are the plan's roles in deploy order, when the inventory's
+	// hosts have roles (roles.go): each role's hosts run its Actions.
+	Roles []RolePlan `json:"roles,omitempty"`
+	// RolesTogether: every batch takes its share of every role.
+	RolesTogether bool `json:"roles_together,omitempty"`
+	// Selection is the part of the fleet the plan was aimed at, when not
+	// the whole fleet.
+	Selection *Selection `json:"selection,omitempty"`
 }
 
 // Inputs are a plan's inputs other than the observed basis: with Basis
@@ -129,6 +148,8 @@ type Inputs struct {
 	Upfrom string `json:"upfrom,omitempty"`
 	// CanVerify is Options.CanVerify.
 	CanVerify bool `json:"can_verify"`
+	// Selection is --hosts, --labels and --roles, when given.
+	Selection *fleet.Selection `json:"selection,omitempty"`
 }
 
 // Hop is one full pass from one version to the next (an upgrade across a
@@ -153,6 +174,9 @@ type Settings struct {
 	Balancer           string            `json:"balancer"`
 	MigrationsHost     string            `json:"migrations_host"`
 	Parallel           int               `json:"parallel"`
+	// Analysis is canary analysis at each canary gate (upgrades only;
+	// nil when the inventory asks for none).
+	Analysis *fleet.Analysis `json:"analysis,omitempty"`
 }
 
 // Step is one unit of work with a stable ID, e.g. "deploy/web3".
@@ -166,6 +190,8 @@ type Step struct {
 	To    string   `json:"to,omitempty"`
 	// Versions are the releases a stage step puts on its host.
 	Versions []string `json:"versions,omitempty"`
+	// Role is a deploy step's host's role, when the plan has roles.
+	Role string `json:"role,omitempty"`
 	// Mutating steps change a host or the balancer; the journal is synced
 	// before each starts.
 	Mutating bool `json:"mutating"`
@@ -343,6 +369,13 @@ func (p *Plan) checkVersions() error {
 	for _, a := range p.Actions {
 		if !knownAction[a] {
 			return fmt.Errorf("plan lists action %q, which this relctl does not know", a)
+		}
+	}
+	for _, r := range p.Roles {
+		for _, a := range r.Actions {
+			if !knownAction[a] {
+				return fmt.Errorf("plan role %s lists action %q, which this relctl does not know", r.Name, a)
+			}
 		}
 	}
 	return nil

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/relctl/relctl/internal/analysis"
 )
 
 // outline is the plan as the renderings show it: a title, a few facts, then
@@ -13,12 +15,14 @@ type outline struct {
 	facts   [][2]string
 	entries []entry
 	perHost string
+	perRole [][2]string // with roles: each role's per-host sequence
 	undo    []string
 	notes   []string
 }
 
 type entry struct {
 	hop     string // a heading before the entry ("hop 1 of 2: 1.3.2 → 1.4.0")
+	role    string // a role's section heading before the entry
 	name    string
 	text    string
 	hosts   []string
@@ -29,16 +33,21 @@ type entry struct {
 
 func (p *Plan) outline() outline {
 	o := outline{}
+	app := p.App
+	if p.Environment != "" {
+		app += " [" + p.Environment + "]"
+	}
 	switch p.Kind {
 	case KindUpgrade:
-		o.title = fmt.Sprintf("%s: upgrade %s → %s", p.App, p.From, p.To)
+		o.title = fmt.Sprintf("%s: upgrade %s → %s", app, p.From, p.To)
 	case KindRollback:
-		o.title = fmt.Sprintf("%s: ROLLBACK %s → %s", p.App, p.From, p.To)
+		o.title = fmt.Sprintf("%s: ROLLBACK %s → %s", app, p.From, p.To)
 	case KindDowngrade:
-		o.title = fmt.Sprintf("%s: EMERGENCY DOWNGRADE %s → %s", p.App, p.From, p.To)
+		o.title = fmt.Sprintf("%s: EMERGENCY DOWNGRADE %s → %s", app, p.From, p.To)
 	case KindRepair:
-		o.title = fmt.Sprintf("%s: REPAIR %s", p.App, strings.Join(p.DeployHosts(), ", "))
+		o.title = fmt.Sprintf("%s: REPAIR %s", app, strings.Join(p.DeployHosts(), ", "))
 	}
+
 	if len(p.Hops) > 1 {
 		chain := []string{p.Hops[0].From}
 		for _, h := range p.Hops {
@@ -54,8 +63,14 @@ func (p *Plan) outline() outline {
 	if p.Reason != "" {
 		o.facts = append(o.facts, [2]string{"reason", p.Reason})
 	}
+	if p.Ticket != "" {
+		o.facts = append(o.facts, [2]string{"ticket", p.Ticket})
+	}
 	s := p.Settings
 	o.facts = append(o.facts, [2]string{"balancer", s.Balancer})
+	if len(p.Secrets) > 0 {
+		o.facts = append(o.facts, [2]string{"secrets", strings.Join(p.Secrets, ", ") + " (resolved when the run starts; values never shown)"})
+	}
 	bs := make([]string, len(s.Batches))
 	for i, b := range s.Batches {
 		bs[i] = b.String()
@@ -78,6 +93,8 @@ func (p *Plan) outline() outline {
 		}
 		o.facts = append(o.facts, [2]string{"skipped", fmt.Sprintf("%s (already on %s)", strings.Join(sk, ", "), p.To)})
 	}
+	o.facts = append(o.facts, p.selectionFacts()...)
+	o.perRole = p.rolePerHost()
 
 	var acts []string
 	for _, a := range p.Actions {
@@ -88,6 +105,7 @@ func (p *Plan) outline() outline {
 	var stage []string
 	var stageVersions []string
 	lastHop := -2
+	lastRole := ""
 	flush := func() {
 		if len(stage) > 0 {
 			o.entries = append(o.entries, entry{name: "stage", text: fmt.Sprintf("upload, verify (sha256) and unpack %s on %s in parallel — nothing serves it yet", strings.Join(stageVersions, ", "), hostCount(len(stage))), hosts: stage, compact: true})
@@ -107,6 +125,9 @@ func (p *Plan) outline() outline {
 			e.hop = fmt.Sprintf("hop %d of %d: %s → %s", st.Hop+1, len(p.Hops), p.Hops[st.Hop].From, p.Hops[st.Hop].To)
 		}
 		if st.Hop >= 0 {
+			if st.Hop != lastHop {
+				lastRole = ""
+			}
 			lastHop = st.Hop
 		}
 		switch st.Kind {
@@ -125,6 +146,9 @@ func (p *Plan) outline() outline {
 				j++
 			}
 			i = j - 1
+			if h := p.roleHeading(st); h != "" && h != lastRole {
+				e.role, lastRole = h, h
+			}
 			label := fmt.Sprintf("batch %d", st.Batch)
 			if st.Batch == 1 && p.Kind == KindUpgrade && len(p.DeployHostsOfHop(st.Hop)) > len(e.hosts) {
 				label += " (canary)"
@@ -135,6 +159,9 @@ func (p *Plan) outline() outline {
 			}
 			e.name = label
 			e.text = fmt.Sprintf("%s %s → %s on %s", verb, st.From, st.To, hostCount(len(e.hosts)))
+			if p.RolesTogether {
+				e.text += p.roleCounts(e.hosts)
+			}
 			if len(e.hosts) > 1 {
 				e.text += ", in parallel"
 			}
@@ -149,6 +176,9 @@ func (p *Plan) outline() outline {
 		case StepGate:
 			e.gate = true
 			e.text = fmt.Sprintf("GATE: wait for the operator to promote the canary or roll back (--yes approves)")
+			if a := p.Settings.Analysis; a != nil {
+				e.text = "GATE with canary analysis: " + analysis.Describe(*a, true) + " (--yes answers where the operator is asked)"
+			}
 		case StepPostMigrate:
 			e.noRet = true
 			e.text = fmt.Sprintf("post-deploy migration, once, on %s, only when every host is verified on %s", st.Host, st.To)
@@ -235,6 +265,8 @@ func (p *Plan) undoText() []string {
 		}
 	}
 	switch {
+	case len(noRet) == 0 && len(p.Hops) > 0 && p.Selection != nil && len(p.Selection.Held) > 0:
+		out = append(out, "at any time in this run (its post-migrate is held back until the whole fleet runs the target): relctl rollback sends every switched host back to the version its hop started from")
 	case len(noRet) == 0 && len(p.Hops) > 0:
 		out = append(out, fmt.Sprintf("at any time (there is no post_migrate command): relctl rollback sends every switched host back to the version its hop started from"))
 	case len(noRet) > 0:
@@ -289,6 +321,9 @@ func RenderText(p *Plan) string {
 		if e.hop != "" {
 			fmt.Fprintf(&b, "\n  ── %s ──\n", e.hop)
 		}
+		if e.role != "" {
+			fmt.Fprintf(&b, "  ┄┄ %s ┄┄\n", e.role)
+		}
 		if e.noRet {
 			b.WriteString("  ━━━━━━━━━━━━━━━━━━━━━━━━━━ POINT OF NO RETURN ━━━━━━━━━━━━━━━━━━━━━━━━━━\n")
 		}
@@ -297,7 +332,14 @@ func RenderText(p *Plan) string {
 			fmt.Fprintf(&b, "      %-20s %s\n", "", wrapHosts(e.hosts, e.compact, 90))
 		}
 	}
-	fmt.Fprintf(&b, "\nEach host: %s\n", o.perHost)
+	if len(o.perRole) == 0 {
+		fmt.Fprintf(&b, "\nEach host: %s\n", o.perHost)
+	} else {
+		b.WriteString("\n")
+		for _, r := range o.perRole {
+			fmt.Fprintf(&b, "Each %s: %s\n", r[0], r[1])
+		}
+	}
 	b.WriteString("\nWhat rollback can and cannot undo:\n")
 	for _, u := range o.undo {
 		fmt.Fprintf(&b, "  - %s\n", u)
@@ -352,6 +394,9 @@ func RenderMarkdown(p *Plan) string {
 		if e.hop != "" {
 			fmt.Fprintf(&b, "| | **%s** | | |\n", e.hop)
 		}
+		if e.role != "" {
+			fmt.Fprintf(&b, "| | *%s* | | |\n", e.role)
+		}
 		name := "`" + e.name + "`"
 		text := e.text
 		if e.noRet {
@@ -362,7 +407,15 @@ func RenderMarkdown(p *Plan) string {
 		}
 		fmt.Fprintf(&b, "| %d | %s | %s | %s |\n", i+1, name, text, wrapHosts(e.hosts, true, 1<<30))
 	}
-	fmt.Fprintf(&b, "\n**Each host:** %s\n\n**What rollback can and cannot undo:**\n\n", o.perHost)
+	if len(o.perRole) == 0 {
+		fmt.Fprintf(&b, "\n**Each host:** %s\n\n**What rollback can and cannot undo:**\n\n", o.perHost)
+	} else {
+		b.WriteString("\n")
+		for _, r := range o.perRole {
+			fmt.Fprintf(&b, "**Each %s:** %s\n\n", r[0], r[1])
+		}
+		b.WriteString("**What rollback can and cannot undo:**\n\n")
+	}
 	for _, u := range o.undo {
 		fmt.Fprintf(&b, "- %s\n", u)
 	}

@@ -97,6 +97,7 @@ func Rollback(inv *fleet.Inventory, p *Plan, prog Progress) (*Plan, error) {
 	}
 	r.add(Step{ID: "unlock", Kind: StepUnlock, Hop: -1, Host: lockHost, Mutating: true})
 	r.Notes = append(r.Notes, fmt.Sprintf("goes back in reverse batches, each in parallel, as they went forward: %s", strings.Join(order, "; then ")))
+	tagRoles(inv, r)
 	if _, ok := p.Step(migrateID(p, hop)); ok && prog.Started[migrateID(p, hop)] {
 		r.Notes = append(r.Notes, fmt.Sprintf("the pre-deploy migration to %s stays: it is expand-only and %s runs on it", h.To, h.From))
 	}
@@ -187,6 +188,7 @@ func Downgrade(inv *fleet.Inventory, obs Observed, o DowngradeOptions) (*Plan, e
 		p.Notes = append(p.Notes, fmt.Sprintf("allowed because the last run came from %s and its post-migrate has not run", o.To))
 	}
 	p.Notes = append(p.Notes, "no migrations run in a downgrade; no canary pause")
+	tagRoles(inv, p)
 	return p, nil
 }
 
@@ -237,6 +239,7 @@ func Repair(inv *fleet.Inventory, obs Observed, hosts []string, canVerify bool) 
 	p.Steps = append(p.Steps, steps...)
 	p.add(Step{ID: "unlock", Kind: StepUnlock, Hop: -1, Host: lockHost, Mutating: true})
 	p.Notes = append(p.Notes, fmt.Sprintf("brings %s back into service on the release each runs; switches nothing", strings.Join(hosts, ", ")))
+	tagRoles(inv, p)
 	return p, nil
 }
 

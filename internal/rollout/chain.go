@@ -3,7 +3,9 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,6 +96,8 @@ type chainAct struct {
 	script  string
 	timeout time.Duration // kept by the action's watchdog on the host
 	health  *healthLoop   // the health action's loop
+	env     map[string]string
+	own     bool // relctl's own script (switch): the RELCTL_* values only
 
 	// Below: under hostChain.mu.
 	q      []chainLine // output not handed on yet
@@ -235,7 +239,7 @@ func chainBound(acts []*chainAct, grace time.Duration) time.Duration {
 // command; it returns nil when a is to run alone.
 func (r *hostRun) startChain(ctx context.Context, a plan.Action) (*hostChain, error) {
 	e := r.e
-	acts := e.plan.Actions
+	acts := e.plan.ActionsFor(r.step.Host)
 	i := slices.Index(acts, a)
 	if i < 0 {
 		return nil, nil
@@ -256,6 +260,10 @@ func (r *hostRun) startChain(ctx context.Context, a plan.Action) (*hostChain, er
 	if len(chain) < 2 {
 		return nil, nil
 	}
+	env, ok := chainEnv(chain)
+	if !ok {
+		return nil, nil
+	}
 	c := &hostChain{host: r.h.Name, nonce: newNonce(), acts: chain, done: make(chan struct{}), wake: make(chan struct{}, 1), outAt: -1}
 	var b strings.Builder
 	b.WriteString(healthLoopScript)
@@ -266,7 +274,7 @@ func (r *hostRun) startChain(ctx context.Context, a plan.Action) (*hostChain, er
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	c.cancel = cancel
-	cmd := remote.Command{Script: b.String(), Env: r.vals.Env(), Timeout: chainBound(chain, healthKillGrace), MaxOutput: -1,
+	cmd := remote.Command{Script: b.String(), Env: env, Timeout: chainBound(chain, healthKillGrace), MaxOutput: -1,
 		Stdout: func(l string) { c.line(false, l) }, Stderr: func(l string) { c.line(true, l) }}
 	go func() {
 		_, err := e.hostsRun(cctx, r.h.Name, cmd)
@@ -279,40 +287,88 @@ func (r *hostRun) startChain(ctx context.Context, a plan.Action) (*hostChain, er
 	return c, nil
 }
 
+// chainEnv is the environment the chain is sent with: the inventory's
+// commands of a chain must all have the same (the RELCTL_* values, env:,
+// secrets, and their become setting); otherwise (ok false) each action
+// goes alone, as its own command with its own environment. relctl's own
+// switch script gets the RELCTL_* values only: the other names are unset
+// at its start (names only: values never appear in a script).
+func chainEnv(chain []*chainAct) (map[string]string, bool) {
+	var env map[string]string
+	for _, ca := range chain {
+		if ca.own {
+			continue
+		}
+		if env == nil {
+			env = ca.env
+		} else if !maps.Equal(env, ca.env) {
+			return nil, false
+		}
+	}
+	for _, ca := range chain {
+		if !ca.own {
+			continue
+		}
+		if env == nil {
+			env = ca.env
+		}
+		var extra []string
+		for k, v := range env {
+			if w, ok := ca.env[k]; !ok {
+				extra = append(extra, k)
+			} else if w != v {
+				return nil, false
+			}
+		}
+		for k := range ca.env {
+			if _, ok := env[k]; !ok {
+				return nil, false
+			}
+		}
+		if len(extra) > 0 {
+			sort.Strings(extra)
+			ca.script = "unset " + strings.Join(extra, " ") + "\n" + ca.script
+		}
+	}
+	return env, true
+}
+
 // chainStep is what the host runs for action x of the chain (nil: x runs
 // no command, as when the inventory has no such command).
 func (r *hostRun) chainStep(x plan.Action) (*chainAct, error) {
 	e := r.e
-	render := func(name string) (string, error) {
-		t := e.inv.Template(name)
+	render := func(name string) (string, map[string]string, error) {
+		t := e.inv.HostTemplate(r.h, name)
 		if t == nil {
-			return "", nil
+			return "", nil, nil
 		}
 		s, err := t.Render(r.vals)
 		if err != nil {
-			return "", fmt.Errorf("commands.%s: %w", name, err)
+			return "", nil, fmt.Errorf("commands.%s: %w", name, err)
 		}
-		return s, nil
+		return e.commandEnv(name, s, r.vals)
 	}
 	ca := &chainAct{action: x}
 	var err error
 	switch x {
 	case plan.ActionStop:
-		ca.script, err = render(fleet.CmdStop)
+		ca.script, ca.env, err = render(fleet.CmdStop)
 		ca.timeout = e.to.Stop
 	case plan.ActionSwitch:
-		ca.script, ca.timeout = switchScript(r.vals.Path, r.step.To), e.to.Switch
+		own := r.vals
+		own.EnvVars = nil
+		ca.script, ca.env, ca.own, ca.timeout = switchScript(r.vals.Path, r.step.To), own.Env(), true, e.to.Switch
 	case plan.ActionStart:
-		ca.script, err = render(fleet.CmdStart)
+		ca.script, ca.env, err = render(fleet.CmdStart)
 		ca.timeout = e.to.Start
 	case plan.ActionHealth:
-		loop, lerr := e.newHealthLoop(r.vals)
+		loop, env, lerr := e.newHealthLoop(r, r.vals)
 		if lerr != nil {
 			return nil, lerr
 		}
-		ca.health, ca.script, ca.timeout = &loop, loop.Script(), loop.bound()
+		ca.health, ca.script, ca.env, ca.timeout = &loop, loop.Script(), env, loop.bound()
 	case plan.ActionVersion:
-		ca.script, err = render(fleet.CmdVersion)
+		ca.script, ca.env, err = render(fleet.CmdVersion)
 		ca.timeout = e.to.Version
 	}
 	if err != nil || ca.script == "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -130,8 +131,18 @@ func (f *fakeFleet) chain(ctx context.Context, host string, c remote.Command) (r
 		nonce, action, script := w[0], w[1], w[3]
 		n, _ := strconv.Atoi(w[2])
 		out("relctl-act:" + nonce + " " + action)
+		env := c.Env
+		if rest, ok := strings.CutPrefix(script, "unset "); ok {
+			// relctl's own script: the names it unsets are not its env.
+			names, body, _ := strings.Cut(rest, "\n")
+			env = maps.Clone(c.Env)
+			for _, k := range strings.Fields(names) {
+				delete(env, k)
+			}
+			script = body
+		}
 		t0 := time.Now()
-		_, err := f.Run(ctx, host, remote.Command{Script: script, Env: c.Env, Timeout: time.Duration(n) * time.Millisecond, Stdout: out, Stderr: errOut})
+		_, err := f.Run(ctx, host, remote.Command{Script: script, Env: env, Timeout: time.Duration(n) * time.Millisecond, Stdout: out, Stderr: errOut})
 		st, tmo := 0, 0
 		var ee *remote.ExitError
 		switch {
@@ -265,5 +276,39 @@ func TestChainBackstop(t *testing.T) {
 	_, err := c.wait(c.acts[0], func(chainLine) {})
 	if !errors.Is(err, remote.ErrTimeout) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// The chain goes out with one environment: the inventory's commands must
+// share it, and relctl's own switch script unsets what is not its own.
+func TestChainEnv(t *testing.T) {
+	own := map[string]string{"RELCTL_VERSION": "1.1.0"}
+	cmds := map[string]string{"RELCTL_VERSION": "1.1.0", "DB_URL": "secret"}
+	mk := func() []*chainAct {
+		return []*chainAct{
+			{action: plan.ActionStop, env: cmds},
+			{action: plan.ActionSwitch, env: own, own: true, script: "ln -sfn a b"},
+			{action: plan.ActionStart, env: cmds},
+		}
+	}
+	chain := mk()
+	env, ok := chainEnv(chain)
+	if !ok || !maps.Equal(env, cmds) {
+		t.Fatalf("env %v, ok %v", env, ok)
+	}
+	if chain[1].script != "unset DB_URL\nln -sfn a b" {
+		t.Errorf("switch script %q", chain[1].script)
+	}
+	// A command with another environment (its own become, say): no chain.
+	chain = mk()
+	chain[2].env = map[string]string{"RELCTL_VERSION": "1.1.0", "DB_URL": "secret", "RELCTL_BECOME": "x"}
+	if _, ok := chainEnv(chain); ok {
+		t.Error("chained commands with different environments")
+	}
+	// The switch's own value differing from the commands': no chain.
+	chain = mk()
+	chain[1].env = map[string]string{"RELCTL_VERSION": "1.0.0"}
+	if _, ok := chainEnv(chain); ok {
+		t.Error("chained a switch whose RELCTL_* values differ")
 	}
 }

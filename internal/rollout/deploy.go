@@ -75,7 +75,7 @@ func (r *hostRun) action(a plan.Action, st event.HostState, fn func() (string, e
 // cmd runs a rendered command template on the host, streaming its output,
 // bounded by timeout.
 func (r *hostRun) cmd(ctx context.Context, name string, vals fleet.Values, timeout time.Duration) error {
-	t := r.e.inv.Template(name)
+	t := r.e.inv.HostTemplate(r.h, name)
 	if t == nil {
 		return nil
 	}
@@ -83,12 +83,24 @@ func (r *hostRun) cmd(ctx context.Context, name string, vals fleet.Values, timeo
 	if err != nil {
 		return fmt.Errorf("commands.%s: %w", name, err)
 	}
-	return r.script(ctx, script, vals, timeout)
+	script, env, err := r.e.commandEnv(name, script, vals)
+	if err != nil {
+		return err
+	}
+	return r.run(ctx, script, env, timeout)
 }
 
+// script runs one of relctl's own scripts (unpack, prune, ...) as the SSH
+// user, with the RELCTL_* values only: env: and secrets are for the
+// inventory's commands.
 func (r *hostRun) script(ctx context.Context, script string, vals fleet.Values, timeout time.Duration) error {
+	vals.EnvVars = nil
+	return r.run(ctx, script, vals.Env(), timeout)
+}
+
+func (r *hostRun) run(ctx context.Context, script string, env map[string]string, timeout time.Duration) error {
 	_, err := r.e.hostsRun(ctx, r.h.Name, remote.Command{
-		Script: script, Env: vals.Env(), Timeout: timeout,
+		Script: script, Env: env, Timeout: timeout,
 		Stdout: func(l string) { r.emit(event.Event{Type: event.StepOutput, Stream: "stdout", Line: l}) },
 		Stderr: func(l string) { r.emit(event.Event{Type: event.StepOutput, Stream: "stderr", Line: l}) },
 	})
@@ -128,6 +140,9 @@ var runners = map[plan.Action]runner{
 // checkActions refuses, before anything changes, a plan whose action list
 // this executor cannot run as listed.
 func (e *Engine) checkActions() error {
+	if err := e.checkRoleActions(); err != nil {
+		return err
+	}
 	for _, a := range e.plan.Actions {
 		if _, ok := runners[a]; !ok {
 			return fmt.Errorf("the plan lists action %q, which this relctl cannot run: rebuild the plan", a)
@@ -269,11 +284,14 @@ func (e *Engine) sessionsOf(ctx context.Context, server string) (int, bool, erro
 func (r *hostRun) runStop(ctx context.Context) (string, error) {
 	e := r.e
 	var note string
-	err := e.lbCall(ctx, e.drainBound(), func(ctx context.Context) error {
-		var err error
-		note, err = e.cfg.Balancer.EnsureOut(ctx, r.h.Server)
-		return err
-	})
+	var err error
+	if e.plan.Balanced(r.h.Name) { // a host of a role with balancer: none is in no balancer
+		err = e.lbCall(ctx, e.drainBound(), func(ctx context.Context) error {
+			var err error
+			note, err = e.cfg.Balancer.EnsureOut(ctx, r.h.Server)
+			return err
+		})
+	}
 	if err != nil {
 		return "", fmt.Errorf("not stopped: %w", err)
 	}
@@ -300,7 +318,7 @@ func (r *hostRun) undoStop(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", r.step.From, err)
 	}
-	if slices.Contains(e.plan.Actions, plan.ActionVersion) {
+	if slices.Contains(e.plan.ActionsFor(r.step.Host), plan.ActionVersion) {
 		if _, err := e.checkVersion(ctx, r, r.back); err != nil {
 			return "", err
 		}
@@ -347,7 +365,7 @@ func (r *hostRun) runHealth(ctx context.Context) (string, error) {
 	if msg, ok, err := r.chainedHealth(ctx); ok {
 		return msg, err
 	}
-	acts := r.e.plan.Actions
+	acts := r.e.plan.ActionsFor(r.step.Host)
 	i := slices.Index(acts, plan.ActionHealth)
 	next := i >= 0 && i+1 < len(acts) && acts[i+1] == plan.ActionVersion
 	return r.e.waitHealthy(ctx, r, r.vals, next)
@@ -422,7 +440,7 @@ func (e *Engine) checkVersion(ctx context.Context, r *hostRun, vals fleet.Values
 // reports is validated like --to.
 func (e *Engine) runningVersion(ctx context.Context, h fleet.Host, vals fleet.Values) (string, error) {
 	var got string
-	if t := e.inv.Template(fleet.CmdVersion); t != nil {
+	if t := e.inv.HostTemplate(h, fleet.CmdVersion); t != nil {
 		script, err := t.Render(vals)
 		if err != nil {
 			return "", err
@@ -459,7 +477,7 @@ func validVersion(host, got string) (string, error) {
 func (e *Engine) deployHost(_ context.Context, s plan.Step) error {
 	ctx := e.hard
 	h := e.host(s.Host)
-	r := &hostRun{e: e, step: s, h: h, vals: e.inv.HostValues(h, s.From, s.To), back: e.inv.HostValues(h, s.To, s.From)}
+	r := &hostRun{e: e, step: s, h: h, vals: e.hostValues(h, s.From, s.To), back: e.hostValues(h, s.To, s.From)}
 	e.mu.Lock()
 	e.touched[h.Name] = true
 	e.mu.Unlock()
@@ -469,7 +487,7 @@ func (e *Engine) deployHost(_ context.Context, s plan.Step) error {
 		}
 	}
 	var done []plan.Action
-	for _, a := range e.plan.Actions {
+	for _, a := range e.plan.ActionsFor(s.Host) {
 		rn := runners[a]
 		err := r.action(a, rn.state, func() (string, error) { return rn.run(r, ctx) })
 		if err != nil {

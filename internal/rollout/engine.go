@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/relctl/relctl/internal/analysis"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/fleet"
 	"github.com/relctl/relctl/internal/journal"
@@ -100,6 +101,9 @@ type Config struct {
 	// OnLocked, when set, is called once, as soon as the run holds the
 	// lock: the run has started changing the fleet.
 	OnLocked func()
+	// Secrets is where the inventory's secrets are read from at preflight
+	// (zero: relctl's environment, files, sh -c).
+	Secrets fleet.SecretSource
 }
 
 // Result is how a run ended.
@@ -153,6 +157,10 @@ type Engine struct {
 	rbFailed map[string]string
 	// sessions counts the SSH sessions per host, when Hosts can.
 	sessions SessionCounter
+	// lastVerdict is the last canary analysis verdict (analysis.go).
+	lastVerdict *analysis.Verdict
+	// sec holds the run's secrets, resolved at preflight (envsec.go).
+	sec secretState
 }
 
 // New prepares an engine.
@@ -191,7 +199,7 @@ func New(cfg Config) *Engine {
 	e.inRollback = cfg.Plan.Kind == plan.KindRollback
 	lockHost := cfg.Plan.Settings.MigrationsHost
 	e.lock = &Lock{Hosts: bounded{Hosts: cfg.Hosts, def: e.to.Lock}, Host: lockHost, Path: cfg.Inventory.HostPath(e.hosts[lockHost]), Lease: cfg.LockLease}
-	e.lockInfo = LockInfo{Owner: cfg.Owner, RunID: cfg.RunID, Fingerprint: cfg.Plan.Basis.Fingerprint}
+	e.lockInfo = LockInfo{Owner: cfg.Owner, RunID: cfg.RunID, Fingerprint: cfg.Plan.Basis.Fingerprint, Environment: cfg.Plan.Environment, Reason: cfg.Plan.Reason, Ticket: cfg.Plan.Ticket}
 	return e
 }
 
@@ -412,6 +420,9 @@ func (e *Engine) Run(ctx context.Context) Result {
 		if errors.As(err, &rb) {
 			outcome = event.OutcomeRolledBack
 		}
+	}
+	if outcome == event.OutcomeSucceeded {
+		outcome, err = e.heldBack(outcome, err)
 	}
 	if outcome == event.OutcomeSucceeded && e.cfg.Plan.Kind != plan.KindRollback {
 		if left := e.notOnTarget(); len(left) > 0 {
@@ -634,6 +645,9 @@ func (e *Engine) parallel(ctx context.Context, steps []plan.Step, limit int, fn 
 
 func (e *Engine) gate(ctx context.Context, s plan.Step) error {
 	e.progress.Started[s.ID] = true
+	if a := e.plan.Settings.Analysis; a != nil && !e.inRollback {
+		return e.analysedGate(ctx, s, *a)
+	}
 	e.bus.Emit(event.Event{Type: event.GateRequested, Control: event.CtlCanaryGate, Step: s.ID, Version: s.To, Message: fmt.Sprintf("the canary runs %s: promote it to the rest of the fleet, or roll back", s.To)})
 	d, err := e.cfg.Gate.Approve(ctx, s)
 	if err != nil {
@@ -802,6 +816,9 @@ func (e *Engine) finish(_ context.Context, outcome event.Outcome, err error) Res
 	cancel()
 	sum := e.summary(err)
 	sum.Lock, sum.Forced = lockState, e.isForced()
+	if outcome == event.OutcomePartial {
+		sum.Held = e.cfg.Plan.HeldBack()
+	}
 	e.bus.Emit(event.Event{Type: event.RunFinished, Outcome: outcome, Summary: &sum, Error: sum.Error})
 	return Result{Outcome: outcome, Summary: sum, Err: err}
 }
@@ -842,6 +859,9 @@ func (e *Engine) summary(err error) event.Summary {
 	if e.sessions != nil {
 		s.SSHSessions = e.sessions.SessionCounts()
 	}
+	e.mu.Lock()
+	s.Analysis = e.lastVerdict
+	e.mu.Unlock()
 	if len(e.versions) > 0 {
 		s.Versions = map[string]string{}
 		for h, v := range e.versions {
@@ -858,6 +878,9 @@ func (e *Engine) restoreBalancer(ctx context.Context) {
 	e.mu.Lock()
 	var servers []string
 	for h, st := range e.final {
+		if !e.cfg.Plan.Balanced(h) {
+			continue // never put into the balancer (a role with balancer: none)
+		}
 		if st == event.HostInService || st == event.HostRolledBack || (st == event.HostFailed && e.inRollback) {
 			servers = append(servers, e.hosts[h].Server)
 		}

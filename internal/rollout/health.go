@@ -335,14 +335,21 @@ func newNonce() string {
 // same remote command and leaves what it printed (or how it failed) in
 // r.version, for the version action that follows.
 func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values, withVersion bool) (string, error) {
-	loop, err := e.newHealthLoop(vals)
+	loop, env, err := e.newHealthLoop(r, vals)
 	if err != nil {
 		return "", err
 	}
 	r.version = nil
-	if vt := e.inv.Template(fleet.CmdVersion); withVersion && vt != nil {
+	if vt := e.inv.HostTemplate(r.h, fleet.CmdVersion); withVersion && vt != nil {
 		if loop.then, err = vt.Render(vals); err != nil {
 			return "", err
+		}
+		var venv map[string]string
+		if loop.then, venv, err = e.commandEnv(fleet.CmdVersion, loop.then, vals); err != nil {
+			return "", err
+		}
+		for k, v := range venv {
+			env[k] = v // the same values; only the become variable is added
 		}
 		loop.thenTO = e.to.Version
 	}
@@ -363,7 +370,7 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values,
 	ended := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := e.hostsRun(ctx, r.h.Name, remote.Command{Script: loop.Script(), Env: vals.Env(), Timeout: loop.bound(),
+		_, err := e.hostsRun(ctx, r.h.Name, remote.Command{Script: loop.Script(), Env: env, Timeout: loop.bound(),
 			Stdout: line, Stderr: func(l string) { stderr = append(stderr, l) }})
 		ended <- err
 	}()
@@ -400,16 +407,20 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values,
 	return e.healthOutcome(ctx, r, loop, rd, stderr, err, time.Since(start))
 }
 
-// newHealthLoop is the health wait's loop for vals, without a command to
-// run after it.
-func (e *Engine) newHealthLoop(vals fleet.Values) (healthLoop, error) {
-	st := e.plan.Settings
-	script, err := e.inv.Template(fleet.CmdHealth).Render(vals)
+// newHealthLoop is the health wait's loop for r's host with vals, without
+// a command to run after it, and the environment to send with it.
+func (e *Engine) newHealthLoop(r *hostRun, vals fleet.Values) (healthLoop, map[string]string, error) {
+	hTimeout, hInterval, hStable := e.plan.HealthFor(r.h.Name)
+	script, err := e.inv.HostTemplate(r.h, fleet.CmdHealth).Render(vals)
 	if err != nil {
-		return healthLoop{}, err
+		return healthLoop{}, nil, err
 	}
-	return healthLoop{nonce: newNonce(), interval: time.Duration(st.HealthInterval), stable: time.Duration(st.StableFor),
-		timeout: time.Duration(st.HealthTimeout), check: e.to.HealthCheck, script: script}, nil
+	script, env, err := e.commandEnv(fleet.CmdHealth, script, vals)
+	if err != nil {
+		return healthLoop{}, nil, err
+	}
+	return healthLoop{nonce: newNonce(), interval: time.Duration(hInterval), stable: time.Duration(hStable),
+		timeout: time.Duration(hTimeout), check: e.to.HealthCheck, script: script}, env, nil
 }
 
 // healthOutcome judges a health wait that ended: what the loop reported

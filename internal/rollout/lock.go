@@ -144,8 +144,14 @@ type LockInfo struct {
 	// TakenFrom is the run whose lock this run took over (resume of a dead
 	// process, or a rollback of a dead run); the takeover is audited.
 	TakenFrom string `json:"taken_from,omitempty"`
-	Now       int64  `json:"-"` // the host's clock when read
-	raw       string // the file's content as read: what a takeover compares
+	// Reason and Ticket are what the operator said about the run
+	// (--reason, --ticket; the plan's).
+	Reason string `json:"reason,omitempty"`
+	Ticket string `json:"ticket,omitempty"`
+	// Environment is the inventory environment of the run (--env).
+	Environment string `json:"environment,omitempty"`
+	Now         int64  `json:"-"` // the host's clock when read
+	raw         string // the file's content as read: what a takeover compares
 }
 
 // Expired reports whether the lease ran out (by the lock host's clock).
@@ -153,6 +159,9 @@ func (l LockInfo) Expired() bool { return l.Now > l.LeaseUntil }
 
 func (l LockInfo) String() string {
 	s := fmt.Sprintf("held by %s (run %s", l.Owner, l.RunID)
+	if l.Environment != "" {
+		s += ", environment " + l.Environment
+	}
 	if l.Proc.PID != 0 {
 		s += fmt.Sprintf(", pid %d on %s", l.Proc.PID, l.Proc.Machine)
 	}
@@ -161,6 +170,12 @@ func (l LockInfo) String() string {
 		s += fmt.Sprintf(", lease expired %s ago", time.Duration(l.Now-l.LeaseUntil)*time.Second)
 	} else {
 		s += fmt.Sprintf(", lease renewed until %s", time.Unix(l.LeaseUntil, 0).UTC().Format(time.RFC3339))
+	}
+	if l.Ticket != "" {
+		s += ", ticket " + l.Ticket
+	}
+	if l.Reason != "" {
+		s += fmt.Sprintf(", reason %q", l.Reason)
 	}
 	return s
 }
@@ -344,6 +359,19 @@ func body(info LockInfo) string {
 	if info.TakenFrom != "" {
 		from, _ := json.Marshal(info.TakenFrom)
 		s += `,"taken_from":` + string(from)
+	}
+	// Last, after every field the scripts read: JSON-escaped text, one line.
+	if info.Environment != "" {
+		env, _ := json.Marshal(info.Environment)
+		s += `,"environment":` + string(env)
+	}
+	if info.Ticket != "" {
+		t, _ := json.Marshal(info.Ticket)
+		s += `,"ticket":` + string(t)
+	}
+	if info.Reason != "" {
+		r, _ := json.Marshal(info.Reason)
+		s += `,"reason":` + string(r)
 	}
 	return s + "}"
 }

@@ -41,6 +41,10 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 			return fmt.Errorf("artifact for %s is missing", v)
 		}
 	}
+	// Secrets are read now, at the start of the run, never at plan time.
+	if err := e.resolveSecrets(ctx); err != nil {
+		return err
+	}
 	// need[h] is the release host h must still have: the one it goes back
 	// to if its step fails (upgrade, downgrade), or the one a rollback
 	// takes it to.
@@ -56,11 +60,13 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 			if e.plan.Kind == plan.KindRollback {
 				need[st.Host] = st.To
 			}
+			// Every deployed host's server, the migrations host's too; a
+			// host of a role with balancer: none is in no balancer.
+			if e.plan.Balanced(st.Host) {
+				servers = append(servers, e.host(st.Host).Server)
+			}
 		}
-		if !hosts[st.Host] {
-			hosts[st.Host] = true
-			servers = append(servers, e.host(st.Host).Server)
-		}
+		hosts[st.Host] = true
 	}
 	// Another run holding the lock is the first thing a second operator
 	// must hear, before anything it may have left drained.
@@ -84,7 +90,11 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := e.checkHost(ctx, h, need[h]); err != nil {
+			err := e.checkHost(ctx, h, need[h])
+			if err == nil {
+				err = e.checkBecome(ctx, h)
+			}
+			if err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -118,6 +128,9 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 	// them: they must be in rotation (never forced), or the run would end
 	// "succeeded" with a host out of service.
 	for _, sk := range e.plan.Skipped {
+		if !e.cfg.Plan.Balanced(sk.Host) {
+			continue // not behind the balancer (a role with balancer: none)
+		}
 		server := e.host(sk.Host).Server
 		if err := e.cfg.Balancer.Preflight(bctx, []string{server}, false); err != nil {
 			return fmt.Errorf("%w: %s (skipped: %s) is not in service: %v; an earlier run left it out of rotation: repair it with `relctl repair %s`, then run again",
@@ -277,7 +290,7 @@ func (e *Engine) migrate(_ context.Context, s plan.Step, name string) error {
 	ctx := e.hard
 	h := e.host(s.Host)
 	r := &hostRun{e: e, step: s, h: h}
-	vals := e.inv.HostValues(h, s.From, s.To)
+	vals := e.hostValues(h, s.From, s.To)
 	timeout := e.to.Migrate
 	if name == fleet.CmdPostMigrate {
 		timeout = e.to.PostMigrate
@@ -290,8 +303,12 @@ func (e *Engine) migrate(_ context.Context, s plan.Step, name string) error {
 	if err != nil {
 		return fmt.Errorf("commands.%s: %w", name, err)
 	}
+	script, env, err := e.commandEnv(name, script, vals)
+	if err != nil {
+		return fmt.Errorf("%s: %s %s: %w", h.Name, strings.ReplaceAll(name, "_", "-"), s.To, err)
+	}
 	dir := migrationDir(e.inv.HostPath(h), e.cfg.RunID, s.ID)
-	if err := r.script(ctx, migrationWrapper(dir, script), vals, timeout); err != nil {
+	if err := r.run(ctx, migrationWrapper(dir, script), env, timeout); err != nil {
 		return fmt.Errorf("%s: %s %s: %w", h.Name, strings.ReplaceAll(name, "_", "-"), s.To, err)
 	}
 	return nil
@@ -429,6 +446,7 @@ type HistoryRecord struct {
 	Result  string    `json:"result"`
 	Outcome string    `json:"outcome"`
 	Reason  string    `json:"reason,omitempty"`
+	Ticket  string    `json:"ticket,omitempty"` // the run's change ticket (--ticket)
 	// PrevRun and PrevOwner name the run whose lock a takeover or a break
 	// replaced (kinds lock-takeover and lock-break).
 	PrevRun   string `json:"prev_run,omitempty"`
@@ -459,7 +477,7 @@ func (e *Engine) audit(ctx context.Context, outcome event.Outcome) {
 				res = "unknown"
 			}
 			rec := HistoryRecord{Time: time.Now().UTC(), RunID: e.cfg.RunID, Owner: e.cfg.Owner, Kind: string(orig.Kind),
-				From: orig.From, To: orig.To, Host: name, Result: res, Outcome: string(outcome), Reason: orig.Reason}
+				From: orig.From, To: orig.To, Host: name, Result: res, Outcome: string(outcome), Reason: orig.Reason, Ticket: orig.Ticket}
 			b, _ := json.Marshal(rec)
 			dir := strings.TrimRight(e.inv.HostPath(e.host(name)), "/") + "/.relctl"
 			script := fmt.Sprintf("mkdir -p %s && printf '%%s\\n' %s >> %s", shell.Quote(dir), shell.Quote(string(b)), shell.Quote(dir+"/history.jsonl"))

@@ -123,7 +123,9 @@ func (m dialogView) startText() (string, []string, bool) {
 			"", m.keyLine}, true
 	}
 	lines := []string{fmt.Sprintf("%s %s → %s on %d host(s), batches %s.", p.Kind, p.From, p.To, len(hosts), batchText(p))}
-	if p.Settings.PauseAfterCanary {
+	if a := p.Settings.Analysis; a != nil {
+		lines = append(lines, gateAnalysisStart(*a))
+	} else if p.Settings.PauseAfterCanary {
 		lines = append(lines, "The run stops for your approval after the canary batch.")
 	}
 	for _, s := range p.Steps {
@@ -196,6 +198,7 @@ func (m dialogView) gateText() (string, []string, bool) {
 	} else {
 		lines = append(lines, "No host is in service on "+g.to+" yet.")
 	}
+	lines = append(lines, m.run.gateAnalysisLines()...)
 	if m.traffic != nil {
 		lines = append(lines, fmt.Sprintf("Traffic so far: %d requests, %d failed.", m.traffic.Requests, m.traffic.Failed))
 	}

@@ -69,6 +69,9 @@ func (m *runPane) doneHead(w int) []string {
 			add("post-migrate: not run")
 		}
 	}
+	for _, l := range r.doneAnalysisLines() {
+		wrapStyled(func(x ...string) string { return strings.Join(x, " ") }, l)
+	}
 	took := s.Elapsed
 	if took == 0 && !r.startTime.IsZero() {
 		took = r.lastTime.Sub(r.startTime)

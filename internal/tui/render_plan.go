@@ -54,6 +54,9 @@ func (m *planPane) planLines(w int) []string {
 			add(nil, "")
 			add(&m.st.bold, cell("  ── "+e.Hop+" ──", w))
 		}
+		if e.Role != "" {
+			add(nil, hang("  ┄┄ ", e.Role+" ┄┄")...)
+		}
 		if e.PointOfNoReturn {
 			text := " POINT OF NO RETURN "
 			side := max((min(w, 100)-ansi.StringWidth(text))/2, 2)
@@ -77,8 +80,14 @@ func (m *planPane) planLines(w int) []string {
 		}
 	}
 	add(nil, "")
-	add(&m.st.bold, "Each host:")
-	add(nil, hang("  ", o.PerHost)...)
+	if len(o.PerRole) == 0 {
+		add(&m.st.bold, "Each host:")
+		add(nil, hang("  ", o.PerHost)...)
+	}
+	for _, r := range o.PerRole {
+		add(&m.st.bold, "Each "+r.Name+":")
+		add(nil, hang("  ", r.Value)...)
+	}
 	add(nil, "")
 	add(&m.st.bold, "What rollback can and cannot undo:")
 	for _, u := range o.Undo {

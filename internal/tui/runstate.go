@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relctl/relctl/internal/analysis"
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/journal"
 	"github.com/relctl/relctl/internal/plan"
@@ -107,6 +108,8 @@ type runState struct {
 	hop, batch   int    // of the deploy under way (0-based hop, 1-based batch)
 	pnr          string // the point-of-no-return step that started, "" if none
 	gate         *gateInfo
+	analysis     *analysis.Verdict // the last canary analysis figures or verdict (analysis.go)
+	analysisStep string            // the gate step they are of
 	paused       bool
 	inRollback   bool
 	startTime    time.Time
@@ -351,6 +354,8 @@ func (r *runState) apply(e event.Event) {
 		if e.Step != "" {
 			r.spanEnd("gate:"+e.Step, e.Time)
 		}
+	case event.AnalysisSample, event.AnalysisVerdict:
+		r.applyAnalysis(e)
 	case event.Warning:
 		msg := "warning: " + e.Message
 		if e.Host != "" {
@@ -364,6 +369,8 @@ func (r *runState) apply(e event.Event) {
 		}
 	case event.Control:
 		r.control(e)
+	case event.HookFinished:
+		r.addLog("hook " + e.Message)
 	case event.RunFinished:
 		r.finished, r.outcome, r.summary, r.errText = true, e.Outcome, e.Summary, e.Error
 		r.applySummary(e.Summary)

@@ -147,9 +147,9 @@ To try relctl on a demo fleet on this machine (hosts on 127.0.0.1 behind a
 load balancer, with live traffic; q stops everything it started):
     relctl demo
 
-To describe your own fleet, write an inventory in %s: fleet.example.yaml
-in relctl's source is a commented one to start from (its hosts, commands
-and releases). Then run relctl again, or point at another file with
---fleet or RELCTL_FLEET.
+To describe your own fleet, write a commented starter inventory to edit:
+    relctl init %s
+check it with relctl validate, then run relctl again (or point at another
+file with --fleet or RELCTL_FLEET).
 `, file, file)
 }

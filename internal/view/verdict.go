@@ -20,6 +20,7 @@ const (
 	ExitAborted    = 5 // the operator aborted (or refused a gate); every host is in service
 	ExitPaused     = 6 // a host is out of rotation (LEFT DRAINED), or the run paused: the operator must act
 	ExitPartial    = 7 // partially upgraded: the failure budget left the fleet on two versions
+	ExitRefused    = 8 // a before_run hook refused the run: no lock taken, nothing touched
 )
 
 // RunEnd is how a run ended, as the verdict reads it.
@@ -75,6 +76,12 @@ func Verdict(r RunEnd) (int, []string) {
 		r.Outcome == event.OutcomeSucceeded && (len(s.Failed) > 0 || len(s.RolledBack) > 0 && s.Kind != plan.KindRollback):
 		code = ExitPartial
 		behind := notOn(append(append([]string(nil), s.RolledBack...), s.Failed...))
+		if behind == "" && len(s.Held) > 0 {
+			// A selection: the hosts it left out are behind, on purpose.
+			lines = append(lines, s.Held...)
+			lines = append(lines, fmt.Sprintf("partially upgraded: %s on %s; the hosts not selected stay on their version; post-migrate did not run", orNone(s.Upgraded), s.To))
+			break
+		}
 		if behind == "" {
 			behind = "the other hosts"
 		}

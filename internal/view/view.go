@@ -90,12 +90,18 @@ func PlainLine(e event.Event, output bool) string {
 		return fmt.Sprintf("-\tGATE\t%s", e.Message)
 	case event.GateAnswered:
 		return fmt.Sprintf("-\tGATE\tanswer: %s", e.Message)
+	case event.AnalysisSample:
+		return fmt.Sprintf("-\tANALYSIS\t%s", e.Message)
+	case event.AnalysisVerdict:
+		return fmt.Sprintf("-\tVERDICT\t%s", e.Message)
 	case event.Warning:
 		return fmt.Sprintf("%s\tWARNING\t%s", who, e.Message)
 	case event.Control:
 		return fmt.Sprintf("-\t%s", e.Message)
 	case event.RunFinished:
 		return fmt.Sprintf("run %s finished: %s", e.RunID, e.Outcome)
+	case event.HookFinished:
+		return fmt.Sprintf("-\tHOOK\t%s", e.Message)
 	}
 	return ""
 }
@@ -164,11 +170,17 @@ func Summary(w io.Writer, outcome event.Outcome, s event.Summary) {
 	if s.PostMigrated {
 		fmt.Fprintf(w, "post-migrate:\tran (past the point of no return)\n")
 	}
+	summaryAnalysis(w, s.Analysis)
 	if s.Error != "" {
 		fmt.Fprintf(w, "error:\t%s\n", s.Error)
 	}
 	if line := SessionsLine(s.SSHSessions); line != "" {
 		fmt.Fprintf(w, "ssh sessions:\t%s\n", line)
+	}
+	for _, h := range s.Hooks {
+		if !h.OK() {
+			fmt.Fprintf(w, "hook failed:\t%s: %s (the outcome above is unchanged)\n", h.Place, h.Error)
+		}
 	}
 	if s.Journal != "" {
 		fmt.Fprintf(w, "journal:\t%s\n", s.Journal)

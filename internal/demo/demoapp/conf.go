@@ -20,6 +20,10 @@ const (
 	ConfDrainGrace   = "drain_grace"   // duration: on SIGTERM, answer 503 on /health this long before closing the listener
 	ConfFailMigrate  = "fail_migrate"  // bool: migrate exits 1
 	ConfMigrateDelay = "migrate_delay" // duration: migrate sleeps this long before recording
+	// ConfFailShare is a bad release that health checks cannot see: a
+	// number 0..1, the share of requests other than /health and /version
+	// answered 500 (every 1/share-th request, evenly).
+	ConfFailShare = "fail_share"
 )
 
 // appConf holds the parsed app.conf of a release.
@@ -64,6 +68,18 @@ func (c appConf) bool(key string) (bool, error) {
 		return false, fmt.Errorf("app.conf: %s: %w", key, err)
 	}
 	return b, nil
+}
+
+func (c appConf) share(key string) (float64, error) {
+	v, ok := c[key]
+	if !ok || v == "" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1 {
+		return 0, fmt.Errorf("app.conf: %s: %q is not a share between 0 and 1", key, v)
+	}
+	return f, nil
 }
 
 func (c appConf) duration(key string) (time.Duration, error) {

@@ -9,7 +9,7 @@
 //
 // Subcommands (see Main):
 //
-//	serve   --listen ADDR --version V [--release-dir DIR] [--start-delay D] [--fail-health] [--crash-after D] [--drain-grace D]
+//	serve   --listen ADDR --version V [--release-dir DIR] [--start-delay D] [--fail-health] [--fail-share F] [--crash-after D] [--drain-grace D]
 //	start   --dir HOSTPATH --listen ADDR [--wait D]
 //	stop    --dir HOSTPATH [--timeout D]
 //	check   --url URL [--version V]
@@ -69,7 +69,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: demoapp <command> [flags]
 commands:
-  serve   --listen ADDR --version V [--release-dir DIR] [--start-delay D] [--fail-health] [--crash-after D] [--drain-grace D]
+  serve   --listen ADDR --version V [--release-dir DIR] [--start-delay D] [--fail-health] [--fail-share F] [--crash-after D] [--drain-grace D]
   start   --dir HOSTPATH --listen ADDR [--wait D]
   stop    --dir HOSTPATH [--timeout D]
   check   --url URL [--version V]

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -26,6 +27,7 @@ type serveOptions struct {
 	ReleaseDir string
 	StartDelay time.Duration
 	FailHealth bool
+	FailShare  float64 // share of requests answered 500 (not /health, /version)
 	CrashAfter time.Duration
 	DrainGrace time.Duration
 }
@@ -38,6 +40,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.ReleaseDir, "release-dir", "", "release directory whose app.conf may carry faults")
 	fs.DurationVar(&o.StartDelay, "start-delay", 0, "answer 503 on /health for this long after start")
 	fs.BoolVar(&o.FailHealth, "fail-health", false, "always answer 503 on /health")
+	fs.Float64Var(&o.FailShare, "fail-share", 0, "answer this share (0..1) of requests with 500, /health and /version excepted")
 	fs.DurationVar(&o.CrashAfter, "crash-after", 0, "exit abruptly after this long")
 	fs.DurationVar(&o.DrainGrace, "drain-grace", 0, "on SIGTERM, fail /health this long before closing the listener")
 	if code, ok := parse(fs, args, stderr); !ok {
@@ -86,6 +89,13 @@ func (o *serveOptions) applyConf() error {
 		return err
 	}
 	o.FailHealth = o.FailHealth || fail
+	share, err := c.share(ConfFailShare)
+	if err != nil {
+		return err
+	}
+	if o.FailShare == 0 {
+		o.FailShare = share
+	}
 	for _, d := range []struct {
 		key string
 		dst *time.Duration
@@ -105,6 +115,8 @@ func (o *serveOptions) applyConf() error {
 type app struct {
 	version    string
 	failHealth bool
+	failShare  float64
+	served     atomic.Int64 // requests that may be failed, for failShare
 	readyAt    time.Time
 	draining   atomic.Bool
 }
@@ -115,11 +127,26 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s\n", a.version)
 	})
-	mux.HandleFunc("/slow", a.slow)
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/slow", a.failing(a.slow))
+	mux.HandleFunc("/{$}", a.failing(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "shop %s\n", a.version)
-	})
+	}))
 	return mux
+}
+
+// failing answers a.failShare of the requests with 500, evenly: request n
+// fails when floor(n × share) moves on, so 5% is every 20th.
+func (a *app) failing(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.failShare > 0 {
+			n := float64(a.served.Add(1))
+			if math.Floor(n*a.failShare) > math.Floor((n-1)*a.failShare) {
+				http.Error(w, fmt.Sprintf("shop %s: 500 (fail_share %g)", a.version, a.failShare), http.StatusInternalServerError)
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
 func (a *app) health(w http.ResponseWriter, r *http.Request) {
@@ -158,7 +185,7 @@ func (a *app) slow(w http.ResponseWriter, r *http.Request) {
 // It returns ExitCrashed when o.CrashAfter elapses first.
 func serve(ctx context.Context, ln net.Listener, o serveOptions, logw io.Writer) int {
 	logger := log.New(logw, fmt.Sprintf("demoapp[%d] ", os.Getpid()), log.LstdFlags|log.Lmicroseconds)
-	a := &app{version: o.Version, failHealth: o.FailHealth, readyAt: time.Now().Add(o.StartDelay)}
+	a := &app{version: o.Version, failHealth: o.FailHealth, failShare: o.FailShare, readyAt: time.Now().Add(o.StartDelay)}
 	srv := &http.Server{
 		Handler:           a.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -167,8 +194,8 @@ func serve(ctx context.Context, ln net.Listener, o serveOptions, logw io.Writer)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	logger.Printf("serving shop %s on %s (start_delay=%s fail_health=%t crash_after=%s drain_grace=%s)",
-		o.Version, ln.Addr(), o.StartDelay, o.FailHealth, o.CrashAfter, o.DrainGrace)
+	logger.Printf("serving shop %s on %s (start_delay=%s fail_health=%t fail_share=%g crash_after=%s drain_grace=%s)",
+		o.Version, ln.Addr(), o.StartDelay, o.FailHealth, o.FailShare, o.CrashAfter, o.DrainGrace)
 
 	var crash <-chan time.Time
 	if o.CrashAfter > 0 {

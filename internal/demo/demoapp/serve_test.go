@@ -162,3 +162,58 @@ func TestUsage(t *testing.T) {
 		t.Fatalf("bad phase = %d", code)
 	}
 }
+
+// A release with fail_share answers that share of its requests with 500,
+// evenly, while /health (and /version) stay green: only traffic figures
+// can tell it is bad.
+func TestServeFailShare(t *testing.T) {
+	base, _, _ := startServe(t, serveOptions{Version: "2.0.0", FailShare: 0.05})
+	fails := 0
+	for i := 1; i <= 100; i++ {
+		code, body := fetch(t, base+"/")
+		if code == 500 {
+			fails++
+			if i%20 != 0 || !strings.Contains(body, "fail_share 0.05") {
+				t.Fatalf("request %d failed (%q): want every 20th", i, body)
+			}
+		}
+		if code, _ := fetch(t, base+"/health"); code != 200 {
+			t.Fatalf("health with fail_share = %d", code)
+		}
+	}
+	if fails != 5 {
+		t.Fatalf("%d of 100 failed, want 5", fails)
+	}
+	if code, _ := fetch(t, base+"/version"); code != 200 {
+		t.Fatalf("/version with fail_share = %d", code)
+	}
+}
+
+func TestConfFailShare(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		conf string
+		want float64
+		err  string
+	}{
+		{"fail_share=0.1\n", 0.1, ""},
+		{"", 0, ""},
+		{"fail_share=2\n", 0, `fail_share: "2" is not a share between 0 and 1`},
+		{"fail_share=lots\n", 0, "is not a share"},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, "app.conf"), []byte(tc.conf), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		o := serveOptions{ReleaseDir: dir}
+		err := o.applyConf()
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: got %v, want %q", tc.conf, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || o.FailShare != tc.want {
+			t.Errorf("%q: share %g, err %v", tc.conf, o.FailShare, err)
+		}
+	}
+}

@@ -190,7 +190,10 @@ func (l *LB) showStat(args []string) string {
 		row(map[string]string{
 			"pxname": l.cfg.Backend, "svname": s.name, "qcur": "0", "qmax": "0",
 			"scur": i64(s.scur.Load()), "smax": i64(s.smax.Load()), "stot": i64(s.stot.Load()),
-			"eresp": i64(s.eresp.Load()), "status": s.status(), "weight": itoa(s.weight),
+			"eresp": i64(s.eresp.Load()), "econ": i64(s.econ.Load()), "status": s.status(),
+			"hrsp_1xx": i64(s.hrsp[0].Load()), "hrsp_2xx": i64(s.hrsp[1].Load()), "hrsp_3xx": i64(s.hrsp[2].Load()),
+			"hrsp_4xx": i64(s.hrsp[3].Load()), "hrsp_5xx": i64(s.hrsp[4].Load()), "hrsp_other": i64(s.hrsp[5].Load()),
+			"rtime": i64(s.rtime()), "weight": itoa(s.weight),
 			"act": "1", "bck": "0", "chkfail": itoa(s.chkFail), "chkdown": itoa(s.chkDown),
 			"lastchg": itoa(int(time.Since(s.lastChange).Seconds())), "pid": "1", "iid": itoa(backendID),
 			"sid": itoa(s.id), "lbtot": i64(s.lbtot.Load()), "type": "2",

@@ -71,7 +71,46 @@ type server struct {
 	smax  atomic.Int64
 	stot  atomic.Int64
 	lbtot atomic.Int64
-	eresp atomic.Int64 // transport errors
+	eresp atomic.Int64 // transport errors other than connecting
+	econ  atomic.Int64 // failed connection attempts to the server
+	// hrsp counts the server's responses by status class: [0] 1xx …
+	// [4] 5xx, [5] other.
+	hrsp [6]atomic.Int64
+	// rtimes holds the response times (ms) of the last 1024 responses,
+	// for HAProxy's rtime column; guarded by rtMu.
+	rtMu   sync.Mutex
+	rtimes [1024]int64
+	rtN    int
+}
+
+// observe records one response of s: its status class and the time to
+// its headers.
+func (s *server) observe(status int, took time.Duration) {
+	class := status/100 - 1
+	if class < 0 || class > 4 {
+		class = 5
+	}
+	s.hrsp[class].Add(1)
+	s.rtMu.Lock()
+	s.rtimes[s.rtN%len(s.rtimes)] = took.Milliseconds()
+	s.rtN++
+	s.rtMu.Unlock()
+}
+
+// rtime is the average response time in ms over the last 1024 responses
+// (0 before any), as HAProxy reports it.
+func (s *server) rtime() int64 {
+	s.rtMu.Lock()
+	defer s.rtMu.Unlock()
+	n := min(s.rtN, len(s.rtimes))
+	if n == 0 {
+		return 0
+	}
+	var sum int64
+	for _, v := range s.rtimes[:n] {
+		sum += v
+	}
+	return sum / int64(n)
 }
 
 // LB is a running balancer.
@@ -97,8 +136,9 @@ type attemptKey struct{}
 
 // attempt carries the chosen server into the proxy and its error back.
 type attempt struct {
-	srv *server
-	err error
+	srv   *server
+	err   error
+	start time.Time
 }
 
 // Start validates cfg, listens on both addresses, runs a first round of
@@ -159,6 +199,13 @@ func Start(cfg Config) (*LB, error) {
 			pr.SetURL(a.srv.url)
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
+		},
+		// Count the server's response by status class, like HAProxy's
+		// hrsp_* columns, and its response time.
+		ModifyResponse: func(resp *http.Response) error {
+			a := resp.Request.Context().Value(attemptKey{}).(*attempt)
+			a.srv.observe(resp.StatusCode, time.Since(a.start))
+			return nil
 		},
 		// Record the error; ServeHTTP decides between retrying and 502.
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -243,7 +290,7 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		tried = append(tried, s)
-		a := &attempt{srv: s}
+		a := &attempt{srv: s, start: time.Now()}
 		n := s.scur.Add(1)
 		for m := s.smax.Load(); n > m && !s.smax.CompareAndSwap(m, n); m = s.smax.Load() {
 		}
@@ -253,7 +300,12 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if a.err == nil {
 			return
 		}
-		s.eresp.Add(1)
+		var op *net.OpError
+		if errors.As(a.err, &op) && op.Op == "dial" {
+			s.econ.Add(1)
+		} else {
+			s.eresp.Add(1)
+		}
 		lastErr = fmt.Errorf("%s: %w", s.name, a.err)
 		if !retryable || r.Context().Err() != nil {
 			break

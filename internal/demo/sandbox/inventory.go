@@ -26,6 +26,9 @@ func (d *Demo) Inventory() (string, error) {
 		"1.1.0": {UpgradeFrom: ">=1.0.0", DowngradeTo: []string{"1.0.0"}},
 		"2.0.0": {UpgradeFrom: ">=1.1.0", DowngradeTo: []string{"1.1.0"}},
 	}
+	if d.o.BadRelease != "" {
+		inv.Analysis = demoAnalysis()
+	}
 	b, err := fleetfile.Marshal(inv, d.notes())
 	return string(b), err
 }
@@ -52,11 +55,14 @@ every key); only the addresses and paths are the demo's.`,
 	if d.o.FailHealth != "" {
 		head += fmt.Sprintf("\n\nshop %s is built to fail its health check: deploy it to watch the\ncanary fail and the rollback put it back.", d.o.FailHealth)
 	}
+	if d.o.BadRelease != "" {
+		head += fmt.Sprintf("\n\nshop %s is built to answer %g%% of its requests with 500 while its health\ncheck stays green: only the canary analysis below (mode auto) can see it,\nand it rolls the canary back by itself.", d.o.BadRelease, d.o.BadShare*100)
+	}
 	balancer := "relctl's built-in balancer, which speaks HAProxy's runtime API"
 	if d.BalancerKind == BalancerHAProxy {
 		balancer = "real HAProxy"
 	}
-	return fleetfile.Notes{
+	n := fleetfile.Notes{
 		Head: head,
 		Before: map[string]string{
 			"path":             "The base directory on each host. In the demo all hosts share one machine, so\neach host overrides it below with a directory of its own.",
@@ -92,6 +98,13 @@ every key); only the addresses and paths are the demo's.`,
 			"hosts.*.upstream":           "where the balancer sends its traffic",
 		},
 	}
+	if d.o.BadRelease != "" {
+		n.Before["analysis"] = "Canary analysis: after each canary batch is back in rotation, relctl compares\nits 5xx share with the hosts still on the old version, from the balancer's\nper-server counters, and (mode auto) promotes or rolls back by itself."
+		n.After["analysis.mode"] = "auto: promote on pass, roll back on fail"
+		n.After["analysis.rate_5xx.max"] = "at most 2% of the canary's requests answer 5xx ..."
+		n.After["analysis.rate_5xx.max_ratio"] = "... and at most the baseline's share × 2 + margin"
+	}
+	return n
 }
 
 // writeInventory writes FleetFile and checks that relctl loads it.

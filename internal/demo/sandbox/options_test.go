@@ -25,6 +25,10 @@ func TestOptionsRefused(t *testing.T) {
 		{"seed cannot fail", Options{AppCommand: "/bin/sh", FailHealth: SeedVersion}, "cannot be 1.0.0"},
 		{"bad version", Options{AppCommand: "/bin/sh", FailHealth: "1.0;rm"}, "not a version"},
 		{"balancer", Options{AppCommand: "/bin/sh", Balancer: "nginx"}, "unknown balancer"},
+		{"seed cannot be bad", Options{AppCommand: "/bin/sh", BadRelease: SeedVersion}, "bad-release version cannot be 1.0.0"},
+		{"bad release version", Options{AppCommand: "/bin/sh", BadRelease: "2.0;x"}, "not a version"},
+		{"bad share", Options{AppCommand: "/bin/sh", BadRelease: "2.0.0", BadShare: 1.5}, "between 0 and 1"},
+		{"share alone", Options{AppCommand: "/bin/sh", BadShare: 0.5}, "bad share without a bad release"},
 		{"hosts", Options{AppCommand: "/bin/sh", Hosts: -1}, "hosts must be"},
 		{"unsafe dir", Options{AppCommand: "/bin/sh", Dir: "/tmp/a dir"}, "may hold only"},
 	} {

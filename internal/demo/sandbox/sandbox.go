@@ -70,9 +70,15 @@ type Options struct {
 	// (app.conf fail_health=true). A version outside Versions is built too.
 	// It cannot be SeedVersion.
 	FailHealth string
-	Balancer   string // "auto" (default: HAProxy when HAProxyPath exists, else builtin), "haproxy", "builtin"
-	Traffic    bool   // steady demo traffic through the balancer from Start until Close
-	Rate       int    // traffic requests/s; default 50
+	// BadRelease is a version whose app answers BadShare of its requests
+	// with 500 while its health check stays green (app.conf fail_share);
+	// the inventory then asks for canary analysis in mode auto
+	// (badrelease.go). It cannot be SeedVersion.
+	BadRelease string
+	BadShare   float64 // default DefaultBadShare
+	Balancer   string  // "auto" (default: HAProxy when HAProxyPath exists, else builtin), "haproxy", "builtin"
+	Traffic    bool    // steady demo traffic through the balancer from Start until Close
+	Rate       int     // traffic requests/s; default 50
 	// Logf receives progress lines ("demo: ..."); it may be called from
 	// several goroutines at once. nil: silent.
 	Logf func(format string, args ...any)
@@ -156,6 +162,9 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 		if o.FailHealth == SeedVersion {
 			return nil, fmt.Errorf("sandbox: fail-health version cannot be %s: every host must run it healthy at start", SeedVersion)
 		}
+	}
+	if err := o.checkBadRelease(); err != nil {
+		return nil, err
 	}
 	u, err := user.Current()
 	if err != nil {

@@ -26,14 +26,17 @@ var versionRE = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._+-]{0,127}$`)
 // building them takes milliseconds.
 func (d *Demo) buildReleases(appCmd string) error {
 	versions := append([]string(nil), Versions...)
-	if v := d.o.FailHealth; v != "" && !contains(versions, v) {
-		versions = append(versions, v)
+	for _, v := range []string{d.o.FailHealth, d.o.BadRelease} {
+		if v != "" && !contains(versions, v) {
+			versions = append(versions, v)
+		}
 	}
 	for _, v := range versions {
 		conf := map[string]string{}
 		if v == d.o.FailHealth {
 			conf[demoapp.ConfFailHealth] = "true"
 		}
+		d.badConf(v, conf)
 		if _, _, err := demoapp.BuildArtifact(d.ArtifactDir, demoapp.ArtifactOptions{Version: v, Wrapper: appCmd, AppConf: conf}); err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}
@@ -41,6 +44,9 @@ func (d *Demo) buildReleases(appCmd string) error {
 	d.Versions = versions
 	if d.o.FailHealth != "" {
 		d.logf("demo: release %s is built to fail its health check", d.o.FailHealth)
+	}
+	if d.o.BadRelease != "" {
+		d.logf("demo: release %s is built to answer %g%% of requests with 500 (its health check stays green)", d.o.BadRelease, d.o.BadShare*100)
 	}
 	return nil
 }

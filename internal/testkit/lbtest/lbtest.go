@@ -29,13 +29,14 @@ import (
 //	/health      200 while Healthy, else 503
 //	/slow?ms=N   sleeps N ms, then answers its name
 //	/inflight    the number of requests in flight (not counting itself)
-//	anything     answers its name
+//	anything     answers its name (500 while Fail5xx is set)
 type Backend struct {
 	Name     string
 	Addr     string // "127.0.0.11:34567"
 	Healthy  atomic.Bool
 	Inflight atomic.Int64
 	Hits     atomic.Int64 // non-health requests started
+	Fail5xx  atomic.Bool  // answer every non-health request with 500 (health stays green)
 	srv      *httptest.Server
 }
 
@@ -80,6 +81,10 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
+	}
+	if b.Fail5xx.Load() {
+		http.Error(w, b.Name+": injected 500", http.StatusInternalServerError)
+		return
 	}
 	io.WriteString(w, b.Name)
 }

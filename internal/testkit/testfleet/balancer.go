@@ -68,7 +68,7 @@ func (f *Fleet) startHAProxy(dir, ip string) (*Balancer, error) {
 		Backend:       Backend,
 		CheckInterval: 100 * time.Millisecond,
 	}
-	for _, h := range f.Hosts {
+	for _, h := range f.Balanced() {
 		cfg.Servers = append(cfg.Servers, haproxycfg.Server{Name: h.Name, Addr: h.AppAddr})
 	}
 	if err := os.WriteFile(b.ConfigFile, []byte(cfg.String()), 0o644); err != nil {
@@ -99,7 +99,7 @@ func (f *Fleet) startNginx(dir, ip string) (*Balancer, error) {
 	b.NginxCommand = fmt.Sprintf("%s -p %s/ -c %s -e %s", NginxPath, dir, b.ConfigFile, errorLog)
 	var up strings.Builder
 	fmt.Fprintf(&up, "upstream %s {\n", Backend)
-	for _, h := range f.Hosts {
+	for _, h := range f.Balanced() {
 		fmt.Fprintf(&up, "    server %s;\n", h.AppAddr)
 	}
 	up.WriteString("}\n")

@@ -55,6 +55,11 @@ type Options struct {
 	SSHPort  int    // [2222]
 	AppPort  int    // [8080]
 	Balancer string // "haproxy" | "nginx" | "" (none)
+	// Workers is how many of the Hosts (the last ones, named work1,
+	// work2, ...) are background workers: they run the same app but are
+	// not in the balancer, and Inventory gives them role worker with
+	// balancer: none (the others role web).
+	Workers int
 }
 
 // Host is one application server of the fleet.
@@ -79,6 +84,7 @@ type Fleet struct {
 	MigrationsLog  string // where the demo app's migrate command records runs
 	ArtifactDir    string // <root>/dist: Artifact writes shop-<v>.tar.gz here
 	LB             *Balancer
+	Workers        int // the last Workers hosts are workers, outside the balancer
 	SSHPort        int
 	AppPort        int
 
@@ -106,7 +112,7 @@ func Start(t testing.TB, o Options) *Fleet {
 	}
 	Require(t, o.Balancer)
 
-	f := &Fleet{t: t, SSHPort: o.SSHPort, AppPort: o.AppPort, User: o.User}
+	f := &Fleet{t: t, SSHPort: o.SSHPort, AppPort: o.AppPort, User: o.User, Workers: o.Workers}
 	root, err := os.MkdirTemp("", "relctl-fleet-")
 	if err != nil {
 		t.Fatalf("testfleet: %v", err)
@@ -154,6 +160,9 @@ func Start(t testing.TB, o Options) *Fleet {
 	for i := range o.Hosts {
 		ip := fmt.Sprintf("127.0.0.%d", first+i)
 		name := fmt.Sprintf("web%d", i+1)
+		if w := i - (o.Hosts - o.Workers); w >= 0 {
+			name = fmt.Sprintf("work%d", w+1)
+		}
 		dir := filepath.Join(root, "hosts", name)
 		h := Host{
 			Name: name, IP: ip,
@@ -433,3 +442,6 @@ func (f *Fleet) Logs() string {
 }
 
 func (f *Fleet) hostDir(i int) string { return filepath.Join(f.Root, "hosts", f.Hosts[i].Name) }
+
+// Balanced returns the hosts that are in the balancer: all but the workers.
+func (f *Fleet) Balanced() []Host { return f.Hosts[:len(f.Hosts)-f.Workers] }

@@ -40,6 +40,19 @@ func (f *Fleet) Inventory(extra string) (string, error) {
 		inv.Balancer = fleet.Balancer{Kind: "nginx", Backend: f.LB.Backend, DrainTimeout: 2 * time.Second,
 			UpstreamFile: f.LB.UpstreamFile, Nginx: f.LB.NginxCommand, Endpoints: []fleet.Endpoint{{SSH: f.Hosts[0].SSHAddr}}}
 	}
+	if f.Workers > 0 {
+		// Web hosts behind the balancer, workers outside it: one inventory.
+		inv.Roles = map[string]fleet.Role{
+			"web":    {Rollout: fleet.RoleRollout{Batches: []fleet.BatchSize{{N: 1}, {N: 2}}}},
+			"worker": {Balancer: fleet.BalancerNone},
+		}
+		for i := range inv.Hosts {
+			inv.Hosts[i].Role = "web"
+			if i >= len(inv.Hosts)-f.Workers {
+				inv.Hosts[i].Role = "worker"
+			}
+		}
+	}
 	b, err := fleetfile.Marshal(inv, fleetfile.Notes{Head: fmt.Sprintf("fleet.yaml written by relctl's testfleet for %d local hosts", len(f.Hosts))})
 	if err != nil {
 		return "", err

@@ -189,9 +189,9 @@ func (f *Fleet) Seed(version, artifact string) {
 		}
 	}
 	if f.LB != nil {
-		names := make([]string, len(f.Hosts))
-		for i, h := range f.Hosts {
-			names[i] = h.Name
+		var names []string
+		for _, h := range f.Balanced() {
+			names = append(names, h.Name)
 		}
 		if err := f.LB.WaitAllUp(names, 15*time.Second); err != nil {
 			f.t.Fatalf("testfleet: seed %s: %v\n%s", version, err, f.Logs())
