@@ -34,6 +34,10 @@ type hostRun struct {
 	// command, still running when the health action ends (health.go);
 	// the version action waits for it, judges it and clears it.
 	version *versionRead
+	// chain is the host's forward actions sent as one command (chain.go);
+	// chainTried: the first chainable action has been reached.
+	chain      *hostChain
+	chainTried bool
 }
 
 func (r *hostRun) emit(ev event.Event) {
@@ -294,7 +298,7 @@ func (r *hostRun) runStop(ctx context.Context) (string, error) {
 	if note != "" {
 		r.warn(note)
 	}
-	if err := r.cmd(ctx, fleet.CmdStop, r.vals, e.to.Stop); err != nil {
+	if err := r.forwardCmd(ctx, plan.ActionStop, func() error { return r.cmd(ctx, fleet.CmdStop, r.vals, e.to.Stop) }); err != nil {
 		return "", err
 	}
 	if note != "" {
@@ -323,7 +327,9 @@ func (r *hostRun) undoStop(ctx context.Context) (string, error) {
 }
 
 func (r *hostRun) runSwitch(ctx context.Context) (string, error) {
-	if err := r.script(ctx, switchScript(r.vals.Path, r.step.To), r.vals, r.e.to.Switch); err != nil {
+	if err := r.forwardCmd(ctx, plan.ActionSwitch, func() error {
+		return r.script(ctx, switchScript(r.vals.Path, r.step.To), r.vals, r.e.to.Switch)
+	}); err != nil {
 		return "", err
 	}
 	r.e.markSwitched(r.step.ID)
@@ -344,7 +350,7 @@ func (r *hostRun) undoSwitch(ctx context.Context) (string, error) {
 }
 
 func (r *hostRun) runStart(ctx context.Context) (string, error) {
-	return "", r.cmd(ctx, fleet.CmdStart, r.vals, r.e.to.Start)
+	return "", r.forwardCmd(ctx, plan.ActionStart, func() error { return r.cmd(ctx, fleet.CmdStart, r.vals, r.e.to.Start) })
 }
 
 // undoStart stops what was started (the new release).
@@ -356,6 +362,9 @@ func (r *hostRun) undoStart(ctx context.Context) (string, error) {
 }
 
 func (r *hostRun) runHealth(ctx context.Context) (string, error) {
+	if msg, ok, err := r.chainedHealth(ctx); ok {
+		return msg, err
+	}
 	acts := r.e.plan.ActionsFor(r.step.Host)
 	i := slices.Index(acts, plan.ActionHealth)
 	next := i >= 0 && i+1 < len(acts) && acts[i+1] == plan.ActionVersion
@@ -365,6 +374,9 @@ func (r *hostRun) runHealth(ctx context.Context) (string, error) {
 // runVersion judges what the version command printed at the end of the
 // health wait, in the same remote command, or runs it now.
 func (r *hostRun) runVersion(ctx context.Context) (string, error) {
+	if msg, ok, err := r.chainedVersion(ctx); ok {
+		return msg, err
+	}
 	v := r.version
 	r.version = nil
 	if v == nil {
@@ -479,6 +491,7 @@ func (e *Engine) deployHost(_ context.Context, s plan.Step) error {
 		rn := runners[a]
 		err := r.action(a, rn.state, func() (string, error) { return rn.run(r, ctx) })
 		if err != nil {
+			r.endChain()
 			undo := slices.Clone(done)
 			if rn.partial {
 				undo = append(undo, a)

@@ -127,6 +127,8 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 	}
 	var err error
 	switch {
+	case strings.Contains(s, "\nrelctl_act "):
+		return f.chain(ctx, host, c)
 	case s == "true":
 		return remote.Result{}, nil
 	case strings.Contains(s, "need=present"):

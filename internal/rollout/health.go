@@ -335,18 +335,10 @@ func newNonce() string {
 // same remote command and leaves what it printed (or how it failed) in
 // r.version, for the version action that follows.
 func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values, withVersion bool) (string, error) {
-	hTimeout, hInterval, hStable := e.plan.HealthFor(r.h.Name)
-	t := e.inv.HostTemplate(r.h, fleet.CmdHealth)
-	script, err := t.Render(vals)
+	loop, env, err := e.newHealthLoop(r, vals)
 	if err != nil {
 		return "", err
 	}
-	script, env, err := e.commandEnv(fleet.CmdHealth, script, vals)
-	if err != nil {
-		return "", err
-	}
-	loop := healthLoop{nonce: newNonce(), interval: time.Duration(hInterval), stable: time.Duration(hStable),
-		timeout: time.Duration(hTimeout), check: e.to.HealthCheck, script: script}
 	r.version = nil
 	if vt := e.inv.HostTemplate(r.h, fleet.CmdVersion); withVersion && vt != nil {
 		if loop.then, err = vt.Render(vals); err != nil {
@@ -412,8 +404,30 @@ func (e *Engine) waitHealthy(ctx context.Context, r *hostRun, vals fleet.Values,
 		err = <-ended
 	case err = <-ended:
 	}
+	return e.healthOutcome(ctx, r, loop, rd, stderr, err, time.Since(start))
+}
+
+// newHealthLoop is the health wait's loop for r's host with vals, without
+// a command to run after it, and the environment to send with it.
+func (e *Engine) newHealthLoop(r *hostRun, vals fleet.Values) (healthLoop, map[string]string, error) {
+	hTimeout, hInterval, hStable := e.plan.HealthFor(r.h.Name)
+	script, err := e.inv.HostTemplate(r.h, fleet.CmdHealth).Render(vals)
+	if err != nil {
+		return healthLoop{}, nil, err
+	}
+	script, env, err := e.commandEnv(fleet.CmdHealth, script, vals)
+	if err != nil {
+		return healthLoop{}, nil, err
+	}
+	return healthLoop{nonce: newNonce(), interval: time.Duration(hInterval), stable: time.Duration(hStable),
+		timeout: time.Duration(hTimeout), check: e.to.HealthCheck, script: script}, env, nil
+}
+
+// healthOutcome judges a health wait that ended: what the loop reported
+// (rd, its stray stderr lines) and how its command ended (err).
+func (e *Engine) healthOutcome(ctx context.Context, r *hostRun, loop healthLoop, rd *healthReader, stderr []string, err error, took time.Duration) (string, error) {
 	rd.flush()
-	took := time.Since(start).Round(time.Millisecond)
+	took = took.Round(time.Millisecond)
 	switch {
 	case err == nil && rd.verdict == "healthy":
 		return fmt.Sprintf("healthy after %d check(s) in %s", rd.checks, took), nil
