@@ -105,7 +105,10 @@ relctl_health() {
 	relctl_setsid=
 	if command -v setsid >/dev/null 2>&1; then relctl_setsid=1; fi
 	relctl_t0=$(relctl_ms)
-	relctl_dl=$((relctl_t0 + relctl_to))
+	# + 10: /proc/uptime counts in 1/100 s, and two truncated readings can
+	# span up to 10 ms less than really passed; never give up before the
+	# timeout.
+	relctl_dl=$((relctl_t0 + relctl_to + 10))
 	relctl_ok=
 	relctl_i=0
 	while :; do
