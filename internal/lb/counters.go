@@ -2,7 +2,6 @@ package lb
 
 import (
 	"context"
-	"encoding/csv"
 	"fmt"
 	"strconv"
 	"strings"
@@ -86,23 +85,9 @@ func (h *haproxy) ServerStats(ctx context.Context) ([]CounterSample, error) {
 // required; econ, eresp and rtime count as 0 (rtime -1) when absent or
 // empty (HAProxy leaves a column empty where it does not apply).
 func parseServerCounters(reply, backend string) (map[string]Stats, error) {
-	text := strings.TrimLeft(reply, "\r\n")
-	if !strings.HasPrefix(text, "# ") {
-		if msg := firstLine(reply); strings.Contains(msg, "No such proxy") {
-			return nil, fmt.Errorf("show stat: %s: %w", msg, ErrUnknownBackend)
-		}
-		return nil, fmt.Errorf("show stat: unexpected reply %q", firstLine(reply))
-	}
-	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(text, "# ")))
-	r.FieldsPerRecord = -1
-	r.LazyQuotes = true
-	header, err := r.Read()
+	r, col, err := showStatTable(reply)
 	if err != nil {
-		return nil, fmt.Errorf("show stat: header: %w", err)
-	}
-	col := map[string]int{}
-	for i, name := range header {
-		col[strings.TrimSpace(name)] = i
+		return nil, err
 	}
 	for _, need := range []string{"pxname", "svname", "stot", "hrsp_5xx"} {
 		if _, ok := col[need]; !ok {

@@ -53,29 +53,38 @@ func (a serverAdmin) HasCheck() bool {
 	return a.CheckState&(checkConfigured|checkEnabled) == checkConfigured|checkEnabled
 }
 
+// showStatTable opens the CSV of `show stat`: a reader past its
+// `# pxname,svname,...` header, and each column's index by its name.
+func showStatTable(reply string) (*csv.Reader, map[string]int, error) {
+	text := strings.TrimLeft(reply, "\r\n")
+	if !strings.HasPrefix(text, "# ") {
+		if msg := firstLine(reply); strings.Contains(msg, "No such proxy") {
+			return nil, nil, fmt.Errorf("show stat: %s: %w", msg, ErrUnknownBackend)
+		}
+		return nil, nil, fmt.Errorf("show stat: unexpected reply %q", firstLine(reply))
+	}
+	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(text, "# ")))
+	r.FieldsPerRecord = -1
+	r.LazyQuotes = true
+	header, err := r.Read()
+	if err != nil {
+		return nil, nil, fmt.Errorf("show stat: header: %w", err)
+	}
+	col := map[string]int{}
+	for i, name := range header {
+		col[strings.TrimSpace(name)] = i
+	}
+	return r, col, nil
+}
+
 // parseShowStat parses the CSV of `show stat` and returns the server rows of
 // backend (FRONTEND/BACKEND aggregate rows are skipped). Columns are found by
 // the names in the `# pxname,svname,...` header, so column order and extra
 // columns of other HAProxy versions do not matter.
 func parseShowStat(reply, backend string) ([]ServerState, error) {
-	text := strings.TrimLeft(reply, "\r\n")
-	if !strings.HasPrefix(text, "# ") {
-		if msg := firstLine(reply); strings.Contains(msg, "No such proxy") {
-			return nil, fmt.Errorf("show stat: %s: %w", msg, ErrUnknownBackend)
-		}
-		return nil, fmt.Errorf("show stat: unexpected reply %q", firstLine(reply))
-	}
-	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(text, "# ")))
-	r.FieldsPerRecord = -1
-	r.LazyQuotes = true
-	r.ReuseRecord = false
-	header, err := r.Read()
+	r, col, err := showStatTable(reply)
 	if err != nil {
-		return nil, fmt.Errorf("show stat: header: %w", err)
-	}
-	col := map[string]int{}
-	for i, name := range header {
-		col[strings.TrimSpace(name)] = i
+		return nil, err
 	}
 	for _, need := range []string{"pxname", "svname", "scur", "status"} {
 		if _, ok := col[need]; !ok {
