@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"github.com/relctl/relctl/internal/demo/proc"
 	"net"
 	"os"
 	"os/exec"
@@ -27,14 +28,6 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	return err == nil && !strings.Contains(string(b), ") Z ")
 }
 
 // TestDemoKeep runs `relctl demo --plain --keep` in this process: after the
@@ -92,7 +85,7 @@ func TestDemoKeep(t *testing.T) {
 		t.Fatalf("want 2 app pids and 2 ssh addresses in:\n%s", said)
 	}
 	for _, pid := range pids {
-		if !alive(pid) {
+		if !proc.Alive(pid) {
 			t.Errorf("app pid %d it said runs is not alive", pid)
 		}
 	}
@@ -118,7 +111,7 @@ func TestDemoKeep(t *testing.T) {
 		t.Errorf("no final word:\n%s", errb.String())
 	}
 	for _, pid := range pids {
-		if alive(pid) {
+		if proc.Alive(pid) {
 			t.Errorf("app pid %d still alive after Ctrl-C", pid)
 		}
 	}
@@ -216,7 +209,7 @@ func TestDemoKeepSIGKILLed(t *testing.T) {
 	<-exited
 	waitFor(t, time.Minute, "every process the killed demo left to end", func() bool {
 		for _, pid := range pids {
-			if alive(pid) {
+			if proc.Alive(pid) {
 				return false
 			}
 		}

@@ -3,6 +3,7 @@ package hooks
 import (
 	"context"
 	"encoding/json"
+	"github.com/relctl/relctl/internal/demo/proc"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -104,7 +105,7 @@ func TestHookTimeoutKillsGroup(t *testing.T) {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
+	for proc.Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the hook's child %d outlived its timeout", pid)
 		}
@@ -128,7 +129,7 @@ func TestHookBackgroundChildHoldingOutput(t *testing.T) {
 	b, _ := os.ReadFile(pidf)
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
+	for proc.Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("child %d outlived its hook", pid)
 		}
@@ -196,16 +197,4 @@ func TestTailBufferUTF8(t *testing.T) {
 	if out != "éé" || cut != 6 {
 		t.Errorf("result = %q, %d", out, cut)
 	}
-}
-
-// alive reports whether pid runs (a killed zombie not yet reaped counts as
-// gone).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }

@@ -3,6 +3,7 @@ package lb_test
 import (
 	"context"
 	"errors"
+	"github.com/relctl/relctl/internal/demo/proc"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -30,19 +31,6 @@ func readPID(t *testing.T, path string) int {
 	return pid
 }
 
-// alive reports whether pid runs (a zombie waiting for its reaper counts as
-// gone: it holds no pipe and runs no code).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// "pid (comm) S ...": the state follows the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 // killSleep kills, by the PID in pidFile, the sleep a test script started,
 // if it still runs (and is still a sleep: a PID can be reused).
 func killSleep(pidFile string) {
@@ -51,7 +39,7 @@ func killSleep(pidFile string) {
 		return
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 || !alive(pid) {
+	if err != nil || pid <= 0 || !proc.Alive(pid) {
 		return
 	}
 	if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
@@ -84,7 +72,7 @@ func TestLocalRunOnKillsForkedChildAtTimeout(t *testing.T) {
 	t.Logf("RunOn with a 1s timeout returned after %s: %v", took.Round(time.Millisecond), err)
 	child := readPID(t, pidFile)
 	lbtest.Eventually(t, 10*time.Second, "forked child gone", func() (bool, string) {
-		return !alive(child), "pid " + strconv.Itoa(child) + " still runs"
+		return !proc.Alive(child), "pid " + strconv.Itoa(child) + " still runs"
 	})
 }
 
@@ -129,7 +117,7 @@ func TestLocalRunOnChildOutlivesScript(t *testing.T) {
 	}
 	child := readPID(t, pidFile)
 	lbtest.Eventually(t, 10*time.Second, "the child holding the output gone", func() (bool, string) {
-		return !alive(child), "pid " + strconv.Itoa(child) + " still runs"
+		return !proc.Alive(child), "pid " + strconv.Itoa(child) + " still runs"
 	})
 }
 

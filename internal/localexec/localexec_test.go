@@ -3,6 +3,7 @@ package localexec
 import (
 	"context"
 	"errors"
+	"github.com/relctl/relctl/internal/demo/proc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,18 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-// alive reports whether pid runs (a zombie, killed and not yet reaped by
-// whoever adopted it, counts as gone).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
 
 // A command whose context ends is killed with every process it forked, and
 // Run returns within the wait delay.
@@ -47,7 +36,7 @@ func TestGroupKillsForkedChildOnDeadline(t *testing.T) {
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
+	for proc.Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("forked child %d still runs after its group was killed", pid)
 		}
@@ -74,7 +63,7 @@ func TestKillGroupAfterWaitDelay(t *testing.T) {
 	b, _ := os.ReadFile(pidFile)
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
+	for proc.Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("child %d still runs after KillGroup", pid)
 		}

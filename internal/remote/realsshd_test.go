@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/demo/proc"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -82,7 +83,7 @@ func TestRealOpenSSH(t *testing.T) {
 	if perr != nil {
 		t.Fatal(perr)
 	}
-	if !eventually(3*time.Second, func() bool { return !alive(pid) }) {
+	if !eventually(3*time.Second, func() bool { return !proc.Alive(pid) }) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("sleep %d survived the timeout under real sshd", pid)
 	}
@@ -132,7 +133,7 @@ func TestRealOpenSSH(t *testing.T) {
 		if perr != nil {
 			t.Fatal(perr)
 		}
-		if !eventually(3*time.Second, func() bool { return !alive(pid) }) {
+		if !eventually(3*time.Second, func() bool { return !proc.Alive(pid) }) {
 			syscall.Kill(pid, syscall.SIGKILL)
 			t.Fatalf("sleep %d survived the timeout for a non-root login", pid)
 		}
@@ -189,7 +190,7 @@ func TestRealOpenSSHPersistentShell(t *testing.T) {
 	if perr != nil {
 		t.Fatal(perr)
 	}
-	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+	if !eventually(5*time.Second, func() bool { return !proc.Alive(pid) }) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("sleep %d survived the timeout", pid)
 	}

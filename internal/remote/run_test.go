@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/demo/proc"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -134,26 +135,6 @@ func testRunScriptQuotingAndArgs(t *testing.T, plain bool) {
 	}
 }
 
-// alive reports whether a local process exists and is not a zombie (the
-// fixture's "remote" host is this machine; orphans wait for init to reap
-// them).
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	if err != nil && !errors.Is(err, syscall.EPERM) {
-		return false
-	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return !errors.Is(err, os.ErrNotExist)
-	}
-	// pid (comm) S ...: the state follows the last ')'.
-	s := string(stat)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
-	}
-	return true
-}
-
 func TestRunTimeoutKillsRemoteProcessGroup(t *testing.T) {
 	bothModes(t, testRunTimeoutKillsRemoteProcessGroup)
 }
@@ -191,7 +172,7 @@ func testRunTimeoutKillsRemoteProcessGroup(t *testing.T, plain bool) {
 		t.Fatal(err)
 	}
 	t.Logf("run took %s", took)
-	if !eventually(2*time.Second, func() bool { return !alive(pid) }) {
+	if !eventually(2*time.Second, func() bool { return !proc.Alive(pid) }) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("remote sleep %d still running after timeout", pid)
 	}
@@ -228,7 +209,7 @@ func testRunTimeoutEscalatesToKill(t *testing.T, plain bool) {
 		t.Fatalf("want ErrTimeout, got %v", err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
-	if !eventually(2*time.Second, func() bool { return !alive(pid) }) {
+	if !eventually(2*time.Second, func() bool { return !proc.Alive(pid) }) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("TERM-ignoring process %d survived", pid)
 	}
@@ -251,7 +232,7 @@ func testRunContextCancelKillsRemote(t *testing.T, plain bool) {
 		t.Fatalf("want context.Canceled, got %v", err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
-	if !eventually(3*time.Second, func() bool { return !alive(pid) }) {
+	if !eventually(3*time.Second, func() bool { return !proc.Alive(pid) }) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("remote sleep %d still running after cancel", pid)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/demo/proc"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -205,11 +206,11 @@ func TestShellTimeoutThenNextCommand(t *testing.T) {
 		t.Fatalf("want ErrTimeout killing the process group, got %v", err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
-	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+	if !eventually(5*time.Second, func() bool { return !proc.Alive(pid) }) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("sleep %d survived", pid)
 	}
-	if !alive(shellPID) {
+	if !proc.Alive(shellPID) {
 		t.Fatal("the kill took the shell with it")
 	}
 	out, err := c.Output(ctx, "echo next")
@@ -225,7 +226,7 @@ func TestShellTimeoutThenNextCommand(t *testing.T) {
 		t.Fatalf("want ErrTimeout, got %v", err)
 	}
 	pid, _ = strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
-	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+	if !eventually(5*time.Second, func() bool { return !proc.Alive(pid) }) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("TERM-ignoring %d survived", pid)
 	}
@@ -318,7 +319,7 @@ func TestShellTimeoutBackstop(t *testing.T) {
 		t.Fatalf("want ErrTimeout, got %v", err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
-	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+	if !eventually(5*time.Second, func() bool { return !proc.Alive(pid) }) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("sleep %d survived", pid)
 	}
@@ -506,7 +507,7 @@ func TestShellFallbackWithoutSetsid(t *testing.T) {
 		t.Fatalf("want ErrTimeout, got %v", err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(readFile(t, pidfile)))
-	if !eventually(5*time.Second, func() bool { return !alive(pid) }) {
+	if !eventually(5*time.Second, func() bool { return !proc.Alive(pid) }) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		t.Fatalf("sleep %d survived", pid)
 	}
