@@ -262,11 +262,18 @@ func TestLifelineMalformed(t *testing.T) {
 
 func TestMatchingSkipsSelf(t *testing.T) {
 	needle := "relctl-proc-test-" + strconv.Itoa(os.Getpid())
-	cmd := exec.Command("/bin/sh", "-c", "sleep 300 # "+needle)
+	// The shell waits in its builtin read, so it never forks: a forked child
+	// keeps the parent's command line until it execs, and would be a second,
+	// real match for as long as that window lasts (seen once under CI load).
+	cmd := exec.Command("/bin/sh", "-c", "read x", needle)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer func() { _ = stdin.Close(); _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	got := Matching(needle)
 	if len(got) != 1 || got[0] != cmd.Process.Pid {
 		t.Fatalf("Matching = %v, want [%d]", got, cmd.Process.Pid)
