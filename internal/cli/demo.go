@@ -127,7 +127,9 @@ func runDemo(ctx context.Context, ios *IO, o *demoOptions) error {
 		fmt.Fprintf(ios.Err, "%s will answer %g%% of its requests with 500 while its health check stays green; canary analysis (mode %s) watches each canary for %s\n",
 			o.badRelease, sandbox.DefaultBadShare*100, a.Mode, a.Duration)
 	}
-	if !o.plain && ios.interactive() && isTerminal(ios.Out) {
+	// wantTUI: a terminal the TUI cannot draw in (TERM=dumb, too small)
+	// gets the plain demo, with a note saying why.
+	if !o.plain && wantTUI(ios, outFlags{}) {
 		err = runDemoTUI(ctx, ios, inv, d)
 	} else {
 		err = runDemoPlain(ctx, ios, inv, d, o)
