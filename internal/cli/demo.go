@@ -39,9 +39,11 @@ running the demo shop app (1.0.0), behind a load balancer (HAProxy when it is
 installed, otherwise a built-in one speaking the same admin API), with steady
 traffic through it. Then it upgrades the fleet with the same code apply uses.
 
-In a terminal it opens the TUI; with --plain (or without a terminal) it runs
-the whole upgrade to 2.0.0 (through the required stop 1.1.0), prints every
-step and the traffic figures, and exits 0 only if no request failed.
+In a terminal it opens the TUI, and exits with the code of the run started
+there (3 after a rollback). With --plain (or without a terminal, or in one
+the TUI cannot draw in: TERM=dumb, under 60x16) it runs the whole upgrade
+to --to (2.0.0, through the required stop 1.1.0), prints every step and the
+traffic figures, and exits 0 only if no request failed.
 Everything it started is stopped when it exits, Ctrl-C included, and its
 directory is removed.
 
@@ -127,7 +129,9 @@ func runDemo(ctx context.Context, ios *IO, o *demoOptions) error {
 		fmt.Fprintf(ios.Err, "%s will answer %g%% of its requests with 500 while its health check stays green; canary analysis (mode %s) watches each canary for %s\n",
 			o.badRelease, sandbox.DefaultBadShare*100, a.Mode, a.Duration)
 	}
-	if !o.plain && ios.interactive() && isTerminal(ios.Out) {
+	// wantTUI: a terminal the TUI cannot draw in (TERM=dumb, too small)
+	// gets the plain demo, with a note saying why.
+	if !o.plain && wantTUI(ios, outFlags{}) {
 		err = runDemoTUI(ctx, ios, inv, d)
 	} else {
 		err = runDemoPlain(ctx, ios, inv, d, o)

@@ -18,7 +18,7 @@ func (s selFlags) selection() fleet.Selection {
 
 func addSelectFlags(cmd *cobra.Command, s *selFlags) {
 	f := cmd.Flags()
-	f.StringSliceVar(&s.hosts, "hosts", nil, "only these hosts (web1,web3); the plan names what it leaves out, and holds post-migrate back while a host left out still runs the old version")
+	f.StringSliceVar(&s.hosts, "hosts", nil, "only these hosts (web1,web3); plan and apply name the hosts left out, and hold post-migrate back while one of them still runs the old version")
 	f.StringSliceVar(&s.labels, "labels", nil, "only hosts with any of these labels (canary)")
 	f.StringSliceVar(&s.roles, "roles", nil, "only hosts of these roles (worker); --hosts, --labels and --roles together: a host must match each one given")
 }

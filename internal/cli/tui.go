@@ -302,7 +302,9 @@ func wantTUI(ios *IO, of outFlags) bool {
 // rootRun opens the TUI when relctl runs with no subcommand in a terminal.
 func rootRun(ios *IO, g *globals, cf *connFlags) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, _ []string) error {
-		if !ios.interactive() || !isTerminal(ios.Out) {
+		if !wantTUI(ios, outFlags{}) {
+			// No terminal, or one the TUI cannot draw in (wantTUI said
+			// why): the commands, which all work without the TUI.
 			return cmd.Help()
 		}
 		inv, err := loadFleet(g)

@@ -249,7 +249,8 @@ func sixtyHostRun(t *testing.T, w, h int) *model {
 	return runningModelAt(t, b, p, Options{}, s.evs, w, h)
 }
 
-// TestTooSmallNote is the note a terminal under 60×16 gets.
+// TestTooSmallNote is the note the running TUI shows in a window shrunk
+// under 60×16 (a terminal that small from the start gets plain output).
 func TestTooSmallNote(t *testing.T) {
 	m := testModel(t, newFakeBackend(3), Options{}, 59, 16)
 	golden(t, m, "too-small")

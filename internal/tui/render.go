@@ -24,7 +24,11 @@ func (m *model) View() tea.View {
 // render is the whole screen as a string of exactly the window's height.
 func (m *model) render() string {
 	w, h := m.size()
-	if ok, note := Usable("", w, h); !ok {
+	if ok, _ := Usable("", w, h); !ok {
+		// The window shrank under the running TUI (a terminal too small
+		// from the start gets plain output instead): it waits to be
+		// made larger, and goes on where it was.
+		note := fmt.Sprintf("This window is %d×%d; the TUI needs at least %d×%d. Make it larger to go on.", w, h, MinWidth, MinHeight)
 		return strings.Join(fit(strings.Split(ansi.Wordwrap(note, w, ""), "\n"), w, h), "\n")
 	}
 	iw, ih := m.inner()

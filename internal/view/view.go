@@ -149,9 +149,12 @@ func Summary(w io.Writer, outcome event.Outcome, s event.Summary) {
 			fmt.Fprintf(w, "on %s:\t%s\n", v, strings.Join(byV[v], ", "))
 		}
 	}
-	if s.Kind == "repair" {
+	switch s.Kind {
+	case "repair":
 		list("repaired", s.Upgraded)
-	} else {
+	case "downgrade":
+		list("downgraded", s.Upgraded) // as the TUI's summary says
+	default:
 		list("upgraded", s.Upgraded)
 	}
 	list("rolled back", s.RolledBack)
