@@ -57,3 +57,32 @@ func TestSeveralFleetFiles(t *testing.T) {
 		t.Errorf("exit %d: %s", code, errs)
 	}
 }
+
+// TestRequireEnvironmentFlag: with require_environment: true (a later -f
+// layer may set it), plan and apply without -e exit 2 naming the key and
+// touch nothing; validate checks every environment in turn.
+func TestRequireEnvironmentFlag(t *testing.T) {
+	dir := t.TempDir()
+	over := filepath.Join(dir, "strict.yaml")
+	if err := os.WriteFile(over, []byte("require_environment: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"plan", "-f", example, "-f", over, "--upfrom", "1.3.2", "--to", "1.4.0"},
+		{"apply", "-f", example, "-f", over, "--to", "1.4.0", "--yes"},
+		{"status", "-f", example, "-f", over},
+	} {
+		code, out, errs := run(t, args...)
+		if code != ExitUsage || !strings.Contains(errs, over+":1: require_environment: this inventory deploys only to a named environment") || !strings.Contains(errs, "production, staging") || out != "" {
+			t.Errorf("%s without -e: exit %d, stdout %q, stderr %s", args[0], code, out, errs)
+		}
+	}
+	code, out, errs := run(t, "plan", "-f", example, "-f", over, "-e", "staging", "--upfrom", "1.3.2", "--to", "1.4.0")
+	if code != ExitOK || !strings.Contains(out, "[staging]") {
+		t.Errorf("with -e staging: exit %d: %s", code, errs)
+	}
+	code, out, errs = run(t, "validate", "-f", example, "-f", over)
+	if code != ExitOK || !strings.Contains(out, "(each environment: production, staging): valid") {
+		t.Errorf("validate: exit %d: %s%s", code, out, errs)
+	}
+}

@@ -84,6 +84,13 @@ func runValidate(ios *IO, files []string, env string, asJSON bool) error {
 	path := strings.Join(files, ", ")
 	rep := validateReport{Schema: ValidateSchema, File: path, Problems: []Problem{}}
 	inv, err := fleet.LoadFiles(files, env)
+	var each []string
+	if env == "" && errors.Is(err, fleet.ErrEnvironmentRequired) {
+		// The inventory is deployed only to a named environment, and
+		// validate checks the file, not one deployment: every one in turn.
+		each = fleet.EnvironmentNames(files)
+		inv, err = loadEachEnvironment(files, each)
+	}
 	if err != nil {
 		var es fleet.Errors
 		var e *fleet.Error
@@ -135,6 +142,9 @@ func runValidate(ios *IO, files []string, env string, asJSON bool) error {
 	if n := len(rep.Releases); n > 0 {
 		rel = fmt.Sprintf("%s declared (%s)", plural(n, "release"), strings.Join(rep.Releases, ", "))
 	}
+	if len(each) > 0 {
+		path += " (each environment: " + strings.Join(each, ", ") + ")"
+	}
 	fmt.Fprintf(ios.Out, "%s: valid: app %s, %s, balancer %s, %s\n", path, rep.App, plural(rep.Hosts, "host"), rep.Balancer, rel)
 	for _, a := range rep.Artifacts {
 		if !a.Present {
@@ -142,4 +152,41 @@ func runValidate(ios *IO, files []string, env string, asJSON bool) error {
 		}
 	}
 	return nil
+}
+
+// loadEachEnvironment loads the inventory once per environment and returns
+// the last one loaded, or every distinct problem found in any of them.
+func loadEachEnvironment(files, names []string) (*fleet.Inventory, error) {
+	var inv *fleet.Inventory
+	var all fleet.Errors
+	seen := map[string]bool{}
+	for _, name := range names {
+		i, err := fleet.LoadFiles(files, name)
+		if err == nil {
+			inv = i
+			continue
+		}
+		var es fleet.Errors
+		var e *fleet.Error
+		switch {
+		case errors.As(err, &es):
+		case errors.As(err, &e):
+			es = fleet.Errors{e}
+		default:
+			return nil, err
+		}
+		for _, e := range es {
+			if !seen[e.Error()] {
+				seen[e.Error()] = true
+				all = append(all, e)
+			}
+		}
+	}
+	if len(all) > 0 {
+		return nil, all
+	}
+	if inv == nil {
+		return nil, errors.New("no environment to validate")
+	}
+	return inv, nil
 }

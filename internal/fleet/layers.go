@@ -38,6 +38,10 @@ import (
 // ErrInvalid, so it is a usage error (exit 2).
 var ErrUnknownEnvironment = fmt.Errorf("%w: unknown environment", ErrInvalid)
 
+// ErrEnvironmentRequired means the inventory sets require_environment and
+// no environment was chosen. It wraps ErrInvalid (exit 2).
+var ErrEnvironmentRequired = fmt.Errorf("%w: environment required", ErrInvalid)
+
 // layerLines separates the layers' line numbers: the nodes of layer i carry
 // line+i*layerLines from parsing to the error message, which place turns
 // back into a file and a line. A file of 16 million lines is not an
@@ -221,6 +225,9 @@ func (l *loader) environments(doc *yaml.Node, env string) error {
 			f, _ := l.place(doc.Line)
 			return Errors{{File: f, Kind: ErrUnknownEnvironment, Msg: fmt.Sprintf("unknown environment %q: the inventory defines no environments (add `environments: {%s: {...}}`, or leave out --env and $RELCTL_ENV)", env, env)}}
 		}
+		if j := mapIndex(doc, "require_environment"); j >= 0 && doc.Content[j+1].Value == "true" {
+			l.add(doc.Content[j].Line, "require_environment", "require_environment is true but the inventory defines no environments (add `environments:`, or remove this key)")
+		}
 		return nil
 	}
 	if envs.Kind != yaml.MappingNode {
@@ -276,6 +283,11 @@ func (l *loader) environments(doc *yaml.Node, env string) error {
 	sort.Strings(names)
 	switch {
 	case env == "":
+		if j := mapIndex(doc, "require_environment"); j >= 0 && doc.Content[j+1].Kind == yaml.ScalarNode && doc.Content[j+1].Value == "true" {
+			f, n := l.place(doc.Content[j].Line)
+			return Errors{{File: f, Line: n, Path: "require_environment", Kind: ErrEnvironmentRequired,
+				Msg: fmt.Sprintf("this inventory deploys only to a named environment: choose one with --env/-e NAME or $RELCTL_ENV (it defines %s)", strings.Join(names, ", "))}}
+		}
 		return nil // the files as they are: the base inventory
 	case selected == nil:
 		f, n := l.place(keyLine)
@@ -308,4 +320,35 @@ func copyNode(n *yaml.Node) *yaml.Node {
 		return &c
 	}
 	return cp(n)
+}
+
+// EnvironmentNames are the environments the files define (every layer's
+// environments: keys, sorted), read without checking anything else; nil
+// when a file cannot be read or parsed (LoadFiles then says why).
+func EnvironmentNames(files []string) []string {
+	seen := map[string]bool{}
+	var names []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil
+		}
+		var root yaml.Node
+		if yaml.Unmarshal(b, &root) != nil || len(root.Content) == 0 || root.Content[0].Kind != yaml.MappingNode {
+			continue
+		}
+		j := mapIndex(root.Content[0], "environments")
+		if j < 0 || root.Content[0].Content[j+1].Kind != yaml.MappingNode {
+			continue
+		}
+		envs := root.Content[0].Content[j+1]
+		for i := 0; i+1 < len(envs.Content); i += 2 {
+			if n := envs.Content[i].Value; !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names
 }

@@ -189,3 +189,35 @@ func TestLayerErrorsInFileOrder(t *testing.T) {
 		t.Fatalf("errors in the wrong order:\n%v", err)
 	}
 }
+
+// require_environment: an operator who forgets -e is refused (exit 2, the
+// key's line named) instead of deploying the base hosts.
+func TestRequireEnvironment(t *testing.T) {
+	src := "require_environment: true\n" + envBase
+	_, err := ParseFiles([]string{"fleet.yaml"}, [][]byte{[]byte(src)}, "")
+	if !errors.Is(err, ErrEnvironmentRequired) || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("no environment chosen: err = %v, want ErrEnvironmentRequired", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "fleet.yaml:1: require_environment:") || !strings.Contains(msg, "production, staging") || !strings.Contains(msg, "--env") {
+		t.Errorf("message %q: want the file:line, the key, the environments and how to choose", msg)
+	}
+	inv, err := ParseFiles([]string{"fleet.yaml"}, [][]byte{[]byte(src)}, "staging")
+	if err != nil || inv.Hosts[0].Name != "stg1" || !inv.RequireEnvironment {
+		t.Fatalf("with staging chosen: %v", err)
+	}
+	// Only the chosen overlay counts: a later -f layer may set the key too.
+	_, err = ParseFiles([]string{"a.yaml", "b.yaml"}, [][]byte{[]byte(envBase), []byte("require_environment: true\n")}, "")
+	if !errors.Is(err, ErrEnvironmentRequired) || !strings.Contains(err.Error(), "b.yaml:1") {
+		t.Fatalf("key in the second layer: %v", err)
+	}
+	// false, or left out: the base, as before.
+	if _, err := ParseFiles([]string{"fleet.yaml"}, [][]byte{[]byte("require_environment: false\n" + envBase)}, ""); err != nil {
+		t.Fatalf("require_environment: false: %v", err)
+	}
+	// The key without environments is a mistake, not a silent no-op.
+	noEnv := strings.Split(envBase, "environments:")[0]
+	_, err = ParseFiles([]string{"fleet.yaml"}, [][]byte{[]byte("require_environment: true\n" + noEnv)}, "")
+	if err == nil || !strings.Contains(err.Error(), "fleet.yaml:1: require_environment: require_environment is true but the inventory defines no environments") {
+		t.Fatalf("key without environments: %v", err)
+	}
+}

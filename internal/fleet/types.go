@@ -26,6 +26,10 @@ type Inventory struct {
 	// none). See layers.go.
 	Files       []string `yaml:"-"`
 	Environment string   `yaml:"-"`
+	// RequireEnvironment refuses the inventory without --env/$RELCTL_ENV
+	// when it defines environments: the base alone is never deployed by
+	// an operator who forgot -e (layers.go). An extension.
+	RequireEnvironment bool `yaml:"require_environment,omitempty"`
 
 	App          string             `yaml:"app"`
 	Path         string             `yaml:"path"`
