@@ -144,7 +144,10 @@ func TestTUIDemo(t *testing.T) {
 	tm := newTerm(t, []string{"TMPDIR=" + tmp}, tmp, "demo", "--hosts", "4", "--balancer", "builtin")
 	upgradeThenRollBack(t, tm, true)
 	tm.keys("q")
-	tm.exitCode(30 * time.Second)
+	// README: the TUI demo exits with its run's code, 3 after r.
+	if code := tm.exitCode(30 * time.Second); code != "3" {
+		t.Errorf("exit %s, want 3 (rolled back)", code)
+	}
 	left, _ := filepath.Glob(filepath.Join(tmp, "relctl-demo-*"))
 	if len(left) != 0 {
 		t.Errorf("the demo left %v behind", left)
