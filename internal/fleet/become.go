@@ -54,6 +54,10 @@ const (
 type Become struct {
 	Method string `yaml:"method"` // sudo (default) or none
 	User   string `yaml:"user"`   // default root
+	// Env false: the command gets none of env:'s values (nor secrets), so
+	// a simple command can run without /bin/sh (become_direct.go). Unset
+	// or true: they are delivered (through /bin/sh).
+	Env *bool `yaml:"env,omitempty"`
 }
 
 var becomeType = reflect.TypeOf(Become{})
@@ -116,11 +120,19 @@ func (b *Become) Describe(script string) string {
 }
 
 // Wrap returns the script that runs script through sudo as b says, and
-// the environment to send with it: env plus BecomeEnvVar, which carries
-// env across sudo. With b nil (or method none) it returns them unchanged.
+// the environment to send with it. A simple command that needs no env:
+// values runs directly (become_direct.go), with no environment; otherwise
+// it runs through /bin/sh with env plus BecomeEnvVar, which carries env
+// across sudo. With b nil (or method none) it returns them unchanged.
 func (b *Become) Wrap(script string, env map[string]string) (string, map[string]string) {
 	if !b.Active() {
 		return script, env
+	}
+	if !b.SendsEnv() {
+		env = withoutEnvValues(env)
+	}
+	if words, _ := b.Direct(script, envValues(env)); words != nil {
+		return b.DirectScript(words), nil
 	}
 	out := make(map[string]string, len(env)+1)
 	keys := make([]string, 0, len(env))
