@@ -138,8 +138,8 @@ func (b *Become) Direct(script string, hasEnv bool) ([]string, string) {
 // ShellNote is the one line that says command name (script) runs through
 // /bin/sh under sudo, why, and what that asks of sudoers.
 func (b *Become) ShellNote(name, script, why string) string {
-	return fmt.Sprintf("commands.%s (%s) runs as %s through /bin/sh under sudo because %s; sudoers must allow /bin/sh as %s for it, which allows anything",
-		name, script, b.user(), why, b.user())
+	return fmt.Sprintf("commands.%s (%s) runs as %s through /bin/sh under sudo because %s; sudoers must allow /bin/sh as %s for it, which lets the SSH user run anything as %s",
+		name, script, b.user(), why, b.user(), b.user())
 }
 
 // findProgram is sh that prints the absolute path of the program named $1
