@@ -125,13 +125,20 @@ func (b *Become) Describe(script string) string {
 // it runs through /bin/sh with env plus BecomeEnvVar, which carries env
 // across sudo. With b nil (or method none) it returns them unchanged.
 func (b *Become) Wrap(script string, env map[string]string) (string, map[string]string) {
+	return b.wrap(script, env, false)
+}
+
+// wrap is Wrap; hostEnv says the host has env: values even when env does
+// not carry them (status reads versions without them), so that the command
+// runs the way a run would run it.
+func (b *Become) wrap(script string, env map[string]string, hostEnv bool) (string, map[string]string) {
 	if !b.Active() {
 		return script, env
 	}
 	if !b.SendsEnv() {
 		env = withoutEnvValues(env)
 	}
-	if words, _ := b.Direct(script, envValues(env)); words != nil {
+	if words, _ := b.Direct(script, hostEnv || envValues(env)); words != nil {
 		return b.DirectScript(words), nil
 	}
 	out := make(map[string]string, len(env)+1)
@@ -152,6 +159,14 @@ func (b *Become) Wrap(script string, env map[string]string) (string, map[string]
 // WrapCommand is Wrap for command name of the inventory on its hosts.
 func (inv *Inventory) WrapCommand(name, script string, env map[string]string) (string, map[string]string) {
 	return inv.BecomeFor(name).Wrap(script, env)
+}
+
+// WrapHostCommand is WrapCommand for command name on host h when env may
+// lack h's env: values (status and plan read versions and health without
+// them): the command still runs through /bin/sh where a run would run it
+// so, so that sudoers is asked about the same command line.
+func (inv *Inventory) WrapHostCommand(h Host, name, script string, env map[string]string) (string, map[string]string) {
+	return inv.BecomeFor(name).wrap(script, env, len(inv.hostEnv(h)) > 0)
 }
 
 // liftCommandBecome turns each commands.<name> written as a mapping

@@ -221,3 +221,26 @@ func TestBecomeEnvKey(t *testing.T) {
 		t.Errorf("env: sometimes: %v", err)
 	}
 }
+
+// Status reads versions without env values: a host with env: still gets
+// the /bin/sh form there, the one its run (and preflight) uses.
+func TestWrapHostCommandFollowsTheRun(t *testing.T) {
+	inv, err := Parse("fleet.yaml", []byte(`app: shop
+path: /srv/shop
+artifact: {source: "./dist/shop-{{.Version}}.tar.gz"}
+commands: {stop: x, start: y, health: z, version: cat /srv/shop/current/VERSION}
+balancer: {kind: none}
+become: {method: sudo, user: root}
+hosts:
+  - {name: web1, address: 10.0.0.11}
+  - {name: web2, address: 10.0.0.12, env: {REGION: eu}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1, _ := inv.WrapHostCommand(inv.Hosts[0], CmdVersion, "cat /srv/shop/current/VERSION", nil)
+	s2, _ := inv.WrapHostCommand(inv.Hosts[1], CmdVersion, "cat /srv/shop/current/VERSION", nil)
+	if !strings.Contains(s1, `exec sudo -n -u root -- "$relctl_c" /srv/shop/current/VERSION`) || !strings.Contains(s2, "/bin/sh -c") {
+		t.Errorf("web1 %q\nweb2 %q", s1, s2)
+	}
+}
