@@ -18,7 +18,9 @@ import (
 //	  stop:   {command: "systemctl stop shop", become: {method: sudo, user: root}}
 //	  health: {command: "curl -fsS localhost:8080/health", become: {method: none}}
 //
-// A command with become runs on the host as
+// A simple command that needs no env: values runs directly (sudo -n -u
+// USER -- PROGRAM ARGS, become_direct.go). Any other command with become
+// runs on the host as
 //
 //	printf '%s\n' "$RELCTL_BECOME_ENV" |
 //	  sudo -n -u USER -- /bin/sh -c 'eval "$(cat)" || exit 126; trap … TERM; /bin/sh -c "$1" & wait $!' relctl-become COMMAND
@@ -35,8 +37,9 @@ import (
 // post_migrate) are run so. relctl's own work on a host (upload, unpack,
 // switch, lock, audit, prune) runs as the SSH user, who must own path.
 //
-// The sudoers rule must let the SSH user run /bin/sh as USER without a
-// password, for example for the systemd case:
+// For this /bin/sh form the sudoers rule must let the SSH user run /bin/sh
+// as USER without a password (the direct form needs only the command's own
+// line), for example:
 //
 //	deploy ALL=(root) NOPASSWD: /bin/sh
 //
