@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -153,7 +154,8 @@ func TestSudoDirectNarrowSudoers(t *testing.T) {
 // TestSudoDirectRefusedNamesTheLine: a sudoers file whose narrow lines
 // cover stop but not start: preflight refuses with exit 1, naming for
 // every host the exact command and the sudoers line to add, and nothing
-// changed on any host (version, app process, balancer state, lock).
+// changed on any host (version, app process, balancer state, lock); with
+// those lines added, the same apply succeeds.
 func TestSudoDirectRefusedNamesTheLine(t *testing.T) {
 	s := directStage(t, "", "")
 	var cmds []string
@@ -202,6 +204,48 @@ func TestSudoDirectRefusedNamesTheLine(t *testing.T) {
 	}
 	if code, out, _ := s.relctl("lock"); code != 0 || !strings.Contains(out, "free") {
 		t.Errorf("lock (exit %d): %s", code, out)
+	}
+
+	// The lines the refusal names are the ones to add: with them (as
+	// written, taken from the message) the same apply goes through.
+	var rules []string
+	for _, l := range strings.Split(errs+out, "\n") {
+		if _, rule, ok := strings.Cut(l, ": sudo refused: sudoers does not allow it — add to sudoers on "); ok {
+			_, rule, _ = strings.Cut(rule, ": ")
+			if !slices.Contains(rules, rule) { // the error is printed more than once
+				rules = append(rules, rule)
+			}
+		}
+	}
+	if len(rules) != len(s.f.Hosts) {
+		t.Fatalf("%d sudoers lines in the refusal, want %d", len(rules), len(s.f.Hosts))
+	}
+	appendSudoers(t, rules)
+	code, out, errs = s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
+	if code != 0 {
+		t.Fatalf("apply with the lines the refusal named: exit %d\n%s\n%s", code, out, errs)
+	}
+	s.wantAll("1.1.0")
+}
+
+// appendSudoers adds rules (whole lines) to the test's sudoers file,
+// checked by visudo before it is swapped in.
+func appendSudoers(t *testing.T, rules []string) {
+	t.Helper()
+	old, err := os.ReadFile(directSudoers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := directSudoers + "~"
+	if err := os.WriteFile(tmp, append(old, []byte(strings.Join(rules, "\n")+"\n")...), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("visudo", "-cf", tmp).CombinedOutput(); err != nil {
+		os.Remove(tmp)
+		t.Fatalf("visudo: %v %s\n%s", err, out, strings.Join(rules, "\n"))
+	}
+	if err := os.Rename(tmp, directSudoers); err != nil {
+		t.Fatal(err)
 	}
 }
 
