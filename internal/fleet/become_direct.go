@@ -167,13 +167,17 @@ func (b *Become) DirectScript(words []string) string {
 // "path <absolute path>" or "notfound", then whether sudo allows exactly
 // that command line without a password, as
 // "ok" or "fail <status> <sudo's output on one line>", each line prefixed
-// by prefix.
+// by prefix. An absolute program that does not exist yet (under
+// {{.Release}}, unpacked later; under current/ before a first deploy)
+// gets "absent": sudo answers "command not found" for it whatever sudoers
+// says, so it cannot be asked now.
 func (b *Become) DirectCheck(words []string, prefix string) string {
 	args := quoteWords(words[1:])
 	p := shell.Quote(prefix)
 	var find string
 	if strings.HasPrefix(words[0], "/") {
-		find = "relctl_c=" + shell.Quote(words[0]) + "; "
+		w := shell.Quote(words[0])
+		find = "if [ -e " + w + " ]; then relctl_c=" + w + "; else printf '%sabsent\\n' " + p + "; relctl_c=; fi; "
 	} else {
 		find = findProgram + "relctl_c=$(relctl_find " + shell.Quote(words[0]) + ") || { printf '%snotfound\\n' " + p + "; relctl_c=; }; "
 	}

@@ -145,6 +145,17 @@ func TestDirectScriptsRun(t *testing.T) {
 	if strings.TrimSpace(string(out)) != "P:notfound" {
 		t.Errorf("missing program: %q", out)
 	}
+	// An absolute program not there yet (a release unpacked later): absent,
+	// and sudo is not asked (it would say "command not found").
+	out, _ = exec.Command("/bin/sh", "-c", b.DirectCheck([]string{t.TempDir() + "/releases/1.1.0/bin/shop", "migrate"}, "P:")).CombinedOutput()
+	if strings.TrimSpace(string(out)) != "P:absent" {
+		t.Errorf("absent program: %q", out)
+	}
+	check := strings.Replace(b.DirectCheck([]string{"/bin/sh", "-c", "x"}, "P:"), `if o=$(sudo`, `exit 0; if o=$(sudo`, 1)
+	out, _ = exec.Command("/bin/sh", "-c", check).CombinedOutput()
+	if strings.TrimSpace(string(out)) != "P:path /bin/sh" {
+		t.Errorf("absolute program: %q", out)
+	}
 	cmd := exec.Command("/bin/sh", "-c", b.DirectScript([]string{"relctl-no-such-program", "x"}))
 	out, err := cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() != 127 || !strings.Contains(string(out), "relctl: relctl-no-such-program: not found in PATH=") {

@@ -158,8 +158,8 @@ func (e *Engine) checkBecome(ctx context.Context, host string) error {
 		switch {
 		case strings.HasPrefix(f[1], "path "):
 			paths[i] = strings.TrimPrefix(f[1], "path ")
-		case f[1] == "notfound":
-			results[i] = "notfound"
+		case f[1] == "notfound", f[1] == "absent":
+			results[i] = f[1]
 		default:
 			results[i] = f[1]
 		}
@@ -183,6 +183,10 @@ func (e *Engine) checkBecome(ctx context.Context, host string) error {
 		case !ok:
 			errs = append(errs, fmt.Errorf("%s: %s (commands.%s): no answer from the sudo check", host, desc, n))
 		case r == "ok":
+		case r == "absent":
+			// Not there yet (a path in the release this run unpacks): sudo
+			// cannot be asked before it is; sudo -n fails the command's
+			// step at once if sudoers does not allow it.
 		case r == "notfound":
 			errs = append(errs, fmt.Errorf("%s: %s (commands.%s): %w: %s is not found in the PATH of %s on %s",
 				host, desc, n, ErrBecomeRefused, words[i][0], user, host))
