@@ -30,8 +30,9 @@ const (
 // directStage starts 3 hosts behind HAProxy logged into as directUser,
 // seeded with 1.0.0, whose stop and start run as root through sudo -n
 // (per command, no env: values: both are simple commands, so they run
-// directly). stop replaces the stop command when not "".
-func directStage(t *testing.T, stop, extra string) *stage {
+// directly). replace holds command text to use instead of the demo's, by
+// command name.
+func directStage(t *testing.T, replace map[string]string, extra string) *stage {
 	t.Helper()
 	testfleet.Require(t, "haproxy")
 	if _, err := exec.LookPath("sudo"); err != nil {
@@ -55,8 +56,8 @@ func directStage(t *testing.T, stop, extra string) *stage {
 		for _, name := range []string{"stop", "start"} {
 			n := mapValue(t, cmds, name)
 			script := n.Value
-			if name == "stop" && stop != "" {
-				script = stop
+			if r, ok := replace[name]; ok {
+				script = r
 			}
 			*n = yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
 				{Kind: yaml.ScalarNode, Value: "command"}, {Kind: yaml.ScalarNode, Value: script, Style: yaml.DoubleQuotedStyle},
@@ -120,7 +121,7 @@ func allowOnly(t *testing.T, cmds []string) {
 // an upgrade through sudo -n succeeds, the app it started runs as root,
 // and plan says nothing about /bin/sh.
 func TestSudoDirectNarrowSudoers(t *testing.T) {
-	s := directStage(t, "", "")
+	s := directStage(t, nil, "")
 	var cmds []string
 	for _, h := range s.f.Hosts {
 		cmds = append(cmds, demoappStop(h), demoappStart(h))
@@ -157,7 +158,7 @@ func TestSudoDirectNarrowSudoers(t *testing.T) {
 // changed on any host (version, app process, balancer state, lock); with
 // those lines added, the same apply succeeds.
 func TestSudoDirectRefusedNamesTheLine(t *testing.T) {
-	s := directStage(t, "", "")
+	s := directStage(t, nil, "")
 	var cmds []string
 	for _, h := range s.f.Hosts {
 		cmds = append(cmds, demoappStop(h))
@@ -255,7 +256,7 @@ func appendSudoers(t *testing.T, rules []string) {
 // is gone, by pid, soon after: the TERM relctl sends the command's process
 // group as the SSH user reaches sudo, which relays it to the command.
 func TestSudoDirectTimeoutKillsTheCommand(t *testing.T) {
-	s := directStage(t, "sleep 300", "timeouts: {stop: 1s}\n")
+	s := directStage(t, map[string]string{"stop": "sleep 300"}, "timeouts: {stop: 1s}\n")
 	cmds := []string{"/usr/bin/sleep 300"}
 	for _, h := range s.f.Hosts {
 		cmds = append(cmds, demoappStart(h))
@@ -330,4 +331,35 @@ func isLiveSleep(pid string) bool {
 	stat, _ := os.ReadFile("/proc/" + pid + "/stat")
 	f := strings.Fields(string(stat))
 	return !(len(f) > 2 && f[2] == "Z")
+}
+
+// TestSudoDirectProgramNotThereYet: a start command whose program is in
+// the release this run unpacks ({{.Release}}/bin/demoapp) does not exist
+// when preflight asks sudo (which would answer "command not found"
+// whatever sudoers says): the run is not refused, and with the narrow
+// line for that path the upgrade succeeds.
+func TestSudoDirectProgramNotThereYet(t *testing.T) {
+	s := directStage(t, map[string]string{"start": "{{.Release}}/bin/demoapp start --dir {{.Path}} --listen {{.Vars.listen}}"}, "")
+	var cmds []string
+	for _, h := range s.f.Hosts {
+		cmds = append(cmds, demoappStop(h),
+			h.Path+"/releases/1.1.0/bin/demoapp start --dir "+h.Path+" --listen "+h.AppAddr)
+	}
+	allowOnly(t, cmds)
+	code, out, errs := s.relctl("apply", "--to", "1.1.0", "--yes", "--plain")
+	if code != 0 {
+		t.Fatalf("apply exit %d\n%s\n%s\n%s", code, out, errs, s.f.Logs())
+	}
+	s.wantAll("1.1.0")
+	for _, h := range s.f.Hosts {
+		pid, ok := demoapp.ServingPid(h.Path)
+		if !ok {
+			t.Fatalf("%s: no app serving", h.Name)
+		}
+		exe, _ := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
+		status, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+		if !strings.Contains(string(status), "\nUid:\t0\t") || !strings.Contains(exe, "/releases/1.1.0/") {
+			t.Errorf("%s: app pid %d (%s) is not the new release's, run as root:\n%s", h.Name, pid, exe, status)
+		}
+	}
 }
