@@ -224,6 +224,13 @@ func TestSudoBecomeAndSecret(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "shop [staging]: upgrade 1.0.0 → 1.1.0") || !strings.Contains(out, "SHOP_SECRET from_env") {
 		t.Fatalf("plan exit %d\n%s\n%s", code, out, errs)
 	}
+	// ...and says why stop and start need /bin/sh under sudo here: the
+	// env: values must reach them.
+	for _, c := range []string{"stop", "start"} {
+		if !strings.Contains(out, "commands."+c+" (") || !strings.Contains(out, "runs as root through /bin/sh under sudo because env: values must reach it") {
+			t.Errorf("plan does not say commands.%s needs /bin/sh:\n%s", c, out)
+		}
+	}
 
 	ps := samplePS(secret)
 	code, out, errs = s.relctlEnv([]string{"RELCTL_E2E_SECRET=" + secret}, "apply", "-e", "staging", "--to", "1.1.0", "--yes", "--json")

@@ -151,6 +151,15 @@ func runValidate(ios *IO, files []string, env string, asJSON bool) error {
 			fmt.Fprintf(ios.Err, "note: no artifact for %s at %s (apply --to %s needs it)\n", a.Version, a.Path, a.Version)
 		}
 	}
+	// Become commands that need /bin/sh under sudo (rendered for the
+	// newest release, or a placeholder version).
+	to := "0.0.0"
+	if n := len(rep.Releases); n > 0 {
+		to = rep.Releases[n-1]
+	}
+	for _, n := range inv.BecomeShellNotes("", to) {
+		fmt.Fprintln(ios.Err, "note: "+n)
+	}
 	return nil
 }
 

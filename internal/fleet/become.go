@@ -18,7 +18,9 @@ import (
 //	  stop:   {command: "systemctl stop shop", become: {method: sudo, user: root}}
 //	  health: {command: "curl -fsS localhost:8080/health", become: {method: none}}
 //
-// A command with become runs on the host as
+// A simple command that needs no env: values runs directly (sudo -n -u
+// USER -- PROGRAM ARGS, become_direct.go). Any other command with become
+// runs on the host as
 //
 //	printf '%s\n' "$RELCTL_BECOME_ENV" |
 //	  sudo -n -u USER -- /bin/sh -c 'eval "$(cat)" || exit 126; trap … TERM; /bin/sh -c "$1" & wait $!' relctl-become COMMAND
@@ -35,8 +37,9 @@ import (
 // post_migrate) are run so. relctl's own work on a host (upload, unpack,
 // switch, lock, audit, prune) runs as the SSH user, who must own path.
 //
-// The sudoers rule must let the SSH user run /bin/sh as USER without a
-// password, for example for the systemd case:
+// For this /bin/sh form the sudoers rule must let the SSH user run /bin/sh
+// as USER without a password (the direct form needs only the command's own
+// line), for example:
 //
 //	deploy ALL=(root) NOPASSWD: /bin/sh
 //
@@ -54,6 +57,10 @@ const (
 type Become struct {
 	Method string `yaml:"method"` // sudo (default) or none
 	User   string `yaml:"user"`   // default root
+	// Env false: the command gets none of env:'s values (nor secrets), so
+	// a simple command can run without /bin/sh (become_direct.go). Unset
+	// or true: they are delivered (through /bin/sh).
+	Env *bool `yaml:"env,omitempty"`
 }
 
 var becomeType = reflect.TypeOf(Become{})
@@ -116,11 +123,26 @@ func (b *Become) Describe(script string) string {
 }
 
 // Wrap returns the script that runs script through sudo as b says, and
-// the environment to send with it: env plus BecomeEnvVar, which carries
-// env across sudo. With b nil (or method none) it returns them unchanged.
+// the environment to send with it. A simple command that needs no env:
+// values runs directly (become_direct.go), with no environment; otherwise
+// it runs through /bin/sh with env plus BecomeEnvVar, which carries env
+// across sudo. With b nil (or method none) it returns them unchanged.
 func (b *Become) Wrap(script string, env map[string]string) (string, map[string]string) {
+	return b.wrap(script, env, false)
+}
+
+// wrap is Wrap; hostEnv says the host has env: values even when env does
+// not carry them (status reads versions without them), so that the command
+// runs the way a run would run it.
+func (b *Become) wrap(script string, env map[string]string, hostEnv bool) (string, map[string]string) {
 	if !b.Active() {
 		return script, env
+	}
+	if !b.SendsEnv() {
+		env = withoutEnvValues(env)
+	}
+	if words, _ := b.Direct(script, hostEnv || envValues(env)); words != nil {
+		return b.DirectScript(words), nil
 	}
 	out := make(map[string]string, len(env)+1)
 	keys := make([]string, 0, len(env))
@@ -140,6 +162,14 @@ func (b *Become) Wrap(script string, env map[string]string) (string, map[string]
 // WrapCommand is Wrap for command name of the inventory on its hosts.
 func (inv *Inventory) WrapCommand(name, script string, env map[string]string) (string, map[string]string) {
 	return inv.BecomeFor(name).Wrap(script, env)
+}
+
+// WrapHostCommand is WrapCommand for command name on host h when env may
+// lack h's env: values (status and plan read versions and health without
+// them): the command still runs through /bin/sh where a run would run it
+// so, so that sudoers is asked about the same command line.
+func (inv *Inventory) WrapHostCommand(h Host, name, script string, env map[string]string) (string, map[string]string) {
+	return inv.BecomeFor(name).wrap(script, env, len(inv.hostEnv(h)) > 0)
 }
 
 // liftCommandBecome turns each commands.<name> written as a mapping

@@ -100,7 +100,7 @@ done`, shell.Quote(base))
 	if t := inv.HostTemplate(h, fleet.CmdVersion); t != nil {
 		cmd, err := t.Render(inv.HostValues(h, "", ""))
 		if err == nil {
-			cmd, _ = inv.WrapCommand(fleet.CmdVersion, cmd, nil) // become, if any (no environment here)
+			cmd, _ = inv.WrapHostCommand(h, fleet.CmdVersion, cmd, nil) // become, if any (no environment here)
 			// The first non-empty line, as VersionLine reads it.
 			script += fmt.Sprintf("\necho \"version=$( (%s) 2>/dev/null | sed -n '/[^[:space:]]/{p;q;}')\"", cmd)
 		}
@@ -153,7 +153,7 @@ done`, shell.Quote(base))
 		t := inv.HostTemplate(h, fleet.CmdHealth)
 		cmd, err := t.Render(inv.HostValues(h, out.Version, out.Version))
 		if err == nil {
-			cmd, _ = inv.WrapCommand(fleet.CmdHealth, cmd, nil)
+			cmd, _ = inv.WrapHostCommand(h, fleet.CmdHealth, cmd, nil)
 			hctx, cancel := context.WithTimeout(ctx, inv.Timeouts.HealthCheck+time.Second)
 			defer cancel()
 			res, err := r.Output(hctx, h.Name, fmt.Sprintf("if o=$( (%s) 2>&1 ); then echo ok; else echo \"failing: $(printf '%%s\\n' \"$o\" | tail -n1)\"; fi", cmd))

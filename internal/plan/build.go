@@ -135,6 +135,9 @@ func Build(inv *fleet.Inventory, obs Observed, opts Options) (*Plan, error) {
 	if p.Settings.Analysis != nil && !p.HasKind(StepGate) {
 		p.Notes = append(p.Notes, "canary analysis: this plan has no canary gate (one batch), so nothing is analysed")
 	}
+	// Become commands that need /bin/sh under sudo, and so a sudoers rule
+	// for /bin/sh (fleet/become_direct.go).
+	p.Notes = append(p.Notes, inv.BecomeShellNotes(from, opts.To)...)
 	cleanUndo := fmt.Sprintf("nothing to undo: keeps %d releases, never %s or %s", inv.KeepReleases, from, opts.To)
 	for _, h := range deploy {
 		p.add(Step{ID: "cleanup/" + h.Name, Kind: StepCleanup, Hop: -1, Host: h.Name, From: from, To: opts.To, Mutating: true, Undo: cleanUndo})

@@ -296,7 +296,9 @@ func (r *hostRun) startChain(ctx context.Context, a plan.Action) (*hostChain, er
 func chainEnv(chain []*chainAct) (map[string]string, bool) {
 	var env map[string]string
 	for _, ca := range chain {
-		if ca.own {
+		if ca.own || ca.env == nil {
+			// A direct become command (fleet/become_direct.go) takes no
+			// environment: sudo runs it with its own, whatever the chain's.
 			continue
 		}
 		if env == nil {

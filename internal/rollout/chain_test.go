@@ -305,6 +305,12 @@ func TestChainEnv(t *testing.T) {
 	if _, ok := chainEnv(chain); ok {
 		t.Error("chained commands with different environments")
 	}
+	// A direct become command (no environment) chains with any.
+	chain = mk()
+	chain[0].env, chain[0].script = nil, "exec sudo -n -u root -- /usr/bin/systemctl stop shop"
+	if env, ok := chainEnv(chain); !ok || !maps.Equal(env, cmds) || chain[0].script != "exec sudo -n -u root -- /usr/bin/systemctl stop shop" {
+		t.Errorf("a direct become command broke the chain: env %v, ok %v, script %q", env, ok, chain[0].script)
+	}
 	// The switch's own value differing from the commands': no chain.
 	chain = mk()
 	chain[1].env = map[string]string{"RELCTL_VERSION": "1.0.0"}

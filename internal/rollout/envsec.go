@@ -103,25 +103,40 @@ func (e *Engine) becomeCommands(host string, vals fleet.Values) (names, scripts 
 }
 
 // checkBecome asks sudo on host, in one remote command, whether each of
-// its become commands may run without a password.
+// its become commands may run without a password: a simple command with
+// the exact program path and arguments the run will use (become_direct.go),
+// shell text as the /bin/sh command line it will run as.
 func (e *Engine) checkBecome(ctx context.Context, host string) error {
 	h := e.host(host)
-	names, scripts, err := e.becomeCommands(host, e.hostValues(h, e.plan.From, e.plan.To))
+	vals := e.hostValues(h, e.plan.From, e.plan.To)
+	names, scripts, err := e.becomeCommands(host, vals)
 	if err != nil || len(names) == 0 {
 		return err
 	}
+	hasEnv := len(vals.EnvVars) > 0
 	nonce := newNonce()
+	words := make([][]string, len(names))
+	why := make([]string, len(names))
 	var b strings.Builder
 	b.WriteString("if ! command -v sudo >/dev/null 2>&1; then echo \"relctl-sudo:" + nonce + " missing\"; exit 0; fi\n")
+	b.WriteString("echo \"relctl-sudo:" + nonce + " user $(id -un)\"\n")
 	for i, n := range names {
+		bec := e.inv.BecomeFor(n)
+		words[i], why[i] = bec.Direct(scripts[i], hasEnv)
+		if words[i] != nil {
+			fmt.Fprintf(&b, "( %s )\n", bec.DirectCheck(words[i], fmt.Sprintf("relctl-sudo:%s %d ", nonce, i)))
+			continue
+		}
 		fmt.Fprintf(&b, "if o=$(sudo -n -l %s 2>&1 </dev/null); then echo \"relctl-sudo:%s %d ok\"; else r=$?; printf 'relctl-sudo:%s %d fail %%s %%s\\n' \"$r\" \"$(printf '%%s' \"$o\" | tr '\\n' ' ')\"; fi\n",
-			e.inv.BecomeFor(n).SudoArgs(scripts[i]), nonce, i, nonce, i)
+			bec.SudoArgs(scripts[i]), nonce, i, nonce, i)
 	}
 	out, err := e.output(ctx, host, b.String(), e.to.Observe)
 	if err != nil {
 		return fmt.Errorf("%s: checking sudo: %w", host, err)
 	}
 	results := map[int]string{}
+	paths := map[int]string{}
+	user := ""
 	for _, line := range strings.Split(out, "\n") {
 		rest, ok := strings.CutPrefix(line, "relctl-sudo:"+nonce+" ")
 		if !ok {
@@ -131,25 +146,79 @@ func (e *Engine) checkBecome(ctx context.Context, host string) error {
 			return fmt.Errorf("%s: %w: sudo is not installed, and %s run through sudo -n (become) — install sudo, or drop become",
 				host, ErrBecomeRefused, strings.Join(prefixed("commands.", names), ", "))
 		}
+		if u, ok := strings.CutPrefix(rest, "user "); ok {
+			user = strings.TrimSpace(u)
+			continue
+		}
 		f := strings.SplitN(rest, " ", 2)
 		i, err := strconv.Atoi(f[0])
 		if err != nil || len(f) < 2 {
 			continue
 		}
-		results[i] = f[1]
+		switch {
+		case strings.HasPrefix(f[1], "path "):
+			paths[i] = strings.TrimPrefix(f[1], "path ")
+		case f[1] == "notfound", f[1] == "absent":
+			results[i] = f[1]
+		default:
+			results[i] = f[1]
+		}
+	}
+	if user == "" {
+		user = e.inv.SSH.User
+		if h.SSH.User != "" {
+			user = h.SSH.User
+		}
 	}
 	var errs []error
 	for i, n := range names {
+		bec := e.inv.BecomeFor(n)
 		r, ok := results[i]
+		desc := bec.Describe(scripts[i])
+		if words[i] != nil && paths[i] != "" {
+			words[i] = append([]string{paths[i]}, words[i][1:]...)
+			desc = bec.DescribeDirect(words[i])
+		}
 		switch {
 		case !ok:
-			errs = append(errs, fmt.Errorf("%s: %s (commands.%s): no answer from the sudo check", host, e.inv.BecomeFor(n).Describe(scripts[i]), n))
+			errs = append(errs, fmt.Errorf("%s: %s (commands.%s): no answer from the sudo check", host, desc, n))
 		case r == "ok":
+		case r == "absent":
+			// Not there yet (a path in the release this run unpacks): sudo
+			// cannot be asked before it is; sudo -n fails the command's
+			// step at once if sudoers does not allow it.
+		case r == "notfound":
+			errs = append(errs, fmt.Errorf("%s: %s (commands.%s): %w: %s is not found in the PATH of %s on %s",
+				host, desc, n, ErrBecomeRefused, words[i][0], user, host))
+		case words[i] != nil:
+			errs = append(errs, fmt.Errorf("%s: %s (commands.%s): %w: %s — add to sudoers on %s: %s",
+				host, desc, n, ErrBecomeRefused, sudoReason(r), host, bec.SudoersLine(user, words[i])))
 		default:
-			errs = append(errs, fmt.Errorf("%s: %s (commands.%s): %w: %s", host, e.inv.BecomeFor(n).Describe(scripts[i]), n, ErrBecomeRefused, sudoWhy(r)))
+			errs = append(errs, fmt.Errorf("%s: %s (commands.%s): %w: %s; it runs through /bin/sh because %s",
+				host, desc, n, ErrBecomeRefused, sudoWhy(r), why[i]))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// sudoReason turns `fail <status> <sudo's output>` into why sudo refused,
+// without a hint.
+func sudoReason(r string) string {
+	r = strings.TrimSpace(strings.TrimPrefix(r, "fail "))
+	status, msg, _ := strings.Cut(r, " ")
+	msg = strings.TrimSpace(msg)
+	switch {
+	case strings.Contains(msg, "password is required"):
+		return "a password is required"
+	case msg == "" && status == "1":
+		return "sudoers does not allow it"
+	case msg == "":
+		return "sudo -n -l exited " + status
+	}
+	if len(msg) > 300 {
+		msg = msg[:300] + "…"
+	}
+	return msg
 }
 
 // sudoWhy turns `fail <status> <sudo's output>` into a reason.
