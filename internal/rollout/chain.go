@@ -47,9 +47,22 @@ import (
 //
 // Before each action the host writes its start record: once relctl's
 // session is gone (relctl killed, connection closed) that write fails and
-// the chain ends there, so an action never starts after relctl stopped
-// listening; the action in flight runs to its end or its timeout, as a
-// command sent alone would.
+// the chain ends there; the action in flight runs to its end or its
+// timeout, as a command sent alone would. That alone is not enough: in a
+// partition sshd does not notice (the TCP socket stays open, writes land
+// in buffers), the host would go on to switch and start while relctl, on
+// a new connection, compensates. So the chain also leaves a trace on the
+// host (chaincancel.go): its pid and nonce, and every action's start and
+// end appended to a log under path/.relctl/chains/<run>/<nonce>/, and it
+// checks a cancel marker there before each action. Before relctl
+// compensates a host whose chain session it lost (connection dropped,
+// session dead, the chain's read timed out), its first command there sets
+// the marker of every chain of the run, waits for each to exit (bounded by
+// its in-flight action's timeout and the kill grace, which the watchdog
+// enforces; a chain past that is killed with its process group), and reads
+// the log: compensation unwinds exactly the actions the log says started,
+// the one in flight included. A host that cannot be reached is treated as
+// before (compensation meets it and names it).
 const chainScript = `relctl_act() {
 	printf 'relctl-act:%s %s\n' "$1" "$2" || exit 141
 	if [ -e "$relctl_dir/cancel" ]; then printf 'cancelled %s\n' "$2" >>"$relctl_dir/log"; exit 125; fi
