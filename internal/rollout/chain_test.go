@@ -126,6 +126,17 @@ func (f *fakeFleet) chain(ctx context.Context, host string, c remote.Command) (r
 			c.Stderr(l)
 		}
 	}
+	trace := func(format string, args ...any) {}
+	if m := beginRe.FindStringSubmatch(c.Script); m != nil {
+		trace = func(format string, args ...any) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.chainLogs == nil {
+				f.chainLogs = map[string][]string{}
+			}
+			f.chainLogs[m[1]] = append(f.chainLogs[m[1]], fmt.Sprintf(format, args...))
+		}
+	}
 	for _, l := range strings.Split(c.Script, "\nrelctl_act ")[1:] {
 		w := shellWords(l, 4)
 		if len(w) != 4 {
@@ -135,6 +146,7 @@ func (f *fakeFleet) chain(ctx context.Context, host string, c remote.Command) (r
 		nonce, action, script := w[0], w[1], w[3]
 		n, _ := strconv.Atoi(w[2])
 		out("relctl-act:" + nonce + " " + action)
+		trace("start %s %d", action, n)
 		env := c.Env
 		if rest, ok := strings.CutPrefix(script, "unset "); ok {
 			// relctl's own script: the names it unsets are not its env.
@@ -164,10 +176,40 @@ func (f *fakeFleet) chain(ctx context.Context, host string, c remote.Command) (r
 			st = 1
 			errOut(err.Error())
 		}
+		trace("end %s %d %d %d", action, st, time.Since(t0).Milliseconds(), tmo)
 		errOut("relctl-act-end:" + nonce + " " + action)
 		out(fmt.Sprintf("relctl-act-end:%s %s %d %d %d", nonce, action, st, time.Since(t0).Milliseconds(), tmo))
 		if st != 0 {
 			return remote.Result{ExitCode: st}, &remote.ExitError{Host: host, Code: st}
+		}
+	}
+	return remote.Result{}, nil
+}
+
+// chainStop answers chainStopScript as a host does once the fake's
+// chain has ended (it ends with the connection): the chain's log.
+func (f *fakeFleet) chainStop(ctx context.Context, host string, c remote.Command) (remote.Result, error) {
+	m := stopMeRe.FindStringSubmatch(c.Script)
+	if m == nil {
+		f.t.Errorf("chain stop on %s without its values: %q", host, c.Script)
+		return remote.Result{ExitCode: 127}, &remote.ExitError{Host: host, Code: 127}
+	}
+	if err := f.rec(ctx, c.Timeout, host+" chain-stop"); err != nil {
+		return remote.Result{ExitCode: -1}, err
+	}
+	me := strings.Trim(m[1], "'")
+	f.mu.Lock()
+	log, ok := f.chainLogs[me]
+	log = slices.Clone(log)
+	f.mu.Unlock()
+	lines := []string{"log-begin"}
+	if ok {
+		lines = append([]string{"chain " + me + " ended"}, lines...)
+	}
+	lines = append(append(lines, log...), "log-end")
+	for _, l := range lines {
+		if c.Stdout != nil {
+			c.Stdout(l)
 		}
 	}
 	return remote.Result{}, nil
@@ -333,6 +375,9 @@ type darkFleet struct {
 	// late: the stop command waits for the chain to end by itself before
 	// it sets the marker (the cancel arrives after the chain ran on).
 	late bool
+	// until: the stop command lands once the chain has logged the start
+	// of this action.
+	until string
 	// unreachable: every command to the host after the partition fails.
 	unreachable bool
 	// bound is how long the stop command waits for a live chain before it
@@ -469,10 +514,12 @@ func (d *darkFleet) chain(ctx context.Context, host string, c remote.Command) (r
 	}()
 	select {
 	case <-dc.done:
-		return res, err
+		if !dark.Load() {
+			return res, err
+		}
 	case <-lost:
-		return remote.Result{ExitCode: -1}, fmt.Errorf("%s: run: %w (no answer to 4 keepalives in a row)", host, remote.ErrConnectionLost)
 	}
+	return remote.Result{ExitCode: -1}, fmt.Errorf("%s: run: %w (no answer to 4 keepalives in a row)", host, remote.ErrConnectionLost)
 }
 
 // stopChains answers chainStopScript as the host does.
@@ -495,6 +542,17 @@ func (d *darkFleet) stopChains(host string, c remote.Command) (remote.Result, er
 	if d.late {
 		for _, dc := range mine {
 			<-dc.done
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); d.until != "" && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		d.mu.Lock()
+		in := false
+		for _, dc := range mine {
+			in = in || slices.ContainsFunc(dc.log, func(l string) bool { return strings.HasPrefix(l, "start "+d.until+" ") })
+		}
+		d.mu.Unlock()
+		if in {
+			break
 		}
 	}
 	d.mu.Lock()
@@ -682,6 +740,7 @@ func TestChainLostRanOn(t *testing.T) {
 func TestChainLostKilled(t *testing.T) {
 	h, d, res := darkCase(t, func(d *darkFleet) {
 		d.bound = 100 * time.Millisecond
+		d.until = "switch"
 		d.hold = func(ctx context.Context, action string, c *darkChain) {
 			if c.host == "web2" && action == "switch" {
 				<-ctx.Done()
