@@ -437,11 +437,22 @@ func (d *darkFleet) chain(ctx context.Context, host string, c remote.Command) (r
 	}
 	hctx, kill := context.WithCancel(context.Background())
 	dc := &darkChain{host: host, nonce: m[1], done: make(chan struct{}), kill: kill}
-	d.mu.Lock()
-	d.chains[dc.nonce] = dc
-	d.mu.Unlock()
 	var dark atomic.Bool
 	lost := make(chan struct{})
+	// darkOn "HOST begin": the partition comes before the chain reaches
+	// the host, which gets it only after relctl's stop command.
+	late := d.darkOn == host+" begin"
+	if late {
+		dark.Store(true)
+		d.mu.Lock()
+		d.dark = true
+		d.mu.Unlock()
+		close(lost)
+	} else {
+		d.mu.Lock()
+		d.chains[dc.nonce] = dc
+		d.mu.Unlock()
+	}
 	stopRelay := context.AfterFunc(ctx, func() {
 		if !dark.Load() {
 			kill() // relctl stops the chain while its session is up
@@ -466,6 +477,19 @@ func (d *darkFleet) chain(ctx context.Context, host string, c remote.Command) (r
 	go func() {
 		defer close(dc.done)
 		defer kill()
+		for deadline := time.Now().Add(10 * time.Second); late && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			d.mu.Lock()
+			marked := d.marked[dc.nonce]
+			d.mu.Unlock()
+			if marked {
+				break
+			}
+		}
+		if late {
+			d.mu.Lock()
+			d.chains[dc.nonce] = dc
+			d.mu.Unlock()
+		}
 		for _, l := range strings.Split(c.Script, "\nrelctl_act ")[1:] {
 			w := shellWords(l, 4)
 			action := w[1]
@@ -792,5 +816,46 @@ func TestChainLostUnreachable(t *testing.T) {
 		if h.fake.current[host] != "1.0.0" || !h.fake.up[host] {
 			t.Errorf("%s: on %s, in rotation %v", host, h.fake.current[host], h.fake.up[host])
 		}
+	}
+}
+
+// The partition comes before the chain reached web2, which gets it only
+// after relctl's stop command set the marker: the chain starts nothing,
+// compensation undoes nothing of it (only the drain), and the warning
+// says the chain never began there.
+func TestChainLostBeforeItBegan(t *testing.T) {
+	h, d, res := darkCase(t, func(d *darkFleet) { d.darkOn = "web2 begin" })
+	var log []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		d.mu.Lock()
+		for _, dc := range d.chains {
+			if dc.host == "web2" {
+				log = slices.Clone(dc.log)
+			}
+		}
+		d.mu.Unlock()
+		if len(log) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !slices.Equal(log, []string{"cancelled stop"}) {
+		t.Errorf("web2's late chain log %q, want it cancelled before stop", log)
+	}
+	if w2 := h.hostLog("web2"); slices.Contains(w2, "stop") || slices.Contains(w2, "switch 1.1.0") {
+		t.Errorf("web2 ran %q", w2)
+	}
+	if got, want := h.actionsDone("web2"), []string{"drain:ok", "wait-idle:ok", "stop:failed", "undo-drain:ok"}; !slices.Equal(got, want) {
+		t.Errorf("web2's actions %v, want %v", got, want)
+	}
+	h.checkInService(t, "1.0.0")
+	if code, _ := view.Verdict(view.RunEnd{Outcome: res.Outcome, Summary: res.Summary}); code != view.ExitRolledBack {
+		t.Errorf("exit %d, want %d: %v", code, view.ExitRolledBack, res.Err)
+	}
+	var warned bool
+	for _, e := range h.eventsOf(event.Warning) {
+		warned = warned || e.Host == "web2" && strings.Contains(e.Message, "it never began there") && strings.Contains(e.Message, "no action started")
+	}
+	if !warned {
+		t.Error("no warning says the chain never began on web2")
 	}
 }
