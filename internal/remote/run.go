@@ -32,6 +32,12 @@ type Command struct {
 	// negative means no cap. Lines past it are dropped, and a last line
 	// per stream ("… N bytes of output cut") says how much.
 	MaxOutput int
+
+	// Beside: when the persistent shell is busy with another command, run
+	// this one in a session of its own rather than wait behind it (the
+	// deploy lock's renewals: a long command must not starve the lease).
+	// With the shell free it goes through the shell as any command.
+	Beside bool
 }
 
 // Result is how a command ended.

@@ -133,12 +133,20 @@ type shellEnd struct {
 // first when there is none or it died; it falls back to runPlain when the
 // host cannot run it.
 func (c *Client) runShell(ctx context.Context, cmd Command) (Result, error) {
-	select {
-	case c.shellSlot <- struct{}{}:
-	case <-ctx.Done():
-		return Result{ExitCode: -1}, fmt.Errorf("%s: waiting for the remote shell: %w", c.host, ctx.Err())
-	case <-c.dead:
-		return Result{ExitCode: -1}, c.lost("run")
+	if cmd.Beside {
+		select {
+		case c.shellSlot <- struct{}{}:
+		default:
+			return c.runPlain(ctx, cmd) // the shell is busy
+		}
+	} else {
+		select {
+		case c.shellSlot <- struct{}{}:
+		case <-ctx.Done():
+			return Result{ExitCode: -1}, fmt.Errorf("%s: waiting for the remote shell: %w", c.host, ctx.Err())
+		case <-c.dead:
+			return Result{ExitCode: -1}, c.lost("run")
+		}
 	}
 	defer func() { <-c.shellSlot }()
 	for attempt := 0; ; attempt++ {

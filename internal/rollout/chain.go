@@ -47,20 +47,37 @@ import (
 //
 // Before each action the host writes its start record: once relctl's
 // session is gone (relctl killed, connection closed) that write fails and
-// the chain ends there, so an action never starts after relctl stopped
-// listening; the action in flight runs to its end or its timeout, as a
-// command sent alone would.
+// the chain ends there; the action in flight runs to its end or its
+// timeout, as a command sent alone would. That alone is not enough: in a
+// partition sshd does not notice (the TCP socket stays open, writes land
+// in buffers), the host would go on to switch and start while relctl, on
+// a new connection, compensates. So the chain also leaves a trace on the
+// host (chaincancel.go): its pid and nonce, and every action's start and
+// end appended to a log under path/.relctl/chains/<run>/<nonce>/, and it
+// checks a cancel marker there before each action. Before relctl
+// compensates a host whose chain session it lost (connection dropped,
+// session dead, the chain's read timed out), its first command there sets
+// the marker of every chain of the run, waits for each to exit (bounded by
+// its in-flight action's timeout and the kill grace, which the watchdog
+// enforces; a chain past that is killed with its process group), and reads
+// the log: compensation unwinds exactly the actions the log says started,
+// the one in flight included. A host that cannot be reached is treated as
+// before (compensation meets it and names it).
 const chainScript = `relctl_act() {
 	printf 'relctl-act:%s %s\n' "$1" "$2" || exit 141
+	if [ -e "$relctl_dir/cancel" ]; then printf 'cancelled %s\n' "$2" >>"$relctl_dir/log"; exit 125; fi
+	printf 'start %s %s\n' "$2" "$3" >>"$relctl_dir/log" || exit 125
 	relctl_t0=$(relctl_ms)
 	if [ -z "$relctl_ss" ]; then
 		sh -c "$4" </dev/null &
 		relctl_ap=$!
+		printf 'pid %s %s\n' "$2" "$relctl_ap" >>"$relctl_dir/log"
 		wait "$relctl_ap"
 		relctl_rc=$?
 	else
 	setsid sh -c "$4" </dev/null &
 	relctl_ap=$!
+	printf 'pid %s %s\n' "$2" "$relctl_ap" >>"$relctl_dir/log"
 	setsid sh -c 'sleep "$1" || exit 0; kill -s TERM -- "-$3" 2>/dev/null || kill -s TERM "$3" 2>/dev/null || exit 0; sleep "$2" || exit 0; kill -s KILL -- "-$3" 2>/dev/null || kill -s KILL "$3" 2>/dev/null' \
 		relctl-watchdog "$(relctl_secs "$3")" "$relctl_grace" "$relctl_ap" </dev/null >/dev/null 2>&1 &
 	relctl_aw=$!
@@ -72,10 +89,15 @@ const chainScript = `relctl_act() {
 	relctl_d=$(( $(relctl_ms) - relctl_t0 ))
 	relctl_tmo=0
 	if [ "$relctl_rc" -gt 128 ] && [ $((relctl_d + 20)) -ge "$3" ]; then relctl_tmo=1; fi
+	printf 'end %s %s %s %s\n' "$2" "$relctl_rc" "$relctl_d" "$relctl_tmo" >>"$relctl_dir/log"
 	printf '\nrelctl-act-end:%s %s\n' "$1" "$2" >&2
 	printf '\nrelctl-act-end:%s %s %s %s %s\n' "$1" "$2" "$relctl_rc" "$relctl_d" "$relctl_tmo"
 	relctl_ap=
 	return "$relctl_rc"
+}
+relctl_begin() {
+	mkdir -p "$relctl_dir" && printf '%s %s\n' "$$" "$1" >"$relctl_dir/pid" && : >>"$relctl_dir/log" ||
+		{ echo "relctl: cannot record the chain in $relctl_dir: no action started" >&2; exit 125; }
 }
 relctl_ap=
 relctl_ss=
@@ -123,6 +145,7 @@ type chainEnd struct {
 type hostChain struct {
 	host   string
 	nonce  string
+	dir    string // its trace on the host (chainDir)
 	acts   []*chainAct
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the command returned
@@ -269,6 +292,8 @@ func (r *hostRun) startChain(ctx context.Context, a plan.Action) (*hostChain, er
 	b.WriteString(healthLoopScript)
 	b.WriteString(chainScript)
 	fmt.Fprintf(&b, "relctl_grace=%d\n", int(healthKillGrace/time.Second))
+	c.dir = chainDir(e.inv.HostPath(r.h), e.cfg.RunID, c.nonce)
+	fmt.Fprintf(&b, "relctl_dir=%s\nrelctl_begin %s\n", shell.Quote(c.dir), c.nonce)
 	for _, ca := range chain {
 		fmt.Fprintf(&b, "relctl_act %s %s %s %s || exit $?\n", c.nonce, ca.action, ms(max(ca.timeout, time.Millisecond)), shell.Quote(ca.script))
 	}

@@ -9,15 +9,19 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/relctl/relctl/internal/event"
 	"github.com/relctl/relctl/internal/plan"
 	"github.com/relctl/relctl/internal/remote"
+	"github.com/relctl/relctl/internal/view"
 )
 
 // countingHosts counts the commands (round trips through the persistent
@@ -122,6 +126,17 @@ func (f *fakeFleet) chain(ctx context.Context, host string, c remote.Command) (r
 			c.Stderr(l)
 		}
 	}
+	trace := func(format string, args ...any) {}
+	if m := beginRe.FindStringSubmatch(c.Script); m != nil {
+		trace = func(format string, args ...any) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.chainLogs == nil {
+				f.chainLogs = map[string][]string{}
+			}
+			f.chainLogs[m[1]] = append(f.chainLogs[m[1]], fmt.Sprintf(format, args...))
+		}
+	}
 	for _, l := range strings.Split(c.Script, "\nrelctl_act ")[1:] {
 		w := shellWords(l, 4)
 		if len(w) != 4 {
@@ -131,6 +146,7 @@ func (f *fakeFleet) chain(ctx context.Context, host string, c remote.Command) (r
 		nonce, action, script := w[0], w[1], w[3]
 		n, _ := strconv.Atoi(w[2])
 		out("relctl-act:" + nonce + " " + action)
+		trace("start %s %d", action, n)
 		env := c.Env
 		if rest, ok := strings.CutPrefix(script, "unset "); ok {
 			// relctl's own script: the names it unsets are not its env.
@@ -160,10 +176,40 @@ func (f *fakeFleet) chain(ctx context.Context, host string, c remote.Command) (r
 			st = 1
 			errOut(err.Error())
 		}
+		trace("end %s %d %d %d", action, st, time.Since(t0).Milliseconds(), tmo)
 		errOut("relctl-act-end:" + nonce + " " + action)
 		out(fmt.Sprintf("relctl-act-end:%s %s %d %d %d", nonce, action, st, time.Since(t0).Milliseconds(), tmo))
 		if st != 0 {
 			return remote.Result{ExitCode: st}, &remote.ExitError{Host: host, Code: st}
+		}
+	}
+	return remote.Result{}, nil
+}
+
+// chainStop answers chainStopScript as a host does once the fake's
+// chain has ended (it ends with the connection): the chain's log.
+func (f *fakeFleet) chainStop(ctx context.Context, host string, c remote.Command) (remote.Result, error) {
+	m := stopMeRe.FindStringSubmatch(c.Script)
+	if m == nil {
+		f.t.Errorf("chain stop on %s without its values: %q", host, c.Script)
+		return remote.Result{ExitCode: 127}, &remote.ExitError{Host: host, Code: 127}
+	}
+	if err := f.rec(ctx, c.Timeout, host+" chain-stop"); err != nil {
+		return remote.Result{ExitCode: -1}, err
+	}
+	me := strings.Trim(m[1], "'")
+	f.mu.Lock()
+	log, ok := f.chainLogs[me]
+	log = slices.Clone(log)
+	f.mu.Unlock()
+	lines := []string{"log-begin"}
+	if ok {
+		lines = append([]string{"chain " + me + " ended"}, lines...)
+	}
+	lines = append(append(lines, log...), "log-end")
+	for _, l := range lines {
+		if c.Stdout != nil {
+			c.Stdout(l)
 		}
 	}
 	return remote.Result{}, nil
@@ -316,5 +362,506 @@ func TestChainEnv(t *testing.T) {
 	chain[1].env = map[string]string{"RELCTL_VERSION": "1.0.0"}
 	if _, ok := chainEnv(chain); ok {
 		t.Error("chained a switch whose RELCTL_* values differ")
+	}
+}
+
+// darkFleet is the fake fleet with a partition: the session that carries
+// a host's chain goes dark when the action darkOn ("web2 stop") starts.
+// relctl's call fails with the connection lost, while the host side goes
+// on as sshd would when it never noticed: every action after it runs
+// unless the chain finds its cancel marker first. It keeps each chain's
+// host-side trace (chain.go's log) and answers chainStopScript as the
+// host does.
+type darkFleet struct {
+	*fakeFleet
+	darkOn string
+	// hold, when set, runs on the host side before each action (after its
+	// start is logged) and may block; ctx ends when the chain is killed.
+	hold func(ctx context.Context, action string, c *darkChain)
+	// late: the stop command waits for the chain to end by itself before
+	// it sets the marker (the cancel arrives after the chain ran on).
+	late bool
+	// until: the stop command lands once the chain has logged the start
+	// of this action.
+	until string
+	// unreachable: every command to the host after the partition fails.
+	unreachable bool
+	// bound is how long the stop command waits for a live chain before it
+	// kills it (the host's in-flight bound, short here).
+	bound time.Duration
+
+	mu     sync.Mutex
+	chains map[string]*darkChain // nonce →
+	marked map[string]bool       // nonce → cancel marker set
+	stops  int                   // stop commands answered
+	dark   bool
+}
+
+type darkChain struct {
+	host   string
+	nonce  string
+	log    []string
+	cancel bool
+	done   chan struct{}
+	kill   context.CancelFunc
+}
+
+func newDark(f *fakeFleet, darkOn string) *darkFleet {
+	return &darkFleet{fakeFleet: f, darkOn: darkOn, bound: 2 * time.Second, chains: map[string]*darkChain{}, marked: map[string]bool{}}
+}
+
+var beginRe = regexp.MustCompile(`(?m)^relctl_begin (\S+)$`)
+var stopMeRe = regexp.MustCompile(`(?m)^run=\S+; me=(\S+); grace=`)
+
+func (d *darkFleet) Run(ctx context.Context, host string, c remote.Command) (remote.Result, error) {
+	d.mu.Lock()
+	gone := d.unreachable && d.dark && host == strings.Fields(d.darkOn)[0]
+	d.mu.Unlock()
+	if gone {
+		return remote.Result{ExitCode: -1}, fmt.Errorf("%s: dial: %w (no route to host)", host, remote.ErrConnectionLost)
+	}
+	switch {
+	case strings.Contains(c.Script, "\nrelctl_act "):
+		return d.chain(ctx, host, c)
+	case strings.Contains(c.Script, "relctl_alive()"):
+		return d.stopChains(host, c)
+	}
+	return d.fakeFleet.Run(ctx, host, c)
+}
+
+func (d *darkFleet) logf(dc *darkChain, format string, args ...any) {
+	d.mu.Lock()
+	dc.log = append(dc.log, fmt.Sprintf(format, args...))
+	d.mu.Unlock()
+}
+
+func (d *darkFleet) chain(ctx context.Context, host string, c remote.Command) (remote.Result, error) {
+	m := beginRe.FindStringSubmatch(c.Script)
+	if m == nil {
+		d.t.Errorf("chain on %s without relctl_begin: %q", host, c.Script)
+		return remote.Result{ExitCode: 127}, &remote.ExitError{Host: host, Code: 127}
+	}
+	hctx, kill := context.WithCancel(context.Background())
+	dc := &darkChain{host: host, nonce: m[1], done: make(chan struct{}), kill: kill}
+	var dark atomic.Bool
+	lost := make(chan struct{})
+	// darkOn "HOST begin": the partition comes before the chain reaches
+	// the host, which gets it only after relctl's stop command.
+	late := d.darkOn == host+" begin"
+	if late {
+		dark.Store(true)
+		d.mu.Lock()
+		d.dark = true
+		d.mu.Unlock()
+		close(lost)
+	} else {
+		d.mu.Lock()
+		d.chains[dc.nonce] = dc
+		d.mu.Unlock()
+	}
+	stopRelay := context.AfterFunc(ctx, func() {
+		if !dark.Load() {
+			kill() // relctl stops the chain while its session is up
+		}
+	})
+	defer stopRelay()
+	relay := c
+	relay.Stdout = func(l string) {
+		if !dark.Load() && c.Stdout != nil {
+			c.Stdout(l)
+		}
+	}
+	relay.Stderr = func(l string) {
+		if !dark.Load() && c.Stderr != nil {
+			c.Stderr(l)
+		}
+	}
+	// Each action of the chain through the fake fleet's own chain, one at
+	// a time, with the host side's marker check and log around it.
+	var res remote.Result
+	var err error
+	go func() {
+		defer close(dc.done)
+		defer kill()
+		for deadline := time.Now().Add(10 * time.Second); late && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			d.mu.Lock()
+			marked := d.marked[dc.nonce]
+			d.mu.Unlock()
+			if marked {
+				break
+			}
+		}
+		if late {
+			d.mu.Lock()
+			d.chains[dc.nonce] = dc
+			d.mu.Unlock()
+		}
+		for _, l := range strings.Split(c.Script, "\nrelctl_act ")[1:] {
+			w := shellWords(l, 4)
+			action := w[1]
+			d.mu.Lock()
+			cancelled := d.marked[dc.nonce]
+			d.mu.Unlock()
+			if cancelled {
+				d.logf(dc, "cancelled %s", action)
+				res, err = remote.Result{ExitCode: 125}, &remote.ExitError{Host: host, Code: 125}
+				return
+			}
+			d.logf(dc, "start %s %s", action, w[2])
+			if host+" "+action == d.darkOn && !dark.Load() {
+				dark.Store(true)
+				d.mu.Lock()
+				d.dark = true
+				d.mu.Unlock()
+				close(lost)
+			}
+			if d.hold != nil {
+				d.hold(hctx, action, dc)
+			}
+			if hctx.Err() != nil {
+				return // killed in flight: no end record
+			}
+			one := relay
+			one.Script = "relctl_begin " + dc.nonce + "\nrelctl_act " + l
+			t0 := time.Now()
+			var r remote.Result
+			r, err = d.fakeFleet.chain(hctx, host, one)
+			res = r
+			st := 0
+			var ee *remote.ExitError
+			switch {
+			case err == nil:
+			case errors.As(err, &ee):
+				st = ee.Code
+			default:
+				st = 137 // killed
+			}
+			d.logf(dc, "end %s %d %d 0", action, st, time.Since(t0).Milliseconds())
+			if err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case <-dc.done:
+		if !dark.Load() {
+			return res, err
+		}
+	case <-lost:
+	}
+	return remote.Result{ExitCode: -1}, fmt.Errorf("%s: run: %w (no answer to 4 keepalives in a row)", host, remote.ErrConnectionLost)
+}
+
+// stopChains answers chainStopScript as the host does.
+func (d *darkFleet) stopChains(host string, c remote.Command) (remote.Result, error) {
+	m := stopMeRe.FindStringSubmatch(c.Script)
+	if m == nil {
+		d.t.Errorf("stop script on %s without its values: %q", host, c.Script)
+		return remote.Result{ExitCode: 127}, &remote.ExitError{Host: host, Code: 127}
+	}
+	me := strings.Trim(m[1], "'")
+	d.mu.Lock()
+	d.stops++
+	var mine []*darkChain
+	for _, dc := range d.chains {
+		if dc.host == host {
+			mine = append(mine, dc)
+		}
+	}
+	d.mu.Unlock()
+	if d.late {
+		for _, dc := range mine {
+			<-dc.done
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); d.until != "" && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		d.mu.Lock()
+		in := false
+		for _, dc := range mine {
+			in = in || slices.ContainsFunc(dc.log, func(l string) bool { return strings.HasPrefix(l, "start "+d.until+" ") })
+		}
+		d.mu.Unlock()
+		if in {
+			break
+		}
+	}
+	d.mu.Lock()
+	d.marked[me] = true
+	for _, dc := range mine {
+		d.marked[dc.nonce] = true
+	}
+	d.mu.Unlock()
+	var out []string
+	for _, dc := range mine {
+		st := "ended"
+		select {
+		case <-dc.done:
+		case <-time.After(d.bound):
+			st = "killed"
+			dc.kill()
+			<-dc.done
+		}
+		out = append(out, fmt.Sprintf("chain %s %s", dc.nonce, st))
+	}
+	out = append(out, "log-begin")
+	d.mu.Lock()
+	if dc := d.chains[me]; dc != nil {
+		out = append(out, dc.log...)
+	}
+	d.mu.Unlock()
+	out = append(out, "log-end")
+	for _, l := range out {
+		if c.Stdout != nil {
+			c.Stdout(l)
+		}
+	}
+	return remote.Result{}, nil
+}
+
+// runDark runs h's plan to to with d as the hosts.
+func (h *harness) runDark(t *testing.T, d *darkFleet) Result {
+	t.Helper()
+	obs := plan.Observed{}
+	for _, name := range []string{"web1", "web2", "web3"} {
+		obs.Hosts = append(obs.Hosts, plan.HostState{Name: name, Version: h.fake.current[name], Reachable: true})
+	}
+	p, err := plan.Build(h.inv, obs, plan.Options{To: "1.1.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := event.NewBus("run1", nil, event.SinkFunc(func(e event.Event) {
+		h.mu.Lock()
+		h.events = append(h.events, e)
+		h.mu.Unlock()
+	}))
+	done := make(chan Result, 1)
+	go func() {
+		done <- New(Config{Inventory: h.inv, Plan: p, Hosts: d, Balancer: h.fake, Bus: bus, RunID: "run1", Owner: "me@here",
+			Artifacts: map[string]Artifact{"1.1.0": {Path: "/dist/shop-1.1.0.tar.gz", SHA256: "abc"}}}).Run(context.Background())
+	}()
+	select {
+	case res := <-done:
+		return res
+	case <-time.After(60 * time.Second):
+		t.Fatal("the run never ended")
+		return Result{}
+	}
+}
+
+// darkLog is web2's chain log, as the stop command read it.
+func (d *darkFleet) darkLog(t *testing.T) []string {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, dc := range d.chains {
+		if dc.host == "web2" {
+			return slices.Clone(dc.log)
+		}
+	}
+	t.Fatal("web2 never got a chain")
+	return nil
+}
+
+func darkCase(t *testing.T, prep func(d *darkFleet)) (*harness, *darkFleet, Result) {
+	h := newHarness(t, "rollout: {batches: [1], pause_after_canary: false, on_failure: rollback}")
+	d := newDark(h.fake, "web2 stop")
+	if prep != nil {
+		prep(d)
+	}
+	return h, d, h.runDark(t, d)
+}
+
+func (h *harness) checkInService(t *testing.T, v string) {
+	t.Helper()
+	for _, host := range []string{"web1", "web2", "web3"} {
+		if h.fake.current[host] != v || !h.fake.up[host] {
+			t.Errorf("%s: on %s, in rotation %v; want in service on %s", host, h.fake.current[host], h.fake.up[host], v)
+		}
+	}
+}
+
+func count(log []string, s string) int {
+	n := 0
+	for _, l := range log {
+		if l == s {
+			n++
+		}
+	}
+	return n
+}
+
+// The cancel lands while web2's stop runs on the far side of the
+// partition: switch never starts, compensation undoes stop and drain
+// only, every host ends in service on 1.0.0, and the run exits 3.
+func TestChainLostCancelDuringStop(t *testing.T) {
+	h, d, res := darkCase(t, func(d *darkFleet) {
+		d.hold = func(ctx context.Context, action string, c *darkChain) {
+			if c.host != "web2" || action != "stop" {
+				return
+			}
+			for ctx.Err() == nil {
+				d.mu.Lock()
+				marked := d.marked[c.nonce]
+				d.mu.Unlock()
+				if marked {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	if log := d.darkLog(t); len(log) != 3 || !strings.HasPrefix(log[0], "start stop ") || !strings.HasPrefix(log[1], "end stop 0 ") || log[2] != "cancelled switch" {
+		t.Errorf("web2's chain log %q", log)
+	}
+	w2 := h.hostLog("web2")
+	if slices.Contains(w2, "switch 1.1.0") || count(w2, "stop") != 1 {
+		t.Errorf("web2 ran %q: switched after the cancel, or stopped twice", w2)
+	}
+	if got, want := h.actionsDone("web2"), []string{"drain:ok", "wait-idle:ok", "stop:failed", "undo-stop:ok", "undo-drain:ok"}; !slices.Equal(got, want) {
+		t.Errorf("web2's actions %v, want %v", got, want)
+	}
+	h.checkInService(t, "1.0.0")
+	if code, lines := view.Verdict(view.RunEnd{Outcome: res.Outcome, Summary: res.Summary}); code != view.ExitRolledBack {
+		t.Errorf("exit %d, want %d: %v\n%s", code, view.ExitRolledBack, res.Err, strings.Join(lines, "\n"))
+	}
+	if d.stops != 1 {
+		t.Errorf("%d stop commands, want 1", d.stops)
+	}
+}
+
+// The host runs the whole chain before the cancel lands: compensation
+// undoes start, switch, stop and drain, each exactly once, in reverse.
+func TestChainLostRanOn(t *testing.T) {
+	h, d, res := darkCase(t, func(d *darkFleet) { d.late = true })
+	log := d.darkLog(t)
+	for _, a := range []string{"stop", "switch", "start", "health"} {
+		if !slices.ContainsFunc(log, func(l string) bool { return strings.HasPrefix(l, "end "+a+" 0 ") }) {
+			t.Errorf("web2's chain log %q: no end of %s", log, a)
+		}
+	}
+	if got, want := h.actionsDone("web2"), []string{"drain:ok", "wait-idle:ok", "stop:failed", "undo-start:ok", "undo-switch:ok", "undo-stop:ok", "undo-drain:ok"}; !slices.Equal(got, want) {
+		t.Errorf("web2's actions %v, want %v", got, want)
+	}
+	w2 := h.hostLog("web2")
+	for s, n := range map[string]int{"switch 1.1.0": 1, "switch 1.0.0": 1, "start": 2, "stop": 2} {
+		if count(w2, s) != n {
+			t.Errorf("web2 ran %q: %q %d times, want %d", w2, s, count(w2, s), n)
+		}
+	}
+	if i, j := index(w2, "switch 1.1.0"), index(w2, "switch 1.0.0"); i > j {
+		t.Errorf("web2 ran %q: switched back before it switched", w2)
+	}
+	h.checkInService(t, "1.0.0")
+	if code, _ := view.Verdict(view.RunEnd{Outcome: res.Outcome, Summary: res.Summary}); code != view.ExitRolledBack {
+		t.Errorf("exit %d, want %d: %v", code, view.ExitRolledBack, res.Err)
+	}
+	var warned bool
+	for _, e := range h.eventsOf(event.Warning) {
+		warned = warned || e.Host == "web2" && strings.Contains(e.Message, "switch ended (status 0)") && strings.Contains(e.Message, "it had ended")
+	}
+	if !warned {
+		t.Error("no warning names what the lost chain did")
+	}
+}
+
+// The chain outlives its in-flight action's bound (its switch never
+// ends): the stop command kills it; the switch counts as started and is
+// undone with stop and drain.
+func TestChainLostKilled(t *testing.T) {
+	h, d, res := darkCase(t, func(d *darkFleet) {
+		d.bound = 100 * time.Millisecond
+		d.until = "switch"
+		d.hold = func(ctx context.Context, action string, c *darkChain) {
+			if c.host == "web2" && action == "switch" {
+				<-ctx.Done()
+			}
+		}
+	})
+	log := d.darkLog(t)
+	if !strings.HasPrefix(log[len(log)-1], "start switch ") {
+		t.Errorf("web2's chain log %q: want the switch started, never ended", log)
+	}
+	if got, want := h.actionsDone("web2"), []string{"drain:ok", "wait-idle:ok", "stop:failed", "undo-switch:ok", "undo-stop:ok", "undo-drain:ok"}; !slices.Equal(got, want) {
+		t.Errorf("web2's actions %v, want %v", got, want)
+	}
+	h.checkInService(t, "1.0.0")
+	if code, _ := view.Verdict(view.RunEnd{Outcome: res.Outcome, Summary: res.Summary}); code != view.ExitRolledBack {
+		t.Errorf("exit %d, want %d: %v", code, view.ExitRolledBack, res.Err)
+	}
+	var warned bool
+	for _, e := range h.eventsOf(event.Warning) {
+		warned = warned || e.Host == "web2" && strings.Contains(e.Message, "was killed") && strings.Contains(e.Message, "switch started, never ended")
+	}
+	if !warned {
+		t.Error("no warning says the chain was killed mid-switch")
+	}
+}
+
+// The host cannot be reached after the partition: the chain cannot be
+// stopped, relctl says so, and the host is named LEFT DRAINED as before
+// (exit 6); the other hosts end in service on 1.0.0.
+func TestChainLostUnreachable(t *testing.T) {
+	h, d, res := darkCase(t, func(d *darkFleet) { d.unreachable = true })
+	if d.stops != 0 {
+		t.Errorf("a stop command reached the unreachable host")
+	}
+	if _, ok := res.Summary.LeftDrained["web2"]; !ok {
+		t.Errorf("web2 not named LEFT DRAINED: %+v", res.Summary)
+	}
+	if code, _ := view.Verdict(view.RunEnd{Outcome: res.Outcome, Summary: res.Summary}); code != view.ExitPaused {
+		t.Errorf("exit %d, want %d: %v", code, view.ExitPaused, res.Err)
+	}
+	var warned bool
+	for _, e := range h.eventsOf(event.Warning) {
+		warned = warned || e.Host == "web2" && strings.Contains(e.Message, "could not be stopped on the host")
+	}
+	if !warned {
+		t.Error("no warning says the chain could not be stopped")
+	}
+	for _, host := range []string{"web1", "web3"} {
+		if h.fake.current[host] != "1.0.0" || !h.fake.up[host] {
+			t.Errorf("%s: on %s, in rotation %v", host, h.fake.current[host], h.fake.up[host])
+		}
+	}
+}
+
+// The partition comes before the chain reached web2, which gets it only
+// after relctl's stop command set the marker: the chain starts nothing,
+// compensation undoes nothing of it (only the drain), and the warning
+// says the chain never began there.
+func TestChainLostBeforeItBegan(t *testing.T) {
+	h, d, res := darkCase(t, func(d *darkFleet) { d.darkOn = "web2 begin" })
+	var log []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		d.mu.Lock()
+		for _, dc := range d.chains {
+			if dc.host == "web2" {
+				log = slices.Clone(dc.log)
+			}
+		}
+		d.mu.Unlock()
+		if len(log) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !slices.Equal(log, []string{"cancelled stop"}) {
+		t.Errorf("web2's late chain log %q, want it cancelled before stop", log)
+	}
+	if w2 := h.hostLog("web2"); slices.Contains(w2, "stop") || slices.Contains(w2, "switch 1.1.0") {
+		t.Errorf("web2 ran %q", w2)
+	}
+	if got, want := h.actionsDone("web2"), []string{"drain:ok", "wait-idle:ok", "stop:failed", "undo-drain:ok"}; !slices.Equal(got, want) {
+		t.Errorf("web2's actions %v, want %v", got, want)
+	}
+	h.checkInService(t, "1.0.0")
+	if code, _ := view.Verdict(view.RunEnd{Outcome: res.Outcome, Summary: res.Summary}); code != view.ExitRolledBack {
+		t.Errorf("exit %d, want %d: %v", code, view.ExitRolledBack, res.Err)
+	}
+	var warned bool
+	for _, e := range h.eventsOf(event.Warning) {
+		warned = warned || e.Host == "web2" && strings.Contains(e.Message, "it never began there") && strings.Contains(e.Message, "no action started")
+	}
+	if !warned {
+		t.Error("no warning says the chain never began on web2")
 	}
 }

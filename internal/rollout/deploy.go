@@ -496,6 +496,7 @@ func (e *Engine) deployHost(_ context.Context, s plan.Step) error {
 			if rn.partial {
 				undo = append(undo, a)
 			}
+			undo = r.settleChain(undo) // a chain relctl lost: stop it, undo what its log says started
 			return e.compensate(r, err, undo)
 		}
 		done = append(done, a)

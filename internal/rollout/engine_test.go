@@ -44,6 +44,9 @@ type fakeFleet struct {
 	// runHook, when it handles script, answers it with out (one line per
 	// line) and exit 0.
 	runHook func(host, script string) (out string, handled bool)
+	// chainLogs are the host-side logs of the chains sent (nonce → lines,
+	// chain.go's format), as chainStopScript reads them.
+	chainLogs map[string][]string
 }
 
 func newFake(t *testing.T, hosts []string, v string) *fakeFleet {
@@ -129,6 +132,8 @@ func (f *fakeFleet) Run(ctx context.Context, host string, c remote.Command) (rem
 	switch {
 	case strings.Contains(s, "\nrelctl_act "):
 		return f.chain(ctx, host, c)
+	case strings.Contains(s, "relctl_alive()"):
+		return f.chainStop(ctx, host, c)
 	case s == "true":
 		return remote.Result{}, nil
 	case strings.Contains(s, "need=present"):

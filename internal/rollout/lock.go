@@ -387,8 +387,13 @@ func withProcess(info LockInfo) LockInfo {
 // run runs a lock script and sorts its outcome: *LockError with the holder
 // (exit 3), ErrLockGone (exit 4), or the transport's error prefixed by op.
 func (l *Lock) run(ctx context.Context, op, script string) error {
+	return l.runCmd(ctx, op, remote.Command{Script: script})
+}
+
+func (l *Lock) runCmd(ctx context.Context, op string, cmd remote.Command) error {
 	var out strings.Builder
-	_, err := l.Hosts.Run(ctx, l.Host, remote.Command{Script: script, Timeout: 30 * time.Second, Stdout: func(s string) { out.WriteString(s + "\n") }})
+	cmd.Timeout, cmd.Stdout = 30*time.Second, func(s string) { out.WriteString(s + "\n") }
+	_, err := l.Hosts.Run(ctx, l.Host, cmd)
 	var ee *remote.ExitError
 	switch {
 	case err == nil:
@@ -422,10 +427,14 @@ func (l *Lock) Acquire(ctx context.Context, info LockInfo) error {
 
 // Renew extends the lease of the lock this process holds for info's run.
 // It never creates a lock: ErrLockGone when there is none (released or
-// broken), a *LockError when another run or process holds it.
+// broken), a *LockError when another run or process holds it. While the
+// lock host's shell runs a long command (its forward chain, a migration)
+// the renewal goes in a session of its own beside it (remote.Command's
+// Beside), so the lease never waits behind the host's deploy.
 func (l *Lock) Renew(ctx context.Context, info LockInfo) error {
 	info = withProcess(info)
-	return l.run(ctx, "renew lock", l.script(renewScript, "run", info.RunID, "lease", strconv.Itoa(l.leaseSeconds()), "id", identity(info), "body", body(info)))
+	return l.runCmd(ctx, "renew lock", remote.Command{Beside: true,
+		Script: l.script(renewScript, "run", info.RunID, "lease", strconv.Itoa(l.leaseSeconds()), "id", identity(info), "body", body(info))})
 }
 
 // Release removes the lock if this process holds it for info's run; no
