@@ -96,7 +96,8 @@ const chainScript = `relctl_act() {
 	return "$relctl_rc"
 }
 relctl_begin() {
-	mkdir -p "$relctl_dir" && printf '%s %s\n' "$$" "$1" >"$relctl_dir/pid" && : >>"$relctl_dir/log" ||
+	relctl_st=$(cut -d' ' -f22 "/proc/$$/stat" 2>/dev/null) || relctl_st=
+	mkdir -p "$relctl_dir" && printf '%s %s %s\n' "$$" "$1" "$relctl_st" >"$relctl_dir/pid" && : >>"$relctl_dir/log" ||
 		{ echo "relctl: cannot record the chain in $relctl_dir: no action started" >&2; exit 125; }
 }
 relctl_ap=

@@ -21,7 +21,8 @@ import (
 // connection, compensates. So every chain leaves a trace on the host, in
 // chainDir:
 //
-//	pid     "<pid> <nonce>": the chain's shell (its process group)
+//	pid     "<pid> <nonce> <start time>": the chain's shell (its process group)
+//	        and its start time from /proc (empty without one)
 //	log     one line per record: start <action> <timeout ms>,
 //	        pid <action> <pgid>, end <action> <status> <ms> <timed out>,
 //	        cancelled <action> (the marker was there: it never started)
@@ -59,7 +60,14 @@ func chainRunDir(base, runID string) string {
 // then relctl's own chain's (me) log between log-begin and log-end.
 // grace is the host watchdog's kill grace in seconds.
 func chainStopScript(run, me string, grace int) string {
-	return fmt.Sprintf(`relctl_alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+	// A pid is the chain's only while its start time (/proc, where there
+	// is one) is the one the chain recorded: a chain that ended long ago
+	// may have left its pid to an unrelated process, which must not be
+	// waited for, let alone killed.
+	return fmt.Sprintf(`relctl_alive() {
+	[ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 1
+	[ -z "$2" ] || [ "$(cut -d' ' -f22 "/proc/$1/stat" 2>/dev/null)" = "$2" ]
+}
 run=%s; me=%s; grace=%d
 mkdir -p "$run/$me" && : >"$run/$me/cancel" || { echo "cannot write the cancel marker in $run/$me" >&2; exit 2; }
 for d in "$run"/*; do
@@ -67,9 +75,9 @@ for d in "$run"/*; do
 done
 for d in "$run"/*; do
 	[ -f "$d/pid" ] || continue
-	p=; read -r p x <"$d/pid" || :
+	p=; s=; read -r p x s <"$d/pid" || :
 	st=ended
-	if relctl_alive "$p"; then
+	if relctl_alive "$p" "$s"; then
 		a=; t=0; ap=
 		while read -r k x y z; do
 			case "$k" in start) a=$x; t=$y ;; pid) ap=$y ;; end) a= ;; esac
@@ -78,14 +86,14 @@ for d in "$run"/*; do
 		case "$t" in ''|*[!0-9]*) t=0 ;; esac
 		n=$(( (t + 999) / 1000 * 10 + grace * 10 + 20 ))
 		i=0
-		while relctl_alive "$p" && [ "$i" -lt "$n" ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
-		if relctl_alive "$p"; then
+		while relctl_alive "$p" "$s" && [ "$i" -lt "$n" ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
+		if relctl_alive "$p" "$s"; then
 			st=killed
 			kill -s KILL -- "-$p" 2>/dev/null || kill -s KILL "$p" 2>/dev/null
 			if [ -n "$ap" ]; then kill -s KILL -- "-$ap" 2>/dev/null || kill -s KILL "$ap" 2>/dev/null; fi
 			i=0
-			while relctl_alive "$p" && [ "$i" -lt 50 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
-			relctl_alive "$p" && st=alive
+			while relctl_alive "$p" "$s" && [ "$i" -lt 50 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i + 1)); done
+			relctl_alive "$p" "$s" && st=alive
 		fi
 	fi
 	echo "chain ${d##*/} $st"

@@ -416,7 +416,19 @@ func (e *Engine) cleanup(ctx context.Context, s plan.Step) error {
 	h := e.host(s.Host)
 	base := strings.TrimRight(e.inv.HostPath(h), "/")
 	r := &hostRun{e: e, step: s, h: h}
-	return r.script(ctx, cleanupScript(base, e.inv.KeepReleases, s.From, s.To), e.inv.HostValues(h, s.From, s.To), e.to.Upload)
+	script := cleanupScript(base, e.inv.KeepReleases, s.From, s.To) + "\n" + chainPruneScript(chainRunDir(base, e.cfg.RunID))
+	return r.script(ctx, script, e.inv.HostValues(h, s.From, s.To), e.to.Upload)
+}
+
+// chainPruneScript removes the chain traces (chaincancel.go) of every run
+// but keep, this run's: no other run can still be live under the lock, and
+// an unfinished one is resumed before a new run reaches cleanup.
+func chainPruneScript(keep string) string {
+	return fmt.Sprintf(`keep=%s
+for c in "${keep%%/*}"/*; do
+  [ -d "$c" ] && [ "$c" != "$keep" ] && rm -rf -- "$c"
+done
+:`, shell.Quote(keep))
 }
 
 func cleanupScript(base string, keep int, from, to string) string {
