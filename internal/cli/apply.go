@@ -88,7 +88,7 @@ func newApplyCmd(ios *IO, g *globals) *cobra.Command {
 	f.StringVar(&o.To, "to", "", "target version")
 	f.StringVar(&o.Upfrom, "upfrom", "", "assert the version the fleet runs; refuse if it runs another")
 	f.StringVar(&o.PlanFile, "plan", "", "apply a plan saved by relctl plan --format json")
-	f.BoolVar(&o.Force, "force", false, "start even if a balancer server is already in DRAIN or MAINT")
+	f.BoolVar(&o.Force, "force", false, "start even if a balancer server is already out of service (DRAIN, MAINT, or DOWN on HAProxy); it goes back into rotation only once healthy")
 	addRunFlags(cmd, &o.Conn, &o.Out)
 	addSelectFlags(cmd, &o.Sel)
 	addNoteFlags(cmd, &o.Conn, true)

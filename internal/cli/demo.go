@@ -201,6 +201,9 @@ func holdDemo(ctx context.Context, ios *IO, d *sandbox.Demo) {
 	if ctx.Err() != nil {
 		return // interrupted during the run: stop now
 	}
+	// No run is in flight from here: an interrupt stops the demo fleet,
+	// and says so.
+	setPhase(ctx, demoKeepWords)
 	me := os.Getpid()
 	q := shell.Quote
 	var b strings.Builder

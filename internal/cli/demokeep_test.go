@@ -148,6 +148,10 @@ func runAsRelctl() (int, bool) {
 		args = os.Args[1:]
 	case os.Getenv(demoChildEnv) != "":
 		args = strings.Fields(os.Getenv(demoChildEnv))
+	case os.Getenv(demoMainEnv) != "":
+		// Through Main: relctl's own signal handling, as a terminal's
+		// Ctrl-C meets it.
+		return Main(strings.Fields(os.Getenv(demoMainEnv)), os.Stdin, os.Stdout, os.Stderr), true
 	default:
 		return 0, false
 	}
@@ -157,6 +161,10 @@ func runAsRelctl() (int, bool) {
 // demoChildEnv makes this test binary run relctl with the arguments it
 // holds (see TestMain): a relctl that the test can SIGKILL.
 const demoChildEnv = "RELCTL_CLI_TEST_RELCTL"
+
+// demoMainEnv is demoChildEnv for a relctl run through Main, which a test
+// interrupts with signals.
+const demoMainEnv = "RELCTL_CLI_TEST_RELCTL_MAIN"
 
 // TestDemoKeepSIGKILLed kills a `relctl demo --keep` while it holds the
 // fleet: nothing it started may outlive it (the apps watch its lifeline,

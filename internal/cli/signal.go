@@ -42,13 +42,20 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	force := make(chan struct{})
 	done := make(chan struct{})
 	defer close(done)
-	go interrupts(sigs, done, cancel, force, stderr)
-	return Run(WithForce(ctx, force), args, stdin, stdout, stderr)
+	note := &phaseNote{}
+	go interruptsNoted(sigs, done, cancel, force, stderr, note)
+	return Run(withPhaseNote(WithForce(ctx, force), note), args, stdin, stdout, stderr)
 }
 
 // interrupts turns signals into the first (cancel) and second (force)
 // interrupt.
 func interrupts(sigs <-chan os.Signal, done <-chan struct{}, cancel context.CancelFunc, force chan<- struct{}, stderr io.Writer) {
+	interruptsNoted(sigs, done, cancel, force, stderr, nil)
+}
+
+// interruptsNoted is interrupts saying, when note holds a phase's words
+// (setPhase), what an interrupt does in that phase instead of a run's.
+func interruptsNoted(sigs <-chan os.Signal, done <-chan struct{}, cancel context.CancelFunc, force chan<- struct{}, stderr io.Writer, note *phaseNote) {
 	n := 0
 	for {
 		select {
@@ -56,15 +63,29 @@ func interrupts(sigs <-chan os.Signal, done <-chan struct{}, cancel context.Canc
 			return
 		case sig := <-sigs:
 			n++
+			w := note.words()
+			if w != nil {
+				say := w.first
+				if n > 1 {
+					say = w.again
+				}
+				fmt.Fprintf(stderr, "\nrelctl: %s: %s\n", sig, say)
+			}
 			switch n {
 			case 1:
-				fmt.Fprintf(stderr, "\nrelctl: %s: finishing or reverting the host in flight and starting nothing new; interrupt again to force\n", sig)
+				if w == nil {
+					fmt.Fprintf(stderr, "\nrelctl: %s: finishing or reverting the host in flight and starting nothing new; interrupt again to force\n", sig)
+				}
 				cancel()
 			case 2:
-				fmt.Fprintf(stderr, "\nrelctl: %s again: forcing — the host in flight gets one bounded attempt to go back into rotation, then relctl exits\n", sig)
+				if w == nil {
+					fmt.Fprintf(stderr, "\nrelctl: %s again: forcing — the host in flight gets one bounded attempt to go back into rotation, then relctl exits\n", sig)
+				}
 				close(force)
 			default:
-				fmt.Fprintf(stderr, "\nrelctl: %s: already forcing; relctl exits as soon as the journal and the lock are settled\n", sig)
+				if w == nil {
+					fmt.Fprintf(stderr, "\nrelctl: %s: already forcing; relctl exits as soon as the journal and the lock are settled\n", sig)
+				}
 			}
 		}
 	}

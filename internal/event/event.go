@@ -156,6 +156,20 @@ type Summary struct {
 	// Hooks are the hooks run for this run so far (hook.go); the summary
 	// of run_finished never holds the hooks that run after it.
 	Hooks []HookResult `json:"hooks,omitempty"`
+	// OutBefore are the hosts the balancer already had out of service
+	// when the run started (taken on with --force), and whether the run
+	// brought each back into rotation.
+	OutBefore []OutBefore `json:"out_before,omitempty"`
+}
+
+// OutBefore is a host that was out of service before the run.
+type OutBefore struct {
+	Host string `json:"host"`
+	// Was is its balancer state then, e.g. "DOWN (check L4CON)", "MAINT".
+	Was string `json:"was"`
+	// BackUp: the run put it back into rotation (the balancer's check
+	// passed and it was verified in service); false: it is still out.
+	BackUp bool `json:"back_up"`
 }
 
 // Sink consumes events. Emit must not block for long: views that may be slow

@@ -4,7 +4,8 @@
 // JSON, schema-versioned) on stdin and RELCTL_* variables in its
 // environment; no run or inventory value is ever put into its command
 // text. A hook runs with sh -c in its own process group, killed as a whole
-// when its timeout passes, and its output is kept up to a cap.
+// when its timeout passes or when relctl dies (package localexec), and its
+// output is kept up to a cap.
 //
 // It decides nothing about a run: package ops says when each point is
 // reached and what a failure means (docs/hooks.md).
@@ -174,7 +175,7 @@ func (r *Runner) one(ctx context.Context, h fleet.Hook, doc []byte, env []string
 	tail := &tailBuffer{max: limit}
 	cmd.Stdout, cmd.Stderr = tail, tail
 	t0 := time.Now()
-	err := cmd.Run()
+	err := localexec.Run(cmd)
 	res := event.HookResult{Duration: time.Since(t0), ExitCode: -1}
 	res.Output, res.OutputCut = tail.result()
 	if cmd.ProcessState != nil {

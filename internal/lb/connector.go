@@ -45,7 +45,7 @@ func (LocalConnector) RunOn(ctx context.Context, sshHost, script string) (string
 	localexec.Group(cmd, localWaitDelay)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err := localexec.Run(cmd)
 	if ctxErr := ctx.Err(); err != nil && ctxErr != nil {
 		// Killed because ctx ended: say so, whatever Wait saw.
 		return stdout.String(), fmt.Errorf("%w (local command killed with its process group: %v)", ctxErr, err)

@@ -54,8 +54,9 @@
 // reload and that next call the server takes requests, which is harmless
 // while its app runs; EnsureOut right before the stop closes the gap.
 //
-// Preflight refuses a server that is not in rotation (DRAIN or MAINT
-// unless forced; DOWN always, as HAProxy's own check fails) and names the
+// Preflight refuses a server that is not in rotation (DRAIN or MAINT, or
+// DOWN as HAProxy's own check fails, unless forced: a forced DOWN server
+// goes back into rotation only once its check passes) and names the
 // server, the endpoint and the command that puts it back, e.g.
 // `echo 'set server shop/web2 state ready' | ssh lb1 'socat stdio /run/haproxy/admin.sock'`.
 package lb

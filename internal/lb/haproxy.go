@@ -253,11 +253,12 @@ func (h *haproxy) Preflight(ctx context.Context, servers []string, force bool) e
 				}
 				continue
 			}
-			if st.Status != StatusUp {
-				// Not an admin state: HAProxy's own check keeps it out, and
-				// force cannot help; it comes back by itself once the app
-				// answers the check.
-				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (check %s): HAProxy's health check fails, so the app is not answering; fix the app on that host (HAProxy puts it back by itself once the check passes; watch with `%s`): %w",
+			if st.Status != StatusUp && !force {
+				// Not an admin state: HAProxy's own check keeps it out; it
+				// comes back by itself once the app answers the check. Force
+				// upgrades it as it is (it is out of service anyway): Enable
+				// puts it back only once the check passes.
+				errs = append(errs, fmt.Errorf("preflight %s on %s: %s is %s (check %s): HAProxy's health check fails, so the app is not answering; fix the app on that host (HAProxy puts it back by itself once the check passes; watch with `%s`), or force to upgrade it as it is (it goes back into rotation only once the check passes): %w",
 					s, h.where(ep), s, st.Status, orNone(st.CheckStatus), h.runtimeCmd(ep, "show stat "+h.cfg.Backend+" 4 -1"), ErrNotUp))
 			}
 		}

@@ -159,7 +159,9 @@ type Balancer interface {
 	// Preflight checks that every endpoint is reachable and each server exists
 	// and is UP; DRAIN/MAINT is refused unless force (the error names the
 	// server, the endpoint, its state and the command that puts it back).
-	// DOWN is always refused: the balancer's own check fails.
+	// DOWN (the balancer's own check fails) is refused too; HAProxy accepts
+	// it with force, as its Enable puts a server back only once the check
+	// passes (exec and nginx cannot tell, and refuse it always).
 	Preflight(ctx context.Context, servers []string, force bool) error
 	// Drain takes server out of rotation on every endpoint and waits until it
 	// is idle or DrainTimeout passes. A timeout is not an error: see

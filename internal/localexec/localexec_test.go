@@ -23,7 +23,7 @@ func TestGroupKillsForkedChildOnDeadline(t *testing.T) {
 	cmd := exec.CommandContext(ctx, "sh", "-c", `sleep 60 & echo $! > "$1"; wait`, "sh", pidFile)
 	Group(cmd, time.Second)
 	t0 := time.Now()
-	err := cmd.Run()
+	err := Run(cmd)
 	if el := time.Since(t0); el > 5*time.Second {
 		t.Fatalf("Run took %s after a 300ms deadline", el)
 	}
@@ -53,7 +53,7 @@ func TestKillGroupAfterWaitDelay(t *testing.T) {
 	var out strings.Builder
 	cmd.Stdout = &out
 	Group(cmd, 200*time.Millisecond)
-	err := cmd.Run()
+	err := Run(cmd)
 	if !errors.Is(err, exec.ErrWaitDelay) {
 		t.Fatalf("Run = %v, want ErrWaitDelay", err)
 	}

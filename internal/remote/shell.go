@@ -32,8 +32,20 @@ import (
 //	relctl-ack:<nonce>            read and accepted, before anything runs
 //	relctl-pid:<nonce> <pid> g    the command runs as process group <pid>
 //	…the command's own stdout and stderr, on the session's streams…
-//	\nrelctl-end:<nonce> <status> <signal|->   on stdout, and
-//	\nrelctl-end:<nonce>                       on stderr, after it exited
+//	\nrelctl-end:<nonce> <status> <signal|-> <w|->   on stdout, and
+//	\nrelctl-end:<nonce>                            on stderr, after it exited
+//
+// <w|-> says whether the host's watchdog fired (it sent the command's group
+// TERM at the timeout), and <signal|-> names the signal only then: a
+// shell's wait status cannot tell a command killed by TERM from one that
+// ran `exit 143`, so a status above 128 is read as a signal only when the
+// watchdog sent one. (A command killed by a signal from elsewhere reads as
+// its exit status, 128+n.) The watchdog's own exit status carries the
+// flag: at the timeout it starts the grace period's KILL in the background
+// (in its own group), sends TERM and exits 11 at once, or 10 when the
+// command's group was gone; relctl_run then kills the watchdog's group
+// with KILL (a watchdog still waiting for the timeout dies with 137, not
+// 11) and reads its status.
 //
 // The command runs in a subshell with stdin from /dev/null (it cannot read
 // the next command), exports the environment there (values travel on
@@ -67,17 +79,22 @@ $2"' sh "$1" "$3" ) </dev/null &
 	relctl_p=$!
 	relctl_w=
 	if [ "$4" != 0 ] && command -v setsid >/dev/null 2>&1; then
-		setsid sh -c 'sleep "$1" || exit 0; kill -s TERM -- "-$3" 2>/dev/null || kill -s TERM "$3" 2>/dev/null || exit 0; sleep "$2" || exit 0; kill -s KILL -- "-$3" 2>/dev/null || kill -s KILL "$3" 2>/dev/null' \
+		setsid sh -c 'sleep "$1" || exit 10; ( sleep "$2"; kill -s KILL -- "-$3" 2>/dev/null || kill -s KILL "$3" 2>/dev/null ) & kill -s TERM -- "-$3" 2>/dev/null || kill -s TERM "$3" 2>/dev/null || exit 10; exit 11' \
 			relctl-watchdog "$4" "$5" "$relctl_p" </dev/null >/dev/null 2>&1 &
 		relctl_w=$!
 	fi
 	wait "$relctl_p"
 	relctl_rc=$?
-	if [ -n "$relctl_w" ]; then kill -s KILL -- "-$relctl_w" 2>/dev/null || kill -s KILL "$relctl_w" 2>/dev/null; wait "$relctl_w" 2>/dev/null; fi
+	relctl_f=-
+	if [ -n "$relctl_w" ]; then
+		kill -s KILL -- "-$relctl_w" 2>/dev/null || kill -s KILL "$relctl_w" 2>/dev/null
+		wait "$relctl_w" 2>/dev/null
+		if [ "$?" = 11 ]; then relctl_f=w; fi
+	fi
 	relctl_sig=-
-	if [ "$relctl_rc" -gt 128 ]; then relctl_sig=$(kill -l "$relctl_rc" 2>/dev/null) || relctl_sig=-; fi
+	if [ "$relctl_f" = w ] && [ "$relctl_rc" -gt 128 ]; then relctl_sig=$(kill -l "$relctl_rc" 2>/dev/null) || relctl_sig=-; fi
 	printf '\nrelctl-end:%s\n' "$1" >&2
-	printf '\nrelctl-end:%s %s %s\n' "$1" "$relctl_rc" "${relctl_sig:--}"
+	printf '\nrelctl-end:%s %s %s %s\n' "$1" "$relctl_rc" "${relctl_sig:--}" "$relctl_f"
 }
 `
 
@@ -127,6 +144,9 @@ type shellCmd struct {
 type shellEnd struct {
 	code   int
 	signal string
+	// fired: the host's watchdog sent the command's group TERM (its
+	// timeout passed on the host).
+	fired bool
 }
 
 // runShell runs cmd through the connection's persistent shell, opening it
@@ -401,17 +421,20 @@ func seconds(d time.Duration) string {
 	return strconv.FormatFloat(float64(ms)/1000, 'f', -1, 64)
 }
 
+// parseEnd reads "<status> <signal|-> <w|->" of an end marker. A signal is
+// named only when the watchdog fired: otherwise a status above 128 is the
+// command's own exit status.
 func parseEnd(s string) (shellEnd, bool) {
 	f := strings.Fields(s)
-	if len(f) != 2 {
+	if len(f) != 3 || (f[2] != "w" && f[2] != "-") {
 		return shellEnd{}, false
 	}
 	code, err := strconv.Atoi(f[0])
 	if err != nil || code < 0 || code > 255 {
 		return shellEnd{}, false
 	}
-	end := shellEnd{code: code}
-	if f[1] != "-" && code > 128 {
+	end := shellEnd{code: code, fired: f[2] == "w"}
+	if end.fired && f[1] != "-" && code > 128 {
 		end.signal = strings.TrimPrefix(strings.ToUpper(f[1]), "SIG")
 	}
 	return end, true
@@ -532,10 +555,11 @@ wait:
 		}
 		return "remote process group killed"
 	}
-	if ended && cmd.Timeout > 0 && time.Since(start) >= cmd.Timeout {
+	if ended && cmd.Timeout > 0 && (time.Since(start) >= cmd.Timeout || end.fired) {
 		// The end came as the timer fired (a loaded client sees both at
-		// once): the host's watchdog started after start, so the deadline
-		// passed on the host too. It is a timeout.
+		// once), or the host says its watchdog fired: the watchdog started
+		// after start, so the deadline passed on the host too. It is a
+		// timeout.
 		cause, killNote = ErrTimeout, watchdogNote()
 	}
 	// waitEnd waits for the shell to report the command's end, at most

@@ -483,16 +483,10 @@ func (c *hostChain) actErr(a *chainAct, end *chainEnd) error {
 	c.mu.Lock()
 	tail := strings.Join(a.tail, "\n")
 	c.mu.Unlock()
-	return &remote.ExitError{Host: c.host, Code: end.status, Signal: signalOf(end.status), StderrTail: tail}
-}
-
-// signalOf names the signal of a status above 128, as sh reports a death
-// by signal.
-func signalOf(status int) string {
-	if status <= 128 {
-		return ""
-	}
-	return map[int]string{1: "HUP", 2: "INT", 3: "QUIT", 6: "ABRT", 9: "KILL", 11: "SEGV", 13: "PIPE", 14: "ALRM", 15: "TERM"}[status-128]
+	// No signal is named: a shell's status cannot tell an action killed by
+	// TERM from one that ran `exit 143`, and the host's watchdog (the one
+	// signal relctl knows of) is reported above as a timeout.
+	return &remote.ExitError{Host: c.host, Code: end.status, StderrTail: tail}
 }
 
 // close waits for the chain's command to end (it ends at once after an

@@ -11,11 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/relctl/relctl/internal/analysis"
 	"github.com/relctl/relctl/internal/fleet"
+	"github.com/relctl/relctl/internal/localexec"
 	"github.com/relctl/relctl/internal/plan"
 )
 
@@ -66,18 +66,10 @@ func runCheck(ctx context.Context, c fleet.Check, env []string) analysis.CheckRe
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", c.Command)
 	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error {
-		err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		if errors.Is(err, syscall.ESRCH) {
-			return nil
-		}
-		return err
-	}
-	cmd.WaitDelay = checkWaitDelay
+	localexec.Group(cmd, checkWaitDelay) // killed whole at its timeout, and with relctl
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err := localexec.Run(cmd)
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		r.Err = fmt.Sprintf("no answer within its timeout of %s (killed)", timeout)
 		return r
@@ -87,7 +79,7 @@ func runCheck(ctx context.Context, c fleet.Check, env []string) analysis.CheckRe
 		return r
 	}
 	if errors.Is(err, exec.ErrWaitDelay) {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = localexec.KillGroup(cmd)
 		err = nil // it exited; a child it left held the output open
 	}
 	if err != nil {

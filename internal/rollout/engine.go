@@ -161,6 +161,9 @@ type Engine struct {
 	lastVerdict *analysis.Verdict
 	// sec holds the run's secrets, resolved at preflight (envsec.go).
 	sec secretState
+	// outBefore: host → its balancer state when a forced run started, for
+	// hosts already out of service (outbefore.go).
+	outBefore map[string]string
 }
 
 // New prepares an engine.
@@ -861,6 +864,7 @@ func (e *Engine) summary(err error) event.Summary {
 	}
 	e.mu.Lock()
 	s.Analysis = e.lastVerdict
+	s.OutBefore = e.outBeforeSummary()
 	e.mu.Unlock()
 	if len(e.versions) > 0 {
 		s.Versions = map[string]string{}

@@ -124,6 +124,7 @@ func (e *Engine) preflight(ctx context.Context, s plan.Step) error {
 		}
 		return fmt.Errorf("balancer: %w", err)
 	}
+	e.noteOutBefore(bctx, servers)
 	// Skipped hosts already run the target and the plan will not touch
 	// them: they must be in rotation (never forced), or the run would end
 	// "succeeded" with a host out of service.

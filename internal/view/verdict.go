@@ -46,6 +46,13 @@ func Verdict(r RunEnd) (int, []string) {
 	for _, h := range sortedKeys(s.LeftDrained) {
 		lines = append(lines, fmt.Sprintf("NOT IN SERVICE: %s is LEFT DRAINED (out of rotation): %s", h, s.LeftDrained[h]))
 	}
+	stillOut := 0
+	for _, o := range s.OutBefore {
+		if _, named := s.LeftDrained[o.Host]; !o.BackUp && !named {
+			stillOut++
+			lines = append(lines, "NOT IN SERVICE: "+OutBeforeLine(o))
+		}
+	}
 	notOn := func(hs []string) string {
 		var parts []string
 		for _, h := range hs {
@@ -65,7 +72,7 @@ func Verdict(r RunEnd) (int, []string) {
 	}
 	code := ExitOK
 	switch {
-	case len(s.LeftDrained) > 0:
+	case len(s.LeftDrained) > 0 || stillOut > 0:
 		code = ExitPaused
 	case r.Locked:
 		code = ExitLocked
@@ -121,4 +128,15 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// OutBeforeLine says what became of a host that was out of service before
+// a forced run: "web2 was DOWN (check L4CON) before the run; back UP, in
+// rotation" or "...; still out of rotation".
+func OutBeforeLine(o event.OutBefore) string {
+	after := "back UP, in rotation"
+	if !o.BackUp {
+		after = "still out of rotation"
+	}
+	return fmt.Sprintf("%s was %s before the run; %s", o.Host, o.Was, after)
 }

@@ -170,6 +170,9 @@ func Summary(w io.Writer, outcome event.Outcome, s event.Summary) {
 			fmt.Fprintf(w, "LEFT DRAINED:\t%s: %s\n", h, s.LeftDrained[h])
 		}
 	}
+	for _, o := range s.OutBefore {
+		fmt.Fprintf(w, "out before:\t%s\n", OutBeforeLine(o))
+	}
 	if s.PostMigrated {
 		fmt.Fprintf(w, "post-migrate:\tran (past the point of no return)\n")
 	}
