@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,12 +97,12 @@ func TestVersionOnlyWhenListed(t *testing.T) {
 	inv2 := strings.Replace(fmt.Sprintf(testInventory, "rollout: {batches: [3], pause_after_canary: false}"),
 		"post_migrate: post-cmd}", "post_migrate: post-cmd, version: version-cmd}", 1)
 	h2 := newHarnessText(t, inv2)
-	versions := 0
+	var versions atomic.Int32 // the hook runs on every host at once
 	h2.fake.runHook = func(host, script string) (string, bool) {
 		if script != "version-cmd" {
 			return "", false
 		}
-		versions++
+		versions.Add(1)
 		h2.fake.mu.Lock()
 		v := h2.fake.current[host]
 		h2.fake.mu.Unlock()
@@ -116,18 +117,18 @@ func TestVersionOnlyWhenListed(t *testing.T) {
 		t.Fatalf("plan does not list version: %v", p.Actions)
 	}
 	res := h2.runPlan(t, p, AutoApprove{}, nil)
-	if res.Outcome != event.OutcomeSucceeded || versions != 3 {
-		t.Fatalf("outcome %s (%v), version ran %d times", res.Outcome, res.Err, versions)
+	if res.Outcome != event.OutcomeSucceeded || versions.Load() != 3 {
+		t.Fatalf("outcome %s (%v), version ran %d times", res.Outcome, res.Err, versions.Load())
 	}
 	// The same inventory with the action taken out of the plan: the
 	// command never runs.
 	h3 := newHarnessText(t, inv2)
-	versions = 0
+	versions.Store(0)
 	h3.fake.runHook = h2.fake.runHook
 	p.Actions = slices.DeleteFunc(slices.Clone(p.Actions), func(a plan.Action) bool { return a == plan.ActionVersion })
 	res = h3.runPlan(t, p, AutoApprove{}, nil)
-	if res.Outcome != event.OutcomeSucceeded || versions != 0 {
-		t.Fatalf("outcome %s (%v), version ran %d times though the plan does not list it", res.Outcome, res.Err, versions)
+	if res.Outcome != event.OutcomeSucceeded || versions.Load() != 0 {
+		t.Fatalf("outcome %s (%v), version ran %d times though the plan does not list it", res.Outcome, res.Err, versions.Load())
 	}
 }
 
