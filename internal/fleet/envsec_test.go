@@ -5,8 +5,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 const secBase = `app: shop
@@ -242,5 +245,31 @@ func TestExampleSecretsParse(t *testing.T) {
 		if inv.Environment != env || inv.BecomeFor(CmdStop) == nil || inv.BecomeFor(CmdHealth) != nil {
 			t.Errorf("%s: environment %q, become stop %v health %v", env, inv.Environment, inv.BecomeFor(CmdStop), inv.BecomeFor(CmdHealth))
 		}
+	}
+}
+
+// TestSecretCommandGroupKilled: a from_command that forks and hangs is
+// cut at its deadline with everything it started.
+func TestSecretCommandGroupKilled(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "child.pid")
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, _, err := runSecretCommand(ctx, dir, "sleep 300 & echo $! > child.pid; sleep 300")
+	if err == nil {
+		t.Fatal("a hung command returned no error")
+	}
+	b, rerr := os.ReadFile(pidFile)
+	if rerr != nil {
+		t.Fatalf("the command never started its child: %v", rerr)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("the command's child %d outlived its deadline", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

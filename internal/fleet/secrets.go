@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/relctl/relctl/internal/localexec"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,8 +162,10 @@ func runSecretCommand(ctx context.Context, dir, script string) ([]byte, []byte, 
 	cmd.Dir = dir
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	cmd.WaitDelay = 2 * time.Second
-	err := cmd.Run()
+	// Its own process group, killed whole at the timeout and with relctl:
+	// a child the command forked must not outlive either.
+	localexec.Group(cmd, 2*time.Second)
+	err := localexec.Run(cmd)
 	return out.Bytes(), errOut.Bytes(), err
 }
 
