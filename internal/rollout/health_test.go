@@ -106,14 +106,20 @@ func TestHealthLoopFailsAfterTimeoutWithLastOutput(t *testing.T) {
 	script := `echo "db down" >&2; exit 7`
 	l := healthLoop{nonce: "n2", interval: 50 * time.Millisecond, timeout: 400 * time.Millisecond, check: 5 * time.Second, script: script}
 	start := time.Now()
-	rd, checks, code := runLoop(t, l)
+	rd, checks, code, verdictAt := runLoopAt(t, l)
 	if code != 3 || rd.verdict != "unhealthy" || rd.lastBad == nil {
 		t.Fatalf("exit %d, verdict %q", code, rd.verdict)
 	}
-	if took := time.Since(start); took < 400*time.Millisecond {
-		t.Fatalf("gave up after %s, before the timeout", took)
+	// The loop checks again until the timeout has passed: its verdict
+	// comes no earlier than that after it started. How many checks fit
+	// in is the machine's business: on a busy one a single check of this
+	// script took 590 ms, past the timeout, and then one check is right.
+	// A loop that gave up after a failed check, or before the timeout,
+	// fails here.
+	if took := verdictAt.Sub(start); took < l.timeout {
+		t.Fatalf("gave up after %s and %d check(s), before the timeout", took, len(checks))
 	}
-	if len(checks) < 2 || rd.lastBad.status != 7 || strings.Join(rd.lastBad.out, "|") != "db down" {
+	if len(checks) < 1 || rd.lastBad.status != 7 || strings.Join(rd.lastBad.out, "|") != "db down" {
 		t.Fatalf("checks %+v, last %+v", checks, rd.lastBad)
 	}
 	if err := rd.lastBad.err("web1", l.check); !strings.Contains(err.Error(), "web1: exit status 7: db down") {
