@@ -122,11 +122,18 @@ func TestNginxDrainEnable(t *testing.T) {
 		t.Fatalf("States = %+v, %v", sts, err)
 	}
 
-	// A slow request in flight on web1.
+	// A request in flight on web1, held there until released: however
+	// slow the machine, the drain cannot be idle before.
+	release := func() {
+		for _, b := range backends {
+			b.Release()
+		}
+	}
+	defer release()
 	slowDone := make(chan string, 8)
 	for i := 0; i < 4 && web1.Inflight.Load() == 0; i++ {
 		go func() {
-			code, body, err := lbtest.Get(ctx, client, base+"/slow?ms=900")
+			code, body, err := lbtest.Get(ctx, client, base+"/hold")
 			slowDone <- fmt.Sprintf("%d %s %v", code, body, err)
 		}()
 		lbtest.Eventually(t, 5*time.Second, "slow request started", func() (bool, string) {
@@ -137,13 +144,14 @@ func TestNginxDrainEnable(t *testing.T) {
 		t.Fatal("no slow request reached web1")
 	}
 	type drained struct {
-		res lb.DrainResult
-		err error
+		res      lb.DrainResult
+		err      error
+		inflight int64 // on web1, when Drain returned
 	}
 	drainDone := make(chan drained, 1)
 	go func() {
 		res, err := bal.Drain(ctx, "web1")
-		drainDone <- drained{res, err}
+		drainDone <- drained{res, err, web1.Inflight.Load()}
 	}()
 	waitState(t, bal, "web1", lb.StatusDrain)
 	// nginx -s reload is asynchronous: once the new workers run, new
@@ -161,13 +169,22 @@ func TestNginxDrainEnable(t *testing.T) {
 		return true, ""
 	})
 	if web1.Inflight.Load() == 0 {
-		t.Fatal("slow request ended before the drain was checked; raise its duration")
+		t.Fatal("the held request on web1 ended before it was released")
 	}
+	// A wrong Drain, one that does not wait for the request, gets half a
+	// second to return early (on a slow machine this proves less, but
+	// never fails a right one).
+	select {
+	case d := <-drainDone:
+		t.Fatalf("Drain returned (%+v, %v) while web1 had a request in flight", d.res, d.err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	release()
 	d := <-drainDone
 	if d.err != nil || !d.res.Idle || d.res.Assumed {
 		t.Fatalf("Drain = %+v, %v; want idle by the idle check", d.res, d.err)
 	}
-	if web1.Inflight.Load() != 0 {
+	if d.inflight != 0 {
 		t.Fatal("Drain reported idle while web1 still had a request")
 	}
 	var sawWeb1 bool
@@ -279,7 +296,7 @@ func TestNginxVerifyEnsureOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	lbtest.RunVerifyScenario(t, lbtest.VerifyScenario{
-		Balancer: bal, Front: p.Front, Backends: backends, Endpoints: []string{"lb1.example.test"},
+		Balancer: bal, Front: p.Front, Backends: backends, Endpoints: []string{"lb1.example.test"}, AsyncReload: true,
 		// Config management puts the file back and reloads nginx.
 		PutBack: func(server string) {
 			b, err := os.ReadFile(p.Upstream)

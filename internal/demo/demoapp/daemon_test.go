@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +27,40 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// acceptQueue is how many connections wait in the accept queue of the
+// socket listening on addr (an IPv4 "ip:port"): /proc/net/tcp's rx_queue of
+// a LISTEN socket.
+func acceptQueue(t *testing.T, addr string) int64 {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := net.ParseIP(host).To4()
+	p, err := strconv.Atoi(port)
+	if ip == nil || err != nil {
+		t.Fatalf("not an IPv4 ip:port: %q", addr)
+	}
+	local := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], p)
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[1] == local && f[3] == "0A" { // 0A: LISTEN
+			_, rx, _ := strings.Cut(f[4], ":")
+			n, err := strconv.ParseInt(rx, 16, 64)
+			if err != nil {
+				t.Fatalf("/proc/net/tcp: %q: %v", line, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("nothing listens on %s in /proc/net/tcp", addr)
+	return 0
 }
 
 func testBinary(t *testing.T) string {
@@ -120,10 +156,21 @@ func TestStartCheckStopLifecycle(t *testing.T) {
 		t.Fatalf("start over a different running version = %d %q", code, out)
 	}
 
-	// An in-flight request survives stop (SIGTERM drains).
+	// An in-flight request survives stop (SIGTERM drains). stop goes out
+	// once the request is written (not after a fixed wait, which a busy
+	// machine can outlast before the request even left).
 	slow := make(chan string, 1)
+	sent := make(chan struct{})
+	var once sync.Once
 	go func() {
-		resp, err := http.Get(url + "/slow?ms=700")
+		req, err := http.NewRequest(http.MethodGet, url+"/slow?ms=700", nil)
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { once.Do(func() { close(sent) }) }}))
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			slow <- err.Error()
 			return
@@ -132,7 +179,23 @@ func TestStartCheckStopLifecycle(t *testing.T) {
 		resp.Body.Close()
 		slow <- fmt.Sprint(resp.StatusCode, " ", strings.TrimSpace(string(b)))
 	}()
-	time.Sleep(150 * time.Millisecond)
+	select {
+	case <-sent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow request was never sent")
+	}
+	// In flight means accepted: a connection still in the listen backlog
+	// when SIGTERM closes the listener is reset (the client reads EOF),
+	// which no graceful stop promises to avoid.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		n := acceptQueue(t, addr)
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the app never accepted the slow request (%d in its accept queue)", n)
+		}
+	}
 	if code, out := run(t, "stop", "--dir", host); code != 0 || !strings.Contains(out, "SIGTERM") {
 		t.Fatalf("stop = %d %q", code, out)
 	}

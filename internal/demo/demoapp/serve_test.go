@@ -5,9 +5,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -66,13 +68,31 @@ func TestServeEndpoints(t *testing.T) {
 }
 
 func TestServeStartDelayAndFailHealth(t *testing.T) {
-	base, _, _ := startServe(t, serveOptions{Version: "1", StartDelay: 300 * time.Millisecond})
-	if code, body := fetch(t, base+"/health"); code != 503 || !strings.Contains(body, "starting") {
+	// Still starting: a delay no machine outruns.
+	starting, _, _ := startServe(t, serveOptions{Version: "1", StartDelay: time.Hour})
+	if code, body := fetch(t, starting+"/health"); code != 503 || !strings.Contains(body, "starting") {
 		t.Fatalf("health while starting = %d %q", code, body)
 	}
-	time.Sleep(350 * time.Millisecond)
-	if code, _ := fetch(t, base+"/health"); code != 200 {
-		t.Fatalf("health after start delay = %d", code)
+	// Healthy once the delay has passed, and not before: polled, since a
+	// busy machine may take longer than the delay to ask.
+	t0 := time.Now()
+	base, _, _ := startServe(t, serveOptions{Version: "1", StartDelay: 300 * time.Millisecond})
+	for {
+		asked := time.Now()
+		code, body := fetch(t, base+"/health")
+		if code == 200 {
+			if took := time.Since(t0); took < 300*time.Millisecond {
+				t.Fatalf("healthy %s after start, before the 300ms start delay", took)
+			}
+			break
+		}
+		if code != 503 || !strings.Contains(body, "starting") {
+			t.Fatalf("health while starting = %d %q", code, body)
+		}
+		if asked.Sub(t0) > 10*time.Second {
+			t.Fatal("still starting 10s after a 300ms start delay")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	bad, _, _ := startServe(t, serveOptions{Version: "1", FailHealth: true})
 	if code, _ := fetch(t, bad+"/health"); code != 503 {
@@ -84,11 +104,22 @@ func TestServeStartDelayAndFailHealth(t *testing.T) {
 }
 
 func TestServeDrainsInFlightOnTerm(t *testing.T) {
-	base, term, done := startServe(t, serveOptions{Version: "1", DrainGrace: 200 * time.Millisecond})
-	// Warm a keep-alive connection so the client reuses it after SIGTERM.
+	// The grace and the slow request leave a busy machine a second to ask
+	// /health after SIGTERM, and the request is still in flight when the
+	// listener closes at the grace's end.
+	base, term, done := startServe(t, serveOptions{Version: "1", DrainGrace: time.Second})
+	sent := make(chan struct{})
+	var once sync.Once
 	slow := make(chan int, 1)
 	go func() {
-		resp, err := http.Get(base + "/slow?ms=600")
+		req, err := http.NewRequest(http.MethodGet, base+"/slow?ms=2000", nil)
+		if err != nil {
+			slow <- -1
+			return
+		}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			WroteRequest: func(httptrace.WroteRequestInfo) { once.Do(func() { close(sent) }) }}))
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			slow <- -1
 			return
@@ -97,9 +128,12 @@ func TestServeDrainsInFlightOnTerm(t *testing.T) {
 		resp.Body.Close()
 		slow <- resp.StatusCode
 	}()
-	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-sent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow request was never sent")
+	}
 	term()
-	time.Sleep(50 * time.Millisecond)
 	if code, body := fetch(t, base+"/health"); code != 503 || !strings.Contains(body, "draining") {
 		t.Fatalf("health while draining = %d %q", code, body)
 	}

@@ -121,22 +121,48 @@ func TestRate(t *testing.T) {
 }
 
 func TestStopWaitsForInFlight(t *testing.T) {
+	// The handlers hold their requests until the test lets them go, so
+	// both are in flight however long the machine takes to send them.
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(300 * time.Millisecond)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
 	}))
 	defer srv.Close()
+	defer letGo()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	g, err := Start(ctx, Options{URL: srv.URL, Concurrency: 2, MaxRequests: 100, MaxDuration: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if snap := g.Snapshot(); snap.InFlight != 2 || snap.Requests != 0 {
+	var snap Stats
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if snap = g.Snapshot(); snap.InFlight == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never 2 requests in flight: %+v", snap)
+		}
+	}
+	if snap.Requests != 0 {
 		t.Fatalf("snapshot = %+v", snap)
 	}
 	cancel() // like Stop: in-flight requests still finish cleanly
-	s := g.Stop()
+	stopped := make(chan Stats, 1)
+	go func() { stopped <- g.Stop() }()
+	// Stop waits for them: a wrong one gets half a second to return early.
+	select {
+	case s := <-stopped:
+		t.Fatalf("Stop returned with requests in flight: %+v", s)
+	case <-time.After(500 * time.Millisecond):
+	}
+	letGo()
+	s := <-stopped
 	if s.Requests != 2 || s.OK != 2 || s.Errors != 0 || s.InFlight != 0 {
 		t.Fatalf("stats = %+v", s)
 	}

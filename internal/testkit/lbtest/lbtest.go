@@ -28,8 +28,12 @@ import (
 //
 //	/health      200 while Healthy, else 503
 //	/slow?ms=N   sleeps N ms, then answers its name
+//	/hold        waits until Release (or the client gives up), then answers its name
 //	/inflight    the number of requests in flight (not counting itself)
 //	anything     answers its name (500 while Fail5xx is set)
+//
+// A test that needs a request in flight while it drains uses /hold, not
+// /slow: on a busy machine any fixed N can end before the balancer acted.
 type Backend struct {
 	Name     string
 	Addr     string // "127.0.0.11:34567"
@@ -38,7 +42,13 @@ type Backend struct {
 	Hits     atomic.Int64 // non-health requests started
 	Fail5xx  atomic.Bool  // answer every non-health request with 500 (health stays green)
 	srv      *httptest.Server
+
+	releaseOnce sync.Once
+	released    chan struct{}
 }
+
+// Release lets every /hold request, present and future, answer.
+func (b *Backend) Release() { b.releaseOnce.Do(func() { close(b.released) }) }
 
 // StartBackend serves a Backend on ip (a 127.0.0.0/8 address) and a free port.
 func StartBackend(t testing.TB, name, ip string) *Backend {
@@ -47,7 +57,7 @@ func StartBackend(t testing.TB, name, ip string) *Backend {
 	if err != nil {
 		t.Fatalf("backend %s: %v", name, err)
 	}
-	b := &Backend{Name: name, Addr: ln.Addr().String()}
+	b := &Backend{Name: name, Addr: ln.Addr().String(), released: make(chan struct{})}
 	b.Healthy.Store(true)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(b.serve))
 	srv.Listener.Close()
@@ -55,6 +65,7 @@ func StartBackend(t testing.TB, name, ip string) *Backend {
 	srv.Start()
 	b.srv = srv
 	t.Cleanup(srv.Close)
+	t.Cleanup(b.Release) // runs first: Close waits for the requests in flight
 	return b
 }
 
@@ -74,10 +85,17 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	b.Hits.Add(1)
 	b.Inflight.Add(1)
 	defer b.Inflight.Add(-1)
-	if r.URL.Path == "/slow" {
+	switch r.URL.Path {
+	case "/slow":
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
 		select {
 		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+	case "/hold":
+		select {
+		case <-b.released:
 		case <-r.Context().Done():
 			return
 		}

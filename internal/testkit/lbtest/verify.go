@@ -23,6 +23,11 @@ type VerifyScenario struct {
 	// first endpoint only, as another operator, a config management run or
 	// a reload of one instance does.
 	PutBack func(server string)
+	// AsyncReload: the balancer applies a change some time after the
+	// driver returns (nginx -s reload only signals the master; its old
+	// workers accept until the new ones run), so new requests avoid a
+	// re-drained server only once that happened.
+	AsyncReload bool
 }
 
 // RunVerifyScenario proves Verify and EnsureOut on a real balancer: Verify
@@ -76,64 +81,113 @@ func RunVerifyScenario(t *testing.T, s VerifyScenario) {
 		code, body, err := Get(ctx, client, base+"/")
 		return err == nil && code == 200 && body == web1.Name, fmt.Sprintf("%d %q %v", code, body, err)
 	})
+	// A request in flight on web1, held there until the test releases it
+	// (however slow the machine, EnsureOut cannot find web1 idle before).
 	type result struct {
 		code int
 		body string
 		err  error
-		at   time.Time
 	}
+	release := func() {
+		for _, b := range s.Backends {
+			b.Release()
+		}
+	}
+	defer release()
 	slow := make(chan result, 2*len(s.Backends)+2)
 	started := 0
 	for started < 2*len(s.Backends)+2 && web1.Inflight.Load() == 0 {
 		started++
 		go func() {
-			code, body, err := Get(ctx, client, base+"/slow?ms=800")
-			slow <- result{code, body, err, time.Now()}
+			code, body, err := Get(ctx, client, base+"/hold")
+			slow <- result{code, body, err}
 		}()
 		want := int64(started)
-		Eventually(t, 5*time.Second, "slow request started", func() (bool, string) {
+		Eventually(t, 5*time.Second, "held request started", func() (bool, string) {
 			var n int64
 			for _, b := range s.Backends {
 				n += b.Inflight.Load()
 			}
-			return n >= want || web1.Inflight.Load() > 0, fmt.Sprintf("%d in flight", n)
+			return n >= want, fmt.Sprintf("%d in flight", n)
 		})
 	}
 	if web1.Inflight.Load() == 0 {
-		t.Fatalf("no slow request reached %s after it was put back", web1.Name)
+		t.Fatalf("no held request reached %s after it was put back", web1.Name)
 	}
-	note, err := bal.EnsureOut(ctx, web1.Name)
-	returned := time.Now()
-	if err != nil {
-		t.Fatalf("EnsureOut of %s back in rotation: %v", web1.Name, err)
+	type ensured struct {
+		note     string
+		err      error
+		inflight int64 // on web1, when EnsureOut returned
 	}
+	ensureDone := make(chan ensured, 1)
+	go func() {
+		note, err := bal.EnsureOut(ctx, web1.Name)
+		ensureDone <- ensured{note, err, web1.Inflight.Load()}
+	}()
+	// EnsureOut drains web1 again, then waits for its request.
+	Eventually(t, 10*time.Second, web1.Name+" drained again on "+s.Endpoints[0], func() (bool, string) {
+		sts, err := bal.States(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, st := range sts {
+			if st.Server == web1.Name && st.Endpoint == s.Endpoints[0] {
+				return st.Status == lb.StatusDrain, fmt.Sprintf("%s on %s", st.Status, st.Endpoint)
+			}
+		}
+		return false, "not reported"
+	})
+	// A wrong EnsureOut, one that does not wait for the request, gets
+	// half a second to return early (on a slow machine this proves less,
+	// but never fails a right one).
+	select {
+	case e := <-ensureDone:
+		t.Fatalf("EnsureOut returned (%q, %v) while a request was in flight on %s", e.note, e.err, web1.Name)
+	case <-time.After(500 * time.Millisecond):
+	}
+	release()
+	e := <-ensureDone
+	if e.err != nil {
+		t.Fatalf("EnsureOut of %s back in rotation: %v", web1.Name, e.err)
+	}
+	note := e.note
 	t.Logf("EnsureOut: %s", note)
 	if want := web1.Name + " was back in rotation on " + s.Endpoints[0]; !strings.Contains(note, want) || !strings.Contains(note, "drained again") {
 		t.Fatalf("EnsureOut note = %q, want it to say %q and that it drained again", note, want)
 	}
-	if n := web1.Inflight.Load(); n != 0 {
-		t.Fatalf("EnsureOut returned with %d request(s) still on %s", n, web1.Name)
+	if e.inflight != 0 {
+		t.Fatalf("EnsureOut returned with %d request(s) still on %s", e.inflight, web1.Name)
 	}
 	for i := 0; i < started; i++ {
 		r := <-slow
 		if r.err != nil || r.code != 200 {
-			t.Fatalf("slow request: %d %q %v", r.code, r.body, r.err)
-		}
-		if r.body == web1.Name && r.at.After(returned.Add(50*time.Millisecond)) {
-			t.Fatalf("EnsureOut returned at %s, before the request on %s ended at %s", returned.Format(time.StampMilli), web1.Name, r.at.Format(time.StampMilli))
+			t.Fatalf("held request: %d %q %v", r.code, r.body, r.err)
 		}
 	}
 	if err := bal.Verify(ctx, web1.Name); !errors.Is(err, lb.ErrNotUp) {
 		t.Fatalf("Verify after EnsureOut = %v, want ErrNotUp", err)
 	}
-	hits := web1.Hits.Load()
-	for i := 0; i < 2*len(s.Backends); i++ {
-		if code, body, err := Get(ctx, client, base+"/"); err != nil || code != 200 || body == web1.Name {
-			t.Fatalf("request after EnsureOut: %d %q %v", code, body, err)
+	avoided := func() (bool, string) {
+		hits := web1.Hits.Load()
+		for i := 0; i < 2*len(s.Backends); i++ {
+			code, body, err := Get(ctx, client, base+"/")
+			if err != nil || code != 200 {
+				t.Fatalf("request after EnsureOut: %d %q %v", code, body, err)
+			}
+			if body == web1.Name {
+				return false, "a request after EnsureOut reached " + web1.Name
+			}
 		}
+		if n := web1.Hits.Load() - hits; n != 0 {
+			return false, fmt.Sprintf("%s served %d request(s) after EnsureOut", web1.Name, n)
+		}
+		return true, ""
 	}
-	if web1.Hits.Load() != hits {
-		t.Fatalf("%s served after EnsureOut", web1.Name)
+	if s.AsyncReload {
+		Eventually(t, 10*time.Second, "the re-drain took effect", avoided)
+	}
+	if ok, msg := avoided(); !ok {
+		t.Fatal(msg)
 	}
 
 	// Back in service: Verify passes again.

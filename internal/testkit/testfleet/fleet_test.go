@@ -33,6 +33,19 @@ func load(t *testing.T, url string, d time.Duration, during func()) loadgen.Stat
 	return g.Stop()
 }
 
+// loadN sends n requests to url (4 workers), however long that takes
+// within a minute: a count, not a duration, so that a busy machine sends
+// as many as an idle one.
+func loadN(t *testing.T, url string, n int) loadgen.Stats {
+	t.Helper()
+	g, err := loadgen.Start(context.Background(), loadgen.Options{URL: url, Concurrency: 4, MaxRequests: n, MaxDuration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-g.Done()
+	return g.Stop()
+}
+
 func TestSmokeHAProxy(t *testing.T) {
 	f := Start(t, Options{Hosts: 3, User: "deploy", Balancer: "haproxy"})
 	f.Seed("1.0.0", f.Artifact("1.0.0", nil))
@@ -59,9 +72,9 @@ func TestSmokeHAProxy(t *testing.T) {
 	if err != nil || len(st) != 3 || st["web1"] != "UP" || st["web3"] != "UP" {
 		t.Fatalf("haproxy status = %v, %v", st, err)
 	}
-	s := load(t, f.LB.Frontend+"/", time.Second, nil)
+	s := loadN(t, f.LB.Frontend+"/", 200)
 	t.Logf("through haproxy: %s", s)
-	if s.Requests < 100 || !s.Clean() {
+	if s.Requests != 200 || !s.Clean() {
 		t.Fatalf("load through haproxy: %s %v %v", s, s.ByStatus, s.FirstErrors)
 	}
 }
@@ -149,9 +162,9 @@ func TestNginx(t *testing.T) {
 	if out, err := f.RunAs("sh", "-c", "sed -i 's|"+f.Hosts[0].AppAddr+";|"+f.Hosts[0].AppAddr+" down;|' "+f.LB.UpstreamFile+" && "+f.LB.NginxCommand+" -t && "+f.LB.NginxCommand+" -s reload"); err != nil {
 		t.Fatalf("reload as %s: %v\n%s", f.User, err, out)
 	}
-	s := load(t, f.LB.Frontend+"/", time.Second, nil)
+	s := loadN(t, f.LB.Frontend+"/", 200)
 	t.Logf("through nginx: %s", s)
-	if s.Requests < 100 || !s.Clean() {
+	if s.Requests != 200 || !s.Clean() {
 		t.Fatalf("load through nginx: %s %v %v", s, s.ByStatus, s.FirstErrors)
 	}
 }
