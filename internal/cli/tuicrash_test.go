@@ -96,6 +96,11 @@ func TestTUICtrlCTwiceDuringAHungCommand(t *testing.T) {
 	f := opstest.New(t, opstest.Options{})
 	tr := f.Transport()
 	tr.Hang("web1", ": start;") // the new release's start, and the attempt to put it back
+	// The host-side stop of a lost chain (rollout's chainStopScript), the
+	// force's first command on web1: it hangs too, as on a host that
+	// stopped answering. (Without it the fake's hung chain, which never
+	// ran on the host, is found not started and web1 goes back at once.)
+	tr.Hang("web1", "log-begin")
 	var out syncbuf.Buffer
 	tb := tuiOn(f, tr, &out)
 	tm := teaOn(t, tb, planned(t, tb))

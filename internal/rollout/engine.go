@@ -151,6 +151,7 @@ type Engine struct {
 	hardCancel context.CancelFunc
 	forced     chan struct{} // closed by Force
 	forceOnce  sync.Once
+	forcedAt   time.Time       // set by Force before forced is closed
 	switched   map[string]bool // deploy steps whose switch completed
 	comped     map[string]bool // deploy steps handled by their own compensation
 	// rbFailed are the hosts a rollback could not take back, and why.
@@ -212,6 +213,7 @@ func New(cfg Config) *Engine {
 // not in service named. It is safe to call more than once.
 func (e *Engine) Force() {
 	e.forceOnce.Do(func() {
+		e.forcedAt = time.Now()
 		close(e.forced)
 		e.hardCancel()
 		e.mu.Lock()
@@ -238,7 +240,9 @@ func (e *Engine) isForced() bool {
 
 // graceCtx is the context of compensation and of the run's closing calls:
 // it is not cut by the first interrupt, and once the run is forced it ends
-// ForceGrace later.
+// ForceGrace after the force — one deadline for every call of the host's
+// one attempt (stopping a lost chain, then the undo), however many there
+// are and whenever they begin.
 func (e *Engine) graceCtx() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := make(chan struct{})
@@ -248,7 +252,7 @@ func (e *Engine) graceCtx() (context.Context, context.CancelFunc) {
 		case <-stop:
 			return
 		}
-		t := time.NewTimer(e.cfg.ForceGrace)
+		t := time.NewTimer(max(0, e.cfg.ForceGrace-time.Since(e.forcedAt)))
 		defer t.Stop()
 		select {
 		case <-t.C:
