@@ -28,7 +28,7 @@ func TestLockRenewsBesideBusyShellOnRealSSHD(t *testing.T) {
 	}}}
 	hosts := &faultyHosts{Hosts: inner}
 	ctx := testCtx(t)
-	l := &Lock{Hosts: hosts, Host: h.Name, Path: h.Path, Lease: 2 * time.Second, renewEvery: 200 * time.Millisecond}
+	l := &Lock{Hosts: hosts, Host: h.Name, Path: h.Path, Lease: 4 * time.Second, renewEvery: 200 * time.Millisecond}
 	a := LockInfo{Owner: "alice@box", RunID: "beside"}
 	sent := time.Now()
 	if err := l.Acquire(ctx, a); err != nil {
@@ -38,7 +38,7 @@ func TestLockRenewsBesideBusyShellOnRealSSHD(t *testing.T) {
 	defer held.Stop()
 
 	// The shell's long command: it runs until the test has seen renewals
-	// for three leases (6 s) get through beside it.
+	// for three leases (12 s) get through beside it.
 	marker, release := filepath.Join(h.Path, "busy"), filepath.Join(h.Path, "release")
 	for _, p := range []string{marker, release} {
 		_ = os.Remove(p)
@@ -53,6 +53,9 @@ func TestLockRenewsBesideBusyShellOnRealSSHD(t *testing.T) {
 	busySince := time.Now()
 	n0 := hosts.oks.Load()
 	waitFor(t, 60*time.Second, "renewals across three leases while the shell is busy", func() bool {
+		if err := held.Err(); err != nil {
+			t.Fatalf("the lock was lost while the shell was busy: %v", err)
+		}
 		return hosts.oks.Load() >= n0+3 && time.Since(busySince) > 3*l.Lease
 	})
 	select {
@@ -86,7 +89,12 @@ func TestLockRenewsBesideBusyShellOnRealSSHD(t *testing.T) {
 	if busy < 2 {
 		t.Errorf("%d sessions: the renewals did not go beside the shell", busy)
 	}
-	waitFor(t, 30*time.Second, "renewals through the free shell", func() bool { return hosts.oks.Load() >= n1+4 })
+	waitFor(t, 30*time.Second, "renewals through the free shell", func() bool {
+		if err := held.Err(); err != nil {
+			t.Fatalf("the lock was lost once the shell was free: %v", err)
+		}
+		return hosts.oks.Load() >= n1+4
+	})
 	if after := pool.Sessions(h.Name); after != busy {
 		t.Errorf("%d sessions after the shell was free, %d before: renewals still open sessions", after, busy)
 	}
