@@ -16,8 +16,10 @@ import (
 // nginx drives open-source nginx, which has no runtime API: a server is
 // drained by adding `down` to its `server` line in the upstream file, which
 // is written atomically, checked with `nginx -t` and activated with
-// `nginx -s reload` (old workers finish their in-flight requests). A failed
-// check or reload puts the previous file back. Every step runs as one shell
+// `nginx -s reload` (old workers finish their in-flight requests), waited
+// for until the old workers accept nothing more (nginxReloadWait). A failed
+// check or reload, or one the master does not take within 10 s, puts the
+// previous file back. Every step runs as one shell
 // script through Connector.RunOn on each endpoint's host.
 type nginx struct {
 	cfg       Config
@@ -129,13 +131,69 @@ if ! out=$(` + bin + ` -t 2>&1); then
 	printf 'nginx -t rejected the change, previous file restored: %s\n' "$out" >&2
 	exit 4
 fi
+` + nginxReloadWait(bin) + `
+master=$(relctl_master) || master=
+old=
+case "$master" in ''|*[!0-9]*) master= ;; *) old=$(relctl_accepting "$master") ;; esac
 if ! out=$(` + bin + ` -s reload 2>&1); then
 	mv -f -- "$bak" "$f"
 	printf 'nginx -s reload failed, previous file restored: %s\n' "$out" >&2
 	exit 5
 fi
+if [ -n "$old" ] && ! relctl_retired "$old"; then
+	mv -f -- "$bak" "$f"
+	` + bin + ` -s reload >/dev/null 2>&1 || :
+	printf 'nginx did not apply the change within %s s: its workers%s still take requests under the old configuration (see its error log); previous file restored\n' "$wait_s" "$still" >&2
+	exit 6
+fi
 rm -f -- "$bak"
 `
+}
+
+// nginxReloadWait defines the shell functions that make a reload
+// synchronous. `nginx -s reload` only signals the master and returns: the
+// old workers keep accepting, under the old configuration, until the
+// master has read the new one, started new workers and told the old ones
+// to quit (their title then reads "worker process is shutting down"; they
+// accept nothing new and finish what they hold). A server marked down is
+// out of rotation only from then on, and a reload the master refused
+// (it logs why and keeps the old workers) is a change that never
+// happened. So the script notes the master's accepting workers before the
+// reload (the master from the pid file of `nginx -T`'s pid directive, or
+// the compiled --pid-path) and waits until none of them accepts. Without
+// a readable absolute pid file it cannot tell, and relies on the drain's
+// idle polls as before.
+func nginxReloadWait(bin string) string {
+	return `wait_s=10
+relctl_master() {
+	p=$(` + bin + ` -T 2>/dev/null | sed -n 's/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;[:space:]]*\)[[:space:]]*;.*/\1/p' | head -n 1)
+	[ -n "$p" ] || p=$(` + bin + ` -V 2>&1 | tr ' ' '\n' | sed -n 's/^--pid-path=//p' | head -n 1)
+	case "$p" in /*) [ -r "$p" ] && cat -- "$p" ;; *) return 1 ;; esac
+}
+relctl_title() { [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null; }
+relctl_accepting() {
+	for d in /proc/[0-9]*; do
+		{ read -r st <"$d/stat"; } 2>/dev/null || continue
+		st=${st#*) }
+		set -- $st
+		[ "${2-}" = "$master" ] || continue
+		w=${d#/proc/}
+		case "$(relctl_title "$w")" in *"worker process is shutting down"*) ;; *"worker process"*) printf '%s ' "$w" ;; esac
+	done
+}
+relctl_retired() {
+	i=0
+	while :; do
+		still=
+		for w in $1; do
+			case "$(relctl_title "$w")" in ''|*"shutting down"*) ;; *) still="$still $w" ;; esac
+		done
+		[ -z "$still" ] && return 0
+		[ "$i" -lt $((wait_s * 10)) ] || return 1
+		sleep 0.1 2>/dev/null || sleep 1
+		i=$((i + 1))
+	done
+}`
 }
 
 // setDown edits, writes, reloads and verifies servers' `down` flag on ep.
@@ -282,9 +340,10 @@ func (n *nginx) Drain(ctx context.Context, server string) (DrainResult, error) {
 }
 
 // pollIdle runs the idle check on every endpoint until all exit 0 on two
-// polls in a row, or DrainTimeout passes. Twice, because `nginx -s reload`
-// returns before the old workers stop accepting: a request they take just
-// after a first idle answer is seen by the second. Remaining is -1 at
+// polls in a row, or DrainTimeout passes. Twice, because where the script
+// cannot find nginx's master (no readable absolute pid file) the reload is
+// not waited for (nginxReloadWait), and the old workers may take a request
+// just after a first idle answer: the second sees it. Remaining is -1 at
 // timeout: a command cannot count.
 func pollIdle(ctx context.Context, c Connector, eps []Endpoint, script string, start time.Time, cfg Config) (DrainResult, error) {
 	deadline := start.Add(cfg.DrainTimeout)
