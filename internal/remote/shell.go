@@ -608,6 +608,13 @@ wait:
 
 	switch {
 	case cause != nil && errors.Is(cause, ErrTimeout):
+		if ended && res.Signal == "" {
+			// The deadline passed and the group was signalled: by the
+			// watchdog, whose "fired" can be lost when the command ends
+			// before the watchdog's own exit (a loaded host), or by the
+			// kill session. A status of 128+n is that signal.
+			res.Signal = timeoutSignal(res.ExitCode)
+		}
 		return res, fmt.Errorf("%s: %w after %s (%s)", c.host, ErrTimeout, cmd.Timeout, killNote)
 	case cause != nil:
 		return res, fmt.Errorf("%s: command stopped (%s): %w", c.host, killNote, cause)
@@ -674,4 +681,16 @@ func (e *earlyLines) note() string {
 		return ""
 	}
 	return ": " + strings.Join(parts, " / ")
+}
+
+// timeoutSignal names the signal a timeout sends (TERM, then KILL after
+// the grace) from a command's status of 128+n, or "" for any other status.
+func timeoutSignal(code int) string {
+	switch code {
+	case 128 + 15:
+		return "TERM"
+	case 128 + 9:
+		return "KILL"
+	}
+	return ""
 }
