@@ -28,7 +28,7 @@ func TestLockRenewsBesideBusyShellOnRealSSHD(t *testing.T) {
 	}}}
 	hosts := &faultyHosts{Hosts: inner}
 	ctx := testCtx(t)
-	l := &Lock{Hosts: hosts, Host: h.Name, Path: h.Path, Lease: 4 * time.Second, renewEvery: 200 * time.Millisecond}
+	l := &Lock{Hosts: hosts, Host: h.Name, Path: h.Path, Lease: 8 * time.Second, renewEvery: 200 * time.Millisecond}
 	a := LockInfo{Owner: "alice@box", RunID: "beside"}
 	sent := time.Now()
 	if err := l.Acquire(ctx, a); err != nil {
@@ -38,7 +38,7 @@ func TestLockRenewsBesideBusyShellOnRealSSHD(t *testing.T) {
 	defer held.Stop()
 
 	// The shell's long command: it runs until the test has seen renewals
-	// for three leases (12 s) get through beside it.
+	// for three leases (24 s) get through beside it.
 	marker, release := filepath.Join(h.Path, "busy"), filepath.Join(h.Path, "release")
 	for _, p := range []string{marker, release} {
 		_ = os.Remove(p)
