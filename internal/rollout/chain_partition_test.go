@@ -167,29 +167,7 @@ func TestChainPartitionOnRealSSHD(t *testing.T) {
 		t.Skip("starts a real sshd")
 	}
 	f := testfleet.Start(t, testfleet.Options{Hosts: 3})
-	bin := filepath.Join(f.Root, "partition-bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bin, "mv"), []byte(partitionMv), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	auth := filepath.Join(f.Root, "authorized_keys")
-	orig, err := os.ReadFile(auth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sessionCmd := filepath.Join(f.Root, "partition-session-cmd")
-	body := fmt.Sprintf(`PATH=%s:$PATH; export PATH
-if [ "$SSH_ORIGINAL_COMMAND" = internal-sftp ]; then exec /usr/lib/openssh/sftp-server; fi
-eval "$SSH_ORIGINAL_COMMAND"
-`, bin)
-	if err := os.WriteFile(sessionCmd, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(auth, []byte(fmt.Sprintf("command=\". %s\" %s", sessionCmd, orig)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	wrapHostMv(t, f, "partition", partitionMv)
 	art := realTarball(t, t.TempDir(), "1.1.0")
 	data, _ := os.ReadFile(art)
 	sum := sha256.Sum256(data)

@@ -58,29 +58,7 @@ func TestChainFaultsOnRealSSHD(t *testing.T) {
 		t.Skip("starts a real sshd")
 	}
 	f := testfleet.Start(t, testfleet.Options{Hosts: 3})
-	bin := filepath.Join(f.Root, "chain-bin")
-	if err := os.MkdirAll(bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(bin, "mv"), []byte(chainMv), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	auth := filepath.Join(f.Root, "authorized_keys")
-	orig, err := os.ReadFile(auth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sessionCmd := filepath.Join(f.Root, "chain-session-cmd")
-	body := fmt.Sprintf(`PATH=%s:$PATH; export PATH
-if [ "$SSH_ORIGINAL_COMMAND" = internal-sftp ]; then exec /usr/lib/openssh/sftp-server; fi
-eval "$SSH_ORIGINAL_COMMAND"
-`, bin)
-	if err := os.WriteFile(sessionCmd, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(auth, []byte(fmt.Sprintf("command=\". %s\" %s", sessionCmd, orig)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	wrapHostMv(t, f, "chain", chainMv)
 	art := realTarball(t, t.TempDir(), "1.1.0")
 	data, _ := os.ReadFile(art)
 	sum := sha256.Sum256(data)
@@ -328,4 +306,35 @@ func chainCell(t *testing.T, f *testfleet.Fleet, art, sha string, action plan.Ac
 		_ = i
 	}
 	*table = append(*table, fmt.Sprintf("%-6s %-4s exit %d in %5s, %d commands on web2: %s", action, kind, code, took.Round(100*time.Millisecond), all, strings.Join(ran[2:], ", ")))
+}
+
+// wrapHostMv puts mvScript first on the PATH of every SSH session to f's
+// hosts as mv (a forced command in authorized_keys that runs the original
+// command, or the SFTP server), so a test sees or faults the host-side mv
+// that switch uses.
+func wrapHostMv(t *testing.T, f *testfleet.Fleet, name, mvScript string) {
+	t.Helper()
+	bin := filepath.Join(f.Root, name+"-bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "mv"), []byte(mvScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	auth := filepath.Join(f.Root, "authorized_keys")
+	orig, err := os.ReadFile(auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessionCmd := filepath.Join(f.Root, name+"-session-cmd")
+	body := fmt.Sprintf(`PATH=%s:$PATH; export PATH
+if [ "$SSH_ORIGINAL_COMMAND" = internal-sftp ]; then exec /usr/lib/openssh/sftp-server; fi
+eval "$SSH_ORIGINAL_COMMAND"
+`, bin)
+	if err := os.WriteFile(sessionCmd, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(auth, []byte(fmt.Sprintf("command=\". %s\" %s", sessionCmd, orig)), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
