@@ -41,11 +41,15 @@ import (
 // ran `exit 143`, so a status above 128 is read as a signal only when the
 // watchdog sent one. (A command killed by a signal from elsewhere reads as
 // its exit status, 128+n.) The watchdog's own exit status carries the
-// flag: at the timeout it starts the grace period's KILL in the background
-// (in its own group), sends TERM and exits 11 at once, or 10 when the
-// command's group was gone; relctl_run then kills the watchdog's group
-// with KILL (a watchdog still waiting for the timeout dies with 137, not
-// 11) and reads its status.
+// flag. At the timeout it traps TERM to `exit 11`, sends the command's
+// group TERM (or exits 10 when the group is gone), waits the grace period,
+// sends KILL and exits 11. When the command has ended, relctl_run sends
+// the watchdog's group TERM and reads its status: a watchdog still waiting
+// for the timeout, or not yet past arming its trap, dies of the TERM (143,
+// and it had sent nothing); one that fired exits 11 through its trap.
+// (Stopping it with KILL instead lost the flag when the KILL landed
+// between the watchdog's TERM and its exit: the command, woken by that
+// TERM, often ends first on a busy host.)
 //
 // The command runs in a subshell with stdin from /dev/null (it cannot read
 // the next command), exports the environment there (values travel on
@@ -79,7 +83,7 @@ $2"' sh "$1" "$3" ) </dev/null &
 	relctl_p=$!
 	relctl_w=
 	if [ "$4" != 0 ] && command -v setsid >/dev/null 2>&1; then
-		setsid sh -c 'sleep "$1" || exit 10; ( sleep "$2"; kill -s KILL -- "-$3" 2>/dev/null || kill -s KILL "$3" 2>/dev/null ) & kill -s TERM -- "-$3" 2>/dev/null || kill -s TERM "$3" 2>/dev/null || exit 10; exit 11' \
+		setsid sh -c 'sleep "$1" || exit 10; trap "exit 11" TERM; kill -s TERM -- "-$3" 2>/dev/null || kill -s TERM "$3" 2>/dev/null || exit 10; sleep "$2"; kill -s KILL -- "-$3" 2>/dev/null || kill -s KILL "$3" 2>/dev/null; exit 11' \
 			relctl-watchdog "$4" "$5" "$relctl_p" </dev/null >/dev/null 2>&1 &
 		relctl_w=$!
 	fi
@@ -87,7 +91,7 @@ $2"' sh "$1" "$3" ) </dev/null &
 	relctl_rc=$?
 	relctl_f=-
 	if [ -n "$relctl_w" ]; then
-		kill -s KILL -- "-$relctl_w" 2>/dev/null || kill -s KILL "$relctl_w" 2>/dev/null
+		kill -s TERM -- "-$relctl_w" 2>/dev/null || kill -s TERM "$relctl_w" 2>/dev/null
 		wait "$relctl_w" 2>/dev/null
 		if [ "$?" = 11 ]; then relctl_f=w; fi
 	fi
