@@ -178,7 +178,7 @@ func TestValidateJSONShape(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &ok); err != nil {
 		t.Fatal(err)
 	}
-	if got := keys(ok); got != "app,artifacts,balancer,file,hosts,problems,releases,schema,valid" {
+	if got := keys(ok); got != "app,artifacts,balancer,file,hosts,notes,problems,releases,schema,valid" {
 		t.Errorf("valid: keys %s", got)
 	}
 	if got := keys(ok["artifacts"].([]any)[0].(map[string]any)); got != "path,present,version" {

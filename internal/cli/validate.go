@@ -43,6 +43,7 @@ type validateReport struct {
 	Balancer  string          `json:"balancer,omitempty"`
 	Releases  []string        `json:"releases,omitempty"`
 	Artifacts []ArtifactCheck `json:"artifacts,omitempty"`
+	Notes     []string        `json:"notes,omitempty"`
 }
 
 func newValidateCmd(ios *IO, g *globals) *cobra.Command {
@@ -62,7 +63,8 @@ artifact of the version it deploys) but is not a problem.
 
 --json writes one document: {"schema": 1, "file", "valid", "problems":
 [{"file", "line", "key", "message"}], and when valid "app", "hosts",
-"balancer", "releases", "artifacts": [{"version", "path", "present"}]}.`,
+"balancer", "releases", "artifacts": [{"version", "path", "present"}],
+"notes": [the become commands that need /bin/sh under sudo, and why]}.`,
 		Example: `  relctl validate
   relctl validate -f staging.yaml
   relctl validate staging.yaml             # the same
@@ -135,6 +137,13 @@ func runValidate(ios *IO, files []string, env string, asJSON bool) error {
 		_, serr := os.Stat(p)
 		rep.Artifacts = append(rep.Artifacts, ArtifactCheck{Version: v, Path: p, Present: serr == nil})
 	}
+	// Become commands that need /bin/sh under sudo (rendered for the
+	// newest release, or a placeholder version).
+	to := "0.0.0"
+	if n := len(rep.Releases); n > 0 {
+		to = rep.Releases[n-1]
+	}
+	rep.Notes = inv.BecomeShellNotes("", to)
 	if asJSON {
 		return writeDoc(ios.Out, rep)
 	}
@@ -151,13 +160,7 @@ func runValidate(ios *IO, files []string, env string, asJSON bool) error {
 			fmt.Fprintf(ios.Err, "note: no artifact for %s at %s (apply --to %s needs it)\n", a.Version, a.Path, a.Version)
 		}
 	}
-	// Become commands that need /bin/sh under sudo (rendered for the
-	// newest release, or a placeholder version).
-	to := "0.0.0"
-	if n := len(rep.Releases); n > 0 {
-		to = rep.Releases[n-1]
-	}
-	for _, n := range inv.BecomeShellNotes("", to) {
+	for _, n := range rep.Notes {
 		fmt.Fprintln(ios.Err, "note: "+n)
 	}
 	return nil
