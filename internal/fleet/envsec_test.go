@@ -249,21 +249,36 @@ func TestExampleSecretsParse(t *testing.T) {
 }
 
 // TestSecretCommandGroupKilled: a from_command that forks and hangs is
-// cut at its deadline with everything it started.
+// cut when its context ends, with everything it started. The context ends
+// once the child's pid is written: a fixed 500ms deadline could end before
+// the shell had forked on a busy machine, leaving no child to check (and
+// an empty pid file would have read as pid 0, whose "kill" is this test's
+// own process group).
 func TestSecretCommandGroupKilled(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "child.pid")
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	pidc := make(chan int, 1)
+	go func() {
+		defer cancel()
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			b, _ := os.ReadFile(pidFile)
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && strings.HasSuffix(string(b), "\n") {
+				pidc <- pid
+				return
+			}
+		}
+		pidc <- 0
+	}()
 	_, _, err := runSecretCommand(ctx, dir, "sleep 300 & echo $! > child.pid; sleep 300")
 	if err == nil {
 		t.Fatal("a hung command returned no error")
 	}
-	b, rerr := os.ReadFile(pidFile)
-	if rerr != nil {
-		t.Fatalf("the command never started its child: %v", rerr)
+	pid := <-pidc
+	if pid <= 0 {
+		t.Fatalf("the command never started its child: %v", err)
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	deadline := time.Now().Add(10 * time.Second)
 	for syscall.Kill(pid, 0) == nil {
 		if time.Now().After(deadline) {

@@ -62,8 +62,8 @@ func startHAProxyOpts(t testing.TB, backends []*lbtest.Backend, opts haproxyOpts
 	dir := lbtest.ShortTempDir(t, "lbhap")
 	p := &haproxyProc{
 		Socket:  filepath.Join(dir, "admin.sock"),
-		TCP:     lbtest.FreeAddr(t, "127.0.0.1"),
-		Front:   lbtest.FreeAddr(t, "127.0.0.1"),
+		TCP:     lbtest.FreeAddr(t, lbtest.OwnLoopbackIP()),
+		Front:   lbtest.FreeAddr(t, lbtest.OwnLoopbackIP()),
 		dir:     dir,
 		cfgPath: filepath.Join(dir, "haproxy.cfg"),
 	}

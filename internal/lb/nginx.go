@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/relctl/relctl/internal/shell"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -89,7 +90,20 @@ func (n *nginx) ref(server string) serverRef {
 }
 
 func (n *nginx) run(ctx context.Context, ep Endpoint, script string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	return n.runFor(ctx, ep, script, cmdTimeout)
+}
+
+// nginxReloadWaitS is how long, in seconds by the host's clock, the write
+// script waits for a reload to take effect before it restores the file.
+const nginxReloadWaitS = 10
+
+// writeTimeout bounds the write script: its reload wait plus cmdTimeout
+// for the rest (nginx -t, nginx -T, the restore). Were it killed first, it
+// would leave the edited file in place and report only a timeout.
+const writeTimeout = nginxReloadWaitS*time.Second + cmdTimeout
+
+func (n *nginx) runFor(ctx context.Context, ep Endpoint, script string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	out, err := n.c.RunOn(ctx, ep.SSH, script)
 	if err != nil {
@@ -163,8 +177,13 @@ rm -f -- "$bak"
 // the compiled --pid-path) and waits until none of them accepts. Without
 // a readable absolute pid file it cannot tell, and relies on the drain's
 // idle polls as before.
+//
+// The wait is measured by the host's clock, not by counting polls: each
+// poll forks a process per worker, and on a busy host a hundred polls took
+// over 15 s, past the command's own timeout, which then killed the script
+// before it could restore the file.
 func nginxReloadWait(bin string) string {
-	return `wait_s=10
+	return `wait_s=` + strconv.Itoa(nginxReloadWaitS) + `
 relctl_master() {
 	p=$(` + bin + ` -T 2>/dev/null | sed -n 's/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;[:space:]]*\)[[:space:]]*;.*/\1/p' | head -n 1)
 	[ -n "$p" ] || p=$(` + bin + ` -V 2>&1 | tr ' ' '\n' | sed -n 's/^--pid-path=//p' | head -n 1)
@@ -183,13 +202,20 @@ relctl_accepting() {
 }
 relctl_retired() {
 	i=0
+	t0=$(date +%s 2>/dev/null) || t0=
+	case "$t0" in *[!0-9]*) t0= ;; esac
 	while :; do
 		still=
 		for w in $1; do
 			case "$(relctl_title "$w")" in ''|*"shutting down"*) ;; *) still="$still $w" ;; esac
 		done
 		[ -z "$still" ] && return 0
-		[ "$i" -lt $((wait_s * 10)) ] || return 1
+		t=
+		[ -n "$t0" ] && t=$(date +%s 2>/dev/null)
+		case "$t" in
+		''|*[!0-9]*) [ "$i" -lt $((wait_s * 10)) ] || return 1 ;; # no clock: count polls
+		*) [ $((t - t0)) -lt "$wait_s" ] || return 1 ;;
+		esac
 		sleep 0.1 2>/dev/null || sleep 1
 		i=$((i + 1))
 	done
@@ -217,7 +243,7 @@ func (n *nginx) setDown(ctx context.Context, ep Endpoint, servers []string, down
 			return fmt.Errorf("%s is %d bytes; relctl edits upstream files up to %d bytes: keep the upstream in its own file", n.cfg.UpstreamFile, len(edited), maxUpstreamFile)
 		}
 		sum := sha256.Sum256([]byte(old))
-		if _, err := n.run(ctx, ep, n.writeScript(hex.EncodeToString(sum[:]), edited)); err != nil {
+		if _, err := n.runFor(ctx, ep, n.writeScript(hex.EncodeToString(sum[:]), edited), writeTimeout); err != nil {
 			return fmt.Errorf("write %s: %w", n.cfg.UpstreamFile, err)
 		}
 	}

@@ -34,7 +34,7 @@ func startNginx(t *testing.T, backends []*lbtest.Backend) *nginxProc {
 		Conf:     filepath.Join(dir, "nginx.conf"),
 		Upstream: filepath.Join(dir, "upstream.conf"),
 		Extra:    filepath.Join(dir, "extra.conf"),
-		Front:    lbtest.FreeAddr(t, "127.0.0.1"),
+		Front:    lbtest.FreeAddr(t, lbtest.OwnLoopbackIP()),
 	}
 	errLog := filepath.Join(dir, "error.log")
 	p.Binary = fmt.Sprintf("%s -c %s -p %s/ -e %s", nginxBin, p.Conf, dir, errLog)

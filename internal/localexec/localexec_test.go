@@ -14,27 +14,42 @@ import (
 )
 
 // A command whose context ends is killed with every process it forked, and
-// Run returns within the wait delay.
+// Run returns within the wait delay. The context ends once the child's pid
+// is written: a fixed 300ms deadline could end before the shell had even
+// forked on a busy machine (5 of 150 runs under CPU burners found no pid
+// file), and then there was no child to prove anything with.
 func TestGroupKillsForkedChildOnDeadline(t *testing.T) {
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "child")
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", `sleep 60 & echo $! > "$1"; wait`, "sh", pidFile)
 	Group(cmd, time.Second)
-	t0 := time.Now()
+	var ended time.Time
+	pidc := make(chan int, 1)
+	go func() {
+		defer cancel()
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			b, _ := os.ReadFile(pidFile)
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && strings.HasSuffix(string(b), "\n") {
+				ended = time.Now()
+				pidc <- pid
+				return
+			}
+		}
+		pidc <- 0
+	}()
 	err := Run(cmd)
-	if el := time.Since(t0); el > 5*time.Second {
-		t.Fatalf("Run took %s after a 300ms deadline", el)
+	pid := <-pidc
+	if pid == 0 {
+		t.Fatalf("the command never wrote its child's pid (Run = %v)", err)
+	}
+	if el := time.Since(ended); el > 5*time.Second {
+		t.Fatalf("Run returned %s after its context ended", el)
 	}
 	if err == nil || ctx.Err() == nil {
 		t.Fatalf("Run = %v, ctx %v: want a killed command", err, ctx.Err())
 	}
-	b, rerr := os.ReadFile(pidFile)
-	if rerr != nil {
-		t.Fatal(rerr)
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	deadline := time.Now().Add(10 * time.Second)
 	for proc.Alive(pid) {
 		if time.Now().After(deadline) {

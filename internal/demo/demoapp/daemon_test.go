@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -19,9 +20,14 @@ import (
 	"github.com/relctl/relctl/internal/demo/proc"
 )
 
+// freeAddr is a port free a moment ago, for a demoapp process to bind. Its
+// address is a random one in 127.0.0.0/8 (all local on Linux) that no other
+// test binds on, so nothing can take the port before the app binds it (on
+// 127.0.0.1 any test's listener or client could).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ip := fmt.Sprintf("127.%d.%d.%d", 100+rand.IntN(155), rand.IntN(256), 1+rand.IntN(254))
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -188,8 +188,13 @@ func (g *Gen) Wait(ctx context.Context) (Stats, error) {
 
 func (g *Gen) worker(ctx context.Context) {
 	defer g.wg.Done()
+	// The run's context ends at MaxDuration by a timer, which a busy machine
+	// can fire a few hundred milliseconds late; the clock decides too, so no
+	// request is sent past the bound and a rated run never sends more than
+	// Rate×MaxDuration.
+	end := g.begin.Add(g.o.MaxDuration)
 	for {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !time.Now().Before(end) {
 			return
 		}
 		n := g.issued.Add(1)
@@ -198,6 +203,9 @@ func (g *Gen) worker(ctx context.Context) {
 		}
 		if g.o.Rate > 0 {
 			due := g.begin.Add(time.Duration(n-1) * time.Second / time.Duration(g.o.Rate))
+			if !due.Before(end) {
+				return
+			}
 			if d := time.Until(due); d > 0 {
 				t := time.NewTimer(d)
 				select {
@@ -205,6 +213,9 @@ func (g *Gen) worker(ctx context.Context) {
 					t.Stop()
 					return
 				case <-t.C:
+				}
+				if ctx.Err() != nil { // both were ready: Stop wins
+					return
 				}
 			}
 		}

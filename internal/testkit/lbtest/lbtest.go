@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -107,7 +108,10 @@ func (b *Backend) serve(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, b.Name)
 }
 
-// FreeAddr returns "ip:port" with a port that was free a moment ago.
+// FreeAddr returns "ip:port" with a port that was free a moment ago. Bound
+// later by another process (haproxy, nginx), the port can be taken in
+// between by anything that binds on ip (another test's FreeAddr, an
+// httptest server): give such a port an ip of its own, OwnLoopbackIP.
 func FreeAddr(t testing.TB, ip string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
@@ -117,6 +121,15 @@ func FreeAddr(t testing.TB, ip string) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// OwnLoopbackIP returns a random address in 127.100.0.0–127.254.255.254,
+// away from the 127.0.0.x the test fleets and backends use. All of
+// 127.0.0.0/8 is local on Linux, and no other test binds on an address no
+// one else picks, so a port FreeAddr found free there stays free until the
+// process it is meant for binds it.
+func OwnLoopbackIP() string {
+	return fmt.Sprintf("127.%d.%d.%d", 100+rand.IntN(155), rand.IntN(256), 1+rand.IntN(254))
 }
 
 // RequireBinary skips the test when path is missing, unless CI is set, in

@@ -2,6 +2,8 @@ package testfleet
 
 import (
 	"context"
+	"encoding/csv"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -17,20 +19,6 @@ func sshRun(t *testing.T, f *Fleet, i int, cmd ...string) (string, error) {
 	t.Helper()
 	out, err := exec.Command("ssh", append(f.SSHArgs(i), cmd...)...).CombinedOutput()
 	return string(out), err
-}
-
-// load runs loadgen through the balancer for about d and returns the stats.
-func load(t *testing.T, url string, d time.Duration, during func()) loadgen.Stats {
-	t.Helper()
-	g, err := loadgen.Start(context.Background(), loadgen.Options{URL: url, Concurrency: 4, Rate: 400, MaxRequests: 100000, MaxDuration: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if during != nil {
-		during()
-	}
-	<-g.Done()
-	return g.Stop()
 }
 
 // loadN sends n requests to url (4 workers), however long that takes
@@ -81,34 +69,85 @@ func TestSmokeHAProxy(t *testing.T) {
 
 // TestRollingRestartUnderLoad proves the parts compose the way a rollout uses them:
 // drain in HAProxy, stop and start over real SSH, enable, with zero client errors.
+// Each step waits for what it needs, as relctl does (traffic flowing, web1 without
+// a session, both servers UP), and the load runs until traffic has flowed again
+// after the restart: a fixed 3 s of load could end before a slow machine restarted
+// web1, and the test then proved nothing.
 func TestRollingRestartUnderLoad(t *testing.T) {
 	f := Start(t, Options{Hosts: 2, Balancer: "haproxy"})
 	f.Seed("1.0.0", f.Artifact("1.0.0", nil))
 	h := f.Hosts[0]
 	bin := h.Path + "/current/bin/demoapp"
-	s := load(t, f.LB.Frontend+"/slow?ms=20", 3*time.Second, func() {
-		time.Sleep(300 * time.Millisecond)
-		if out, err := f.LB.Admin("set server shop/web1 state drain"); err != nil || strings.TrimSpace(out) != "" {
-			t.Errorf("drain: %q %v", out, err)
+	g, err := loadgen.Start(context.Background(), loadgen.Options{URL: f.LB.Frontend + "/slow?ms=20", Concurrency: 4, Rate: 400, MaxRequests: 1 << 20, MaxDuration: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Stop()
+	moreOK := func(n int64, what string) {
+		t.Helper()
+		want := g.Snapshot().OK + n
+		for deadline := time.Now().Add(time.Minute); g.Snapshot().OK < want; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d more requests not answered within a minute: %s", what, n, g.Snapshot())
+			}
 		}
-		time.Sleep(300 * time.Millisecond)
-		if out, err := sshRun(t, f, 0, bin, "stop", "--dir", h.Path); err != nil {
-			t.Errorf("stop over ssh: %v %s", err, out)
+	}
+	moreOK(50, "before the drain")
+	if out, err := f.LB.Admin("set server shop/web1 state drain"); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("drain: %q %v", out, err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		scur, err := serverStat(f.LB, "web1", "scur")
+		if err == nil && scur == "0" {
+			break
 		}
-		if out, err := sshRun(t, f, 0, bin, "start", "--dir", h.Path, "--listen", h.AppAddr); err != nil {
-			t.Errorf("start over ssh: %v %s", err, out)
+		if time.Now().After(deadline) {
+			t.Fatalf("web1 still has sessions a minute after the drain: scur %q, %v", scur, err)
 		}
-		if out, err := f.LB.Admin("set server shop/web1 state ready"); err != nil || strings.TrimSpace(out) != "" {
-			t.Errorf("ready: %q %v", out, err)
-		}
-	})
+	}
+	if out, err := sshRun(t, f, 0, bin, "stop", "--dir", h.Path); err != nil {
+		t.Fatalf("stop over ssh: %v %s", err, out)
+	}
+	if out, err := sshRun(t, f, 0, bin, "start", "--dir", h.Path, "--listen", h.AppAddr); err != nil {
+		t.Fatalf("start over ssh: %v %s", err, out)
+	}
+	if out, err := f.LB.Admin("set server shop/web1 state ready"); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("ready: %q %v", out, err)
+	}
+	if err := f.LB.WaitAllUp([]string{"web1", "web2"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	moreOK(50, "after web1 is back")
+	s := g.Stop()
 	t.Logf("restart under load: %s", s)
 	if !s.Clean() {
 		t.Fatalf("clients saw errors: %s %v %v", s, s.ByStatus, s.FirstErrors)
 	}
-	if err := f.LB.WaitAllUp([]string{"web1", "web2"}, 5*time.Second); err != nil {
-		t.Fatal(err)
+}
+
+// serverStat is one column of HAProxy's show stat for a server of the backend.
+func serverStat(b *Balancer, server, column string) (string, error) {
+	out, err := b.Admin("show stat")
+	if err != nil {
+		return "", err
 	}
+	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(out, "# ")))
+	r.FieldsPerRecord = -1
+	rows, err := r.ReadAll()
+	if err != nil || len(rows) == 0 {
+		return "", fmt.Errorf("parse show stat: %v", err)
+	}
+	col := map[string]int{}
+	for i, name := range rows[0] {
+		col[name] = i
+	}
+	px, sv, c := col["pxname"], col["svname"], col[column]
+	for _, row := range rows[1:] {
+		if len(row) > c && row[px] == b.Backend && row[sv] == server {
+			return row[c], nil
+		}
+	}
+	return "", fmt.Errorf("no %s/%s in show stat", b.Backend, server)
 }
 
 func TestSSHFaults(t *testing.T) {
