@@ -30,13 +30,18 @@ import (
 // every connection open at that moment: nothing more is forwarded in
 // either direction and neither socket is closed, as a partition (or a
 // middlebox dropping a flow) does, so sshd never learns that relctl is
-// gone. Connections made afterwards are forwarded as before.
+// gone. Connections made afterwards are forwarded as before, or, when
+// the blackhole holds them, only once heal is called (the partition
+// lasts until then for new connections too: their TCP connect succeeds,
+// and nothing reaches sshd before the heal).
 type blackholeProxy struct {
 	ln     net.Listener
 	target string
+	done   chan struct{} // closed by close
 
 	mu     sync.Mutex
-	conns  []*proxied // every connection, frozen or not
+	conns  []*proxied    // every connection, frozen or not
+	healed chan struct{} // closed: new connections are forwarded
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -52,7 +57,9 @@ func startBlackholeProxy(t *testing.T, ip, target string) *blackholeProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &blackholeProxy{ln: ln, target: target}
+	healed := make(chan struct{})
+	close(healed)
+	p := &blackholeProxy{ln: ln, target: target, done: make(chan struct{}), healed: healed}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -66,6 +73,15 @@ func (p *blackholeProxy) accept() {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		healed := p.healed
+		p.mu.Unlock()
+		select {
+		case <-healed:
+		case <-p.done:
+			c.Close()
 			return
 		}
 		s, err := net.DialTimeout("tcp", p.target, 10*time.Second)
@@ -119,9 +135,13 @@ func (p *blackholeProxy) pipe(pc *proxied, from, to net.Conn) {
 }
 
 // blackhole freezes every connection open now; it returns how many.
-func (p *blackholeProxy) blackhole() int {
+// With hold, connections made from now on wait for heal.
+func (p *blackholeProxy) blackhole(hold bool) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if hold {
+		p.healed = make(chan struct{})
+	}
 	n := 0
 	for _, pc := range p.conns {
 		pc.once.Do(func() { close(pc.frozen); n++ })
@@ -129,10 +149,25 @@ func (p *blackholeProxy) blackhole() int {
 	return n
 }
 
+// heal forwards the connections held since the blackhole, and every
+// later one.
+func (p *blackholeProxy) heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.healed:
+	default:
+		close(p.healed)
+	}
+}
+
 // close ends the proxy and every connection, frozen ones included (the
 // test is over: sshd may now learn that the client is gone).
 func (p *blackholeProxy) close() {
 	p.mu.Lock()
+	if !p.closed {
+		close(p.done)
+	}
 	p.closed = true
 	conns := p.conns
 	p.mu.Unlock()
@@ -153,6 +188,33 @@ base=$(dirname "$last")
 if [ -f "$base/ran" ] && [ "$1" = -T ]; then echo "switch $(basename "$(readlink "$2")")" >>"$base/ran"; fi
 exec /bin/mv "$@"`
 
+// partitionCmd is the hosts' stop and start (sh path/partition.sh stop|start).
+// Each records what it ran, with the release current points at, in ran.
+// The first stop (start) on a host with a stop-waits (start-waits) file
+// writes stop-marker (start-marker), then runs until what the file names
+// has happened: "holed" (the test froze relctl's connection: the file
+// holed) or "cancel" (relctl set the cancel marker of a chain on the
+// host). The action thus ends after that, however slow the host or relctl
+// is, with no fixed sleep; past 25 s it fails, saying so.
+const partitionCmd = `base=$(dirname "$0")
+echo "$1 $(basename "$(readlink "$base/current")")" >>"$base/ran"
+if [ -f "$base/$1-waits" ] && [ ! -e "$base/$1-marker" ]; then
+	: >"$base/$1-marker"
+	what=$(cat "$base/$1-waits")
+	end=$(( $(date +%s) + 25 ))
+	until case "$what" in
+		holed) [ -e "$base/holed" ] ;;
+		cancel) ls "$base"/.relctl/chains/*/*/cancel >/dev/null 2>&1 ;;
+		*) echo "partition.sh: unknown wait $what" >&2; exit 9 ;;
+		esac
+	do
+		if [ "$(date +%s)" -gt "$end" ]; then echo "partition.sh: $1 waited 25 s for $what" >&2; exit 9; fi
+		sleep 0.05
+	done
+fi
+case "$1" in stop) echo stopped ;; start) echo started ;; esac
+`
+
 // The hole the chain's host-side trace closes: relctl's connection to
 // web2 is blackholed (no more bytes either way, neither socket closed, so
 // sshd never notices) while web2's stop runs inside the chain. relctl's
@@ -162,6 +224,14 @@ exec /bin/mv "$@"`
 // exactly what the log says started. Whatever the host managed before the
 // cancel landed, every host ends in service on 1.0.0, the version the
 // outcome names, and no action ran twice.
+//
+// Each cell pins where the cancel lands by conditions, not by timing: the
+// stop runs until the blackhole is in place (or until the cancel), the
+// partition holds relctl's new connections until the host has got as far
+// as the cell needs, and a start that is to be cut runs until the cancel.
+// (Fixed sleeps raced on a loaded machine: a stop that ended before the
+// freeze got its end through, and a cancel that came late or early landed
+// in another action.)
 func TestChainPartitionOnRealSSHD(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real sshd")
@@ -175,45 +245,62 @@ func TestChainPartitionOnRealSSHD(t *testing.T) {
 
 	var table []string
 	for _, c := range []struct {
-		name  string
-		sleep string // what web2's stop sleeps after its marker, in seconds
-		slow  string // what web2's first start sleeps ("": none)
+		name       string
+		stopWaits  string // what web2's first stop runs until (partitionCmd)
+		startWaits string // what web2's first start runs until ("": nothing)
+		// heal says when relctl's new connections to web2 get through
+		// (nil: at once), given web2's path and its chain's directory.
+		heal  func(path, dir string) bool
 		check func(t *testing.T, started []plan.Action, log string)
 	}{
 		// The cancel lands while stop still runs: switch never starts.
-		{"cancel during stop", "6", "", func(t *testing.T, started []plan.Action, log string) {
+		{"cancel during stop", "cancel", "", nil, func(t *testing.T, started []plan.Action, log string) {
 			if !slices.Equal(started, []plan.Action{plan.ActionStop}) || !strings.Contains(log, "cancelled switch\n") {
 				t.Errorf("web2's chain log:\n%s\nwant stop started, switch cancelled", log)
 			}
 		}},
-		// The host runs on to the end of the chain before relctl notices:
-		// compensation undoes start, switch and stop, each once.
-		{"chain ran on", "0", "", func(t *testing.T, started []plan.Action, log string) {
+		// The host runs on to the end of the chain before relctl gets
+		// through: compensation undoes start, switch and stop, each once.
+		{"chain ran on", "holed", "", chainEnded, func(t *testing.T, started []plan.Action, log string) {
 			if !slices.Contains(started, plan.ActionSwitch) || !slices.Contains(started, plan.ActionStart) {
 				t.Errorf("web2's chain log:\n%s\nwant switch and start started", log)
 			}
 		}},
-		// The cancel lands while start runs (stop took a second): start
-		// runs to its end, the health wait never starts, and start counts
-		// as started.
-		{"cancel during start", "1", "6", func(t *testing.T, started []plan.Action, log string) {
+		// The cancel lands while start runs (relctl gets through once start
+		// has begun): start runs to its end, the health wait never starts,
+		// and start counts as started.
+		{"cancel during start", "holed", "cancel", func(path, _ string) bool {
+			_, err := os.Stat(filepath.Join(path, "start-marker"))
+			return err == nil
+		}, func(t *testing.T, started []plan.Action, log string) {
 			if !slices.Equal(started, []plan.Action{plan.ActionStop, plan.ActionSwitch, plan.ActionStart}) || !strings.Contains(log, "cancelled health\n") {
 				t.Errorf("web2's chain log:\n%s\nwant stop, switch and start started, health cancelled", log)
 			}
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			line := partitionCell(t, f, art, sha, c.sleep, c.slow, c.check)
+			line := partitionCell(t, f, art, sha, c.stopWaits, c.startWaits, c.heal, c.check)
 			table = append(table, fmt.Sprintf("%-18s %s", c.name, line))
 		})
 	}
 	t.Logf("web2 blackholed during its stop, on real sshd:\n%s", strings.Join(table, "\n"))
 }
 
-func partitionCell(t *testing.T, f *testfleet.Fleet, art, sha, sleep, slow string, check func(*testing.T, []plan.Action, string)) string {
+// chainEnded reports whether the chain whose trace is in dir has ended on
+// the host (its recorded pid is gone).
+func chainEnded(_, dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if err != nil {
+		return false
+	}
+	pid, _ := strconv.Atoi(strings.Fields(string(b) + " x")[0])
+	return pid > 1 && syscall.Kill(pid, 0) != nil
+}
+
+func partitionCell(t *testing.T, f *testfleet.Fleet, art, sha, stopWaits, startWaits string, heal func(path, dir string) bool, check func(*testing.T, []plan.Action, string)) string {
 	web2 := f.Hosts[1]
 	proxy := startBlackholeProxy(t, web2.IP, web2.SSHAddr)
-	inv, conn := partitionFleet(t, f, art, sleep, slow, proxy.addr())
+	inv, conn := partitionFleet(t, f, art, stopWaits, startWaits, proxy.addr())
 	bal := newFake(t, []string{"web1", "web2", "web3"}, "1.0.0")
 	p, err := plan.Build(inv, plan.Assume(inv, "1.0.0"), plan.Options{To: "1.1.0"})
 	if err != nil {
@@ -252,10 +339,29 @@ func partitionCell(t *testing.T, f *testfleet.Fleet, art, sha, sleep, slow strin
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if n := proxy.blackhole(); n != 1 {
+	if n := proxy.blackhole(heal != nil); n != 1 {
 		t.Fatalf("blackholed %d connections to web2, want 1 (relctl's)", n)
 	}
 	holed := time.Now()
+	if err := os.WriteFile(filepath.Join(web2.Path, "holed"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if heal != nil {
+		// The stop runs: its chain's trace is there.
+		dirs, _ := filepath.Glob(filepath.Join(web2.Path, ".relctl", "chains", "r", "*"))
+		if len(dirs) != 1 {
+			t.Fatalf("web2's chains: %v, want one", dirs)
+		}
+		healBy := time.Now().Add(60 * time.Second)
+		for !heal(web2.Path, dirs[0]) {
+			if time.Now().After(healBy) {
+				b, _ := os.ReadFile(filepath.Join(dirs[0], "log"))
+				t.Fatalf("web2 never got as far as the cell needs; its chain log:\n%s", b)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		proxy.heal()
+	}
 	var res Result
 	select {
 	case res = <-done:
@@ -267,7 +373,7 @@ func partitionCell(t *testing.T, f *testfleet.Fleet, art, sha, sleep, slow strin
 	defer mu.Unlock()
 
 	// relctl noticed the dead connection within its keepalive's bound
-	// (4 × 300 ms), with a generous margin for a loaded machine.
+	// (5 × 1 s), with a generous margin for a loaded machine.
 	var stopEv, settled event.Event
 	for _, e := range events {
 		if e.Host != "web2" {
@@ -394,11 +500,12 @@ func readLines(t *testing.T, file string) []string {
 }
 
 // partitionFleet resets f's hosts to 1.0.0 in service (each with an empty
-// "ran" file), makes web2's first stop write stop-marker and then sleep
-// sleep seconds (and its first start sleep slow seconds, when slow is
-// not ""), and returns the inventory and a transport whose web2
-// goes through proxy with a 300 ms × 4 keepalive.
-func partitionFleet(t *testing.T, f *testfleet.Fleet, art, sleep, slow, proxy string) (*fleet.Inventory, *SSH) {
+// "ran" file), makes web2's first stop write stop-marker and then run
+// until stopWaits (and its first start write start-marker and run until
+// startWaits, when that is not ""; see partitionCmd), and returns the
+// inventory and a transport whose web2 goes through proxy with a
+// 1 s × 5 keepalive.
+func partitionFleet(t *testing.T, f *testfleet.Fleet, art, stopWaits, startWaits, proxy string) (*fleet.Inventory, *SSH) {
 	chown := func(p string) {
 		if err := os.Lchown(p, f.UID, f.GID); err != nil {
 			t.Fatal(err)
@@ -410,18 +517,18 @@ path: /unused
 artifact: {source: %q}
 ssh: {user: %s, identity_file: %s, known_hosts: %s, use_ssh_config: false}
 commands:
-  stop: 'echo "stop $(basename "$(readlink {{.Path}}/current)")" >>{{.Path}}/ran; if [ -f {{.Path}}/partition-here ] && [ ! -e {{.Path}}/stop-marker ]; then : >{{.Path}}/stop-marker; sleep "$(cat {{.Path}}/partition-here)"; fi; echo stopped'
-  start: 'echo "start $(basename "$(readlink {{.Path}}/current)")" >>{{.Path}}/ran; if [ -f {{.Path}}/slow-start ] && [ ! -e {{.Path}}/start-marker ]; then : >{{.Path}}/start-marker; sleep "$(cat {{.Path}}/slow-start)"; fi; echo started'
+  stop: "sh {{.Path}}/partition.sh stop"
+  start: "sh {{.Path}}/partition.sh start"
   health: "test -f {{.Path}}/current/VERSION"
   version: "cat {{.Path}}/current/VERSION"
 health: {timeout: 4s, interval: 50ms, stable_for: 0s}
 rollout: {batches: [1], pause_after_canary: false, on_failure: rollback}
 balancer: {kind: none, drain_timeout: 100ms}
-timeouts: {stop: 15s, start: 15s, switch: 5s, health_check: 2s, version: 5s, lock: 10s, observe: 10s, upload: 20s}
+timeouts: {stop: 30s, start: 30s, switch: 5s, health_check: 2s, version: 5s, lock: 10s, observe: 10s, upload: 20s}
 hosts:
 `, strings.Replace(art, "1.1.0", "{{.Version}}", 1), f.User, f.IdentityFile, f.KnownHostsFile)
 	for _, h := range f.Hosts {
-		for _, p := range []string{"releases", "current", ".relctl", "current.relctl-tmp", "ran", "partition-here", "stop-marker", "slow-start", "start-marker"} {
+		for _, p := range []string{"releases", "current", ".relctl", "current.relctl-tmp", "ran", "stop-waits", "stop-marker", "start-waits", "start-marker", "holed"} {
 			_ = os.RemoveAll(filepath.Join(h.Path, p))
 		}
 		rel := filepath.Join(h.Path, "releases", "1.0.0")
@@ -430,6 +537,7 @@ hosts:
 		}
 		_ = os.WriteFile(filepath.Join(rel, "VERSION"), []byte("1.0.0\n"), 0o644)
 		_ = os.WriteFile(filepath.Join(h.Path, "ran"), nil, 0o644)
+		_ = os.WriteFile(filepath.Join(h.Path, "partition.sh"), []byte(partitionCmd), 0o755)
 		if err := os.Symlink(rel, filepath.Join(h.Path, "current")); err != nil {
 			t.Fatal(err)
 		}
@@ -439,11 +547,11 @@ hosts:
 		fmt.Fprintf(&text, "  - {name: %s, address: %q, path: %s}\n", h.Name, h.SSHAddr, h.Path)
 	}
 	web2 := f.Hosts[1]
-	if err := os.WriteFile(filepath.Join(web2.Path, "partition-here"), []byte(sleep+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(web2.Path, "stop-waits"), []byte(stopWaits+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if slow != "" {
-		if err := os.WriteFile(filepath.Join(web2.Path, "slow-start"), []byte(slow+"\n"), 0o644); err != nil {
+	if startWaits != "" {
+		if err := os.WriteFile(filepath.Join(web2.Path, "start-waits"), []byte(startWaits+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -478,7 +586,14 @@ hosts:
 		conn.Configs[h.Name] = remote.HostConfig{Name: h.Name, Address: h.SSHAddr, User: f.User, IdentityFile: f.IdentityFile,
 			KnownHosts: []string{f.KnownHostsFile}, ConnectTimeout: 10 * time.Second}
 	}
+	// A connection the partition holds (blackhole with hold) waits for
+	// the heal in its handshake: ConnectTimeout bounds that wait. The
+	// keepalive declares web2 dead after 5 s without an answer: with
+	// 300 ms × 4 a loaded machine (this process, the proxy in it, or
+	// sshd not scheduled for 1.2 s) lost the connection before any
+	// blackhole, and the cells' timing no longer depends on how soon the
+	// partition is noticed.
 	conn.Configs["web2"] = remote.HostConfig{Name: "web2", Address: proxy, User: f.User, IdentityFile: f.IdentityFile,
-		KnownHosts: []string{khProxy}, ConnectTimeout: 10 * time.Second, ServerAliveInterval: 300 * time.Millisecond, ServerAliveCountMax: 4}
+		KnownHosts: []string{khProxy}, ConnectTimeout: 60 * time.Second, ServerAliveInterval: time.Second, ServerAliveCountMax: 5}
 	return inv, conn
 }

@@ -26,7 +26,12 @@ import (
 // chainFault is run by stop and start as `sh $path/chain-fault.sh ACTION`,
 // and by the mv wrapper (the switch's `mv -T`) as ACTION switch: it acts
 // once on the line "ACTION KIND" of $path/fault. A hang records its pid
-// (its process group: the action's) in $path/hang.pid.
+// (its process group: the action's) in $path/hang.pid. Gone records the
+// chain's pid, writes gone-me, and runs until the host sees relctl's
+// session gone: a newline written to the chain's output, in a subshell,
+// fails (sshd has closed the session's pipe, as it does once the
+// connection ended; within 25 s, or the stop fails saying so); then it
+// writes stop-done and ends well.
 const chainFault = `base=$(dirname "$0"); f="$base/fault"
 [ -f "$f" ] || exit 0
 read -r act kind < "$f"
@@ -35,7 +40,13 @@ rm -f "$f"
 case "$kind" in
   fail) echo "injected failure of $1" >&2; exit 1 ;;
   hang) echo $$ > "$base/hang.pid"; exec sleep 600 ;;
-  gone) awk '{print $4}' "/proc/$PPID/stat" > "$base/chain.pid"; : > "$base/gone-me"; sleep 1; : > "$base/stop-done" ;;
+  gone) awk '{print $4}' "/proc/$PPID/stat" > "$base/chain.pid"; : > "$base/gone-me"
+    end=$(( $(date +%s) + 25 ))
+    while ( printf '\n' ) 2>/dev/null; do
+      if [ "$(date +%s)" -gt "$end" ]; then echo "chain-fault.sh: the session's output still takes writes after 25 s" >&2; exit 9; fi
+      sleep 0.05
+    done
+    : > "$base/stop-done" ;;
 esac`
 
 // chainMv is mv, first on the PATH of every session (a forced command on
@@ -77,8 +88,10 @@ func TestChainFaultsOnRealSSHD(t *testing.T) {
 	// killed): the stop runs to its end, and the chain then ends without
 	// starting the switch.
 	t.Run("relctl gone during stop", func(t *testing.T) {
-		// The stop writes nothing once relctl is gone (a write would fail
-		// the stop itself, and that would end the chain anyway).
+		// The stop ends only once the host has seen the session go (its
+		// probing writes, in a subshell, fail), whenever that is: ending
+		// after a fixed second raced with a loaded machine, where the
+		// chain's next start record could still get into the pipe.
 		inv, conn := chainFleet(t, f, art, "stop gone\n", "sh {{.Path}}/chain-fault.sh stop")
 		web2 := f.Hosts[1]
 		p, err := plan.Build(inv, plan.Assume(inv, "1.0.0"), plan.Options{To: "1.1.0"})
@@ -142,7 +155,7 @@ commands:
 health: {timeout: 4s, interval: 50ms, stable_for: 0s}
 rollout: {batches: [1], pause_after_canary: false, on_failure: rollback}
 balancer: {kind: none, drain_timeout: 100ms}
-timeouts: {stop: 2s, start: 2s, switch: 2s, health_check: 2s, version: 2s, lock: 10s, observe: 10s, upload: 20s}
+timeouts: {stop: 30s, start: 2s, switch: 2s, health_check: 2s, version: 2s, lock: 10s, observe: 10s, upload: 20s}
 hosts:
 `, strings.Replace(art, "1.1.0", "{{.Version}}", 1), f.User, f.IdentityFile, f.KnownHostsFile, stop)
 	for _, h := range f.Hosts {

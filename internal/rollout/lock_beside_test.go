@@ -26,7 +26,8 @@ func TestLockRenewsBesideBusyShellOnRealSSHD(t *testing.T) {
 	inner := &SSH{Pool: pool, Configs: map[string]remote.HostConfig{h.Name: {
 		Name: h.Name, Address: h.SSHAddr, User: f.User, IdentityFile: f.IdentityFile, KnownHosts: []string{f.KnownHostsFile}, ConnectTimeout: 10 * time.Second,
 	}}}
-	hosts := &faultyHosts{Hosts: inner}
+	trace := newLockTrace(t, inner, pool)
+	hosts := &faultyHosts{Hosts: trace}
 	ctx := testCtx(t)
 	l := &Lock{Hosts: hosts, Host: h.Name, Path: h.Path, Lease: 8 * time.Second, renewEvery: 200 * time.Millisecond}
 	a := LockInfo{Owner: "alice@box", RunID: "beside"}
@@ -34,7 +35,7 @@ func TestLockRenewsBesideBusyShellOnRealSSHD(t *testing.T) {
 	if err := l.Acquire(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	held := l.Keep(a, sent, nil, nil)
+	held := l.Keep(a, sent, nil, func(err error) { trace.mark(err.Error()) })
 	defer held.Stop()
 
 	// The shell's long command: it runs until the test has seen renewals
@@ -50,6 +51,7 @@ func TestLockRenewsBesideBusyShellOnRealSSHD(t *testing.T) {
 		long <- err
 	}()
 	waitFor(t, 30*time.Second, "the long command to start", func() bool { _, err := os.Stat(marker); return err == nil })
+	trace.mark("the shell is busy")
 	busySince := time.Now()
 	n0 := hosts.oks.Load()
 	waitFor(t, 60*time.Second, "renewals across three leases while the shell is busy", func() bool {
@@ -80,11 +82,17 @@ func TestLockRenewsBesideBusyShellOnRealSSHD(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the long command never ended")
 	}
+	trace.mark("the shell is free")
 	// The shell is free again: once one renewal has ended after that
 	// (any sent beside before it ended, too), renewals go through the
 	// shell, with no new session.
 	n1 := hosts.oks.Load()
-	waitFor(t, 30*time.Second, "a renewal after the shell was free", func() bool { return hosts.oks.Load() >= n1+1 })
+	waitFor(t, 30*time.Second, "a renewal after the shell was free", func() bool {
+		if err := held.Err(); err != nil {
+			t.Fatalf("the lock was lost once the shell was free: %v", err)
+		}
+		return hosts.oks.Load() >= n1+1
+	})
 	busy := pool.Sessions(h.Name)
 	if busy < 2 {
 		t.Errorf("%d sessions: the renewals did not go beside the shell", busy)
