@@ -14,14 +14,17 @@ import (
 )
 
 // e2eAnalysis is canary analysis in mode auto with a short window: at
-// loadRate over 5 hosts the canary serves ~20 requests/s, so 4 s gives it
-// ~80, well above min_requests.
+// loadRate over 5 hosts the canary serves ~20 requests/s, so 8 s gives it
+// ~160. A machine too busy to serve half of loadRate still gives it 40:
+// above min_requests, and enough that the bad release's every 20th request
+// answering 500 reads as 5% ±2 (a 4 s window gave 80, and 34-39 requests
+// with one 500 read as 2.6-2.9%).
 const e2eAnalysis = `rollout:
   batches: [1, 2, "50%"]
   pause_after_canary: true
 analysis:
   mode: auto
-  duration: 4s
+  duration: 8s
   interval: 500ms
   min_requests: 30
   rate_5xx: {max: 0.02, max_ratio: 2, margin: 0.01}
@@ -82,17 +85,17 @@ func TestLoadCanaryAnalysis(t *testing.T) {
 		if rate := verdict.Canary.Rate5xx(); verdict.Canary.Requests < 30 || rate < 0.03 || rate > 0.07 || verdict.Baseline.Resp5xx != 0 || verdict.Baseline.Requests < verdict.Canary.Requests {
 			t.Errorf("evidence: canary %+v baseline %+v", verdict.Canary, verdict.Baseline)
 		}
-		// Caught within the window: the verdict comes when the 4 s window
+		// Caught within the window: the verdict comes when the 8 s window
 		// ends (a busy machine may add a little), and the rollback starts
 		// at once.
-		if w := verdictAt.Sub(gateAt); w < 4*time.Second || w > 10*time.Second {
-			t.Errorf("verdict %s after the window opened, want ~4s", w)
+		if w := verdictAt.Sub(gateAt); w < 8*time.Second || w > 14*time.Second {
+			t.Errorf("verdict %s after the window opened, want ~8s", w)
 		}
 		if d := rollbackAt.Sub(verdictAt); d < 0 || d > 2*time.Second {
 			t.Errorf("rollback started %s after the verdict", d)
 		}
 		if samples < 3 {
-			t.Errorf("%d live samples in a 4s window at 500ms", samples)
+			t.Errorf("%d live samples in an 8s window at 500ms", samples)
 		}
 		if st := serverStates(t, s); strings.Count(st, "UP") != 5 {
 			t.Errorf("balancer after the run: %s", st)

@@ -146,9 +146,16 @@ func (h *harness) versions() map[string]string {
 	return out
 }
 
+// autoAnalysis's window holds 40 reads of the counters; the tests need 3
+// to 5 of them (each adds 100 requests a server, min_requests is 200; one
+// test fails its 4th) and one before the window ends. A 300ms window held
+// 6: one stall of the engine's goroutine for 260ms on a busy machine left
+// too few requests, the verdict inconclusive and the canary at the gate.
+const analysisWindow = 2 * time.Second
+
 const autoAnalysis = `analysis:
   mode: auto
-  duration: 300ms
+  duration: 2s
   interval: 50ms
   min_requests: 200
   rate_5xx: {max: 0.01, max_ratio: 2, margin: 0.001}
@@ -186,7 +193,7 @@ func TestAnalysisAutoRollsBackABadCanary(t *testing.T) {
 	if res.Summary.Analysis == nil || res.Summary.Analysis.Result != analysis.Fail || !slices.Contains(res.Summary.RolledBack, "web1") {
 		t.Fatalf("summary: %+v", res.Summary)
 	}
-	if v.Elapsed < 300*time.Millisecond {
+	if v.Elapsed < analysisWindow {
 		t.Fatalf("the window was cut: %s", v.Elapsed)
 	}
 }
@@ -289,7 +296,7 @@ func TestAnalysisManualShowsTheVerdict(t *testing.T) {
 // manual with an answer before the window ends: the verdict says so and
 // is never a pass.
 func TestAnalysisManualEarlyAnswer(t *testing.T) {
-	h, bal := newAnalysisHarness(t, strings.Replace(strings.Replace(autoAnalysis, "mode: auto", "mode: manual", 1), "duration: 300ms", "duration: 1m", 1))
+	h, bal := newAnalysisHarness(t, strings.Replace(strings.Replace(autoAnalysis, "mode: auto", "mode: manual", 1), "duration: 2s", "duration: 1m", 1))
 	start := time.Now()
 	res := h.runAnalysed(t, bal, gateFunc(func() Decision { return Promote }), nil, nil)
 	if res.Outcome != event.OutcomeSucceeded || time.Since(start) > 30*time.Second {
@@ -370,7 +377,7 @@ func TestAnalysisAcrossAReload(t *testing.T) {
 
 // The operator's rollback request and Ctrl-C end the window early.
 func TestAnalysisInterrupted(t *testing.T) {
-	h, bal := newAnalysisHarness(t, strings.Replace(autoAnalysis, "duration: 300ms", "duration: 1m", 1))
+	h, bal := newAnalysisHarness(t, strings.Replace(autoAnalysis, "duration: 2s", "duration: 1m", 1))
 	var eng *Engine
 	bal.onRead = func(n int, c *countingLB) {
 		if n == 3 {
@@ -386,7 +393,7 @@ func TestAnalysisInterrupted(t *testing.T) {
 		t.Fatalf("%+v", v)
 	}
 
-	h, bal = newAnalysisHarness(t, strings.Replace(autoAnalysis, "duration: 300ms", "duration: 1m", 1))
+	h, bal = newAnalysisHarness(t, strings.Replace(autoAnalysis, "duration: 2s", "duration: 1m", 1))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	bal.onRead = func(n int, c *countingLB) {
