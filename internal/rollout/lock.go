@@ -616,14 +616,27 @@ func (h *Held) renew(ctx context.Context, since time.Time) {
 	wait := every
 	var lastErr error
 	for {
-		t := time.NewTimer(min(wait, time.Until(expires)))
+		// A renewal that got through late (a slow host or link) can leave
+		// less than a period of lease: the next one goes at half of what
+		// is left, not at the expiry, where it would be lost unsent.
+		d := min(wait, time.Until(expires)/2)
+		due := time.Now().Add(d)
+		t := time.NewTimer(d)
 		select {
 		case <-h.quit:
 			t.Stop()
 			return
 		case <-t.C:
 		}
-		if !time.Now().Before(expires) {
+		if now := time.Now(); !now.Before(expires) {
+			if lastErr == nil {
+				// No renewal failed: this process woke too late to send
+				// one (stopped with Ctrl-Z or SIGSTOP, a suspended
+				// machine, or starved of CPU).
+				h.lose(fmt.Errorf("the lease ran out at %s before a renewal could be sent: relctl ran again only %s after its renewal was due (stopped, suspended or starved of CPU)",
+					expires.Format(time.RFC3339), now.Sub(due).Round(time.Millisecond)))
+				return
+			}
 			h.lose(fmt.Errorf("the lease ran out at %s while renewals failed (last: %v)", expires.Format(time.RFC3339), lastErr))
 			return
 		}

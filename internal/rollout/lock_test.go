@@ -81,6 +81,7 @@ func sshHostsWith(t *testing.T, mutate func(*sshserver.Config)) (*SSH, string) {
 type faultyHosts struct {
 	Hosts
 	fail, hang atomic.Bool
+	slowOnce   atomic.Int64 // the next lock command that gets through answers this many ns late
 	oks        atomic.Int32 // lock commands that got through
 	mu         sync.Mutex
 	lastOKSent time.Time
@@ -100,6 +101,12 @@ func (f *faultyHosts) Run(ctx context.Context, host string, cmd remote.Command) 
 	sent := time.Now()
 	res, err := f.Hosts.Run(ctx, host, cmd)
 	if err == nil {
+		if d := f.slowOnce.Swap(0); d > 0 {
+			select { // done on the host; the answer is late
+			case <-time.After(time.Duration(d)):
+			case <-ctx.Done():
+			}
+		}
 		f.oks.Add(1)
 		f.mu.Lock()
 		f.lastOKSent = sent
@@ -639,5 +646,61 @@ func TestLockGuardHeldTooLong(t *testing.T) {
 	syscall.Flock(int(g.Fd()), syscall.LOCK_UN)
 	if err := l.Release(ctx, a); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A renewal whose answer comes late (done on the host at once, answered
+// after 70% of the lease) leaves less than a renewal period: the next
+// renewal still goes before the lease runs out, and the lock is kept.
+func TestHeldLockRenewsInTimeAfterASlowRenewal(t *testing.T) {
+	inner, app := sshHosts(t)
+	hosts := &faultyHosts{Hosts: inner}
+	ctx := testCtx(t)
+	const lease = 20 * time.Second
+	l := &Lock{Hosts: hosts, Host: "lockhost", Path: app, Lease: lease}
+	a := LockInfo{Owner: "alice@box", RunID: "run-a"}
+	sent := time.Now()
+	if err := l.Acquire(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	hosts.slowOnce.Store(int64(lease * 7 / 10))
+	h := l.Keep(a, sent, nil, nil)
+	defer h.Stop()
+	// Acquire, the slow renewal, then one more that got through.
+	waitFor(t, time.Minute, "a renewal after the slow one", func() bool { return hosts.oks.Load() >= 3 || h.Err() != nil })
+	if err := h.Err(); err != nil {
+		t.Fatalf("the lock was lost after a slow renewal: %v", err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A renewer that runs again only after its lease ran out (relctl stopped
+// with Ctrl-Z, a suspended laptop; here: a lease that ran out before Keep
+// began) says so, not "renewals failed (last: <nil>)".
+func TestHeldLockLostBeforeARenewalCouldBeSent(t *testing.T) {
+	inner, app := sshHosts(t)
+	hosts := &faultyHosts{Hosts: inner}
+	ctx := testCtx(t)
+	const lease = 2 * time.Second
+	l := &Lock{Hosts: hosts, Host: "lockhost", Path: app, Lease: lease}
+	a := LockInfo{Owner: "alice@box", RunID: "run-a"}
+	if err := l.Acquire(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	h := l.Keep(a, time.Now().Add(-3*lease), nil, nil)
+	defer h.Stop()
+	select {
+	case <-h.Lost():
+	case <-time.After(time.Minute):
+		t.Fatal("a lease that had run out was not lost")
+	}
+	err := h.Err()
+	if !errors.Is(err, ErrLockLost) || !strings.Contains(err.Error(), "before a renewal could be sent") || strings.Contains(err.Error(), "<nil>") {
+		t.Fatalf("Err() = %v", err)
+	}
+	if n := hosts.oks.Load(); n != 1 {
+		t.Errorf("%d lock commands got through, want only the acquire", n)
 	}
 }
